@@ -1,0 +1,500 @@
+// Package flags parses flagd flag definition documents (JSON or YAML): flags as a map
+// or an array, $evaluators with $ref inlined on the parsed tree, flag-set metadata
+// merged under each flag's metadata. Lenient mode accepts what flagd serves (schema
+// violations become warnings); strict mode rejects them. Every problem names its
+// place as a JSON path. The result is a set of compiled eval.Flag values.
+package flags
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+)
+
+// Mode selects how much of flagd's schema is enforced.
+type Mode uint8
+
+const (
+	// Lenient accepts what flagd accepts at runtime; schema violations are warnings.
+	Lenient Mode = iota
+	// Strict also rejects what flagd's JSON schema rejects and what would fail at
+	// evaluation time (unknown operators, $ref to a missing evaluator, bad weights).
+	Strict
+)
+
+// Problem and Problems are the findings of parsing, with JSON paths.
+type (
+	Problem  = eval.Problem
+	Problems = eval.Problems
+)
+
+// Set is the content of one flag document.
+type Set struct {
+	// Flags in document order (map form: sorted by key). Keys may repeat across flag sets.
+	Flags []*eval.Flag
+	// Metadata is the flag-set metadata (already merged into each flag's metadata).
+	Metadata map[string]any
+	// Warnings are schema violations flagd tolerates (lenient mode only).
+	Warnings Problems
+}
+
+// Parse parses and compiles a flag document. In lenient mode the error is non-nil only
+// for what makes flagd reject the whole payload; the returned Problems list every
+// finding. The error, when not nil, is of type Problems.
+func Parse(data []byte, mode Mode) (*Set, error) {
+	doc, err := decode(data)
+	if err != nil {
+		return nil, Problems{{Message: err.Error()}}
+	}
+	p := &parser{strict: mode == Strict}
+	set := p.document(doc)
+	if len(p.errors) > 0 {
+		return nil, p.errors
+	}
+	set.Warnings = p.warnings
+	return set, nil
+}
+
+// decode reads JSON, or YAML converted to JSON, into generic values.
+func decode(data []byte) (any, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, errors.New("the document is empty")
+	}
+	if trimmed[0] != '{' && trimmed[0] != '[' {
+		converted, err := yaml.YAMLToJSON(trimmed)
+		if err != nil {
+			return nil, fmt.Errorf("invalid YAML: %w", err)
+		}
+		trimmed = converted
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, jsonError(trimmed, err)
+	}
+	if dec.More() {
+		return nil, jsonError(trimmed, fmt.Errorf("unexpected data after the document at offset %d", dec.InputOffset()))
+	}
+	return doc, nil
+}
+
+// jsonError adds the line and column to encoding/json's offset-based errors.
+func jsonError(data []byte, err error) error {
+	var offset int64 = -1
+	var syntax *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		offset = syntax.Offset
+	case errors.As(err, &typeErr):
+		offset = typeErr.Offset
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		offset = int64(len(data))
+	}
+	if offset < 0 {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
+	}
+	before := data[:offset]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := int(offset) - bytes.LastIndexByte(before, '\n')
+	return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
+}
+
+type parser struct {
+	strict     bool
+	errors     Problems
+	warnings   Problems
+	evaluators map[string]any // raw, by name
+	resolved   map[string]any // $ref-free, by name
+}
+
+// fail records a finding that makes flagd reject the payload, in both modes.
+func (p *parser) fail(path, format string, args ...any) {
+	p.errors = append(p.errors, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// schema records a schema violation: an error in strict mode, a warning otherwise.
+func (p *parser) schema(path, format string, args ...any) {
+	pr := Problem{Path: path, Message: fmt.Sprintf(format, args...)}
+	if p.strict {
+		p.errors = append(p.errors, pr)
+	} else {
+		p.warnings = append(p.warnings, pr)
+	}
+}
+
+func (p *parser) document(doc any) *Set {
+	set := &Set{}
+	root, ok := doc.(map[string]any)
+	if !ok {
+		p.fail("", "the document must be a JSON object with a \"flags\" member, got %s", typeName(doc))
+		return set
+	}
+	for _, k := range sortedKeys(root) {
+		switch k {
+		case "flags", "$evaluators", "metadata", "$schema":
+		default:
+			p.warnings = append(p.warnings, Problem{Path: eval.Key("", k), Message: "unknown member, ignored"})
+		}
+	}
+	set.Metadata = p.metadata(root["metadata"], "metadata", true)
+	p.loadEvaluators(root)
+
+	rawFlags, present := root["flags"]
+	switch fl := rawFlags.(type) {
+	case map[string]any:
+		for _, key := range sortedKeys(fl) {
+			path := eval.Key("flags", key)
+			if key == "" {
+				p.fail(path, "a flag key must not be empty")
+				continue
+			}
+			set.Flags = p.appendFlag(set.Flags, key, fl[key], path, set.Metadata, false)
+		}
+	case []any:
+		seen := map[[2]string]string{}
+		for i, raw := range fl {
+			path := eval.Index("flags", i)
+			obj, _ := raw.(map[string]any)
+			key, _ := obj["key"].(string)
+			if obj != nil && key == "" {
+				p.fail(eval.Key(path, "key"), "a flag in the array form needs a non-empty string \"key\"")
+				continue
+			}
+			before := len(set.Flags)
+			set.Flags = p.appendFlag(set.Flags, key, raw, path, set.Metadata, true)
+			if len(set.Flags) == before {
+				continue
+			}
+			f := set.Flags[len(set.Flags)-1]
+			id := [2]string{f.FlagSetID, f.Key}
+			if prev, dup := seen[id]; dup {
+				p.schema(path, "flag %q is defined again in flag set %q (first at %s); the last definition wins", f.Key, f.FlagSetID, prev)
+				set.Flags = removeFlag(set.Flags[:len(set.Flags)-1], id, f)
+			}
+			seen[id] = path
+		}
+	case nil:
+		if !present {
+			p.fail("flags", "is required")
+		} else {
+			p.schema("flags", "is null, which removes every flag of this source")
+		}
+	default:
+		p.fail("flags", "must be an object or an array of flags, got %s", typeName(rawFlags))
+	}
+	p.checkEvaluators(set)
+	return set
+}
+
+// removeFlag replaces an earlier flag with the same flag set and key by f.
+func removeFlag(flags []*eval.Flag, id [2]string, f *eval.Flag) []*eval.Flag {
+	for i, g := range flags {
+		if g.FlagSetID == id[0] && g.Key == id[1] {
+			flags[i] = f
+			return flags
+		}
+	}
+	return append(flags, f)
+}
+
+// flagFields are the members a flag may have.
+var flagFields = map[string]bool{"state": true, "variants": true, "defaultVariant": true, "targeting": true, "metadata": true, "key": true}
+
+func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, setMeta map[string]any, arrayForm bool) []*eval.Flag {
+	obj, ok := raw.(map[string]any)
+	if !ok {
+		p.fail(path, "a flag must be an object, got %s", typeName(raw))
+		return out
+	}
+	errorsBefore := len(p.errors)
+	for _, k := range sortedKeys(obj) {
+		if !flagFields[k] || (k == "key" && !arrayForm) {
+			p.schema(eval.Key(path, k), "unknown flag member")
+		}
+	}
+	f := &eval.Flag{Key: key}
+
+	switch st := obj["state"].(type) {
+	case string:
+		f.State = st
+		if st != "ENABLED" && st != "DISABLED" {
+			p.schema(eval.Key(path, "state"), "must be \"ENABLED\" or \"DISABLED\", got %q (flagd treats it as enabled)", st)
+		}
+	case nil:
+		if _, present := obj["state"]; present {
+			p.fail(eval.Key(path, "state"), "must be a string, got null")
+		} else {
+			p.schema(eval.Key(path, "state"), "is required (flagd treats a missing state as enabled)")
+		}
+	default:
+		p.fail(eval.Key(path, "state"), "must be a string, got %s", typeName(st))
+	}
+
+	p.variants(f, obj, path)
+
+	switch dv := obj["defaultVariant"].(type) {
+	case string:
+		f.DefaultVariant = dv
+	case nil:
+	default:
+		p.fail(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
+	}
+
+	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"), false)
+	f.Metadata = mergeMetadata(setMeta, meta)
+	if id, ok := f.Metadata["flagSetId"].(string); ok {
+		f.FlagSetID = id
+	}
+
+	if t, present := obj["targeting"]; present {
+		if t == nil {
+			p.warnings = append(p.warnings, Problem{Path: eval.Key(path, "targeting"), Message: "is null; treated as no targeting (flagd reports DEFAULT instead of STATIC here)"})
+		} else {
+			f.Targeting = p.inline(t, eval.Key(path, "targeting"), nil)
+		}
+	}
+
+	if len(p.errors) > errorsBefore {
+		return out
+	}
+	warnings, errs := f.Compile(path, p.strict)
+	p.warnings = append(p.warnings, warnings...)
+	p.errors = append(p.errors, errs...)
+	if len(errs) > 0 {
+		return out
+	}
+	return append(out, f)
+}
+
+func (p *parser) variants(f *eval.Flag, obj map[string]any, path string) {
+	vpath := eval.Key(path, "variants")
+	raw, present := obj["variants"]
+	vs, ok := raw.(map[string]any)
+	switch {
+	case !present:
+		p.schema(vpath, "is required")
+		return
+	case !ok:
+		p.fail(vpath, "must be an object of variant name to value, got %s", typeName(raw))
+		return
+	case len(vs) == 0:
+		p.schema(vpath, "must have at least one variant")
+	}
+	f.Variants = vs
+	first, firstName := "", ""
+	for _, name := range sortedKeys(vs) {
+		vp := eval.Key(vpath, name)
+		if name == "" {
+			p.schema(vp, "a variant name must not be empty")
+		}
+		t := typeName(vs[name])
+		switch t {
+		case "array", "null":
+			p.schema(vp, "a variant value must be a boolean, string, number or object, got %s", t)
+			continue
+		}
+		if first == "" {
+			first, firstName = t, name
+		} else if t != first {
+			p.schema(vp, "is a %s, but variant %q is a %s: all variants of a flag must have one type", t, firstName, first)
+		}
+	}
+}
+
+// metadata validates a metadata object: string, number or boolean values; flagSetId
+// and version must be strings.
+func (p *parser) metadata(raw any, path string, isSet bool) map[string]any {
+	if raw == nil {
+		return nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		p.fail(path, "must be an object, got %s", typeName(raw))
+		return nil
+	}
+	for _, k := range sortedKeys(m) {
+		switch v := m[k].(type) {
+		case string, float64, bool:
+			if (k == "flagSetId" || k == "version") && typeName(v) != "string" {
+				p.schema(eval.Key(path, k), "must be a string, got %s", typeName(v))
+			}
+		default:
+			p.schema(eval.Key(path, k), "metadata values must be strings, numbers or booleans, got %s", typeName(v))
+		}
+	}
+	return m
+}
+
+// mergeMetadata copies the flag-set metadata and lets the flag's own keys win.
+func mergeMetadata(set, flag map[string]any) map[string]any {
+	if set == nil && flag == nil {
+		return nil
+	}
+	out := make(map[string]any, len(set)+len(flag))
+	for k, v := range set {
+		out[k] = v
+	}
+	for k, v := range flag {
+		out[k] = v
+	}
+	if id, ok := out["flagSetId"]; ok {
+		if _, isString := id.(string); !isString {
+			delete(out, "flagSetId")
+		}
+	}
+	return out
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// refName returns the evaluator name of a {"$ref": "name"} object.
+func refName(x any) (string, bool) {
+	m, ok := x.(map[string]any)
+	if !ok || len(m) != 1 {
+		return "", false
+	}
+	name, ok := m["$ref"].(string)
+	return name, ok
+}
+
+func (p *parser) loadEvaluators(root map[string]any) {
+	raw, present := root["$evaluators"]
+	if !present || raw == nil {
+		return
+	}
+	evs, ok := raw.(map[string]any)
+	if !ok {
+		p.fail("$evaluators", "must be an object of evaluator name to JsonLogic rule, got %s", typeName(raw))
+		return
+	}
+	p.evaluators = evs
+	p.resolved = make(map[string]any, len(evs))
+	for _, name := range sortedKeys(evs) {
+		path := eval.Key("$evaluators", name)
+		if isEmptyEvaluator(evs[name]) {
+			p.fail(path, "evaluator is empty")
+			continue
+		}
+		p.resolveEvaluator(name, nil)
+	}
+}
+
+func isEmptyEvaluator(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(t) == 0
+	case string:
+		return t == ""
+	case []any:
+		return len(t) == 0
+	}
+	return false
+}
+
+// resolveEvaluator returns the named evaluator with its own $refs inlined. stack holds
+// the evaluators being resolved, to reject cycles.
+func (p *parser) resolveEvaluator(name string, stack []string) (any, bool) {
+	if r, done := p.resolved[name]; done {
+		return r, true
+	}
+	raw, ok := p.evaluators[name]
+	if !ok {
+		return nil, false
+	}
+	for i, s := range stack {
+		if s == name {
+			cycle := append(append([]string{}, stack[i:]...), name)
+			p.fail(eval.Key("$evaluators", stack[i]), "$ref cycle: %s", strings.Join(cycle, " -> "))
+			p.resolved[name] = nil
+			return nil, true
+		}
+	}
+	r := p.inline(raw, eval.Key("$evaluators", name), append(stack, name))
+	p.resolved[name] = r
+	return r, true
+}
+
+// inline returns a copy of a rule tree with every {"$ref": name} replaced by the
+// named evaluator. A $ref to a missing evaluator is left in place: strict mode
+// rejects it; in lenient mode the evaluation fails with PARSE_ERROR, as in flagd.
+func (p *parser) inline(x any, path string, stack []string) any {
+	if name, ok := refName(x); ok {
+		r, found := p.resolveEvaluator(name, stack)
+		if !found {
+			return x // reported by the compiler as a $ref to a missing evaluator
+		}
+		return r
+	}
+	switch t := x.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, v := range t {
+			out[k] = p.inline(v, eval.Key(path, k), stack)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, v := range t {
+			out[i] = p.inline(v, eval.Index(path, i), stack)
+		}
+		return out
+	}
+	return x
+}
+
+// checkEvaluators compiles every evaluator on its own, so its mistakes are reported
+// at its own path (and unused evaluators are checked too).
+func (p *parser) checkEvaluators(set *Set) {
+	if len(p.evaluators) == 0 {
+		return
+	}
+	for _, name := range sortedKeys(p.evaluators) {
+		r := p.resolved[name]
+		if r == nil {
+			continue
+		}
+		_, warnings, errs := eval.CompileRule(r, eval.Key("$evaluators", name), p.strict)
+		p.warnings = append(p.warnings, warnings...)
+		p.errors = append(p.errors, errs...)
+	}
+}

@@ -1,0 +1,72 @@
+// Command flagpole is the OpenFeature Operator and flagd in one binary: each mode is
+// a subcommand (see modes/).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/flagpole-dev/flagpole/modes"
+)
+
+// Build information, set by the linker (-X main.version=... -X main.commit=... -X main.date=...).
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+// cli is the root command: global flags and one field per mode.
+type cli struct {
+	modes.Globals
+
+	Version modes.VersionCmd `cmd:"" help:"Print the version and build information."`
+	Debug   modes.DebugCmd   `cmd:"" help:"Answer \"what would happen\" offline: evaluate flags, validate flag files."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var root cli
+	parser, err := kong.New(&root,
+		kong.Name("flagpole"),
+		kong.Description("The OpenFeature Operator and flagd in one binary."),
+		kong.UsageOnError(),
+		kong.Vars{"version": version},
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		parser.FatalIfErrorf(err)
+		return 2
+	}
+	logger, err := root.Logger(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flagpole:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	build := modes.BuildInfo{Version: version, Commit: commit, Date: date}
+	if err := kctx.Run(logger, build, modes.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}); err != nil {
+		var exit modes.ExitError
+		if errors.As(err, &exit) {
+			return exit.Code
+		}
+		fmt.Fprintln(os.Stderr, "flagpole:", err)
+		return 1
+	}
+	return 0
+}
