@@ -67,9 +67,9 @@ func fromAny(v any) value {
 	case string:
 		return value{k: kindString, s: t}
 	case map[string]any:
-		return value{k: kindObject, x: t}
+		return value{k: kindObject, x: v}
 	case []any:
-		return value{k: kindArray, x: t}
+		return value{k: kindArray, x: v} // v, not t: re-boxing the slice header would allocate
 	case int:
 		return value{k: kindNumber, n: float64(t)}
 	case int64:

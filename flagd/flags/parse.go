@@ -94,7 +94,7 @@ func jsonError(data []byte, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syntax):
-		offset = syntax.Offset
+		offset = syntax.Offset - 1 // Offset counts the offending byte
 	case errors.As(err, &typeErr):
 		offset = typeErr.Offset
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -1,0 +1,333 @@
+package flags_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/flags"
+)
+
+// problems parses doc and returns the error lines, or nil on success.
+func problems(t *testing.T, doc string, mode flags.Mode) []string {
+	t.Helper()
+	_, err := flags.Parse([]byte(doc), mode)
+	if err == nil {
+		return nil
+	}
+	ps, ok := err.(flags.Problems)
+	if !ok {
+		t.Fatalf("error is %T, want flags.Problems", err)
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+func TestStrictProblemsNameTheirPlace(t *testing.T) {
+	cases := map[string]struct {
+		doc  string
+		want []string
+	}{
+		"weight given as a string": {
+			doc: `{"flags":{"new-ui":{"state":"ENABLED","variants":{"a":"a","b":"b"},"defaultVariant":"a",
+				"targeting":{"if":[{"var":"x"},"a",{"fractional":[{"var":"email"},["a",75],["b","25"]]}]}}}}`,
+			want: []string{`flags.new-ui.targeting.if[2].fractional[2][1]: weight must be a non-negative integer, got "25"`},
+		},
+		"negative and fractional weights": {
+			doc: `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a","b":"b"},"defaultVariant":"a",
+				"targeting":{"fractional":[["a",-1],["b",2.5]]}}}}`,
+			want: []string{
+				`flags.f.targeting.fractional[0][1]: weight must be a non-negative integer, got -1`,
+				`flags.f.targeting.fractional[1][1]: weight must be a non-negative integer, got 2.5`,
+			},
+		},
+		"weights above MaxInt32 in sum": {
+			doc: `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a","b":"b"},"defaultVariant":"a",
+				"targeting":{"fractional":[["a",2147483647],["b",1]]}}}}`,
+			want: []string{`flags.f.targeting.fractional: fractional weights sum to 2147483648, more than 2147483647`},
+		},
+		"unknown operator": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"if":[{"regex":["a","b"]},"a",null]}}}}`,
+			want: []string{`flags.f.targeting.if[0].regex: unknown operator "regex"`},
+		},
+		"wrong arity": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"starts_with":[{"var":"email"}]}}}}`,
+			want: []string{`flags.f.targeting.starts_with: "starts_with" takes exactly 2 arguments, got 1`},
+		},
+		"ref to a missing evaluator": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"if":[{"$ref":"nope"},"a",null]}}}}`,
+			want: []string{`flags.f.targeting.if[0].$ref: no evaluator named "nope" in $evaluators`},
+		},
+		"mixed variant types": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a","b":true},"defaultVariant":"a"}}}`,
+			want: []string{`flags.f.variants.b: is a boolean, but variant "a" is a string: all variants of a flag must have one type`},
+		},
+		"default variant not among variants": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"maybe"}}}`,
+			want: []string{`flags.f.defaultVariant: "maybe" is not one of the variants ("off", "on")`},
+		},
+		"state outside the enum and missing variants": {
+			doc: `{"flags":{"f":{"state":"ON"}}}`,
+			want: []string{
+				`flags.f.state: must be "ENABLED" or "DISABLED", got "ON" (flagd treats it as enabled)`,
+				`flags.f.variants: is required`,
+			},
+		},
+		"sem_ver operator and version": {
+			doc: `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a",
+				"targeting":{"sem_ver":[{"var":"v"},"===","1.0"]}}}}`,
+			want: []string{
+				`flags.f.targeting.sem_ver[1]: unknown sem_ver operator "===": use one of = != < <= > >= ~ ^`,
+				`flags.f.targeting.sem_ver[2]: "1.0" is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build])`,
+			},
+		},
+		"unknown $flagd property": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"==":[{"var":"$flagd.source"},"x"]}}}}`,
+			want: []string{`flags.f.targeting.==[0].var: "$flagd.source" is not a flagd property: only $flagd.flagKey and $flagd.timestamp exist`},
+		},
+		"keys that need quoting in paths": {
+			doc:  `{"flags":{"my.flag":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"b"}}}`,
+			want: []string{`flags["my.flag"].defaultVariant: "b" is not one of the variants ("a")`},
+		},
+		"array form without a key": {
+			doc:  `{"flags":[{"state":"ENABLED","variants":{"a":"a"}}]}`,
+			want: []string{`flags[0].key: a flag in the array form needs a non-empty string "key"`},
+		},
+		"same flag twice in one flag set": {
+			doc: `{"flags":[{"key":"f","state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a"},
+				{"key":"f","state":"ENABLED","variants":{"b":"b"},"defaultVariant":"b"}]}`,
+			want: []string{`flags[1]: flag "f" is defined again in flag set "" (first at flags[0]); the last definition wins`},
+		},
+		"evaluator cycle": {
+			doc: `{"$evaluators":{"a":{"!":{"$ref":"b"}},"b":{"!":{"$ref":"a"}}},
+				"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"if":[{"$ref":"a"},"a",null]}}}}`,
+			want: []string{`$evaluators.a: $ref cycle: a -> b -> a`},
+		},
+		"metadata values": {
+			doc: `{"metadata":{"flagSetId":7},"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","metadata":{"owner":["x"]}}}}`,
+			want: []string{
+				`metadata.flagSetId: must be a string, got number`,
+				`flags.f.metadata.owner: metadata values must be strings, numbers or booleans, got array`,
+			},
+		},
+		"null flags": {
+			doc:  `{"flags":null}`,
+			want: []string{`flags: is null, which removes every flag of this source`},
+		},
+		"rule object with two operators": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"if":[true,"a"],"or":[]}}}}`,
+			want: []string{`flags.f.targeting: a rule object must have exactly one operator key, got 2 keys (if, or)`},
+		},
+		"operator outside the schema": {
+			doc:  `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"if":[{"contains_any":[["a"],["a"]]},"a",null]}}}}`,
+			want: []string{`flags.f.targeting.if[0].contains_any: operator "contains_any" is evaluated by flagd but not allowed by the flagd schema`},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, problems(t, tc.doc, flags.Strict)); diff != "" {
+				t.Errorf("strict problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLenientAcceptsWhatFlagdServes(t *testing.T) {
+	cases := map[string]struct {
+		doc          string
+		wantFlags    int
+		wantWarnings []string
+	}{
+		"unknown operator becomes a warning": {
+			doc:          `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","targeting":{"regex":["a"]}}}}`,
+			wantFlags:    1,
+			wantWarnings: []string{`flags.f.targeting.regex: unknown operator "regex" (evaluation fails with PARSE_ERROR)`},
+		},
+		"null flags wipe the source": {
+			doc:          `{"flags":null}`,
+			wantFlags:    0,
+			wantWarnings: []string{`flags: is null, which removes every flag of this source`},
+		},
+		"missing state means enabled": {
+			doc:          `{"flags":{"f":{"variants":{"a":"a"},"defaultVariant":"a"}}}`,
+			wantFlags:    1,
+			wantWarnings: []string{`flags.f.state: is required (flagd treats a missing state as enabled)`},
+		},
+		"unknown members are ignored": {
+			doc:          `{"extra":1,"flags":{"f":{"state":"ENABLED","variants":{"a":"a"},"defaultVariant":"a","owner":"me"}}}`,
+			wantFlags:    1,
+			wantWarnings: []string{`extra: unknown member, ignored`, `flags.f.owner: unknown flag member`},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			set, err := flags.Parse([]byte(tc.doc), flags.Lenient)
+			if err != nil {
+				t.Fatalf("lenient parse failed: %v", err)
+			}
+			var got []string
+			for _, w := range set.Warnings {
+				got = append(got, w.String())
+			}
+			if diff := cmp.Diff(tc.wantWarnings, got); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+			if len(set.Flags) != tc.wantFlags {
+				t.Errorf("got %d flags, want %d", len(set.Flags), tc.wantFlags)
+			}
+		})
+	}
+}
+
+func TestLenientRejectsWhatFlagdRejects(t *testing.T) {
+	cases := map[string]struct {
+		doc  string
+		want []string
+	}{
+		"invalid JSON has a line and column": {
+			doc:  "{\n  \"flags\": {\n    \"f\": {,}\n  }\n}",
+			want: []string{`invalid JSON at line 3, column 11: invalid character ',' looking for beginning of object key string`},
+		},
+		"truncated JSON": {
+			doc:  `{"flags": {`,
+			want: []string{`invalid JSON at line 1, column 12: unexpected EOF`},
+		},
+		"empty document":  {doc: "  \n", want: []string{`the document is empty`}},
+		"no flags member": {doc: `{}`, want: []string{`flags: is required`}},
+		"flags of the wrong type": {
+			doc:  `{"flags":"f"}`,
+			want: []string{`flags: must be an object or an array of flags, got string`},
+		},
+		"empty evaluator": {
+			doc:  `{"$evaluators":{"e":{}},"flags":{}}`,
+			want: []string{`$evaluators.e: evaluator is empty`},
+		},
+		"fields of the wrong type": {
+			doc: `{"flags":{"f":{"state":1,"variants":[],"defaultVariant":5}}}`,
+			want: []string{
+				`flags.f.state: must be a string, got number`,
+				`flags.f.variants: must be an object of variant name to value, got array`,
+				`flags.f.defaultVariant: must be a string or null, got number`,
+			},
+		},
+		"default variant not among variants": {
+			doc:  `{"flags":{"y":{"state":"ENABLED","variants":{"a":1},"defaultVariant":"x"}}}`,
+			want: []string{`flags.y.defaultVariant: "x" is not one of the variants ("a")`},
+		},
+		"invalid YAML": {
+			doc:  "flags:\n  f: [unclosed\n",
+			want: []string{`invalid YAML: yaml: line 2: did not find expected ',' or ']'`},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, problems(t, tc.doc, flags.Lenient)); diff != "" {
+				t.Errorf("lenient problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDocumentForms(t *testing.T) {
+	const yamlDoc = `
+metadata:
+  flagSetId: shop
+  team: payments
+$evaluators:
+  is_staff:
+    ends_with: [{var: email}, "@example.com"]
+flags:
+  checkout:
+    state: ENABLED
+    variants: {new: true, old: false}
+    defaultVariant: old
+    metadata: {team: checkout}
+    targeting:
+      if: [{$ref: is_staff}, new, null]
+`
+	const arrayDoc = `{"flags":[
+		{"key":"color","state":"ENABLED","variants":{"red":"red"},"defaultVariant":"red","metadata":{"flagSetId":"a"}},
+		{"key":"color","state":"ENABLED","variants":{"blue":"blue"},"defaultVariant":"blue","metadata":{"flagSetId":"b"}}]}`
+	type flagView struct {
+		Key, FlagSetID, Variant string
+		Metadata                map[string]any
+	}
+	view := func(set *flags.Set, ctx map[string]any) []flagView {
+		var out []flagView
+		for _, f := range set.Flags {
+			r := f.Evaluate(ctx)
+			out = append(out, flagView{f.Key, f.FlagSetID, r.Variant, f.Metadata})
+		}
+		return out
+	}
+	cases := map[string]struct {
+		doc  string
+		ctx  map[string]any
+		want []flagView
+	}{
+		"yaml with $ref and metadata merge": {
+			doc:  yamlDoc,
+			ctx:  map[string]any{"email": "ada@example.com"},
+			want: []flagView{{"checkout", "shop", "new", map[string]any{"flagSetId": "shop", "team": "checkout"}}},
+		},
+		"array form with one key in two flag sets": {
+			doc: arrayDoc,
+			want: []flagView{
+				{"color", "a", "red", map[string]any{"flagSetId": "a"}},
+				{"color", "b", "blue", map[string]any{"flagSetId": "b"}},
+			},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			set, err := flags.Parse([]byte(tc.doc), flags.Strict)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, view(set, tc.ctx)); diff != "" {
+				t.Errorf("flags (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestNestedRefsResolveDeterministically checks that an evaluator referencing another
+// evaluator is inlined the same way whatever the map iteration order (flagd #1875).
+func TestNestedRefsResolveDeterministically(t *testing.T) {
+	doc := `{"$evaluators":{
+		"adult":{">=":[{"var":"age"},18]},
+		"adult_in_eu":{"and":[{"$ref":"adult"},{"$ref":"in_eu"}]},
+		"in_eu":{"in":[{"var":"country"},["de","fr"]]}},
+	  "flags":{"f":{"state":"ENABLED","variants":{"yes":true,"no":false},"defaultVariant":"no",
+		"targeting":{"if":[{"$ref":"adult_in_eu"},"yes","no"]}}}}`
+	for i := 0; i < 20; i++ {
+		set, err := flags.Parse([]byte(doc), flags.Strict)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := set.Flags[0]
+		got := []string{
+			f.Evaluate(map[string]any{"age": 30.0, "country": "de"}).Variant,
+			f.Evaluate(map[string]any{"age": 16.0, "country": "de"}).Variant,
+			f.Evaluate(map[string]any{"age": 30.0, "country": "us"}).Variant,
+		}
+		if diff := cmp.Diff([]string{"yes", "no", "no"}, got); diff != "" {
+			t.Fatalf("run %d (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+func TestProblemsErrorText(t *testing.T) {
+	err := eval.Problems{{Path: "flags.a", Message: "x"}, {Message: "y"}}
+	if got := err.Error(); got != "flags.a: x\ny" {
+		t.Errorf("Error() = %q", got)
+	}
+	if !strings.Contains(eval.Key("flags", "a b"), `["a b"]`) {
+		t.Errorf("Key does not quote spaces: %s", eval.Key("flags", "a b"))
+	}
+}
