@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
-
-	"golang.org/x/mod/semver"
 )
 
 // flagd's custom operators. Each returns null (not false) on bad input, so an
@@ -39,27 +38,16 @@ var semverOperators = map[string]bool{"=": true, "!=": true, "<": true, "<=": tr
 // regular expression, with an optional v prefix).
 var strictSemver = regexp.MustCompile(`^[vV]?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
 
-// semverString turns a sem_ver argument into Go's "vMAJOR[.MINOR[.PATCH]]" form:
-// numbers are printed as %v prints them (1.2 -> "v1.2"), a missing v is added and V
-// is lowered. ok is false for what x/mod/semver does not accept.
-func semverString(v value) (string, bool) {
-	var s string
+// semverArg parses a sem_ver argument: strings as they are, numbers formatted as %v
+// formats them (1.2 -> "1.2", 2 -> "2"), with an optional v or V prefix.
+func semverArg(v value) (semVersion, bool) {
 	switch v.k {
 	case kindString:
-		s = v.s
+		return parseSemver(v.s)
 	case kindNumber:
-		s = fmt.Sprintf("%v", v.n)
-	default:
-		return "", false
+		return parseSemver(strconv.FormatFloat(v.n, 'g', -1, 64))
 	}
-	switch {
-	case strings.HasPrefix(s, "v"):
-	case strings.HasPrefix(s, "V"):
-		s = "v" + s[1:]
-	default:
-		s = "v" + s
-	}
-	return s, semver.IsValid(s)
+	return semVersion{}, false
 }
 
 func compileSemVer(c *compiler, args []any, path string) node {
@@ -74,49 +62,42 @@ func compileSemVer(c *compiler, args []any, path string) node {
 			}
 		}
 	}
-	// A literal target version is normalised once here.
-	var target node
-	if len(args) == 3 && isLiteral(args[2]) {
-		if t, ok := semverString(fromAny(args[2])); ok {
-			pre := stringValue(t)
-			target = constant(pre)
-		}
+	if len(nodes) != 3 {
+		return constant(null)
+	}
+	// A literal target version is parsed once here.
+	target := func(e *env) (semVersion, bool) { return semverArg(nodes[2](e)) }
+	if isLiteral(args[2]) {
+		parsed, ok := semverArg(fromAny(args[2]))
+		target = func(*env) (semVersion, bool) { return parsed, ok }
 	}
 	return func(e *env) value {
-		if len(nodes) != 3 {
-			return null
-		}
-		version, ok := semverString(nodes[0](e))
+		version, ok := semverArg(nodes[0](e))
 		if !ok {
 			return null
 		}
 		op := nodes[1](e)
-		var want string
-		if target != nil {
-			want = target(e).s
-		} else if want, ok = semverString(nodes[2](e)); !ok {
-			return null
-		}
-		if op.k != kindString {
+		want, ok := target(e)
+		if !ok || op.k != kindString {
 			return null
 		}
 		switch op.s {
 		case "=":
-			return boolValue(semver.Compare(version, want) == 0)
+			return boolValue(compareSemver(version, want) == 0)
 		case "!=":
-			return boolValue(semver.Compare(version, want) != 0)
+			return boolValue(compareSemver(version, want) != 0)
 		case "<":
-			return boolValue(semver.Compare(version, want) < 0)
+			return boolValue(compareSemver(version, want) < 0)
 		case "<=":
-			return boolValue(semver.Compare(version, want) <= 0)
+			return boolValue(compareSemver(version, want) <= 0)
 		case ">":
-			return boolValue(semver.Compare(version, want) > 0)
+			return boolValue(compareSemver(version, want) > 0)
 		case ">=":
-			return boolValue(semver.Compare(version, want) >= 0)
+			return boolValue(compareSemver(version, want) >= 0)
 		case "~":
-			return boolValue(semver.MajorMinor(version) == semver.MajorMinor(want))
+			return boolValue(version.major == want.major && version.minor == want.minor)
 		case "^":
-			return boolValue(semver.Major(version) == semver.Major(want))
+			return boolValue(version.major == want.major)
 		}
 		return null
 	}
