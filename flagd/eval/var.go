@@ -122,6 +122,16 @@ func (c *compiler) compileVar(raw any, path string) node {
 }
 
 func varNode(parts []string, def node, hasDefault bool) node {
+	if !hasDefault && len(parts) == 1 && parts[0] != flagdPrefix {
+		// The common case, a top-level context key: one map lookup.
+		key := parts[0]
+		return func(e *env) value {
+			if m, ok := e.data.(map[string]any); ok {
+				return fromAny(m[key])
+			}
+			return e.resolve(parts)
+		}
+	}
 	if !hasDefault {
 		return func(e *env) value { return e.resolve(parts) }
 	}
