@@ -1,0 +1,170 @@
+// Package store holds the flags being served. Each configured source contributes a
+// whole flag document; the store parses it (leniently, as flagd does), merges all
+// sources by priority and publishes an immutable Snapshot through an atomic pointer,
+// so request handlers read flags without locking. A payload that fails to parse is
+// rejected and the source keeps serving its last good flags.
+package store
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flagpole-dev/flagpole/flagd/flags"
+)
+
+// SourceStatus describes one source for readiness, logs and metrics.
+type SourceStatus struct {
+	Name      string
+	Priority  int
+	Ready     bool      // a payload of this source has been applied
+	Flags     int       // flags currently served from this source
+	Applied   uint64    // payloads applied
+	Failures  uint64    // payloads rejected or source errors
+	LastError string    // "" after a successful update
+	LastApply time.Time // time of the last applied payload
+}
+
+type source struct {
+	status  SourceStatus
+	entries []*Entry
+}
+
+// Store merges the payloads of a fixed, ordered list of sources.
+type Store struct {
+	log     zerolog.Logger
+	mu      sync.Mutex // serialises updates; readers use current
+	sources []*source
+	byName  map[string]*source
+	gen     uint64
+	current atomic.Pointer[Snapshot]
+	ready   atomic.Bool
+	watch   map[chan struct{}]struct{}
+	now     func() time.Time
+}
+
+// New creates a store for the named sources, in priority order (later sources win).
+func New(sourceNames []string, log zerolog.Logger) (*Store, error) {
+	s := &Store{log: log, byName: map[string]*source{}, watch: map[chan struct{}]struct{}{}, now: time.Now}
+	for i, name := range sourceNames {
+		if _, dup := s.byName[name]; dup {
+			return nil, fmt.Errorf("source %q is configured twice", name)
+		}
+		src := &source{status: SourceStatus{Name: name, Priority: i}}
+		s.sources = append(s.sources, src)
+		s.byName[name] = src
+	}
+	s.current.Store(build(0, nil))
+	s.ready.Store(len(sourceNames) == 0)
+	return s, nil
+}
+
+// Current returns the snapshot being served.
+func (s *Store) Current() *Snapshot { return s.current.Load() }
+
+// Ready reports whether every source has had a payload applied, so that every
+// configured flag is being served.
+func (s *Store) Ready() bool { return s.ready.Load() }
+
+// Apply parses a whole flag document from a source and, if it is valid, replaces
+// that source's flags and publishes a new snapshot. An invalid document is rejected
+// with an error listing every problem, and the source keeps its last good flags.
+func (s *Store) Apply(sourceName string, data []byte) error {
+	set, err := flags.Parse(data, flags.Lenient)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src, ok := s.byName[sourceName]
+	if !ok {
+		return fmt.Errorf("unknown source %q", sourceName)
+	}
+	if err != nil {
+		src.status.Failures++
+		src.status.LastError = err.Error()
+		s.log.Error().Str("source", sourceName).Err(err).Msg("rejected flag payload; keeping the last good flags")
+		return fmt.Errorf("source %s: %w", sourceName, err)
+	}
+	for _, w := range set.Warnings {
+		s.log.Warn().Str("source", sourceName).Str("path", w.Path).Msg(w.Message)
+	}
+	entries := make([]*Entry, 0, len(set.Flags))
+	for _, f := range set.Flags {
+		e, err := newEntry(f, sourceName, src.status.Priority)
+		if err != nil {
+			src.status.Failures++
+			src.status.LastError = err.Error()
+			return fmt.Errorf("source %s: flag %q: %w", sourceName, f.Key, err)
+		}
+		entries = append(entries, e)
+	}
+	src.entries = entries
+	src.status.Ready = true
+	src.status.Applied++
+	src.status.Flags = len(entries)
+	src.status.LastError = ""
+	src.status.LastApply = s.now()
+	s.publish()
+	s.log.Info().Str("source", sourceName).Int("flags", len(entries)).Uint64("generation", s.gen).Msg("applied flag payload")
+	return nil
+}
+
+// Fail records an error of a source that could not deliver a payload (for example a
+// file that disappeared). Its last good flags stay.
+func (s *Store) Fail(sourceName string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if src, ok := s.byName[sourceName]; ok {
+		src.status.Failures++
+		src.status.LastError = err.Error()
+	}
+	s.log.Error().Str("source", sourceName).Err(err).Msg("source error; keeping the last good flags")
+}
+
+// Status returns the state of every source, in priority order.
+func (s *Store) Status() []SourceStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SourceStatus, len(s.sources))
+	for i, src := range s.sources {
+		out[i] = src.status
+	}
+	return out
+}
+
+// publish builds and swaps in a new snapshot, then wakes the watchers. Called with mu held.
+func (s *Store) publish() {
+	perSource := make([][]*Entry, len(s.sources))
+	ready := true
+	for i, src := range s.sources {
+		perSource[i] = src.entries
+		ready = ready && src.status.Ready
+	}
+	s.gen++
+	s.current.Store(build(s.gen, perSource))
+	s.ready.Store(ready)
+	for ch := range s.watch {
+		select {
+		case ch <- struct{}{}:
+		default: // a wake-up is already pending; the watcher will read the newest snapshot
+		}
+	}
+}
+
+// Watch returns a channel that receives a value after every new snapshot (wake-ups
+// coalesce: read Current when woken), and a function that stops the watch.
+func (s *Store) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.watch[ch] = struct{}{}
+	s.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.watch, ch)
+			s.mu.Unlock()
+		})
+	}
+}
