@@ -48,7 +48,7 @@ func run(args []string) int {
 	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
-		parser.FatalIfErrorf(err)
+		fmt.Fprintf(os.Stderr, "flagpole: %v\nRun \"flagpole --help\" for usage.\n", err)
 		return 2
 	}
 	logger, err := root.Logger(os.Stderr)

@@ -1,0 +1,97 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ListenConfig says where and how a listener serves.
+type ListenConfig struct {
+	Name       string // for logs: "evaluation", "ofrep", ...
+	Address    string // host:port; ignored when SocketPath is set
+	SocketPath string // unix socket path instead of TCP
+	TLS        *tls.Config
+	// HTTP/2 without TLS (h2c) is always enabled; with TLS, HTTP/2 is negotiated by ALPN.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration // 0 for listeners serving long-lived streams
+	MaxHeaderBytes    int
+	ShutdownGrace     time.Duration // default 5s
+}
+
+// Listen opens the listener (TCP or unix socket). A stale socket file is removed first.
+func Listen(cfg ListenConfig) (net.Listener, error) {
+	if cfg.SocketPath != "" {
+		if err := os.Remove(cfg.SocketPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: removing stale socket %s: %w", cfg.Name, cfg.SocketPath, err)
+		}
+		ln, err := net.Listen("unix", cfg.SocketPath)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+		}
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+	}
+	return ln, nil
+}
+
+// Serve serves handler on ln until ctx ends, then shuts down gracefully: it stops
+// accepting, calls beforeShutdown (e.g. to tell stream clients), and waits up to
+// ShutdownGrace for requests in flight.
+func Serve(ctx context.Context, ln net.Listener, cfg ListenConfig, handler http.Handler, log zerolog.Logger, beforeShutdown func()) error {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(cfg.TLS == nil)
+	srv := &http.Server{
+		Handler:           handler,
+		Protocols:         protocols,
+		TLSConfig:         cfg.TLS,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          nil,
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLS != nil {
+			errc <- srv.ServeTLS(ln, "", "") // certificates come from TLSConfig; ALPN offers h2
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	log.Info().Str("listener", cfg.Name).Str("address", ln.Addr().String()).Bool("tls", cfg.TLS != nil).Msg("serving")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s: %w", cfg.Name, err)
+	case <-ctx.Done():
+	}
+	if beforeShutdown != nil {
+		beforeShutdown()
+	}
+	grace := cfg.ShutdownGrace
+	if grace == 0 {
+		grace = 5 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	if cfg.SocketPath != "" {
+		_ = os.Remove(cfg.SocketPath)
+	}
+	log.Info().Str("listener", cfg.Name).Msg("stopped")
+	return err
+}

@@ -1,0 +1,157 @@
+// Package metrics records flagd's Prometheus metrics under flagd's names (HTTP server
+// duration, size and active requests, evaluation impressions and reasons, sync
+// streams), with real status codes and bounded label cardinality: flag keys appear
+// only for flags that exist.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+)
+
+const providerName = "flagd"
+
+// Metrics holds the instruments. The zero value is not usable; a nil *Metrics
+// records nothing, so listeners can run without metrics in tests.
+type Metrics struct {
+	duration    *prometheus.HistogramVec
+	size        *prometheus.HistogramVec
+	active      *prometheus.GaugeVec
+	impressions *prometheus.CounterVec
+	reasons     *prometheus.CounterVec
+	syncActive  *prometheus.GaugeVec
+	syncStreams *prometheus.HistogramVec
+}
+
+// New creates the instruments and registers them with reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	httpLabels := []string{"service_name", "http_route", "http_request_method", "http_response_status_code", "url_scheme"}
+	m := &Metrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_server_request_duration_seconds", Help: "Duration of HTTP server requests.",
+			Buckets: prometheus.DefBuckets,
+		}, httpLabels),
+		size: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_server_response_body_size_bytes", Help: "Size of HTTP server response bodies.",
+			Buckets: prometheus.ExponentialBuckets(100, 10, 8),
+		}, httpLabels),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "http_server_active_requests", Help: "Number of active HTTP server requests.",
+		}, []string{"service_name", "http_route", "http_request_method", "url_scheme"}),
+		impressions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feature_flag_flagd_impression_total", Help: "Successful flag evaluations.",
+		}, []string{"feature_flag_key", "feature_flag_result_variant", "feature_flag_provider_name", "feature_flag_reason"}),
+		reasons: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feature_flag_flagd_result_reason_total", Help: "Flag evaluations by reason.",
+		}, []string{"feature_flag_key", "feature_flag_provider_name", "feature_flag_reason", "error_type"}),
+		syncActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "feature_flag_flagd_sync_active_streams", Help: "Open flag sync streams.",
+		}, []string{"selector", "provider_id"}),
+		syncStreams: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "feature_flag_flagd_sync_stream_duration_seconds", Help: "Duration of flag sync streams.",
+			Buckets: []float64{30, 60, 120, 300, 480, 600, 1200, 1800, 3600, 10800},
+		}, []string{"selector", "provider_id", "reason"}),
+	}
+	for _, c := range []prometheus.Collector{m.duration, m.size, m.active, m.impressions, m.reasons, m.syncActive, m.syncStreams} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Evaluation records one flag evaluation. exists says whether the flag key is a
+// served flag: unknown keys are recorded without their key, so callers cannot grow
+// the label set.
+func (m *Metrics) Evaluation(key string, exists bool, r eval.Resolution) {
+	if m == nil {
+		return
+	}
+	if !exists {
+		key = ""
+	}
+	if r.Failed() {
+		m.reasons.WithLabelValues(key, providerName, string(eval.ReasonError), string(r.ErrorCode)).Inc()
+		return
+	}
+	m.reasons.WithLabelValues(key, providerName, string(r.Reason), "").Inc()
+	m.impressions.WithLabelValues(key, r.Variant, providerName, string(r.Reason)).Inc()
+}
+
+// SyncStreamStarted records an open sync stream and returns the function to call when
+// it ends, with the reason (normal_close, deadline_exceeded, client_disconnect, error).
+func (m *Metrics) SyncStreamStarted(selector, providerID string) func(reason string) {
+	if m == nil {
+		return func(string) {}
+	}
+	start := time.Now()
+	g := m.syncActive.WithLabelValues(selector, providerID)
+	g.Inc()
+	return func(reason string) {
+		g.Dec()
+		m.syncStreams.WithLabelValues(selector, providerID, reason).Observe(time.Since(start).Seconds())
+	}
+}
+
+// Middleware records duration, response size and active requests of an HTTP
+// listener. route names the request for the http_route label (keep it bounded: a
+// route template or a fixed set of procedure names, never raw user input).
+func (m *Metrics) Middleware(service string, route func(*http.Request) string, next http.Handler) http.Handler {
+	if m == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		rt := route(r)
+		active := m.active.WithLabelValues(service, rt, r.Method, scheme)
+		active.Inc()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(rec, r)
+		active.Dec()
+		code := strconv.Itoa(rec.status)
+		m.duration.WithLabelValues(service, rt, r.Method, code, scheme).Observe(time.Since(start).Seconds())
+		m.size.WithLabelValues(service, rt, r.Method, code, scheme).Observe(float64(rec.bytes))
+	})
+}
+
+// statusRecorder captures the status code and body size; it forwards Flush and
+// exposes the underlying writer for http.ResponseController (streams need both).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+// Flush forwards to the underlying writer.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
