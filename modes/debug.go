@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/rs/zerolog"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/flags"
+	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
 // DebugCmd groups the offline commands: evaluate flags, validate flag files.
@@ -80,36 +80,42 @@ func loadFlagFiles(files []string, log zerolog.Logger) ([]*flags.Set, error) {
 	return sets, errors.Join(errs...)
 }
 
-// flagLookup finds flags by key across several flag documents, the way flagd looks a
-// key up across its sources when no selector is given: a later document wins on the
-// same key, as a later source has the higher priority. Within one document (array form,
-// one key in several flag sets) the later definition wins too.
+// flagLookup resolves flag keys against several flag files merged as flagd merges its
+// sources: each file is a source, a later file has the higher priority, and a
+// selector narrows the view exactly as the Flagd-Selector header does.
 type flagLookup struct {
-	byKey map[string]*eval.Flag
-	keys  []string // sorted
+	snap *store.Snapshot
+	sel  store.Selector
 }
 
-func newFlagLookup(sets []*flags.Set, log zerolog.Logger) flagLookup {
-	l := flagLookup{byKey: map[string]*eval.Flag{}}
-	for _, set := range sets {
-		for _, f := range set.Flags {
-			if prev, ok := l.byKey[f.Key]; ok {
-				log.Debug().Str("flag", f.Key).Str("flagSetId", f.FlagSetID).Str("shadowedFlagSetId", prev.FlagSetID).Msg("a later definition of the flag wins")
-			} else {
-				l.keys = append(l.keys, f.Key)
-			}
-			l.byKey[f.Key] = f
+func newFlagLookup(files []string, sets []*flags.Set, sel store.Selector) (flagLookup, error) {
+	st, err := store.New(files, zerolog.Nop())
+	if err != nil {
+		return flagLookup{}, err
+	}
+	for i, set := range sets {
+		if err := st.ApplyParsed(files[i], set); err != nil {
+			return flagLookup{}, err
 		}
 	}
-	sort.Strings(l.keys)
-	return l
+	return flagLookup{snap: st.Current(), sel: sel}, nil
+}
+
+// keys lists the keys the selector sees, sorted.
+func (l flagLookup) keys() []string {
+	entries := l.snap.List(l.sel)
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Flag.Key
+	}
+	return keys
 }
 
 // evaluate resolves key as type t; an unknown key resolves to FLAG_NOT_FOUND.
 func (l flagLookup) evaluate(key string, t eval.Type, ctx map[string]any) eval.Resolution {
-	f, ok := l.byKey[key]
+	e, ok := l.snap.Get(key, l.sel)
 	if !ok {
 		return eval.NotFound(key)
 	}
-	return f.EvaluateAs(t, ctx, nil)
+	return e.Flag.EvaluateAs(t, ctx, nil)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
 // DebugEvalCmd evaluates flags offline, as flagd would serve them.
@@ -23,6 +24,7 @@ type DebugEvalCmd struct {
 	ContextFile  string   `xor:"context" placeholder:"FILE" help:"File holding the evaluation context, a JSON object."`
 	TargetingKey string   `placeholder:"KEY" help:"Set the context's targetingKey."`
 	Type         string   `default:"any" enum:"any,boolean,string,integer,float,object" help:"Type to resolve as, as an SDK would ask: ${enum}."`
+	Selector     string   `placeholder:"SELECTOR" help:"Narrow the flags as the Flagd-Selector header does: flagSetId=<id>, source=<file> or a bare file name."`
 	Batch        bool     `help:"Read JSON lines {\"flagKey\":...,\"context\":{...}} from stdin (the context extends --context) and write one result line per input line."`
 }
 
@@ -59,17 +61,24 @@ func (c *DebugEvalCmd) Run(ctx context.Context, log zerolog.Logger, stdio Stdio)
 	if err != nil {
 		return err
 	}
+	sel, err := store.ParseSelector(c.Selector)
+	if err != nil {
+		return fmt.Errorf("--selector: %w", err)
+	}
 	sets, err := loadFlagFiles(c.Flags, log)
 	if err != nil {
 		return err
 	}
-	lookup := newFlagLookup(sets, log)
+	lookup, err := newFlagLookup(c.Flags, sets, sel)
+	if err != nil {
+		return err
+	}
 
 	out := newResultWriter(stdio.Out)
 	if c.Batch {
 		err = evalBatch(ctx, stdio.In, out, lookup, typ, base, c.Flag)
 	} else {
-		keys := lookup.keys
+		keys := lookup.keys()
 		if c.Flag != "" {
 			keys = []string{c.Flag}
 		}

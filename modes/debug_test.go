@@ -11,6 +11,8 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/rs/zerolog"
 )
 
@@ -147,6 +149,18 @@ func TestDebugEval(t *testing.T) {
 			want: cliResult{out: []string{
 				`{"flagKey":"no-such-flag","reason":"ERROR","errorCode":"FLAG_NOT_FOUND","errorMessage":"flag \"no-such-flag\" not found","metadata":{}}`,
 			}},
+		},
+		{
+			name: "a selector narrows to one source, like the Flagd-Selector header",
+			args: []string{"--flags", td + "base.json", "--flags", td + "override.yaml", "--selector", "source=" + td + "base.json", "--flag", "limit"},
+			want: cliResult{out: []string{
+				`{"flagKey":"limit","value":10,"variant":"low","reason":"STATIC","metadata":{}}`,
+			}},
+		},
+		{
+			name: "an invalid selector is a usage error",
+			args: []string{"--flags", td + "base.json", "--selector", "env=prod"},
+			want: cliResult{err: `--selector: invalid selector key "env", valid keys: "flagSetId", "source"`},
 		},
 		{
 			name: "--context-file",
@@ -418,7 +432,11 @@ func exampleLookup(t testing.TB) flagLookup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newFlagLookup(sets, zerolog.Nop())
+	lookup, err := newFlagLookup([]string{examplesJSON}, sets, store.Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lookup
 }
 
 // batchInput generates n batch lines over the example flags, with varied users.

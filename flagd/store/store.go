@@ -74,13 +74,13 @@ func (s *Store) Ready() bool { return s.ready.Load() }
 // with an error listing every problem, and the source keeps its last good flags.
 func (s *Store) Apply(sourceName string, data []byte) error {
 	set, err := flags.Parse(data, flags.Lenient)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	src, ok := s.byName[sourceName]
-	if !ok {
-		return fmt.Errorf("unknown source %q", sourceName)
-	}
 	if err != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		src, ok := s.byName[sourceName]
+		if !ok {
+			return fmt.Errorf("unknown source %q", sourceName)
+		}
 		src.status.Failures++
 		src.status.LastError = err.Error()
 		s.log.Error().Str("source", sourceName).Err(err).Msg("rejected flag payload; keeping the last good flags")
@@ -88,6 +88,18 @@ func (s *Store) Apply(sourceName string, data []byte) error {
 	}
 	for _, w := range set.Warnings {
 		s.log.Warn().Str("source", sourceName).Str("path", w.Path).Msg(w.Message)
+	}
+	return s.ApplyParsed(sourceName, set)
+}
+
+// ApplyParsed replaces a source's flags with an already parsed document (whose
+// warnings the caller has reported) and publishes a new snapshot.
+func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src, ok := s.byName[sourceName]
+	if !ok {
+		return fmt.Errorf("unknown source %q", sourceName)
 	}
 	entries := make([]*Entry, 0, len(set.Flags))
 	for _, f := range set.Flags {
