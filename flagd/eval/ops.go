@@ -97,6 +97,9 @@ func compileArith(op string) func(*compiler, []any, string) node {
 		nodes := c.compileAll(args, path)
 		switch op {
 		case "+":
+			if len(nodes) == 1 { // the value itself, so that -0 stays -0 as in the reference
+				return func(e *env) value { return numberValue(nodes[0](e).arith()) }
+			}
 			return func(e *env) value {
 				sum := 0.0
 				for _, n := range nodes {
@@ -224,9 +227,17 @@ func compileSubstr(c *compiler, args []any, path string) node {
 	}
 }
 
+// toInt is the reference engine's int(float64) for substr and missing_some: it
+// truncates. Where Go leaves the conversion to the platform (NaN, beyond ±2^63), this
+// gives the answer the reference gives on amd64 (a hugely negative index); values
+// are capped at ±2^62 so that adding a string length cannot overflow.
 func toInt(f float64) int {
-	if math.IsNaN(f) || f > math.MaxInt32 || f < math.MinInt32 {
-		return 0
+	const limit = 1 << 62
+	switch {
+	case math.IsNaN(f), f <= -limit:
+		return -limit
+	case f >= limit:
+		return limit
 	}
 	return int(f)
 }
@@ -328,7 +339,7 @@ func compileMissingSome(c *compiler, args []any, path string) node {
 	need, keys := c.arg(args, 0, path), c.arg(args, 1, path)
 	return func(e *env) value {
 		m, found := missingKeys(e, keys(e).array())
-		if float64(found) >= need(e).arith() {
+		if found >= toInt(need(e).arith()) {
 			return arrayValue([]any{})
 		}
 		return arrayValue(m)
@@ -380,14 +391,19 @@ func compileIteration(op string) func(*compiler, []any, string) node {
 }
 
 // compileReduce folds the array with {current, accumulator} as the scope. As in the
-// reference engine, null elements are skipped and the accumulator keeps the type of
-// the initial value when that is a boolean, number or string.
+// reference engine, null elements are skipped, the accumulator keeps the type of the
+// initial value when that is a boolean, number or string, and a subject that is not
+// an array (a missing var) gives 0, not the initial value.
 func compileReduce(c *compiler, args []any, path string) node {
 	subject, body, initial := c.arg(args, 0, path), c.arg(args, 1, path), c.arg(args, 2, path)
 	return func(e *env) value {
 		acc := initial(e)
 		typed := acc.k
-		for _, it := range subject(e).array() {
+		items := subject(e)
+		if items.k != kindArray {
+			return numberValue(0)
+		}
+		for _, it := range items.array() {
 			if it == nil {
 				continue
 			}

@@ -120,13 +120,14 @@ func (v value) object() map[string]any {
 	return m
 }
 
-// truthy follows the reference JsonLogic engine: false, 0, NaN, "", [] and {} are false.
+// truthy follows the reference JsonLogic engine: false, 0, "", [] and {} are false.
+// NaN is true there (unlike JavaScript): it only tests n != 0.
 func (v value) truthy() bool {
 	switch v.k {
 	case kindBool:
 		return v.b
 	case kindNumber:
-		return v.n != 0 && !math.IsNaN(v.n)
+		return v.n != 0
 	case kindString:
 		return v.s != ""
 	case kindArray:
@@ -138,8 +139,9 @@ func (v value) truthy() bool {
 	}
 }
 
-// toNumber is JavaScript's ToNumber, used by comparisons and equality: null is 0,
-// booleans are 0/1, blank strings are 0, unparsable strings, arrays and objects are NaN.
+// toNumber is JavaScript's ToNumber as the reference engine has it, used by comparisons
+// and equality: null is 0, booleans are 0/1, blank strings are 0, unparsable strings,
+// strings out of float64's range ("1e999"), arrays and objects are NaN.
 func (v value) toNumber() float64 {
 	switch v.k {
 	case kindNull:
@@ -152,34 +154,29 @@ func (v value) toNumber() float64 {
 	case kindNumber:
 		return v.n
 	case kindString:
-		return parseNumber(v.s, math.NaN())
+		if strings.TrimSpace(v.s) == "" {
+			return 0
+		}
+		n, err := strconv.ParseFloat(v.s, 64)
+		if err != nil {
+			return math.NaN()
+		}
+		return n
 	default:
 		return math.NaN()
 	}
 }
 
-// arith is the number coercion of the arithmetic operators. Strings that do not parse
-// count as 0, as in the reference engine; null and booleans follow JavaScript (the
-// reference engine fails the whole evaluation there).
+// arith is the number coercion of the arithmetic operators. As in the reference
+// engine, strings that do not parse count as 0 and strings out of range as ±Inf;
+// null and booleans follow JavaScript (the reference engine fails the whole
+// evaluation there).
 func (v value) arith() float64 {
 	if v.k == kindString {
-		return parseNumber(v.s, 0)
+		n, _ := strconv.ParseFloat(v.s, 64) // 0 when invalid, ±Inf when out of range
+		return n
 	}
 	return v.toNumber()
-}
-
-func parseNumber(s string, invalid float64) float64 {
-	if strings.TrimSpace(s) == "" {
-		return 0
-	}
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-			return n
-		}
-		return invalid
-	}
-	return n
 }
 
 // text is the string form used by cat, substr and in: numbers without exponent,

@@ -74,13 +74,25 @@ func (e *env) flagdValue(rest []string) value {
 	return null
 }
 
+// scalarScope is {"var": null} as the reference engine has it: the scope when it is a
+// boolean, number or string (inside map/filter/…), null when it is an object (the
+// context), an array or null. ("" and [] give the scope whatever it is.)
+func scalarScope(e *env) value {
+	v := fromAny(e.data)
+	switch v.k {
+	case kindBool, kindNumber, kindString:
+		return v
+	}
+	return null
+}
+
 // compileVar compiles {"var": path}, {"var": [path]} and {"var": [path, default]}.
 // Constant paths are split once here, so reading a context value allocates nothing.
 func (c *compiler) compileVar(raw any, path string) node {
-	args := argList(raw)
 	if raw == nil {
-		args = nil
+		return scalarScope
 	}
+	args := argList(raw)
 	c.arity("var", len(args), 0, 2, path)
 	def := constant(null)
 	hasDefault := len(args) == 2
@@ -102,14 +114,18 @@ func (c *compiler) compileVar(raw any, path string) node {
 		parts := splitPath(t)
 		c.checkFlagdVar(parts, argPath)
 		return varNode(parts, def, hasDefault)
-	case float64:
-		return varNode(splitPath(formatJSONNumber(t)), def, hasDefault)
+	case float64: // printed without exponent, as the reference engine does
+		return varNode(splitPath(numberValue(t).text()), def, hasDefault)
 	case nil:
-		return func(e *env) value { return fromAny(e.data) }
+		return scalarScope
 	case map[string]any, []any:
 		dyn := c.compile(t, argPath)
 		return func(e *env) value {
-			v := e.resolve(splitPath(dyn(e).text()))
+			p := dyn(e)
+			if p.k == kindNull {
+				return scalarScope(e)
+			}
+			v := e.resolve(splitPath(p.text()))
 			if v.k == kindNull {
 				return def(e)
 			}

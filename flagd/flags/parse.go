@@ -116,8 +116,8 @@ type parser struct {
 	strict     bool
 	errors     Problems
 	warnings   Problems
-	evaluators map[string]any // raw, by name
-	resolved   map[string]any // $ref-free, by name
+	evaluators map[string]any      // raw, by name
+	resolved   map[string]resolved // $ref-free, by name
 }
 
 // fail records a finding that makes flagd reject the payload, in both modes.
@@ -263,7 +263,7 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 		if t == nil {
 			p.warnings = append(p.warnings, Problem{Path: eval.Key(path, "targeting"), Message: "is null; treated as no targeting (flagd reports DEFAULT instead of STATIC here)"})
 		} else {
-			f.Targeting = p.inline(t, eval.Key(path, "targeting"), nil)
+			f.Targeting = p.inlineRule(t, eval.Key(path, "targeting"))
 		}
 	}
 
@@ -406,14 +406,16 @@ func (p *parser) loadEvaluators(root map[string]any) {
 		return
 	}
 	p.evaluators = evs
-	p.resolved = make(map[string]any, len(evs))
+	p.resolved = make(map[string]resolved, len(evs))
 	for _, name := range sortedKeys(evs) {
 		path := eval.Key("$evaluators", name)
 		if isEmptyEvaluator(evs[name]) {
 			p.fail(path, "evaluator is empty")
 			continue
 		}
-		p.resolveEvaluator(name, nil)
+		if r, _ := p.resolveEvaluator(name, nil); r.size > MaxRuleNodes {
+			p.fail(path, "the evaluator expands to more than %d nodes after inlining $ref (evaluators that reference each other several times multiply)", MaxRuleNodes)
+		}
 	}
 }
 
@@ -431,55 +433,92 @@ func isEmptyEvaluator(v any) bool {
 	return false
 }
 
+// MaxRuleNodes caps the size of a rule after $ref inlining. Inlined evaluators are
+// shared, so a chain of evaluators that each reference the next twice describes a rule
+// that doubles with every level: a 1 KB document could otherwise stand for billions
+// of nodes and stall the compiler.
+const MaxRuleNodes = 100_000
+
+// resolved is an evaluator with its own $refs inlined, and its size once expanded.
+type resolved struct {
+	tree any
+	size int
+}
+
 // resolveEvaluator returns the named evaluator with its own $refs inlined. stack holds
 // the evaluators being resolved, to reject cycles.
-func (p *parser) resolveEvaluator(name string, stack []string) (any, bool) {
+func (p *parser) resolveEvaluator(name string, stack []string) (resolved, bool) {
 	if r, done := p.resolved[name]; done {
 		return r, true
 	}
 	raw, ok := p.evaluators[name]
 	if !ok {
-		return nil, false
+		return resolved{}, false
 	}
 	for i, s := range stack {
 		if s == name {
 			cycle := append(append([]string{}, stack[i:]...), name)
 			p.fail(eval.Key("$evaluators", stack[i]), "$ref cycle: %s", strings.Join(cycle, " -> "))
-			p.resolved[name] = nil
-			return nil, true
+			p.resolved[name] = resolved{}
+			return resolved{}, true
 		}
 	}
-	r := p.inline(raw, eval.Key("$evaluators", name), append(stack, name))
+	tree, size := p.inline(raw, eval.Key("$evaluators", name), append(stack, name))
+	r := resolved{tree: tree, size: size}
 	p.resolved[name] = r
 	return r, true
 }
 
+// inlineRule inlines the $refs of a rule and rejects it when its expanded size is
+// over MaxRuleNodes.
+func (p *parser) inlineRule(x any, path string) any {
+	tree, size := p.inline(x, path, nil)
+	if size > MaxRuleNodes {
+		p.fail(path, "the rule expands to %d nodes after inlining $ref, more than %d (evaluators that reference each other several times multiply)", size, MaxRuleNodes)
+		return nil
+	}
+	return tree
+}
+
 // inline returns a copy of a rule tree with every {"$ref": name} replaced by the
-// named evaluator. A $ref to a missing evaluator is left in place: strict mode
-// rejects it; in lenient mode the evaluation fails with PARSE_ERROR, as in flagd.
-func (p *parser) inline(x any, path string, stack []string) any {
+// named evaluator (shared, not copied), and the number of nodes the tree has once
+// fully expanded (saturating above MaxRuleNodes). A $ref to a missing evaluator is
+// left in place: strict mode rejects it; in lenient mode the evaluation fails with
+// PARSE_ERROR, as in flagd.
+func (p *parser) inline(x any, path string, stack []string) (any, int) {
 	if name, ok := refName(x); ok {
 		r, found := p.resolveEvaluator(name, stack)
 		if !found {
-			return x // reported by the compiler as a $ref to a missing evaluator
+			return x, 1 // reported by the compiler as a $ref to a missing evaluator
 		}
-		return r
+		return r.tree, r.size
+	}
+	size := 1
+	add := func(n int) {
+		size += n
+		if size > MaxRuleNodes {
+			size = MaxRuleNodes + 1
+		}
 	}
 	switch t := x.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, v := range t {
-			out[k] = p.inline(v, eval.Key(path, k), stack)
+			tree, n := p.inline(v, eval.Key(path, k), stack)
+			out[k] = tree
+			add(n)
 		}
-		return out
+		return out, size
 	case []any:
 		out := make([]any, len(t))
 		for i, v := range t {
-			out[i] = p.inline(v, eval.Index(path, i), stack)
+			tree, n := p.inline(v, eval.Index(path, i), stack)
+			out[i] = tree
+			add(n)
 		}
-		return out
+		return out, size
 	}
-	return x
+	return x, size
 }
 
 // checkEvaluators compiles every evaluator on its own, so its mistakes are reported
@@ -490,10 +529,10 @@ func (p *parser) checkEvaluators(set *Set) {
 	}
 	for _, name := range sortedKeys(p.evaluators) {
 		r := p.resolved[name]
-		if r == nil {
+		if r.tree == nil || r.size > MaxRuleNodes {
 			continue
 		}
-		_, warnings, errs := eval.CompileRule(r, eval.Key("$evaluators", name), p.strict)
+		_, warnings, errs := eval.CompileRule(r.tree, eval.Key("$evaluators", name), p.strict)
 		p.warnings = append(p.warnings, warnings...)
 		p.errors = append(p.errors, errs...)
 	}

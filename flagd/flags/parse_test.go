@@ -1,6 +1,7 @@
 package flags_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -329,5 +330,51 @@ func TestProblemsErrorText(t *testing.T) {
 	}
 	if !strings.Contains(eval.Key("flags", "a b"), `["a b"]`) {
 		t.Errorf("Key does not quote spaces: %s", eval.Key("flags", "a b"))
+	}
+}
+
+// TestRefFanOutIsBounded: evaluators that each reference the next twice describe a
+// rule of 2^levels nodes; the parser must refuse it quickly instead of compiling it.
+func TestRefFanOutIsBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"$evaluators":{`)
+	const levels = 40
+	for i := 0; i < levels; i++ {
+		fmt.Fprintf(&b, `"e%d":{"or":[{"$ref":"e%d"},{"$ref":"e%d"}]},`, i, i+1, i+1)
+	}
+	fmt.Fprintf(&b, `"e%d":{"==":[{"var":"x"},1]}},`, levels)
+	b.WriteString(`"flags":{"f":{"state":"ENABLED","variants":{"a":true},"defaultVariant":"a","targeting":{"if":[{"$ref":"e0"},"a",null]}}}}`)
+	got := problems(t, b.String(), flags.Lenient)
+	want := fmt.Sprintf("flags.f.targeting: the rule expands to %d nodes after inlining $ref, more than %d (evaluators that reference each other several times multiply)", flags.MaxRuleNodes+1, flags.MaxRuleNodes)
+	found := false
+	for _, p := range got {
+		found = found || p == want
+	}
+	if !found {
+		t.Fatalf("problems %q do not include %q", got, want)
+	}
+	// Sharing one evaluator among many flags is fine: only a single rule's expansion counts.
+	var ok strings.Builder
+	ok.WriteString(`{"$evaluators":{"big":{"or":[`)
+	for i := 0; i < 500; i++ {
+		if i > 0 {
+			ok.WriteString(",")
+		}
+		fmt.Fprintf(&ok, `{"==":[{"var":"k"},%d]}`, i)
+	}
+	ok.WriteString(`]}},"flags":{`)
+	for i := 0; i < 300; i++ {
+		if i > 0 {
+			ok.WriteString(",")
+		}
+		fmt.Fprintf(&ok, `"f%d":{"state":"ENABLED","variants":{"a":true,"b":false},"defaultVariant":"b","targeting":{"if":[{"$ref":"big"},"a",null]}}`, i)
+	}
+	ok.WriteString(`}}`)
+	set, err := flags.Parse([]byte(ok.String()), flags.Strict)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := set.Flags[0].Evaluate(map[string]any{"k": 499.0}).Variant; v != "a" {
+		t.Errorf("variant = %q, want a", v)
 	}
 }
