@@ -32,7 +32,7 @@ func TestSemverMatchesXMod(t *testing.T) {
 		if !okA {
 			continue
 		}
-		if got, want := pa.major == semver.Major("v"+a)[1:], true; got != want {
+		if got, want := pa.major == semver.Major("v" + a)[1:], true; got != want {
 			t.Errorf("major of %q = %q, x/mod %q", a, pa.major, semver.Major("v"+a))
 		}
 		for _, b := range versions[:40] {
