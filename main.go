@@ -26,8 +26,10 @@ var (
 type cli struct {
 	modes.Globals
 
-	Version modes.VersionCmd `cmd:"" help:"Print the version and build information."`
-	Debug   modes.DebugCmd   `cmd:"" help:"Answer \"what would happen\" offline: evaluate flags, validate flag files."`
+	Flagd   modes.FlagdCmd      `cmd:"" help:"Run as flagd: serve flags over gRPC, Connect, OFREP and the sync API."`
+	Start   modes.FlagdStartCmd `cmd:"" hidden:"" help:"Alias of \"flagd start\", so flagd's and the OpenFeature Operator's pod args work unchanged."`
+	Version modes.VersionCmd    `cmd:"" help:"Print the version and build information."`
+	Debug   modes.DebugCmd      `cmd:"" help:"Answer \"what would happen\" offline: evaluate flags, validate flag files."`
 }
 
 func main() {
@@ -41,6 +43,7 @@ func run(args []string) int {
 		kong.Description("The OpenFeature Operator and flagd in one binary."),
 		kong.UsageOnError(),
 		kong.Vars{"version": version},
+		kong.Resolvers(modes.ConfigResolver()),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +26,17 @@ type ListenConfig struct {
 	ReadTimeout       time.Duration // 0 for listeners serving long-lived streams
 	MaxHeaderBytes    int
 	ShutdownGrace     time.Duration // default 5s
+}
+
+// maxStreamsPerConnection caps concurrent HTTP/2 streams on one connection.
+const maxStreamsPerConnection = 250
+
+// debugWriter adapts net/http's error log to zerolog at debug level.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // Listen opens the listener (TCP or unix socket). A stale socket file is removed first.
@@ -60,7 +73,10 @@ func Serve(ctx context.Context, ln net.Listener, cfg ListenConfig, handler http.
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          nil,
+		// TLS handshake failures and the like: debug noise, not stderr spam.
+		ErrorLog: stdlog.New(debugWriter{log.With().Str("listener", cfg.Name).Logger()}, "", 0),
+		// Bounded concurrent streams per HTTP/2 connection (EventStreams count).
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConnection},
 	}
 	errc := make(chan error, 1)
 	go func() {

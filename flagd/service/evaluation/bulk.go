@@ -1,0 +1,117 @@
+package evaluation
+
+import (
+	"net/http"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/store"
+)
+
+// bulkItem is one flag of a ResolveAll response. value is bool, string, float64,
+// *structpb.Struct, or nil for no value.
+type bulkItem struct {
+	key     string
+	reason  string
+	variant string
+	value   any
+	meta    *structpb.Struct
+}
+
+// defaultType is the type flagd's ResolveAll resolves a flag as: the type of its
+// default variant's value, or TypeAny when there is no default variant or its value
+// is not a boolean, string, number or object.
+func defaultType(f *eval.Flag) eval.Type {
+	if f.DefaultVariant == "" {
+		return eval.TypeAny
+	}
+	switch f.Variants[f.DefaultVariant].(type) {
+	case bool:
+		return eval.TypeBoolean
+	case string:
+		return eval.TypeString
+	case float64:
+		return eval.TypeFloat
+	case map[string]any:
+		return eval.TypeObject
+	}
+	return eval.TypeAny
+}
+
+// zeroValue is what flagd's ResolveAll reports as the value of a failed evaluation.
+func zeroValue(t eval.Type) any {
+	switch t {
+	case eval.TypeBoolean:
+		return false
+	case eval.TypeString:
+		return ""
+	case eval.TypeFloat:
+		return 0.0
+	case eval.TypeObject:
+		return &structpb.Struct{}
+	}
+	return nil
+}
+
+// resolveAll evaluates every flag the request's selector sees, as flagd's
+// ResolveAllValues does:
+//   - v1: a flag whose default variant is missing, null or an array is left out
+//     (quirk §10.7: v1 clients depend on it); a disabled flag is listed with reason
+//     DISABLED and no value; a failed evaluation is listed with reason ERROR and
+//     the zero value of the default variant's type.
+//   - schema.v1: disabled flags are left out; a flag without a usable default type
+//     is resolved untyped and listed only if its value is a boolean, string,
+//     number or object.
+func (s *Service) resolveAll(header http.Header, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
+	sel, err := store.ParseSelector(header.Get(SelectorHeader))
+	if err != nil {
+		return nil, sel, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	snap := s.st.Current()
+	ctx := s.evalContext(reqCtx, header, a)
+	list := snap.List(sel)
+	items := make([]bulkItem, 0, len(list))
+	for _, e := range list {
+		f := e.Flag
+		if f.Disabled() {
+			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
+			s.metrics.Evaluation(f.Key, true, res)
+			if a == apiV1 {
+				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: s.cache.metadata(snap.Generation, e, sel)})
+			}
+			continue
+		}
+		t := defaultType(f)
+		if t == eval.TypeAny && a == apiV1 {
+			continue
+		}
+		res := f.EvaluateAs(t, ctx, nil)
+		s.metrics.Evaluation(f.Key, true, res)
+		it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant}
+		if res.Failed() {
+			s.logFailure(f.Key, sel, res)
+			it.variant, it.value = "", zeroValue(t)
+		} else {
+			switch v := res.Value.(type) {
+			case bool, string, float64:
+				it.value = v
+			case map[string]any:
+				o, err := s.cache.object(snap.Generation, e, res.Variant, v)
+				if err != nil {
+					s.log.Error().Str("flag", f.Key).Str("variant", res.Variant).Err(err).Msg("object variant cannot be represented as a protobuf Struct")
+					continue
+				}
+				it.value = o
+			default:
+				continue // code default, or an array resolved untyped
+			}
+		}
+		if a == apiV1 {
+			it.meta = s.cache.metadata(snap.Generation, e, sel)
+		}
+		items = append(items, it)
+	}
+	return items, sel, nil
+}

@@ -1,0 +1,225 @@
+package evaluation
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v2/evaluationv2connect"
+	"buf.build/gen/go/open-feature/flagd/connectrpc/go/schema/v1/schemav1connect"
+	"connectrpc.com/connect"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/flagpole-dev/flagpole/flagd/service"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+)
+
+// corsHeaders returns the CORS response headers of a request.
+func corsHeaders(t *testing.T, hc *http.Client, method, url string, header http.Header) (int, map[string]string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testContext(t), method, url, strings.NewReader(`{"flagKey":"plain"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	out := map[string]string{}
+	for k := range resp.Header {
+		if strings.HasPrefix(k, "Access-Control-") {
+			out[k] = resp.Header.Get(k)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+func TestCORS(t *testing.T) {
+	const path = "/flagd.evaluation.v2.Service/ResolveBoolean"
+	configured := start(t, Options{CORSOrigins: []string{"https://app.example"}}, service.ListenConfig{})
+	wildcard := start(t, Options{CORSOrigins: []string{"*"}}, service.ListenConfig{})
+	none := start(t, Options{}, service.ListenConfig{})
+	hc := h1Client(t)
+	preflight := func(origin string) http.Header {
+		return http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type,flagd-selector"}}
+	}
+	tests := []struct {
+		name       string
+		url        string
+		method     string
+		header     http.Header
+		wantStatus int
+		want       map[string]string
+	}{
+		{"configured origin", configured.url, http.MethodPost, http.Header{"Origin": {"https://app.example"}}, 200,
+			map[string]string{"Access-Control-Allow-Origin": "https://app.example", "Access-Control-Expose-Headers": corsExposed}},
+		{"other origin gets no allow header", configured.url, http.MethodPost, http.Header{"Origin": {"https://evil.example"}}, 200,
+			map[string]string{}},
+		{"no origin (not a browser)", configured.url, http.MethodPost, nil, 200, map[string]string{}},
+		{"preflight of the configured origin", configured.url, http.MethodOptions, preflight("https://app.example"), 204,
+			map[string]string{"Access-Control-Allow-Origin": "https://app.example", "Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers": "content-type,flagd-selector"}},
+		{"preflight of another origin", configured.url, http.MethodOptions, preflight("https://evil.example"), 204, map[string]string{}},
+		{"wildcard", wildcard.url, http.MethodPost, http.Header{"Origin": {"https://any.example"}}, 200,
+			map[string]string{"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": corsExposed}},
+		{"no origins configured: no CORS at all", none.url, http.MethodPost, http.Header{"Origin": {"https://app.example"}}, 200, map[string]string{}},
+		{"no origins configured: no preflight", none.url, http.MethodOptions, preflight("https://app.example"), 405, map[string]string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, got := corsHeaders(t, hc, tc.method, tc.url+path, tc.header)
+			if status != tc.wantStatus {
+				t.Errorf("status = %d, want %d", status, tc.wantStatus)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("CORS headers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestBodyLimit: a body over MaxRequestBody, or a compressed message that inflates
+// beyond it, is refused with ResourceExhausted and the server keeps serving.
+func TestBodyLimit(t *testing.T) {
+	const limit = 64 << 10
+	srv := start(t, Options{MaxRequestBody: limit}, service.ListenConfig{})
+	big := map[string]any{"blob": strings.Repeat("x", 2*limit)}
+	hc := h2cClient(t)
+	for _, p := range protocols() {
+		t.Run(p.name, func(t *testing.T) {
+			c := evaluationv2connect.NewServiceClient(hc, srv.url, p.opts...)
+			got := callV2(testContext(t), t, c, "bool", "plain", big, nil)
+			if got.Code != "resource_exhausted" || !strings.Contains(got.Message, "65536") {
+				t.Errorf("oversized body: %+v, want resource_exhausted naming the 65536 byte limit", got)
+			}
+			gz := evaluationv2connect.NewServiceClient(hc, srv.url, append(p.opts, connect.WithSendGzip())...)
+			bomb := map[string]any{"blob": strings.Repeat("a", 8<<20)} // ~8 KiB compressed: under the body limit
+			got = callV2(testContext(t), t, gz, "bool", "plain", bomb, nil)
+			if got.Code != "resource_exhausted" || !strings.Contains(got.Message, "65536") {
+				t.Errorf("compressed message inflating beyond the limit: %+v, want resource_exhausted naming the limit", got)
+			}
+			want := outcome{Value: true, Reason: "STATIC", Variant: "on", Metadata: map[string]any{}}
+			if diff := cmp.Diff(want, callV2(testContext(t), t, c, "bool", "plain", map[string]any{"small": 1.0}, nil)); diff != "" {
+				t.Errorf("a normal request afterwards (-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("plain JSON POST", func(t *testing.T) {
+		status, body := post(t, h1Client(t), srv.url+"/flagd.evaluation.v1.Service/ResolveBoolean", "application/json",
+			`{"flagKey":"plain","context":{"blob":"`+strings.Repeat("x", 2*limit)+`"}}`, nil)
+		if status != http.StatusTooManyRequests || !strings.Contains(body, `"code":"resource_exhausted"`) {
+			t.Errorf("status %d body %s, want 429 resource_exhausted", status, body)
+		}
+	})
+}
+
+// TestMetrics: evaluations are counted under flagd's names, HTTP metrics carry the
+// real status code, and the route label is the procedure or "other", never a raw
+// path.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := start(t, Options{Metrics: m}, service.ListenConfig{})
+	hc := h1Client(t)
+	post(t, hc, srv.url+"/flagd.evaluation.v1.Service/ResolveBoolean", "application/json", `{"flagKey":"plain"}`, nil)
+	post(t, hc, srv.url+"/flagd.evaluation.v2.Service/ResolveBoolean", "application/json", `{"flagKey":"missing-1"}`, nil)
+	post(t, hc, srv.url+"/flagd.evaluation.v2.Service/ResolveBoolean", "application/json", `{"flagKey":"missing-2"}`, nil)
+	post(t, hc, srv.url+"/random/user/path", "application/json", `{}`, nil)
+
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			labels := []string{}
+			for _, l := range mt.GetLabel() {
+				if l.GetValue() != "" {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+			}
+			key := f.GetName() + "{" + strings.Join(labels, ",") + "}" // prometheus sorts label names
+			switch {
+			case mt.GetCounter() != nil:
+				got[key] = mt.GetCounter().GetValue()
+			case mt.GetHistogram() != nil:
+				got[key] = float64(mt.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	want := map[string]float64{
+		"feature_flag_flagd_impression_total{feature_flag_key=plain,feature_flag_provider_name=flagd,feature_flag_reason=STATIC,feature_flag_result_variant=on}": 1,
+		"feature_flag_flagd_result_reason_total{feature_flag_key=plain,feature_flag_provider_name=flagd,feature_flag_reason=STATIC}":                             1,
+		// unknown keys never become label values
+		"feature_flag_flagd_result_reason_total{error_type=FLAG_NOT_FOUND,feature_flag_provider_name=flagd,feature_flag_reason=ERROR}":                                                           2,
+		"http_server_request_duration_seconds{http_request_method=POST,http_response_status_code=200,http_route=/flagd.evaluation.v1.Service/ResolveBoolean,service_name=flagd,url_scheme=http}": 1,
+		"http_server_request_duration_seconds{http_request_method=POST,http_response_status_code=404,http_route=/flagd.evaluation.v2.Service/ResolveBoolean,service_name=flagd,url_scheme=http}": 2,
+		"http_server_request_duration_seconds{http_request_method=POST,http_response_status_code=404,http_route=other,service_name=flagd,url_scheme=http}":                                       1,
+		"http_server_response_body_size_bytes{http_request_method=POST,http_response_status_code=200,http_route=/flagd.evaluation.v1.Service/ResolveBoolean,service_name=flagd,url_scheme=http}": 1,
+		"http_server_response_body_size_bytes{http_request_method=POST,http_response_status_code=404,http_route=/flagd.evaluation.v2.Service/ResolveBoolean,service_name=flagd,url_scheme=http}": 2,
+		"http_server_response_body_size_bytes{http_request_method=POST,http_response_status_code=404,http_route=other,service_name=flagd,url_scheme=http}":                                       1,
+	}
+	for k := range got {
+		if strings.HasPrefix(k, "http_server_active_requests") {
+			delete(got, k) // gauges back at 0
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestContextNeverLogged: even at trace level, no log line carries a value of the
+// evaluation context or of a mapped header.
+func TestContextNeverLogged(t *testing.T) {
+	const secret = "jane.doe@example.com"
+	var logs syncBuffer
+	srv := start(t, Options{Log: zerolog.New(&logs).Level(zerolog.TraceLevel)}, service.ListenConfig{})
+	hc := h2cClient(t)
+	v2 := evaluationv2connect.NewServiceClient(hc, srv.url, connect.WithGRPC())
+	old := schemav1connect.NewServiceClient(hc, srv.url)
+	ctx := map[string]any{"email": secret, "nested": map[string]any{"email": secret}}
+	h := http.Header{"X-User": {secret}}
+	for _, key := range []string{"targeted", "missing", "parse-error", "general-error", "no-default", "disabled"} {
+		callV2(testContext(t), t, v2, "bool", key, ctx, h)
+		callV2(testContext(t), t, v2, "string", key, ctx, h)
+		callSchemaV1(testContext(t), t, old, "bool", key, ctx, h)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"flag":"parse-error"`) {
+		t.Fatalf("expected debug lines about the failed evaluations, got:\n%s", out)
+	}
+	if strings.Contains(out, secret) {
+		t.Errorf("the logs contain a context value:\n%s", out)
+	}
+}

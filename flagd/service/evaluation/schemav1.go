@@ -1,0 +1,100 @@
+package evaluation
+
+import (
+	"context"
+
+	schemav1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/schema/v1"
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+)
+
+// schemaV1Service implements the deprecated schema.v1.Service. It has the shape of
+// flagd.evaluation.v1 but does not map --context-from-header into the context, its
+// EventStream ignores the stream deadline, and a flag without a default variant
+// resolves to the zero value with reason DEFAULT (flagd leaks its internal FALLBACK
+// reason here: fixed).
+type schemaV1Service struct{ s *Service }
+
+func (h *schemaV1Service) ResolveBoolean(_ context.Context, req *connect.Request[schemav1.ResolveBooleanRequest]) (*connect.Response[schemav1.ResolveBooleanResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiSchemaV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(bool)
+	return connect.NewResponse(&schemav1.ResolveBooleanResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *schemaV1Service) ResolveString(_ context.Context, req *connect.Request[schemav1.ResolveStringRequest]) (*connect.Response[schemav1.ResolveStringResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiSchemaV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(string)
+	return connect.NewResponse(&schemav1.ResolveStringResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *schemaV1Service) ResolveFloat(_ context.Context, req *connect.Request[schemav1.ResolveFloatRequest]) (*connect.Response[schemav1.ResolveFloatResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiSchemaV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(float64)
+	return connect.NewResponse(&schemav1.ResolveFloatResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *schemaV1Service) ResolveInt(_ context.Context, req *connect.Request[schemav1.ResolveIntRequest]) (*connect.Response[schemav1.ResolveIntResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiSchemaV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(int64)
+	return connect.NewResponse(&schemav1.ResolveIntResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *schemaV1Service) ResolveObject(_ context.Context, req *connect.Request[schemav1.ResolveObjectRequest]) (*connect.Response[schemav1.ResolveObjectResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiSchemaV1)
+	if err != nil {
+		return nil, err
+	}
+	v, err := h.s.objectValue(r)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		v = &structpb.Struct{}
+	}
+	return connect.NewResponse(&schemav1.ResolveObjectResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *schemaV1Service) ResolveAll(_ context.Context, req *connect.Request[schemav1.ResolveAllRequest]) (*connect.Response[schemav1.ResolveAllResponse], error) {
+	items, _, err := h.s.resolveAll(req.Header(), req.Msg.GetContext(), apiSchemaV1)
+	if err != nil {
+		return nil, err
+	}
+	out := &schemav1.ResolveAllResponse{Flags: make(map[string]*schemav1.AnyFlag, len(items))}
+	for _, it := range items {
+		f := &schemav1.AnyFlag{Reason: it.reason, Variant: it.variant}
+		switch v := it.value.(type) {
+		case bool:
+			f.Value = &schemav1.AnyFlag_BoolValue{BoolValue: v}
+		case string:
+			f.Value = &schemav1.AnyFlag_StringValue{StringValue: v}
+		case float64:
+			f.Value = &schemav1.AnyFlag_DoubleValue{DoubleValue: v}
+		case *structpb.Struct:
+			f.Value = &schemav1.AnyFlag_ObjectValue{ObjectValue: v}
+		default:
+			continue // schema.v1 AnyFlag has no way to say "no value"
+		}
+		out.Flags[it.key] = f
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (h *schemaV1Service) EventStream(ctx context.Context, req *connect.Request[schemav1.EventStreamRequest], stream *connect.ServerStream[schemav1.EventStreamResponse]) error {
+	return h.s.eventStream(ctx, req.Header(), false, func(typ string, data *structpb.Struct) error {
+		return stream.Send(&schemav1.EventStreamResponse{Type: typ, Data: data})
+	})
+}

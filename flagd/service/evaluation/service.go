@@ -1,0 +1,309 @@
+// Package evaluation is flagd's evaluation listener (port 8013): one HTTP handler
+// serving flagd.evaluation.v1.Service (with ResolveAll), flagd.evaluation.v2.Service
+// and the deprecated schema.v1.Service over gRPC, gRPC-Web and Connect (JSON and
+// binary protobuf), with flagd's JSON shapes, error mapping and EventStream events.
+//
+// Requests read the store's current snapshot without locking; the selector comes
+// from the Flagd-Selector header and the evaluation context is the request's
+// context merged with the configured --context-value / --context-from-header
+// entries. Evaluation contexts are never logged above debug level.
+package evaluation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v1/evaluationv1connect"
+	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v2/evaluationv2connect"
+	"buf.build/gen/go/open-feature/flagd/connectrpc/go/schema/v1/schemav1connect"
+	"connectrpc.com/connect"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/store"
+)
+
+// SelectorHeader carries the selector of every evaluation request.
+const SelectorHeader = "Flagd-Selector"
+
+// Defaults of the Options left at zero.
+const (
+	DefaultKeepAlive  = 20 * time.Second
+	DefaultMaxStreams = 10000
+)
+
+// The messages of flagd's error mapping (errFormat). SDKs map the gRPC/connect code
+// back to an OpenFeature error code; the message is fixed, as in flagd. The precise
+// reason is logged at debug level.
+const (
+	msgFlagNotFound = "Flag not found"
+	msgTypeMismatch = "Type mismatch error"
+	msgParseError   = "Error parsing input or configuration"
+	msgGeneral      = "General error"
+	msgDeadline     = "stream closed due to server-side timeout"
+)
+
+// Event types of EventStream.
+const (
+	eventProviderReady    = "provider_ready"
+	eventConfigChange     = "configuration_change"
+	eventKeepAlive        = "keep_alive"
+	eventProviderShutdown = "provider_shutdown"
+)
+
+// metricsService is the service_name label of the HTTP metrics.
+const metricsService = "flagd"
+
+// Options configures the evaluation listener.
+type Options struct {
+	Store    *store.Store
+	Enricher *service.Enricher // may be nil
+	Metrics  *metrics.Metrics  // may be nil
+	Log      zerolog.Logger
+	// CORSOrigins are the origins allowed to call from a browser; "*" allows all.
+	// Empty: no CORS headers at all (flagd allows every origin then: a documented
+	// difference).
+	CORSOrigins []string
+	// MaxRequestBody limits a request body, and a decompressed message, in bytes;
+	// 0 means unlimited.
+	MaxRequestBody int64
+	// StreamDeadline ends v1/v2 EventStreams with DeadlineExceeded after this long;
+	// 0 means never. schema.v1 streams ignore it, as in flagd.
+	StreamDeadline time.Duration
+	// KeepAlive is the idle interval after which a stream gets a keep_alive event;
+	// 0 means 20s.
+	KeepAlive time.Duration
+	// MaxStreams caps the concurrent EventStreams; 0 means 10000. Streams beyond
+	// the cap are refused with ResourceExhausted.
+	MaxStreams int
+}
+
+// Service is the evaluation listener. Create it with New.
+type Service struct {
+	opts       Options
+	st         *store.Store
+	enricher   *service.Enricher
+	metrics    *metrics.Metrics
+	log        zerolog.Logger
+	keepAlive  time.Duration
+	maxStreams int64
+
+	streams      atomic.Int64  // open EventStreams
+	shutdown     chan struct{} // closed by Shutdown
+	shutdownOnce sync.Once
+
+	cache      structCache
+	procedures map[string]struct{} // known procedure paths: the bounded route label
+	handler    http.Handler
+}
+
+// New builds the service. opts.Store is required.
+func New(opts Options) *Service {
+	s := &Service{
+		opts:       opts,
+		st:         opts.Store,
+		enricher:   opts.Enricher,
+		metrics:    opts.Metrics,
+		log:        opts.Log,
+		keepAlive:  opts.KeepAlive,
+		maxStreams: int64(opts.MaxStreams),
+		shutdown:   make(chan struct{}),
+		procedures: map[string]struct{}{},
+	}
+	if s.keepAlive <= 0 {
+		s.keepAlive = DefaultKeepAlive
+	}
+	if s.maxStreams <= 0 {
+		s.maxStreams = DefaultMaxStreams
+	}
+	s.handler = s.buildHandler()
+	return s
+}
+
+// Handler returns the HTTP handler serving the three evaluation services, with
+// CORS, the request body limit and the HTTP metrics (route label: the procedure
+// path, or "other" for unknown paths).
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Shutdown sends provider_shutdown to every open EventStream and ends them; streams
+// opened afterwards are refused with Unavailable. It is idempotent.
+func (s *Service) Shutdown() {
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
+}
+
+func (s *Service) buildHandler() http.Handler {
+	codec := protojson.MarshalOptions{EmitUnpopulated: true}
+	handlerOpts := []connect.HandlerOption{
+		connect.WithCodec(&jsonCodec{name: "json", marshal: codec}),
+		connect.WithCodec(&jsonCodec{name: "json; charset=utf-8", marshal: codec}),
+		// tiny responses are not worth gzip (the Go HTTP client asks for it by default)
+		connect.WithCompressMinBytes(1024),
+		connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, p any) error {
+			s.log.Error().Str("procedure", spec.Procedure).Interface("panic", p).Msg("evaluation handler panicked")
+			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		}),
+	}
+	if s.opts.MaxRequestBody > 0 {
+		// per message, after decompression (the byte limit below covers the raw body)
+		handlerOpts = append(handlerOpts, connect.WithReadMaxBytes(int(min(s.opts.MaxRequestBody, int64(maxInt)))))
+	}
+	_, v1Handler := evaluationv1connect.NewServiceHandler(&v1Service{s: s}, handlerOpts...)
+	_, v2Handler := evaluationv2connect.NewServiceHandler(&v2Service{s: s}, handlerOpts...)
+	_, oldHandler := schemav1connect.NewServiceHandler(&schemaV1Service{s: s}, handlerOpts...)
+	for _, p := range []string{
+		evaluationv1connect.ServiceResolveAllProcedure, evaluationv1connect.ServiceResolveBooleanProcedure,
+		evaluationv1connect.ServiceResolveStringProcedure, evaluationv1connect.ServiceResolveFloatProcedure,
+		evaluationv1connect.ServiceResolveIntProcedure, evaluationv1connect.ServiceResolveObjectProcedure,
+		evaluationv1connect.ServiceEventStreamProcedure,
+		evaluationv2connect.ServiceResolveBooleanProcedure, evaluationv2connect.ServiceResolveStringProcedure,
+		evaluationv2connect.ServiceResolveFloatProcedure, evaluationv2connect.ServiceResolveIntProcedure,
+		evaluationv2connect.ServiceResolveObjectProcedure, evaluationv2connect.ServiceEventStreamProcedure,
+		schemav1connect.ServiceResolveAllProcedure, schemav1connect.ServiceResolveBooleanProcedure,
+		schemav1connect.ServiceResolveStringProcedure, schemav1connect.ServiceResolveFloatProcedure,
+		schemav1connect.ServiceResolveIntProcedure, schemav1connect.ServiceResolveObjectProcedure,
+		schemav1connect.ServiceEventStreamProcedure,
+	} {
+		s.procedures[p] = struct{}{}
+	}
+
+	// flagd's bufSwitchHandler: /flagd.evaluation.v2... to v2, other /flagd... to v1,
+	// everything else to the legacy schema.v1 service.
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, "/flagd.evaluation.v2"):
+			v2Handler.ServeHTTP(w, r)
+		case strings.HasPrefix(p, "/flagd"):
+			v1Handler.ServeHTTP(w, r)
+		default:
+			oldHandler.ServeHTTP(w, r)
+		}
+	})
+	if s.opts.MaxRequestBody > 0 {
+		h = http.MaxBytesHandler(h, s.opts.MaxRequestBody)
+	}
+	h = s.metrics.Middleware(metricsService, s.route, h)
+	if len(s.opts.CORSOrigins) > 0 {
+		h = newCORS(s.opts.CORSOrigins, h)
+	}
+	return h
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+// route is the metrics route label: the procedure path when it is one of ours.
+func (s *Service) route(r *http.Request) string {
+	if _, ok := s.procedures[r.URL.Path]; ok {
+		return r.URL.Path
+	}
+	return "other"
+}
+
+// api says which service a request came through; the services differ in how they
+// report the code default and whether they map headers into the context.
+type api uint8
+
+const (
+	apiV1 api = iota
+	apiV2
+	apiSchemaV1
+)
+
+// result is a successful resolution with its response metadata. codeDefault means
+// no value and no variant: the caller uses its code default (DISABLED, or DEFAULT
+// without a defaultVariant).
+type result struct {
+	entry       *store.Entry
+	gen         uint64
+	res         eval.Resolution
+	meta        *structpb.Struct
+	codeDefault bool
+}
+
+// resolve evaluates one flag for a typed method of any of the services.
+func (s *Service) resolve(header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (result, error) {
+	sel, err := store.ParseSelector(header.Get(SelectorHeader))
+	if err != nil {
+		return result{}, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	snap := s.st.Current()
+	e, ok := snap.Get(key, sel)
+	if !ok {
+		res := eval.NotFound(key)
+		s.metrics.Evaluation(key, false, res)
+		s.logFailure(key, sel, res)
+		return result{}, errorFor(res.ErrorCode)
+	}
+	res := e.Flag.EvaluateAs(t, s.evalContext(reqCtx, header, a), nil)
+	if res.Failed() {
+		s.metrics.Evaluation(key, true, res)
+		s.logFailure(key, sel, res)
+		return result{}, errorFor(res.ErrorCode)
+	}
+	codeDefault := res.Value == nil
+	if codeDefault && a == apiV1 && res.Reason == eval.ReasonDefault {
+		// flagd's "old proto behaviour": v1 reports a code default as FLAG_NOT_FOUND
+		nf := eval.Resolution{Reason: eval.ReasonError, ErrorCode: eval.ErrorFlagNotFound,
+			ErrorMessage: fmt.Sprintf("flag %q has no default variant: flagd.evaluation.v1 reports the code default as FLAG_NOT_FOUND", key)}
+		s.metrics.Evaluation(key, true, nf)
+		s.logFailure(key, sel, nf)
+		return result{}, errorFor(nf.ErrorCode)
+	}
+	s.metrics.Evaluation(key, true, res)
+	return result{entry: e, gen: snap.Generation, res: res, meta: s.cache.metadata(snap.Generation, e, sel), codeDefault: codeDefault}, nil
+}
+
+// evalContext builds the evaluation context: the request's, then --context-value, then
+// (except for schema.v1, as in flagd) --context-from-header.
+func (s *Service) evalContext(reqCtx *structpb.Struct, header http.Header, a api) map[string]any {
+	var base map[string]any
+	if len(reqCtx.GetFields()) > 0 {
+		base = reqCtx.AsMap()
+	}
+	if a == apiSchemaV1 {
+		header = nil
+	}
+	return s.enricher.Merge(base, header)
+}
+
+func (s *Service) logFailure(key string, sel store.Selector, res eval.Resolution) {
+	s.log.Debug().Str("flag", key).Str("selector", sel.String()).Str("error_code", string(res.ErrorCode)).
+		Str("error", res.ErrorMessage).Msg("evaluation failed")
+}
+
+// errorFor maps an error code as flagd's errFormat does. Error responses carry no
+// result body.
+func errorFor(code eval.ErrorCode) error {
+	switch code {
+	case eval.ErrorFlagNotFound:
+		return connect.NewError(connect.CodeNotFound, errors.New(msgFlagNotFound))
+	case eval.ErrorTypeMismatch:
+		return connect.NewError(connect.CodeInvalidArgument, errors.New(msgTypeMismatch))
+	case eval.ErrorParse:
+		return connect.NewError(connect.CodeDataLoss, errors.New(msgParseError))
+	}
+	return connect.NewError(connect.CodeUnknown, errors.New(msgGeneral))
+}
+
+// objectValue is the Struct of an object resolution (nil for a code default).
+func (s *Service) objectValue(r result) (*structpb.Struct, error) {
+	m, ok := r.res.Value.(map[string]any)
+	if !ok {
+		return nil, nil
+	}
+	v, err := s.cache.object(r.gen, r.entry, r.res.Variant, m)
+	if err != nil {
+		s.log.Error().Str("flag", r.entry.Flag.Key).Str("variant", r.res.Variant).Err(err).Msg("object variant cannot be represented as a protobuf Struct")
+		return nil, connect.NewError(connect.CodeUnknown, errors.New(msgGeneral))
+	}
+	return v, nil
+}

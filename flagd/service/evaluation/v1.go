@@ -1,0 +1,97 @@
+package evaluation
+
+import (
+	"context"
+
+	evalv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v1"
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+)
+
+// v1Service implements flagd.evaluation.v1.Service. Responses always carry value,
+// reason, variant and metadata; a flag without a default variant is reported as
+// FLAG_NOT_FOUND (flagd's "old proto behaviour"), a disabled flag as a success with
+// the zero value and reason DISABLED.
+type v1Service struct{ s *Service }
+
+func (h *v1Service) ResolveBoolean(_ context.Context, req *connect.Request[evalv1.ResolveBooleanRequest]) (*connect.Response[evalv1.ResolveBooleanResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(bool)
+	return connect.NewResponse(&evalv1.ResolveBooleanResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *v1Service) ResolveString(_ context.Context, req *connect.Request[evalv1.ResolveStringRequest]) (*connect.Response[evalv1.ResolveStringResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(string)
+	return connect.NewResponse(&evalv1.ResolveStringResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *v1Service) ResolveFloat(_ context.Context, req *connect.Request[evalv1.ResolveFloatRequest]) (*connect.Response[evalv1.ResolveFloatResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(float64)
+	return connect.NewResponse(&evalv1.ResolveFloatResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *v1Service) ResolveInt(_ context.Context, req *connect.Request[evalv1.ResolveIntRequest]) (*connect.Response[evalv1.ResolveIntResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiV1)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := r.res.Value.(int64)
+	return connect.NewResponse(&evalv1.ResolveIntResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *v1Service) ResolveObject(_ context.Context, req *connect.Request[evalv1.ResolveObjectRequest]) (*connect.Response[evalv1.ResolveObjectResponse], error) {
+	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiV1)
+	if err != nil {
+		return nil, err
+	}
+	v, err := h.s.objectValue(r)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		v = &structpb.Struct{} // the zero value, as flagd's structpb.NewStruct(nil)
+	}
+	return connect.NewResponse(&evalv1.ResolveObjectResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+}
+
+func (h *v1Service) ResolveAll(_ context.Context, req *connect.Request[evalv1.ResolveAllRequest]) (*connect.Response[evalv1.ResolveAllResponse], error) {
+	items, sel, err := h.s.resolveAll(req.Header(), req.Msg.GetContext(), apiV1)
+	if err != nil {
+		return nil, err
+	}
+	out := &evalv1.ResolveAllResponse{Flags: make(map[string]*evalv1.AnyFlag, len(items)), Metadata: selectorMetadata(sel)}
+	for _, it := range items {
+		f := &evalv1.AnyFlag{Reason: it.reason, Variant: it.variant, Metadata: it.meta}
+		switch v := it.value.(type) {
+		case bool:
+			f.Value = &evalv1.AnyFlag_BoolValue{BoolValue: v}
+		case string:
+			f.Value = &evalv1.AnyFlag_StringValue{StringValue: v}
+		case float64:
+			f.Value = &evalv1.AnyFlag_DoubleValue{DoubleValue: v}
+		case *structpb.Struct:
+			f.Value = &evalv1.AnyFlag_ObjectValue{ObjectValue: v}
+		}
+		out.Flags[it.key] = f
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (h *v1Service) EventStream(ctx context.Context, req *connect.Request[evalv1.EventStreamRequest], stream *connect.ServerStream[evalv1.EventStreamResponse]) error {
+	return h.s.eventStream(ctx, req.Header(), true, func(typ string, data *structpb.Struct) error {
+		return stream.Send(&evalv1.EventStreamResponse{Type: typ, Data: data})
+	})
+}

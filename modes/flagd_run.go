@@ -1,0 +1,176 @@
+package modes
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	gosync "sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/flagpole-dev/flagpole/flagd/service"
+	"github.com/flagpole-dev/flagpole/flagd/service/evaluation"
+	"github.com/flagpole-dev/flagpole/flagd/service/management"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/service/ofrep"
+	"github.com/flagpole-dev/flagpole/flagd/service/syncserver"
+	"github.com/flagpole-dev/flagpole/flagd/store"
+	flagsync "github.com/flagpole-dev/flagpole/sync"
+	"github.com/flagpole-dev/flagpole/sync/file"
+)
+
+// Addresses are the bound addresses of a running flagd, for tests and logs.
+type Addresses struct {
+	Evaluation, Management, Sync, OFREP string
+}
+
+// Run starts flagd mode and blocks until ctx ends.
+func (c *FlagdStartCmd) Run(ctx context.Context, log zerolog.Logger) error {
+	return c.Serve(ctx, log, nil)
+}
+
+// Serve starts every listener and source, reports the bound addresses on started (if
+// not nil), and shuts everything down gracefully when ctx ends.
+func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started func(Addresses)) error {
+	if c.Debug {
+		log = log.Level(zerolog.DebugLevel)
+	}
+	configs, err := c.SourceConfigs()
+	if err != nil {
+		return err
+	}
+	sources, err := buildSources(configs)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(sources))
+	for i, s := range sources {
+		names[i] = s.Name()
+	}
+	st, err := store.New(names, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+	enricher := &service.Enricher{Static: c.ContextValue, Headers: c.ContextFromHeader}
+	var serverTLS *tls.Config
+	if c.ServerCertPath != "" {
+		reloader, err := service.NewCertReloader(c.ServerCertPath, c.ServerKeyPath)
+		if err != nil {
+			return err
+		}
+		serverTLS = reloader.TLSConfig()
+	}
+
+	evalSvc := evaluation.New(evaluation.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
+		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody, StreamDeadline: c.StreamDeadline})
+	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
+		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody})
+	mgmt := management.New(management.Options{Ready: st.Ready, Status: st.Status, Gatherer: reg, Log: log})
+	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
+		DisableMetadata: c.DisableSyncMetadata, StreamDeadline: c.StreamDeadline, KeepAliveMinTime: c.KeepAliveMinTime,
+		KeepAlivePermitWithoutStream: c.KeepAlivePermitWithoutStream, TLS: serverTLS})
+
+	httpListener := func(name string, port uint16, socket string, tlsConf *tls.Config) service.ListenConfig {
+		return service.ListenConfig{Name: name, Address: net.JoinHostPort(c.BindAddress, strconv.Itoa(int(port))),
+			SocketPath: socket, TLS: tlsConf, ReadHeaderTimeout: readHeaderTimeout, MaxHeaderBytes: c.MaxRequestHeader}
+	}
+	evalCfg := httpListener("evaluation", c.Port, c.SocketPath, serverTLS) // streams: no ReadTimeout
+	ofrepTLS := (*tls.Config)(nil)
+	if c.OfrepTLS {
+		ofrepTLS = serverTLS
+	}
+	ofrepCfg := httpListener("ofrep", c.OfrepPort, "", ofrepTLS)
+	ofrepCfg.ReadTimeout = requestReadTimeout
+	mgmtCfg := httpListener("management", c.ManagementPort, "", nil)
+	mgmtCfg.ReadTimeout = requestReadTimeout
+	syncCfg := httpListener("sync", c.SyncPort, c.SyncSocketPath, nil)
+
+	// Open every listener first, so a port conflict fails before anything serves.
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, ln := range listeners {
+			_ = ln.Close()
+		}
+	}
+	open := func(cfg service.ListenConfig) (net.Listener, error) {
+		ln, err := service.Listen(cfg)
+		if err == nil {
+			listeners = append(listeners, ln)
+		}
+		return ln, err
+	}
+	evalLn, err1 := open(evalCfg)
+	mgmtLn, err2 := open(mgmtCfg)
+	syncLn, err3 := open(syncCfg)
+	ofrepLn, err4 := open(ofrepCfg)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		closeAll()
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg gosync.WaitGroup
+	errs := make(chan error, 5)
+	goRun := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	goRun("sources", func() error { return flagsync.Feed(ctx, st, sources) })
+	goRun("evaluation", func() error { return service.Serve(ctx, evalLn, evalCfg, evalSvc.Handler(), log, evalSvc.Shutdown) })
+	goRun("ofrep", func() error { return service.Serve(ctx, ofrepLn, ofrepCfg, ofrepSvc.Handler(), log, nil) })
+	goRun("management", func() error { return service.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
+	goRun("sync", func() error { return syncSrv.Serve(ctx, syncLn) })
+	if started != nil {
+		started(Addresses{Evaluation: evalLn.Addr().String(), Management: mgmtLn.Addr().String(),
+			Sync: syncLn.Addr().String(), OFREP: ofrepLn.Addr().String()})
+	}
+	log.Info().Strs("sources", names).Msg("flagd mode started")
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// buildSources maps source configurations to sources.
+func buildSources(configs []flagsync.SourceConfig) ([]flagsync.Source, error) {
+	out := make([]flagsync.Source, 0, len(configs))
+	for i, c := range configs {
+		switch c.Provider {
+		case flagsync.ProviderFile, flagsync.ProviderFsnotify, flagsync.ProviderFileinfo:
+			out = append(out, file.New(c.URI))
+		default:
+			return nil, fmt.Errorf("source %d (%s): provider %q is not available yet in flagpole; use a file source", i, c.URI, c.Provider)
+		}
+	}
+	return out, nil
+}
+
+// Server timeouts as flagd's (flagd-compat §3.1): request headers must arrive within
+// readHeaderTimeout; OFREP and management requests within requestReadTimeout. The
+// evaluation and sync listeners serve long-lived streams and have no read timeout.
+const (
+	readHeaderTimeout  = 3 * time.Second
+	requestReadTimeout = 5 * time.Second
+)

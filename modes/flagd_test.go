@@ -1,0 +1,226 @@
+package modes
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	flagsync "github.com/flagpole-dev/flagpole/sync"
+)
+
+// parseStart parses "flagd start" arguments the way main does (with the --config resolver).
+func parseStart(t *testing.T, args ...string) (*FlagdStartCmd, error) {
+	t.Helper()
+	var root struct {
+		Flagd FlagdCmd `cmd:""`
+	}
+	parser, err := kong.New(&root, kong.Resolvers(ConfigResolver()), kong.Exit(func(int) { t.Fatal("kong tried to exit") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = parser.Parse(append([]string{"flagd", "start"}, args...))
+	return &root.Flagd.Start, err
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestFlagdStartPrecedence(t *testing.T) {
+	config := writeFile(t, "config.yaml", `
+sources:
+  - uri: from-config.json
+    provider: file
+port: 9013
+management-port: 9014
+context-value:
+  injectedmetadata: set
+disable-sync-metadata: true
+`)
+	type view struct {
+		Port, ManagementPort uint16
+		Sources              string
+		ContextValue         map[string]string
+		DisableSyncMetadata  bool
+	}
+	cases := map[string]struct {
+		args []string
+		env  map[string]string
+		want view
+	}{
+		"defaults": {
+			args: []string{"-f", "file:a.json"},
+			want: view{Port: 8013, ManagementPort: 8014},
+		},
+		"config file below defaults": {
+			args: []string{"--config", config},
+			want: view{Port: 9013, ManagementPort: 9014, Sources: `[{"provider":"file","uri":"from-config.json"}]`,
+				ContextValue: map[string]string{"injectedmetadata": "set"}, DisableSyncMetadata: true},
+		},
+		"env wins over config, flag wins over env": {
+			args: []string{"--config", config, "-m", "7014"},
+			env:  map[string]string{"FLAGD_PORT": "7013", "FLAGD_MANAGEMENT_PORT": "6014"},
+			want: view{Port: 7013, ManagementPort: 7014, Sources: `[{"provider":"file","uri":"from-config.json"}]`,
+				ContextValue: map[string]string{"injectedmetadata": "set"}, DisableSyncMetadata: true},
+		},
+		"flagd short flags and comma maps": {
+			args: []string{"-p", "1234", "-X", "a=1,b=2", "-f", "file:x.json"},
+			want: view{Port: 1234, ManagementPort: 8014, ContextValue: map[string]string{"a": "1", "b": "2"}},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := parseStart(t, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := view{c.Port, c.ManagementPort, c.Sources, c.ContextValue, c.DisableSyncMetadata}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFlagdStartRejectsBadConfiguration(t *testing.T) {
+	cases := map[string]struct {
+		args []string
+		want string
+	}{
+		"cert without key":   {[]string{"-f", "file:a.json", "-c", "cert.pem"}, "--server-cert-path and --server-key-path must be given together"},
+		"same port twice":    {[]string{"-f", "file:a.json", "-p", "9000", "-r", "9000"}, "--ofrep-port and --port are both 9000"},
+		"otel exporter":      {[]string{"-f", "file:a.json", "-t", "otel"}, `--metrics-exporter "otel" is not supported: metrics are served in Prometheus format on the management port's /metrics`},
+		"config that is bad": {[]string{"--config", writeFile(t, "bad.json", "{")}, "--config"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseStart(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no sources":       {nil, "no flag sources: give at least one --uri/-f or --sources/-s"},
+		"unknown prefix":   {[]string{"-f", "ftp://x"}, "invalid sync uri argument: ftp://x, must start with"},
+		"unknown provider": {[]string{"-s", `[{"uri":"x","provider":"ftp"}]`}, `sources[0].provider: unknown provider "ftp"`},
+		"twice":            {[]string{"-f", "file:a.json", "-s", `[{"uri":"a.json","provider":"file"}]`}, `source "a.json" is configured twice`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := parseStart(t, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.SourceConfigs(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseURIPrefixes(t *testing.T) {
+	cases := map[string]flagsync.SourceConfig{
+		"file:/etc/flags.json":              {URI: "/etc/flags.json", Provider: "file"},
+		"core.openfeature.dev/ns/name":      {URI: "ns/name", Provider: "kubernetes"},
+		"https://flags.example.com/f.json":  {URI: "https://flags.example.com/f.json", Provider: "http"},
+		"grpc://flagd:8015":                 {URI: "flagd:8015", Provider: "grpc"},
+		"grpcs://flagd:8015":                {URI: "flagd:8015", Provider: "grpc", TLS: true},
+		"dns:///flagd:8015":                 {URI: "dns:///flagd:8015", Provider: "grpc"},
+		"s3://bucket/flags.json?region=x-1": {URI: "s3://bucket/flags.json?region=x-1", Provider: "s3"},
+	}
+	for uri, want := range cases {
+		got, err := flagsync.ParseURI(uri)
+		if err != nil {
+			t.Fatalf("%s: %v", uri, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", uri, diff)
+		}
+	}
+}
+
+// TestFlagdServesExampleFlags runs flagd mode in-process on free ports and checks
+// that it answers over Connect JSON and OFREP, becomes ready, and shuts down.
+func TestFlagdServesExampleFlags(t *testing.T) {
+	c, err := parseStart(t, "-f", "file:"+examplesJSON, "-p", "0", "-m", "0", "-g", "0", "-r", "0", "--bind-address", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan Addresses, 1)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), func(a Addresses) { addrs <- a }) }()
+	a := <-addrs
+	waitReady(t, "http://"+a.Management+"/readyz")
+	post := func(url, body string) string {
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	got := []string{
+		post("http://"+a.Evaluation+"/flagd.evaluation.v1.Service/ResolveBoolean", `{"flagKey":"new-checkout","context":{"email":"ada@example.com"}}`),
+		post("http://"+a.OFREP+"/ofrep/v1/evaluate/flags/search-page-size", `{}`),
+	}
+	want := []string{
+		`{"value":true,"reason":"TARGETING_MATCH","variant":"on","metadata":{"flagSetId":"storefront","owner":"payments","team":"web","version":"2026-08-01"}}`,
+		`{"value":25,"key":"search-page-size","reason":"STATIC","variant":"medium","metadata":{"flagSetId":"storefront","team":"web","version":"2026-08-01"}}`,
+	}
+	for i := range want { // protojson varies whitespace on purpose: compare decoded JSON
+		var w, g any
+		if err := json.Unmarshal([]byte(want[i]), &w); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(got[i]), &g); err != nil {
+			t.Fatalf("response %d is not JSON: %s", i, got[i])
+		}
+		if diff := cmp.Diff(w, g); diff != "" {
+			t.Errorf("response %d (-want +got):\n%s", i, diff)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// waitReady polls a readiness URL until it answers 200 (bounded, not a timing assertion).
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s never became ready", url)
+}
