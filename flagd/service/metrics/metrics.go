@@ -110,17 +110,28 @@ func (m *Metrics) Middleware(service string, route func(*http.Request) string, n
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		rt := route(r)
-		active := m.active.WithLabelValues(service, rt, r.Method, scheme)
+		rt, method := route(r), methodLabel(r.Method)
+		active := m.active.WithLabelValues(service, rt, method, scheme)
 		active.Inc()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
 		next.ServeHTTP(rec, r)
 		active.Dec()
 		code := strconv.Itoa(rec.status)
-		m.duration.WithLabelValues(service, rt, r.Method, code, scheme).Observe(time.Since(start).Seconds())
-		m.size.WithLabelValues(service, rt, r.Method, code, scheme).Observe(float64(rec.bytes))
+		m.duration.WithLabelValues(service, rt, method, code, scheme).Observe(time.Since(start).Seconds())
+		m.size.WithLabelValues(service, rt, method, code, scheme).Observe(float64(rec.bytes))
 	})
+}
+
+// methodLabel bounds the http_request_method label: net/http accepts any token as a
+// method, so unknown ones are recorded as "_OTHER" (OpenTelemetry semantic conventions).
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "_OTHER"
 }
 
 // statusRecorder captures the status code and body size; it forwards Flush and

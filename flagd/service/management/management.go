@@ -1,0 +1,191 @@
+// Package management serves flagd's management port (8014): /healthz (liveness),
+// /readyz (200 once every source's first payload is served, 412 Precondition Failed
+// before that and from the start of shutdown), /metrics (Prometheus) and the gRPC
+// health service grpc.health.v1.Health (over gRPC, gRPC-Web or Connect; h2c comes
+// from service.Serve).
+package management
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/flagpole-dev/flagpole/flagd/store"
+)
+
+// Options configures the management listener.
+type Options struct {
+	Ready    func() bool                 // store.Ready; nil means always ready
+	Status   func() []store.SourceStatus // explains a 412 on /readyz; may be nil
+	Gatherer prometheus.Gatherer         // /metrics; nil: /metrics answers 404
+	Log      zerolog.Logger
+	// Watch, optional (store.Watch), wakes gRPC health Watch streams when readiness
+	// may have changed. Without it the Watch RPC answers Unimplemented (Check works).
+	Watch func() (<-chan struct{}, func())
+}
+
+// Service is the management HTTP handler.
+type Service struct {
+	opts     Options
+	handler  http.Handler
+	shutting atomic.Bool
+	once     sync.Once
+	shutdown chan struct{} // closed by ShuttingDown
+}
+
+// New builds the management service.
+func New(opts Options) *Service {
+	s := &Service{opts: opts, shutdown: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/readyz", s.readyz)
+	if opts.Gatherer != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	var checker grpchealth.Checker = healthChecker{s}
+	if opts.Watch != nil {
+		checker = healthWatcher{healthChecker{s}}
+	}
+	mux.Handle(grpchealth.NewHandler(checker))
+	s.handler = mux
+	return s
+}
+
+// Handler returns the HTTP handler of the management port.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// ShuttingDown marks the start of shutdown: from now on /readyz answers 412 and
+// gRPC health reports NOT_SERVING (Watch streams are told at once). Idempotent.
+func (s *Service) ShuttingDown() {
+	s.once.Do(func() {
+		s.shutting.Store(true)
+		close(s.shutdown)
+		s.opts.Log.Info().Msg("management: shutting down; reporting not ready")
+	})
+}
+
+func (s *Service) ready() bool {
+	return !s.shutting.Load() && (s.opts.Ready == nil || s.opts.Ready())
+}
+
+// notReady is the body of a 412 from /readyz (flagd sends none; the status code is flagd's).
+type notReady struct {
+	Reason  string         `json:"reason"`
+	Sources []sourceReport `json:"sources,omitempty"`
+}
+
+type sourceReport struct {
+	Source    string `json:"source"`
+	Ready     bool   `json:"ready"`
+	Failures  uint64 `json:"failures,omitempty"`
+	LastError string `json:"lastError,omitempty"`
+}
+
+// maxErrorLen bounds each source's error in the /readyz body.
+const maxErrorLen = 512
+
+func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.ready() {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	body := notReady{Reason: "shutting down"}
+	if !s.shutting.Load() {
+		body.Reason = "waiting for the first payload of every source"
+		if s.opts.Status != nil {
+			for _, st := range s.opts.Status() {
+				if st.Ready {
+					continue
+				}
+				name := redactSource(st.Name)
+				lastErr := strings.ReplaceAll(st.LastError, st.Name, name)
+				if len(lastErr) > maxErrorLen {
+					lastErr = lastErr[:maxErrorLen] + "…"
+				}
+				body.Sources = append(body.Sources, sourceReport{Source: name, Ready: false, Failures: st.Failures, LastError: lastErr})
+			}
+		}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		w.WriteHeader(http.StatusPreconditionFailed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusPreconditionFailed)
+	_, _ = w.Write(b)
+}
+
+// redactSource hides credentials a source URI may carry (user:password@, query
+// strings with tokens) before it is shown on the unauthenticated management port.
+func redactSource(name string) string {
+	u, err := url.Parse(name)
+	if err != nil || u.Scheme == "" || (u.User == nil && u.RawQuery == "") {
+		return name
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "redacted"
+	}
+	return u.String()
+}
+
+// healthChecker answers grpc.health.v1.Health/Check for the whole server ("").
+type healthChecker struct{ s *Service }
+
+// Check implements grpchealth.Checker.
+func (c healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service != "" {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q: only the server as a whole (\"\") is reported", req.Service))
+	}
+	if c.s.ready() {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+}
+
+// healthWatcher adds the streaming Watch RPC, woken by store updates and shutdown.
+type healthWatcher struct{ healthChecker }
+
+// Watch implements grpchealth.Watcher.
+func (c healthWatcher) Watch(_ context.Context, req *grpchealth.CheckRequest, onChange func()) (func(), error) {
+	if req.Service != "" {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q: only the server as a whole (\"\") is reported", req.Service))
+	}
+	changes, stopWatch := c.s.opts.Watch()
+	done := make(chan struct{})
+	go func() {
+		shutdown := c.s.shutdown
+		for {
+			select {
+			case <-done:
+				return
+			case <-changes:
+				onChange()
+			case <-shutdown:
+				shutdown = nil // closed: fire once
+				onChange()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			stopWatch()
+		})
+	}, nil
+}

@@ -1,0 +1,266 @@
+// Package ofrep serves the OpenFeature Remote Evaluation Protocol on flagd's OFREP
+// port (8016): single evaluation (POST /ofrep/v1/evaluate/flags/{key}) and bulk
+// evaluation (POST /ofrep/v1/evaluate/flags), with flagd's status codes and JSON
+// bodies. Bulk answers carry a strong ETag over the body and honour If-None-Match
+// with 304 Not Modified. Responses are written by a pooled, reflection-free encoder
+// that produces exactly what encoding/json would for flagd's response structs.
+package ofrep
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/store"
+)
+
+// Route templates, also used as the http_route metric label.
+const (
+	SingleRoute = "/ofrep/v1/evaluate/flags/{key}"
+	BulkRoute   = "/ofrep/v1/evaluate/flags"
+)
+
+const (
+	flagsPrefix    = BulkRoute + "/"
+	selectorHeader = "Flagd-Selector"
+	metricsService = "flagd"
+)
+
+// Options configures the OFREP listener.
+type Options struct {
+	Store          *store.Store      // required
+	Enricher       *service.Enricher // may be nil; -X and -H both apply to OFREP
+	Metrics        *metrics.Metrics  // may be nil
+	Log            zerolog.Logger
+	CORSOrigins    []string // empty: no CORS headers; "*" all
+	MaxRequestBody int64    // 0 unlimited; over the limit → 413 {"errorDetails":"request body too large"}
+}
+
+// Service is the OFREP HTTP handler.
+type Service struct {
+	opts     Options
+	cors     *corsPolicy
+	single   http.Handler
+	bulk     http.Handler
+	encoders sync.Pool
+	// jsonCT and cacheControl are shared header values (net/http never modifies them).
+	jsonCT       []string
+	cacheControl []string
+}
+
+// New builds the OFREP service.
+func New(opts Options) *Service {
+	s := &Service{
+		opts:         opts,
+		cors:         newCORS(opts.CORSOrigins),
+		jsonCT:       []string{"application/json"},
+		cacheControl: []string{"no-cache, private"},
+	}
+	s.encoders.New = func() any { return &encoder{buf: make([]byte, 0, 1024)} }
+	s.single = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return SingleRoute }, http.HandlerFunc(s.serveSingle))
+	s.bulk = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return BulkRoute }, http.HandlerFunc(s.serveBulk))
+	return s
+}
+
+// Handler returns the HTTP handler serving both OFREP routes.
+func (s *Service) Handler() http.Handler { return s }
+
+// ServeHTTP routes a request: CORS, then the route (404 for other paths, 405 for
+// methods other than POST).
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cors != nil && s.cors.handle(w, r) {
+		return
+	}
+	var h http.Handler
+	switch {
+	case r.URL.Path == BulkRoute || r.URL.Path == flagsPrefix:
+		h = s.bulk
+	case strings.HasPrefix(r.URL.Path, flagsPrefix):
+		if _, ok := flagKey(r); !ok {
+			http.NotFound(w, r)
+			return
+		}
+		h = s.single
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// flagKey extracts {key}: one non-empty path segment. The escaped path is used, so a
+// key containing "/" can be requested as %2F.
+func flagKey(r *http.Request) (string, bool) {
+	if r.URL.RawPath == "" {
+		key := r.URL.Path[len(flagsPrefix):]
+		return key, key != "" && !strings.Contains(key, "/")
+	}
+	p := r.URL.EscapedPath()
+	if !strings.HasPrefix(p, flagsPrefix) {
+		return "", false
+	}
+	raw := p[len(flagsPrefix):]
+	if raw == "" || strings.Contains(raw, "/") {
+		return "", false
+	}
+	key, err := url.PathUnescape(raw)
+	return key, err == nil && key != ""
+}
+
+type request struct {
+	Context map[string]any `json:"context"`
+}
+
+// decode reads the request body. It writes the error response itself (413, or 400
+// INVALID_CONTEXT) and reports false when the request must stop there.
+func (s *Service) decode(w http.ResponseWriter, r *http.Request, key string, single bool) (map[string]any, bool) {
+	var body io.Reader = r.Body
+	if s.opts.MaxRequestBody > 0 {
+		body = http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBody)
+	}
+	var req request
+	err := json.NewDecoder(body).Decode(&req)
+	if err == nil || err == io.EOF {
+		return req.Context, true
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field == "context" {
+		// flagd ignores a context that is not an object and evaluates with {}.
+		s.opts.Log.Debug().Str("flag", key).Str("type", typeErr.Value).Msg("ofrep: request context is not an object; evaluating with an empty context")
+		return nil, true
+	}
+	enc := s.getEncoder()
+	defer s.putEncoder(enc)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		enc.buf = append(enc.buf, `{"errorDetails":`...)
+		enc.buf = appendString(enc.buf, detailsTooLarge)
+		enc.buf = append(enc.buf, '}')
+		s.write(w, http.StatusRequestEntityTooLarge, enc.buf)
+		return nil, false
+	}
+	s.opts.Log.Debug().Str("flag", key).Err(err).Msg("ofrep: malformed request body")
+	enc.requestError(key, single, eval.ErrorInvalidContext, detailsInvalidContext)
+	s.write(w, http.StatusBadRequest, enc.buf)
+	return nil, false
+}
+
+// selector parses the Flagd-Selector header, answering 400 GENERAL when invalid.
+func (s *Service) selector(w http.ResponseWriter, r *http.Request, key string, single bool) (store.Selector, bool) {
+	sel, err := store.ParseSelector(r.Header.Get(selectorHeader))
+	if err == nil {
+		return sel, true
+	}
+	enc := s.getEncoder()
+	defer s.putEncoder(enc)
+	enc.requestError(key, single, eval.ErrorGeneral, "invalid selector: "+err.Error())
+	s.write(w, http.StatusBadRequest, enc.buf)
+	return sel, false
+}
+
+func (s *Service) serveSingle(w http.ResponseWriter, r *http.Request) {
+	key, _ := flagKey(r)
+	ctx, ok := s.decode(w, r, key, true)
+	if !ok {
+		return
+	}
+	sel, ok := s.selector(w, r, key, true)
+	if !ok {
+		return
+	}
+	ctx = s.opts.Enricher.Merge(ctx, r.Header)
+	var res eval.Resolution
+	entry, found := s.opts.Store.Current().Get(key, sel)
+	if found {
+		res = entry.Flag.EvaluateAs(eval.TypeAny, ctx, nil)
+	} else {
+		res = eval.NotFound(key)
+	}
+	s.opts.Metrics.Evaluation(key, found, res)
+	if res.Failed() {
+		s.opts.Log.Debug().Str("flag", key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
+	}
+	enc := s.getEncoder()
+	status := enc.evaluation(key, res, reflectionOf(sel))
+	s.write(w, status, enc.buf)
+	s.putEncoder(enc)
+}
+
+func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
+	ctx, ok := s.decode(w, r, "", false)
+	if !ok {
+		return
+	}
+	sel, ok := s.selector(w, r, "", false)
+	if !ok {
+		return
+	}
+	ctx = s.opts.Enricher.Merge(ctx, r.Header)
+	refl := reflectionOf(sel)
+	enc := s.getEncoder()
+	defer s.putEncoder(enc)
+	enc.buf = append(enc.buf, `{"flags":[`...)
+	for i, entry := range s.opts.Store.Current().List(sel) {
+		if i > 0 {
+			enc.buf = append(enc.buf, ',')
+		}
+		res := entry.Flag.EvaluateAs(eval.TypeAny, ctx, nil)
+		s.opts.Metrics.Evaluation(entry.Flag.Key, true, res)
+		if res.Failed() {
+			s.opts.Log.Debug().Str("flag", entry.Flag.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
+		}
+		enc.evaluation(entry.Flag.Key, res, refl)
+	}
+	enc.buf = append(enc.buf, `],"metadata":`...)
+	enc.metadata(refl, nil)
+	enc.buf = append(enc.buf, '}')
+
+	etag := etagOf(enc.buf)
+	h := w.Header()
+	h["Etag"] = []string{etag}
+	h["Cache-Control"] = s.cacheControl
+	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 && noneMatch(inm, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	s.write(w, http.StatusOK, enc.buf)
+}
+
+// write sends a JSON body with its length.
+func (s *Service) write(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = s.jsonCT
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	if _, err := w.Write(body); err != nil {
+		s.opts.Log.Debug().Err(err).Msg("ofrep: writing response")
+	}
+}
+
+// maxPooledBuffer keeps one huge bulk answer from pinning memory in the pool.
+const maxPooledBuffer = 1 << 20
+
+func (s *Service) getEncoder() *encoder { return s.encoders.Get().(*encoder) }
+
+func (s *Service) putEncoder(e *encoder) {
+	if cap(e.buf) > maxPooledBuffer {
+		return
+	}
+	e.buf = e.buf[:0]
+	s.encoders.Put(e)
+}
