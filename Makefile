@@ -9,21 +9,27 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 FUZZTIME ?= 60s
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean
+.PHONY: build run test lint bench fuzz clean generate verify
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
-run: build ## evaluate every bundled example flag (flagd mode takes over once it exists)
-	$(BIN) debug eval --flags $(EXAMPLE_FLAGS) --targeting-key user-1234 --context '{"email":"ada@example.com","version":"2.3.0"}'
+run: build ## flagd mode on the bundled example flags (Ctrl-C to stop)
+	$(BIN) flagd start --uri file:$(EXAMPLE_FLAGS) --log-format console
 
-test: lint ## unit, conformance, fuzz-seed and CLI tests
+test: lint verify ## unit, conformance, fuzz-seed and CLI tests
 	$(GO) test -count=1 ./...
 
 lint: ## go vet + gofmt check
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+generate: ## regenerate deepcopy, clientset, listers, informers, applyconfigurations and CRD manifests from crd/apis
+	bash hack/update-codegen.sh
+
+verify: ## fail if the code or CRD manifests generated from crd/apis are stale
+	bash hack/verify-codegen.sh
 
 bench: ## evaluator benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./flagd/eval/
