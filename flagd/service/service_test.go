@@ -1,0 +1,177 @@
+package service
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+)
+
+func TestEnricherLayers(t *testing.T) {
+	e := &Enricher{
+		Static:  map[string]string{"env": "prod", "tier": "static"},
+		Headers: map[string]string{"X-Tier": "tier", "X-Empty": "empty"},
+	}
+	h := http.Header{}
+	h.Set("x-tier", "from-header") // header names match case-insensitively
+	h.Set("X-Empty", "")
+	base := map[string]any{"tier": "request", "targetingKey": "u"}
+	got := e.Merge(base, h)
+	want := map[string]any{"targetingKey": "u", "env": "prod", "tier": "from-header"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("merge (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]any{"tier": "request", "targetingKey": "u"}, base); diff != "" {
+		t.Errorf("base context modified: %s", diff)
+	}
+	// no header mapping where flagd applies none (schema.v1, sync)
+	if got := e.Merge(base, nil)["tier"]; got != "static" {
+		t.Errorf("tier without headers = %v, want static", got)
+	}
+	// nothing configured: the request's own map, no copy
+	var none *Enricher
+	if diff := cmp.Diff(base, none.Merge(base, h)); diff != "" {
+		t.Errorf("nil enricher changed the context: %s", diff)
+	}
+	if diff := cmp.Diff(map[string]any{"env": "prod", "tier": "static"}, e.StaticContext()); diff != "" {
+		t.Errorf("static context: %s", diff)
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 with the given common name.
+func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestCertReloaderPicksUpRotation serves TLS, rotates the files, and checks that a
+// new handshake presents the new certificate without a restart.
+func TestCertReloaderPicksUpRotation(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, "first")
+	r, err := NewCertReloader(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	r.now = func() time.Time { return clock }
+	ln, err := Listen(ListenConfig{Name: "test", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := ListenConfig{Name: "test", TLS: r.TLSConfig()}
+	go Serve(ctx, ln, cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), zerolog.Nop(), nil)
+	peer := func() string {
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test reads the presented certificate
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if got := peer(); got != "first" {
+		t.Fatalf("first handshake presented %q", got)
+	}
+	// rotate: new files with a later modification time
+	writeCert(t, dir, "second")
+	later := time.Now().Add(2 * time.Second)
+	for _, f := range []string{certFile, keyFile} {
+		if err := os.Chtimes(f, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = clock.Add(2 * time.Second) // past the once-a-second check
+	if got := peer(); got != "second" {
+		t.Fatalf("after rotation the handshake presented %q, want second", got)
+	}
+	// a broken rotation keeps the last good certificate
+	if err := os.WriteFile(certFile, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	even := time.Now().Add(4 * time.Second)
+	_ = os.Chtimes(certFile, even, even)
+	clock = clock.Add(2 * time.Second)
+	if got := peer(); got != "second" {
+		t.Fatalf("after a broken rotation the handshake presented %q, want second", got)
+	}
+	if _, err := NewCertReloader(filepath.Join(dir, "missing.crt"), keyFile); err == nil {
+		t.Error("missing certificate accepted")
+	}
+}
+
+func TestListenRemovesStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flagd.sock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil { // left over by a crashed process
+		t.Fatal(err)
+	}
+	ln, err := Listen(ListenConfig{Name: "test", SocketPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, ln, ListenConfig{Name: "test", SocketPath: path}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("ok"))
+		}), zerolog.Nop(), nil)
+	}()
+	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}}
+	resp, err := client.Get("http://unix/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("socket file left behind after shutdown: %v", err)
+	}
+}
