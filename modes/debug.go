@@ -18,6 +18,7 @@ import (
 type DebugCmd struct {
 	Eval     DebugEvalCmd     `cmd:"" help:"Evaluate flags from flag files, as flagd would."`
 	Validate DebugValidateCmd `cmd:"" help:"Validate flag files strictly; exit 1 listing every problem."`
+	CRDs     DebugCRDsCmd     `cmd:"" name:"crds" help:"Print the core.openfeature.dev CustomResourceDefinitions (YAML)."`
 }
 
 // readFile reads a file. Its error names the file once ("f.json: no such file or
