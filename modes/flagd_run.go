@@ -23,6 +23,8 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 	"github.com/flagpole-dev/flagpole/sync/file"
+	grpcsource "github.com/flagpole-dev/flagpole/sync/grpc"
+	httpsource "github.com/flagpole-dev/flagpole/sync/http"
 )
 
 // Addresses are the bound addresses of a running flagd, for tests and logs.
@@ -45,7 +47,7 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	if err != nil {
 		return err
 	}
-	sources, err := buildSources(configs)
+	sources, err := buildSources(configs, log)
 	if err != nil {
 		return err
 	}
@@ -154,15 +156,25 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 }
 
 // buildSources maps source configurations to sources.
-func buildSources(configs []flagsync.SourceConfig) ([]flagsync.Source, error) {
+func buildSources(configs []flagsync.SourceConfig, log zerolog.Logger) ([]flagsync.Source, error) {
 	out := make([]flagsync.Source, 0, len(configs))
 	for i, c := range configs {
+		var src flagsync.Source
+		var err error
 		switch c.Provider {
 		case flagsync.ProviderFile, flagsync.ProviderFsnotify, flagsync.ProviderFileinfo:
-			out = append(out, file.New(c.URI))
+			src = file.New(c.URI)
+		case flagsync.ProviderHTTP:
+			src, err = httpsource.New(c, log)
+		case flagsync.ProviderGRPC:
+			src, err = grpcsource.New(c, log)
 		default:
-			return nil, fmt.Errorf("source %d (%s): provider %q is not available yet in flagpole; use a file source", i, c.URI, c.Provider)
+			err = fmt.Errorf("provider %q is not supported by flagpole (file, http, grpc, kubernetes are)", c.Provider)
 		}
+		if err != nil {
+			return nil, fmt.Errorf("source %d (%s): %w", i, c.URI, err)
+		}
+		out = append(out, src)
 	}
 	return out, nil
 }

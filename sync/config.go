@@ -1,9 +1,15 @@
 package sync
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/netip"
+	"os"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -51,6 +57,21 @@ type SourceConfig struct {
 	IncrementalUpdates bool              `json:"incrementalUpdates,omitempty"`
 	Headers            map[string]string `json:"headers,omitempty"`
 	OAuth              *OAuth            `json:"oauth,omitempty"`
+
+	// flagpole additions (flagd rejects them as unknown fields).
+
+	// AuthHeaderEnv names an environment variable holding the whole Authorization
+	// header value (e.g. "Bearer abc"), for http and grpc sources: unlike authHeader,
+	// the value does not appear in pod specs or process arguments.
+	AuthHeaderEnv string `json:"authHeaderEnv,omitempty"`
+	// AuthHeaderFile names a file holding the whole Authorization header value (e.g.
+	// a mounted Secret); it is re-read before every request, so rotation needs no
+	// restart. Surrounding whitespace and the trailing newline are ignored.
+	AuthHeaderFile string `json:"authHeaderFile,omitempty"`
+	// AllowInsecure permits plaintext to a host that is not loopback: http:// URLs
+	// (and their OAuth token URLs), and credentials over plaintext grpc://. Without
+	// it such sources are refused.
+	AllowInsecure bool `json:"allowInsecure,omitempty"`
 }
 
 // Name is the source string flags are tagged with (flagd-compat §4.1): the path for
@@ -102,8 +123,11 @@ func ParseSources(raw string) ([]SourceConfig, error) {
 	return out, nil
 }
 
-// Validate checks source entries: uri and a known provider are required, and the
-// interval is at most a day.
+// Validate checks source entries: uri and a known provider are required, the
+// interval is at most a day, numeric limits are not negative, at most one way of
+// giving credentials is used, flagpole's own fields appear only on the providers
+// that use them, and headers are well formed. Provider-specific checks that need
+// the URI parsed (schemes, certificates, files) happen when the source is built.
 func Validate(sources []SourceConfig) error {
 	for i, s := range sources {
 		where := fmt.Sprintf("sources[%d]", i)
@@ -120,8 +144,179 @@ func Validate(sources []SourceConfig) error {
 		if s.Provider == ProviderKubernetes && strings.Count(s.URI, "/") != 1 {
 			return fmt.Errorf("%s.uri: a kubernetes source is <namespace>/<name>, got %q", where, s.URI)
 		}
+		if err := s.validateAdditions(); err != nil {
+			return fmt.Errorf("%s.%w", where, err)
+		}
 	}
 	return nil
+}
+
+// envName is what a portable environment variable name looks like.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validateAdditions checks the fields the http and grpc sources use. Errors start
+// with the field name.
+func (s SourceConfig) validateAdditions() error {
+	remote := s.Provider == ProviderHTTP || s.Provider == ProviderGRPC
+	switch {
+	case s.TimeoutS < 0:
+		return fmt.Errorf("timeoutS: must not be negative, got %d", s.TimeoutS)
+	case s.MaxMsgSize < 0:
+		return fmt.Errorf("maxMsgSize: must not be negative, got %d", s.MaxMsgSize)
+	case s.AuthHeaderEnv != "" && !remote:
+		return fmt.Errorf("authHeaderEnv: only http and grpc sources use it, not %s", s.Provider)
+	case s.AuthHeaderFile != "" && !remote:
+		return fmt.Errorf("authHeaderFile: only http and grpc sources use it, not %s", s.Provider)
+	case s.AllowInsecure && !remote:
+		return fmt.Errorf("allowInsecure: only http and grpc sources use it, not %s", s.Provider)
+	case s.AuthHeaderEnv != "" && !envName.MatchString(s.AuthHeaderEnv):
+		return fmt.Errorf("authHeaderEnv: %q is not an environment variable name", s.AuthHeaderEnv)
+	}
+	var auth []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"authHeader", s.AuthHeader != ""}, {"authHeaderEnv", s.AuthHeaderEnv != ""}, {"authHeaderFile", s.AuthHeaderFile != ""}, {"oauth", s.OAuth != nil}} {
+		if f.set {
+			auth = append(auth, f.name)
+		}
+	}
+	if len(auth) > 1 {
+		return fmt.Errorf("%s: give one of authHeader, authHeaderEnv, authHeaderFile or oauth, not %s", auth[0], strings.Join(auth, " and "))
+	}
+	for _, k := range sortedKeys(s.Headers) {
+		if !validHeaderName(k) {
+			return fmt.Errorf("headers: %q is not a valid header name", k)
+		}
+		if strings.ContainsAny(s.Headers[k], "\r\n\x00") {
+			return fmt.Errorf("headers.%s: the value contains a line break or NUL", k)
+		}
+		if strings.EqualFold(k, "Authorization") && len(auth) > 0 {
+			return fmt.Errorf("headers.%s: conflicts with %s; give the credentials once", k, auth[0])
+		}
+	}
+	if o := s.OAuth; o != nil {
+		switch {
+		case s.Provider != ProviderHTTP:
+			return fmt.Errorf("oauth: only http sources use it, not %s", s.Provider)
+		case o.TokenURL == "":
+			return errors.New("oauth.tokenUrl: is required")
+		case o.ReloadDelayS < 0:
+			return fmt.Errorf("oauth.reloadDelayS: must not be negative, got %d", o.ReloadDelayS)
+		case o.Folder != "" && (o.ClientID != "" || o.ClientSecret != ""):
+			return errors.New("oauth.folder: give either folder (with client-id and client-secret files) or clientID and clientSecret, not both")
+		case o.Folder == "" && (o.ClientID == "" || o.ClientSecret == ""):
+			return errors.New("oauth.clientID: clientID and clientSecret are required unless folder is given")
+		}
+	}
+	return nil
+}
+
+// validHeaderName reports whether k is an HTTP header field name (an RFC 9110 token).
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, r := range k {
+		if r >= 0x80 || !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// maxAuthHeaderFile bounds an authHeaderFile: a header value, not a document.
+const maxAuthHeaderFile = 64 << 10
+
+// AuthHeaderValue returns the Authorization header value set by authHeader,
+// authHeaderEnv or authHeaderFile, or "" when none is set (oauth is the http
+// source's business). The file is read on every call. Errors name the field and the
+// variable or file, never the value.
+func (c SourceConfig) AuthHeaderValue() (string, error) {
+	var v, field string
+	switch {
+	case c.AuthHeader != "":
+		v, field = c.AuthHeader, "authHeader"
+	case c.AuthHeaderEnv != "":
+		field = "authHeaderEnv"
+		env, ok := os.LookupEnv(c.AuthHeaderEnv)
+		if !ok {
+			return "", fmt.Errorf("authHeaderEnv: environment variable %s is not set", c.AuthHeaderEnv)
+		}
+		v = env
+	case c.AuthHeaderFile != "":
+		field = "authHeaderFile"
+		f, err := os.Open(c.AuthHeaderFile)
+		if err != nil {
+			return "", fmt.Errorf("authHeaderFile: %w", err)
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, maxAuthHeaderFile+1))
+		if err != nil {
+			return "", fmt.Errorf("authHeaderFile: reading %s: %w", c.AuthHeaderFile, err)
+		}
+		if len(data) > maxAuthHeaderFile {
+			return "", fmt.Errorf("authHeaderFile: %s is larger than %d bytes; it must hold one header value", c.AuthHeaderFile, maxAuthHeaderFile)
+		}
+		v = string(data)
+	default:
+		return "", nil
+	}
+	v = strings.TrimSpace(v)
+	where := field
+	switch field {
+	case "authHeaderEnv":
+		where += " " + c.AuthHeaderEnv
+	case "authHeaderFile":
+		where += " " + c.AuthHeaderFile
+	}
+	if v == "" {
+		return "", fmt.Errorf("%s: the value is empty", where)
+	}
+	if strings.ContainsAny(v, "\r\n\x00") {
+		return "", fmt.Errorf("%s: the value contains a line break or NUL", where)
+	}
+	return v, nil
+}
+
+// RootCAs returns the system roots plus the certificates of certPath (PEM), or nil
+// (the system roots) when certPath is empty.
+func (c SourceConfig) RootCAs() (*x509.CertPool, error) {
+	if c.CertPath == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.CertPath)
+	if err != nil {
+		return nil, fmt.Errorf("certPath: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("certPath: %s holds no PEM certificate", c.CertPath)
+	}
+	return pool, nil
+}
+
+// IsLoopbackHost reports whether host (a host name or IP, without port) is this
+// machine: "localhost" (and names under it) or a loopback address.
+func IsLoopbackHost(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // Combine returns the --uri sources, then the --sources entries: later sources have

@@ -7,6 +7,7 @@ package store
 
 import (
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,12 +83,11 @@ func (s *Store) Apply(sourceName string, data []byte) error {
 			return fmt.Errorf("unknown source %q", sourceName)
 		}
 		src.status.Failures++
-		src.status.LastError = err.Error()
-		s.log.Error().Str("source", sourceName).Err(err).Msg("rejected flag payload; keeping the last good flags")
-		return fmt.Errorf("source %s: %w", sourceName, err)
+		s.logFailure(src, err, "rejected flag payload; keeping the last good flags")
+		return fmt.Errorf("source %s: %w", Redact(sourceName), err)
 	}
 	for _, w := range set.Warnings {
-		s.log.Warn().Str("source", sourceName).Str("path", w.Path).Msg(w.Message)
+		s.log.Warn().Str("source", Redact(sourceName)).Str("path", w.Path).Msg(w.Message)
 	}
 	return s.ApplyParsed(sourceName, set)
 }
@@ -118,7 +118,7 @@ func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
 	src.status.LastError = ""
 	src.status.LastApply = s.now()
 	s.publish()
-	s.log.Info().Str("source", sourceName).Int("flags", len(entries)).Uint64("generation", s.gen).Msg("applied flag payload")
+	s.log.Info().Str("source", Redact(sourceName)).Int("flags", len(entries)).Uint64("generation", s.gen).Msg("applied flag payload")
 	return nil
 }
 
@@ -127,11 +127,41 @@ func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
 func (s *Store) Fail(sourceName string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if src, ok := s.byName[sourceName]; ok {
-		src.status.Failures++
-		src.status.LastError = err.Error()
+	src, ok := s.byName[sourceName]
+	if !ok {
+		s.log.Error().Str("source", Redact(sourceName)).Err(err).Msg("error from an unknown source")
+		return
 	}
-	s.log.Error().Str("source", sourceName).Err(err).Msg("source error; keeping the last good flags")
+	src.status.Failures++
+	s.logFailure(src, err, "source error; keeping the last good flags")
+}
+
+// logFailure records err as the source's last error and logs it at error level when
+// it is new; a source repeating the same error (a server down, polled every few
+// seconds) is logged at debug level until the error changes. Called with mu held.
+func (s *Store) logFailure(src *source, err error, msg string) {
+	level := s.log.Error()
+	if err.Error() == src.status.LastError {
+		level = s.log.Debug()
+	}
+	src.status.LastError = err.Error()
+	level.Str("source", Redact(src.status.Name)).Err(err).Uint64("failures", src.status.Failures).Msg(msg)
+}
+
+// Redact removes credentials and query strings from a source name for logs and
+// status: http sources are named by their URL, which may carry a token.
+func Redact(name string) string {
+	u, err := url.Parse(name)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return name
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	return u.String()
 }
 
 // Status returns the state of every source, in priority order.

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -215,5 +218,44 @@ func TestWatchAndConcurrentReaders(t *testing.T) {
 	}
 	if s.Current().Generation != 50 {
 		t.Errorf("generation = %d, want 50", s.Current().Generation)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	cases := map[string]string{
+		"flags/allFlags.json":              "flags/allFlags.json",
+		"ns/name":                          "ns/name",
+		"https://flags.example.com/f.json": "https://flags.example.com/f.json",
+		"https://flags.example.com/f.json?token=secret": "https://flags.example.com/f.json?REDACTED",
+		"https://user:pass@flags.example.com/f.json":    "https://REDACTED@flags.example.com/f.json",
+	}
+	for in, want := range cases {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRepeatedSourceErrorsLogOnce: a source failing the same way on every poll is
+// counted every time but logged at error level only when the error changes.
+func TestRepeatedSourceErrorsLogOnce(t *testing.T) {
+	var logs bytes.Buffer
+	s, err := New([]string{"https://h/f.json?token=secret"}, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "https://h/f.json?token=secret"
+	for i := 0; i < 5; i++ {
+		s.Fail(name, errors.New("connection refused"))
+	}
+	s.Fail(name, errors.New("503 Service Unavailable"))
+	if got := strings.Count(logs.String(), `"level":"error"`); got != 2 {
+		t.Errorf("%d error lines, want 2:\n%s", got, logs.String())
+	}
+	if strings.Contains(logs.String(), "secret") {
+		t.Errorf("the source's token reached the logs:\n%s", logs.String())
+	}
+	if st := s.Status()[0]; st.Failures != 6 || st.LastError != "503 Service Unavailable" {
+		t.Errorf("status = %+v", st)
 	}
 }
