@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -29,11 +28,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-)
 
-// testbedDir is the flagd-testbed checkout, relative to this package directory: the
-// repository is cloned with shared/ beside it, locally and in CI.
-const testbedDir = "../../../shared/flagd-testbed"
+	"github.com/flagpole-dev/flagpole/flagd/conformance/steps"
+)
 
 // moduleRoot is the flagpole module, relative to this package directory.
 const moduleRoot = "../.."
@@ -50,7 +47,8 @@ type daemonConfig string
 
 // The launchpad configurations (launchpad/configs/<name>.json), plus "socket", which
 // the testbed's providers name but the testbed does not ship (flagd-compat §8.1): it
-// is "default" served on unix sockets (--socket-path, --sync-socket-path).
+// is "default" served on unix sockets (--socket-path, --sync-socket-path). The
+// provider names map to them with steps.LaunchpadConfig.
 const (
 	configDefault     daemonConfig = "default"
 	configMetadata    daemonConfig = "metadata"
@@ -64,32 +62,15 @@ func allConfigs() []daemonConfig {
 	return []daemonConfig{configDefault, configMetadata, configSyncPayload, configSSL, configSocket}
 }
 
-// providerConfig maps the provider names of "Given a <name> flagd provider" to the
-// configuration the testbed starts flagd with for them (flagd-compat §8.1).
-func providerConfig(name string) (daemonConfig, bool) {
-	switch name {
-	case "stable":
-		return configDefault, true
-	case "metadata":
-		return configMetadata, true
-	case "syncpayload":
-		return configSyncPayload, true
-	case "ssl":
-		return configSSL, true
-	case "socket":
-		return configSocket, true
-	}
-	return "", false
-}
-
 // daemon is one running `flagpole start --config <dir>/config.json` subprocess, with
 // its working directory laid out as the testbed's container: flags/allFlags.json (the
 // launchpad's merged file) and rawflags/ (the testbed's flag files), so that the file
 // sources are named "flags/allFlags.json" and "rawflags/<file>" as the scenarios'
 // selectors expect.
 type daemon struct {
-	config daemonConfig
-	dir    string
+	config  daemonConfig
+	dir     string
+	testbed string // the flagd-testbed checkout
 
 	// Where the listeners are: host:port, or a unix socket path for the socket config.
 	evalAddr, syncAddr, mgmtAddr string
@@ -131,8 +112,8 @@ func cleanEnv() []string {
 // ports (reported by its "serving" log lines), waits for /readyz and connects the
 // clients. Everything is stopped in t.Cleanup, also when the test fails. It may run
 // in its own goroutine: it reports failures as errors.
-func startDaemon(t *testing.T, bin string, config daemonConfig) (*daemon, error) {
-	d := &daemon{config: config, dir: t.TempDir()}
+func startDaemon(t *testing.T, bin, testbed string, config daemonConfig) (*daemon, error) {
+	d := &daemon{config: config, dir: t.TempDir(), testbed: testbed}
 	settings, err := d.layout(config)
 	if err != nil {
 		return nil, fmt.Errorf("daemon %s: %w", config, err)
@@ -231,7 +212,7 @@ func (d *daemon) layout(config daemonConfig) (map[string]any, error) {
 	if config == configSocket {
 		name = string(configDefault)
 	}
-	raw, err := os.ReadFile(filepath.Join(testbedDir, "launchpad", "configs", name+".json"))
+	raw, err := os.ReadFile(filepath.Join(d.testbed, "launchpad", "configs", name+".json"))
 	if err != nil {
 		return nil, fmt.Errorf("launchpad configuration (the repository must be checked out with shared/ beside it): %w", err)
 	}
@@ -240,10 +221,10 @@ func (d *daemon) layout(config daemonConfig) (map[string]any, error) {
 		return nil, fmt.Errorf("launchpad configuration %s: %w", name, err)
 	}
 
-	src := filepath.Join(testbedDir, "flags")
-	names, err := flagFiles(src)
+	src := filepath.Join(d.testbed, "flags")
+	names, err := steps.FlagFiles(src)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("flagd-testbed flags: %w", err)
 	}
 	if err := os.Mkdir(filepath.Join(d.dir, "rawflags"), 0o700); err != nil {
 		return nil, err
@@ -251,7 +232,6 @@ func (d *daemon) layout(config daemonConfig) (map[string]any, error) {
 	if err := os.Mkdir(filepath.Join(d.dir, "flags"), 0o700); err != nil {
 		return nil, err
 	}
-	d.merged = map[string]any{}
 	for _, n := range names {
 		data, err := os.ReadFile(filepath.Join(src, n))
 		if err != nil {
@@ -260,14 +240,9 @@ func (d *daemon) layout(config daemonConfig) (map[string]any, error) {
 		if err := os.WriteFile(filepath.Join(d.dir, "rawflags", n), data, 0o600); err != nil {
 			return nil, err
 		}
-		if strings.HasPrefix(n, "selector-") {
-			continue
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("%s: %w", n, err)
-		}
-		d.merged = deepMerge(d.merged, doc)
+	}
+	if d.merged, err = steps.MergedFlags(src); err != nil {
+		return nil, err
 	}
 	if err := d.writeMerged(); err != nil {
 		return nil, err
@@ -275,7 +250,7 @@ func (d *daemon) layout(config daemonConfig) (map[string]any, error) {
 
 	switch config {
 	case configSSL:
-		cert, key, err := issueServerCert(d.dir)
+		cert, key, err := issueServerCert(d.testbed, d.dir)
 		if err != nil {
 			return nil, fmt.Errorf("server certificate: %w", err)
 		}
@@ -288,37 +263,6 @@ func (d *daemon) layout(config daemonConfig) (map[string]any, error) {
 		settings["socket-path"], settings["sync-socket-path"] = eval, sync
 	}
 	return settings, nil
-}
-
-// flagFiles lists the *.json files of the testbed's flags directory, sorted.
-func flagFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("flagd-testbed flags (the repository must be checked out with shared/ beside it): %w", err)
-	}
-	var names []string
-	for _, e := range entries {
-		if !e.IsDir() && filepath.Ext(e.Name()) == ".json" {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	return names, nil
-}
-
-// deepMerge merges src into dst as the launchpad does: objects merge recursively,
-// anything else replaces.
-func deepMerge(dst, src map[string]any) map[string]any {
-	for k, v := range src {
-		if sm, ok := v.(map[string]any); ok {
-			if dm, ok := dst[k].(map[string]any); ok {
-				dst[k] = deepMerge(dm, sm)
-				continue
-			}
-		}
-		dst[k] = v
-	}
-	return dst
 }
 
 // writeMerged writes flags/allFlags.json atomically (temporary file and rename), as
@@ -363,8 +307,8 @@ func (d *daemon) changeFlag() error {
 // the testbed's CA (ssl/custom-root-cert.crt with ssl/custom-ca.key), as the testbed
 // image's /ssl/server-cert.pem. The files are not in the testbed data, so they are
 // made here.
-func issueServerCert(dir string) (certPath, keyPath string, err error) {
-	ca, caKey, err := testbedCA()
+func issueServerCert(testbed, dir string) (certPath, keyPath string, err error) {
+	ca, caKey, err := testbedCA(testbed)
 	if err != nil {
 		return "", "", err
 	}
@@ -405,12 +349,12 @@ func issueServerCert(dir string) (certPath, keyPath string, err error) {
 }
 
 // testbedCA reads the testbed's root certificate and its key.
-func testbedCA() (*x509.Certificate, any, error) {
-	certPEM, err := os.ReadFile(filepath.Join(testbedDir, "ssl", "custom-root-cert.crt"))
+func testbedCA(testbed string) (*x509.Certificate, any, error) {
+	certPEM, err := os.ReadFile(filepath.Join(testbed, "ssl", "custom-root-cert.crt"))
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(testbedDir, "ssl", "custom-ca.key"))
+	keyPEM, err := os.ReadFile(filepath.Join(testbed, "ssl", "custom-ca.key"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -432,8 +376,8 @@ func testbedCA() (*x509.Certificate, any, error) {
 
 // testbedRoots is a pool holding only the testbed CA, as a provider configured with
 // certPath=custom-root-cert.crt trusts.
-func testbedRoots() (*x509.CertPool, error) {
-	pemData, err := os.ReadFile(filepath.Join(testbedDir, "ssl", "custom-root-cert.crt"))
+func testbedRoots(testbed string) (*x509.CertPool, error) {
+	pemData, err := os.ReadFile(filepath.Join(testbed, "ssl", "custom-root-cert.crt"))
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +398,7 @@ func (d *daemon) connect() error {
 	d.evalURL = "http://" + d.evalAddr
 	switch d.config {
 	case configSSL:
-		roots, err := testbedRoots()
+		roots, err := testbedRoots(d.testbed)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/flagpole-dev/flagpole/flagd/conformance/steps"
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/flags"
 )
@@ -166,32 +167,24 @@ func (p *inProcessProvider) useMetadata(md map[string]any) error {
 	return nil
 }
 
-// resolve evaluates the synced flag locally.
-func (p *inProcessProvider) resolve(_ context.Context, key string, typ eval.Type, evalCtx map[string]any) (outcome, error) {
+// Resolve evaluates the synced flag locally.
+func (p *inProcessProvider) Resolve(_ context.Context, key string, typ eval.Type, evalCtx map[string]any) (steps.Outcome, error) {
 	p.mu.RLock()
 	f, ok := p.byKey[key]
 	enrichment, synced := p.enrichment, p.byKey != nil
 	p.mu.RUnlock()
 	if !synced {
-		return outcome{}, errors.New("no flag configuration received")
+		return steps.Outcome{}, errors.New("no flag configuration received")
 	}
-	res := eval.NotFound(key)
-	if ok {
-		ctx := make(map[string]any, len(evalCtx)+len(enrichment))
-		for k, v := range evalCtx {
-			ctx[k] = v
-		}
-		for k, v := range enrichment {
-			ctx[k] = v
-		}
-		res = f.EvaluateAs(typ, ctx, nil)
+	if !ok {
+		return steps.FromResolution(eval.NotFound(key)), nil
 	}
-	return outcome{
-		Value:     res.Value,
-		HasValue:  !res.Failed() && res.Variant != "",
-		Variant:   res.Variant,
-		Reason:    string(res.Reason),
-		ErrorCode: string(res.ErrorCode),
-		Metadata:  res.Metadata,
-	}, nil
+	ctx := make(map[string]any, len(evalCtx)+len(enrichment))
+	for k, v := range evalCtx {
+		ctx[k] = v
+	}
+	for k, v := range enrichment {
+		ctx[k] = v
+	}
+	return steps.FromResolution(f.EvaluateAs(typ, ctx, nil)), nil
 }

@@ -1,14 +1,15 @@
 package conformance
 
 import (
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/cucumber/godog"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/flagpole-dev/flagpole/flagd/conformance/steps"
 )
 
 // features are the testbed's daemon feature files each mode runs.
@@ -23,16 +24,7 @@ import (
 // flag-set metadata merged into the v2 response metadata; Flagd-Selector filtering),
 // so a server must pass them over rpc too.
 func features(m mode) []string {
-	common := []string{
-		"targeting.feature",
-		"evaluation.feature",
-		"disabled.feature",
-		"metadata.feature",
-		"selector.feature",
-		"contextEnrichment.feature",
-		"events.feature",
-		"connection.feature",
-	}
+	common := append(steps.EvaluationFeatures(), "events.feature", "connection.feature")
 	if m == modeInProcess {
 		return append(common, "sync-payload.feature")
 	}
@@ -70,16 +62,11 @@ func excludedTags() []string {
 
 // tagFilter selects the mode's scenarios (@rpc or @in-process; rpc mode also takes the
 // @in-process scenarios of its feature files, see features) minus excludedTags.
-// godog's filter has no parentheses: "," is OR between &&-groups.
 func tagFilter(m mode) string {
-	excluded := ""
-	for _, tag := range excludedTags() {
-		excluded += " && ~" + tag
-	}
 	if m == modeInProcess {
-		return "@in-process" + excluded
+		return steps.TagFilter([]string{"@in-process"}, excludedTags())
 	}
-	return "@rpc" + excluded + ", @in-process" + excluded
+	return steps.TagFilter([]string{"@rpc", "@in-process"}, excludedTags())
 }
 
 // wantScenarios are the scenario counts per mode and feature file the filters select
@@ -107,10 +94,8 @@ func wantScenarios(m mode) map[string]int {
 // in-process mode (each mode with its own daemons, as "the flag was modified" changes
 // a daemon's flags).
 func TestTestbedLive(t *testing.T) {
-	gherkinDir := filepath.Join(testbedDir, "gherkin")
-	if info, err := os.Stat(gherkinDir); err != nil || !info.IsDir() {
-		t.Fatalf("flagd-testbed directory %s not found (the repository must be checked out with shared/ beside it): %v", gherkinDir, err)
-	}
+	testbed := steps.Testbed(t)
+	gherkinDir := steps.Testbed(t, "gherkin")
 	bin := buildFlagpole(t)
 
 	for _, m := range []mode{modeRPC, modeInProcess} {
@@ -120,14 +105,16 @@ func TestTestbedLive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			daemons := startDaemons(t, bin)
-			got := suite{
-				name:     "flagd-testbed-live-" + string(m),
-				features: feats,
-				tags:     tagFilter(m),
-				mode:     m,
-				daemons:  daemons,
-			}.run(t)
+			daemons := startDaemons(t, bin, testbed)
+			got := steps.Suite{
+				Name:     "flagd-testbed-live-" + string(m),
+				Features: feats,
+				Tags:     tagFilter(m),
+				Initialize: func(sc *godog.ScenarioContext) {
+					s := &scenario{mode: m, daemons: daemons, handlers: map[string]int{}}
+					s.register(sc)
+				},
+			}.Run(t)
 			if d := cmp.Diff(wantScenarios(m), got); d != "" {
 				t.Errorf("%s: scenarios per feature file (-want +got):\n%s", m, d)
 			}
@@ -136,7 +123,7 @@ func TestTestbedLive(t *testing.T) {
 }
 
 // startDaemons starts one daemon per launchpad configuration, concurrently.
-func startDaemons(t *testing.T, bin string) map[daemonConfig]*daemon {
+func startDaemons(t *testing.T, bin, testbed string) map[daemonConfig]*daemon {
 	t.Helper()
 	configs := allConfigs()
 	started := make([]*daemon, len(configs))
@@ -147,7 +134,7 @@ func startDaemons(t *testing.T, bin string) map[daemonConfig]*daemon {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, err := startDaemon(t, bin, c)
+			d, err := startDaemon(t, bin, testbed, c)
 			if err != nil {
 				mu.Lock()
 				failures = append(failures, err.Error())

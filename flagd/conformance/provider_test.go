@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/conformance/steps"
 )
 
 // mode is an OpenFeature flagd provider resolver mode.
@@ -18,27 +18,15 @@ const (
 )
 
 // provider is the part of an OpenFeature flagd provider the scenarios observe: typed
-// resolution and provider events. A provider is created per scenario and is ready
-// (its first event is "ready") when newProvider returns.
+// resolution (the steps.Resolver of the scenario) and provider events. A provider is
+// created per scenario and is ready (its first event is "ready") when newProvider
+// returns.
 type provider interface {
-	// resolve evaluates key as typ for the evaluation context.
-	resolve(ctx context.Context, key string, typ eval.Type, evalCtx map[string]any) (outcome, error)
+	steps.Resolver
 	// events is the provider's event log.
 	events() *eventLog
 	// close ends the provider's streams.
 	close()
-}
-
-// outcome is a provider's resolution: HasValue is false when the response carries no
-// value (an error, DISABLED, or a flag without default variant), in which case the
-// OpenFeature client returns the caller's default.
-type outcome struct {
-	Value     any
-	HasValue  bool
-	Variant   string
-	Reason    string
-	ErrorCode string
-	Metadata  map[string]any
 }
 
 // newProvider connects a provider of mode m to d, with the selector option.

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/flagpole-dev/flagpole/flagd/conformance/steps"
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 )
 
@@ -95,11 +96,11 @@ type v2Response interface {
 	GetMetadata() *structpb.Struct
 }
 
-// resolve calls the typed v2 method for typ.
-func (p *rpcProvider) resolve(ctx context.Context, key string, typ eval.Type, evalCtx map[string]any) (outcome, error) {
+// Resolve calls the typed v2 method for typ.
+func (p *rpcProvider) Resolve(ctx context.Context, key string, typ eval.Type, evalCtx map[string]any) (steps.Outcome, error) {
 	pctx, err := structpb.NewStruct(evalCtx)
 	if err != nil {
-		return outcome{}, fmt.Errorf("evaluation context: %w", err)
+		return steps.Outcome{}, fmt.Errorf("evaluation context: %w", err)
 	}
 	var (
 		resp  v2Response
@@ -142,12 +143,12 @@ func (p *rpcProvider) resolve(ctx context.Context, key string, typ eval.Type, ev
 			resp, value = r.Msg, func() any { return r.Msg.GetValue().AsMap() }
 		}
 	default:
-		return outcome{}, fmt.Errorf("no v2 method for type %v", typ)
+		return steps.Outcome{}, fmt.Errorf("no v2 method for type %v", typ)
 	}
 	if err != nil {
 		return errorOutcome(err)
 	}
-	out := outcome{
+	out := steps.Outcome{
 		HasValue: resp.HasValue(),
 		Variant:  resp.GetVariant(),
 		Reason:   resp.GetReason(),
@@ -163,10 +164,10 @@ func (p *rpcProvider) resolve(ctx context.Context, key string, typ eval.Type, ev
 // NotFound → FLAG_NOT_FOUND, InvalidArgument → TYPE_MISMATCH, DataLoss → PARSE_ERROR,
 // anything else → GENERAL. Transport failures (no connect error, Unavailable,
 // Canceled, DeadlineExceeded) fail the step instead: they are not resolutions.
-func errorOutcome(err error) (outcome, error) {
+func errorOutcome(err error) (steps.Outcome, error) {
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
-		return outcome{}, err
+		return steps.Outcome{}, err
 	}
 	code := eval.ErrorGeneral
 	switch ce.Code() {
@@ -177,7 +178,7 @@ func errorOutcome(err error) (outcome, error) {
 	case connect.CodeDataLoss:
 		code = eval.ErrorParse
 	case connect.CodeUnavailable, connect.CodeCanceled, connect.CodeDeadlineExceeded:
-		return outcome{}, fmt.Errorf("transport failure: %w", err)
+		return steps.Outcome{}, fmt.Errorf("transport failure: %w", err)
 	}
-	return outcome{Reason: string(eval.ReasonError), ErrorCode: string(code)}, nil
+	return steps.Outcome{Reason: string(eval.ReasonError), ErrorCode: string(code)}, nil
 }

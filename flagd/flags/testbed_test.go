@@ -1,41 +1,21 @@
 package flags_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/cucumber/godog"
+	"github.com/google/go-cmp/cmp"
 
+	"github.com/flagpole-dev/flagpole/flagd/conformance/steps"
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/flags"
 )
-
-// daemonFeatures are the provider/daemon feature files (gherkin/) whose flag
-// expectations the engine must meet when it serves the testbed's flags as flagd does.
-// targeting, evaluation, disabled and metadata are the core; selector (source
-// filtering) and contextEnrichment (the static -X context, flagd-context-aware) only
-// need the same steps, so they run too.
-//
-// Not run, because they test a provider or a connection rather than evaluation:
-// config.feature (provider option defaults and env vars), connection.feature
-// (TLS, unix sockets, reconnects, envoy), events.feature (event streams),
-// rpc-caching.feature (provider-side cache) and sync-payload.feature (GetMetadata
-// versus sync_context transport).
-func daemonFeatures() []string {
-	return []string{
-		"targeting.feature",
-		"evaluation.feature",
-		"disabled.feature",
-		"metadata.feature",
-		"selector.feature",
-		"contextEnrichment.feature",
-	}
-}
 
 // daemonTags selects the scenarios a flagd daemon serves (@rpc: gRPC evaluation;
 // @in-process: the sync payload a provider evaluates) and excludes:
@@ -46,76 +26,58 @@ func daemonFeatures() []string {
 //   - @grace, @reconnect, @events, @caching: connection loss, event streams and the
 //     provider cache (in these files: contextEnrichment's two @grace scenarios and
 //     its @caching scenario), which need a running server and provider.
-//
-// godog's tag filter has no parentheses: "," is OR between &&-groups.
 func daemonTags() string {
-	excluded := " && ~@fractional-v1 && ~@fractional-v3 && ~@deprecated && ~@grace && ~@reconnect && ~@events && ~@caching"
-	return "@rpc" + excluded + ", @in-process" + excluded
-}
-
-// launchpadConfig maps the provider names of "Given a <name> flagd provider" to the
-// launchpad configuration the testbed starts flagd with.
-func launchpadConfig(provider string) (string, bool) {
-	switch provider {
-	case "stable":
-		return "default", true
-	case "metadata":
-		return "metadata", true
-	}
-	return "", false
+	return steps.TagFilter([]string{"@rpc", "@in-process"}, []string{
+		"@fractional-v1", "@fractional-v3", "@deprecated", "@grace", "@reconnect", "@events", "@caching",
+	})
 }
 
 // TestTestbedDaemon checks the engine directly (no server) against the testbed's
-// provider scenarios, with the flag sources, priorities, selectors, metadata
-// reflection and static context of a flagd started by the testbed's launchpad.
+// provider scenarios about evaluation (steps.EvaluationFeatures), with the flag
+// sources, priorities, selectors, metadata reflection and static context of a flagd
+// started by the testbed's launchpad configurations "default" (stable provider) and
+// "metadata" (metadata provider).
+//
+// Not run, because they test a provider or a connection rather than evaluation:
+// config.feature (provider option defaults and env vars), connection.feature
+// (TLS, unix sockets, reconnects, envoy), events.feature (event streams),
+// rpc-caching.feature (provider-side cache) and sync-payload.feature (GetMetadata
+// versus sync_context transport).
 func TestTestbedDaemon(t *testing.T) {
-	gherkinDir := filepath.Join(testbedDir, "gherkin")
-	requireDir(t, gherkinDir)
-	features := daemonFeatures()
-	paths := make([]string, len(features))
-	for i, f := range features {
-		paths[i] = filepath.Join(gherkinDir, f)
+	testbed := steps.Testbed(t)
+	var paths []string
+	for _, f := range steps.EvaluationFeatures() {
+		paths = append(paths, steps.Testbed(t, "gherkin", f))
 	}
 	daemons := map[string]*daemon{}
-	for _, provider := range []string{"stable", "metadata"} {
-		config, _ := launchpadConfig(provider)
-		d, err := loadDaemon(config)
+	for _, config := range []string{"default", "metadata"} {
+		d, err := loadDaemon(testbed, config)
 		if err != nil {
 			t.Fatalf("launchpad config %s: %v", config, err)
 		}
-		daemons[provider] = d
+		daemons[config] = d
+	}
+	connect := func(_ context.Context, config, selector string) (steps.Resolver, error) {
+		d, ok := daemons[config]
+		if !ok {
+			return nil, fmt.Errorf("no in-test daemon for launchpad configuration %s", config)
+		}
+		return steps.ResolverFunc(func(_ context.Context, key string, typ eval.Type, ctx map[string]any) (steps.Outcome, error) {
+			res, err := d.resolve(selector, key, typ, ctx)
+			return steps.FromResolution(res), err
+		}), nil
 	}
 
-	runGherkin(t, gherkinSuite{
-		name:  "flagd-daemon",
-		paths: paths,
-		tags:  daemonTags(),
-		initialize: func(sc *godog.ScenarioContext, s *scenario) {
-			selector := ""
-			sc.Step(`^an option "([^"]*)" of type "([^"]*)" with value "([^"]*)"$`, func(name, typ, value string) error {
-				switch {
-				case name == "selector" && typ == "String":
-					selector = value
-				case name == "cache" && typ == "CacheType" && value == "disabled":
-					// Resolution here is never cached.
-				default:
-					return fmt.Errorf("provider option %s (%s) = %q is not supported by the in-test resolver", name, typ, value)
-				}
-				return nil
-			})
-			sc.Step(`^a (\w+) flagd provider$`, func(provider string) error {
-				d, ok := daemons[provider]
-				if !ok {
-					return fmt.Errorf("no launchpad configuration for a %q flagd provider", provider)
-				}
-				s.resolve = func(key string, typ eval.Type, ctx map[string]any) (eval.Resolution, error) {
-					return d.resolve(selector, key, typ, ctx)
-				}
-				return nil
-			})
-			s.registerFlagSteps(sc, "default", float64ContextNumbers)
+	steps.Suite{
+		Name:  "flagd-daemon",
+		Paths: paths,
+		Tags:  daemonTags(),
+		Initialize: func(sc *godog.ScenarioContext) {
+			s := &steps.Scenario{}
+			s.RegisterProvider(sc, connect)
+			s.Register(sc, "default", steps.Float64Numbers)
 		},
-	})
+	}.Run(t)
 }
 
 // TestSelectorParsing covers the selector grammar of flagd-compat §1.6 as the
@@ -139,8 +101,8 @@ func TestSelectorParsing(t *testing.T) {
 			t.Errorf("parseSelector(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
 			continue
 		}
-		if err := diff(fmt.Sprintf("parseSelector(%q)", tt.in), tt.want, got); err != nil {
-			t.Error(err)
+		if d := cmp.Diff(tt.want, got); d != "" {
+			t.Errorf("parseSelector(%q) (-want +got):\n%s", tt.in, d)
 		}
 	}
 }
@@ -169,9 +131,10 @@ type launchpadFile struct {
 	ContextValue map[string]string `json:"context-value"`
 }
 
-// loadDaemon builds the store a flagd started with launchpad/configs/<name>.json holds.
-func loadDaemon(config string) (*daemon, error) {
-	raw, err := os.ReadFile(filepath.Join(testbedDir, "launchpad", "configs", config+".json"))
+// loadDaemon builds the store a flagd started with launchpad/configs/<name>.json of the
+// testbed holds.
+func loadDaemon(testbed, config string) (*daemon, error) {
+	raw, err := os.ReadFile(filepath.Join(testbed, "launchpad", "configs", config+".json"))
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +150,7 @@ func loadDaemon(config string) (*daemon, error) {
 		if src.Provider != "file" {
 			return nil, fmt.Errorf("source %s: provider %q is not supported", src.URI, src.Provider)
 		}
-		data, err := sourceDocument(src.URI)
+		data, err := sourceDocument(testbed, src.URI)
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", src.URI, err)
 		}
@@ -218,57 +181,18 @@ func (d *daemon) insert(e storeEntry) {
 
 // sourceDocument reads a launchpad source: flags/allFlags.json is the deep merge the
 // launchpad writes at start; rawflags/<file> is the testbed's flags/<file>.
-func sourceDocument(uri string) ([]byte, error) {
+func sourceDocument(testbed, uri string) ([]byte, error) {
 	if uri == "flags/allFlags.json" {
-		return mergedFlags(filepath.Join(testbedDir, "flags"))
-	}
-	if name, ok := strings.CutPrefix(uri, "rawflags/"); ok {
-		return os.ReadFile(filepath.Join(testbedDir, "flags", name))
-	}
-	return nil, fmt.Errorf("unknown source location")
-}
-
-// mergedFlags is the launchpad's allFlags.json: every *.json of dir not prefixed
-// "selector-", deep-merged in name order.
-func mergedFlags(dir string) ([]byte, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		if n := e.Name(); !e.IsDir() && filepath.Ext(n) == ".json" && !strings.HasPrefix(n, "selector-") {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	merged := map[string]any{}
-	for _, n := range names {
-		raw, err := os.ReadFile(filepath.Join(dir, n))
+		merged, err := steps.MergedFlags(filepath.Join(testbed, "flags"))
 		if err != nil {
 			return nil, err
 		}
-		var doc map[string]any
-		if err := json.Unmarshal(raw, &doc); err != nil {
-			return nil, fmt.Errorf("%s: %w", n, err)
-		}
-		merged = deepMerge(merged, doc)
+		return json.Marshal(merged)
 	}
-	return json.Marshal(merged)
-}
-
-// deepMerge merges src into dst: objects merge recursively, anything else replaces.
-func deepMerge(dst, src map[string]any) map[string]any {
-	for k, v := range src {
-		if sm, ok := v.(map[string]any); ok {
-			if dm, ok := dst[k].(map[string]any); ok {
-				dst[k] = deepMerge(dm, sm)
-				continue
-			}
-		}
-		dst[k] = v
+	if name, ok := strings.CutPrefix(uri, "rawflags/"); ok {
+		return os.ReadFile(filepath.Join(testbed, "flags", name))
 	}
-	return dst
+	return nil, fmt.Errorf("unknown source location")
 }
 
 // flagSelector is a parsed Flagd-Selector: Field "" selects everything.
