@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 FUZZTIME ?= 60s
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean generate verify
+.PHONY: build run test lint bench fuzz clean generate verify load propagation e2e
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -19,6 +19,9 @@ run: build ## flagd mode on the bundled example flags (Ctrl-C to stop)
 
 test: lint verify ## unit, conformance, fuzz-seed and CLI tests
 	$(GO) test -count=1 ./...
+
+e2e: ## end-to-end tests on a local kube-apiserver + etcd (see e2e/README.md; the first run builds them, ~6 min)
+	cd e2e && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m -v ./...
 
 lint: ## go vet + gofmt check
 	$(GO) vet ./...
@@ -33,6 +36,12 @@ verify: ## fail if the code or CRD manifests generated from crd/apis are stale
 
 bench: ## evaluator benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./flagd/eval/
+
+load: build ## flagd-mode load harness (bench/load): startup, RSS, req/s, p50/p99 per workload; options via LOADFLAGS="-duration 5s -out load.md"
+	$(GO) run ./bench/load -bin $(BIN) $(LOADFLAGS)
+
+propagation: ## time from a flag file change to the new value served (20 renames, 20 ConfigMap ..data swaps)
+	$(GO) run ./bench/propagation -n 20
 
 fuzz: ## run each fuzz target for $(FUZZTIME)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCompileEvaluate$$' -fuzztime $(FUZZTIME) ./flagd/flags/

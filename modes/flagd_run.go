@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/flagpole-dev/flagpole/crd/generated/clientset/versioned"
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/evaluation"
 	"github.com/flagpole-dev/flagpole/flagd/service/management"
@@ -25,6 +26,7 @@ import (
 	"github.com/flagpole-dev/flagpole/sync/file"
 	grpcsource "github.com/flagpole-dev/flagpole/sync/grpc"
 	httpsource "github.com/flagpole-dev/flagpole/sync/http"
+	kubesource "github.com/flagpole-dev/flagpole/sync/kubernetes"
 )
 
 // Addresses are the bound addresses of a running flagd, for tests and logs.
@@ -65,6 +67,7 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(metrics.NewSourceCollector(st.Status))
 	enricher := &service.Enricher{Static: c.ContextValue, Headers: c.ContextFromHeader}
 	var serverTLS *tls.Config
 	if c.ServerCertPath != "" {
@@ -155,19 +158,28 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	return errors.Join(all...)
 }
 
-// buildSources maps source configurations to sources.
+// buildSources maps source configurations to sources. A Kubernetes client is
+// created only when a kubernetes source is configured, and shared by all of them.
 func buildSources(configs []flagsync.SourceConfig, log zerolog.Logger) ([]flagsync.Source, error) {
 	out := make([]flagsync.Source, 0, len(configs))
+	var kube versioned.Interface
 	for i, c := range configs {
 		var src flagsync.Source
 		var err error
 		switch c.Provider {
 		case flagsync.ProviderFile, flagsync.ProviderFsnotify, flagsync.ProviderFileinfo:
-			src = file.New(c.URI)
+			src = file.New(c.URI, file.WithLogger(log))
 		case flagsync.ProviderHTTP:
 			src, err = httpsource.New(c, log)
 		case flagsync.ProviderGRPC:
 			src, err = grpcsource.New(c, log)
+		case flagsync.ProviderKubernetes:
+			if kube == nil {
+				if kube, err = kubesource.ClientFromEnvironment(); err != nil {
+					break
+				}
+			}
+			src, err = kubesource.New(c, log, kube)
 		default:
 			err = fmt.Errorf("provider %q is not supported by flagpole (file, http, grpc, kubernetes are)", c.Provider)
 		}

@@ -156,10 +156,10 @@ func Redact(name string) string {
 		return name
 	}
 	if u.User != nil {
-		u.User = url.User("REDACTED")
+		u.User = url.User("redacted")
 	}
 	if u.RawQuery != "" {
-		u.RawQuery = "REDACTED"
+		u.RawQuery = "redacted"
 	}
 	return u.String()
 }

@@ -226,8 +226,8 @@ func TestRedact(t *testing.T) {
 		"flags/allFlags.json":              "flags/allFlags.json",
 		"ns/name":                          "ns/name",
 		"https://flags.example.com/f.json": "https://flags.example.com/f.json",
-		"https://flags.example.com/f.json?token=secret": "https://flags.example.com/f.json?REDACTED",
-		"https://user:pass@flags.example.com/f.json":    "https://REDACTED@flags.example.com/f.json",
+		"https://flags.example.com/f.json?token=secret": "https://flags.example.com/f.json?redacted",
+		"https://user:pass@flags.example.com/f.json":    "https://redacted@flags.example.com/f.json",
 	}
 	for in, want := range cases {
 		if got := Redact(in); got != want {

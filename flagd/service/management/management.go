@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,7 +107,7 @@ func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
 				if st.Ready {
 					continue
 				}
-				name := redactSource(st.Name)
+				name := store.Redact(st.Name)
 				lastErr := strings.ReplaceAll(st.LastError, st.Name, name)
 				if len(lastErr) > maxErrorLen {
 					lastErr = lastErr[:maxErrorLen] + "…"
@@ -125,22 +124,6 @@ func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusPreconditionFailed)
 	_, _ = w.Write(b)
-}
-
-// redactSource hides credentials a source URI may carry (user:password@, query
-// strings with tokens) before it is shown on the unauthenticated management port.
-func redactSource(name string) string {
-	u, err := url.Parse(name)
-	if err != nil || u.Scheme == "" || (u.User == nil && u.RawQuery == "") {
-		return name
-	}
-	if u.User != nil {
-		u.User = url.User("redacted")
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "redacted"
-	}
-	return u.String()
 }
 
 // healthChecker answers grpc.health.v1.Health/Check for the whole server ("").
