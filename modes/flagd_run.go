@@ -175,6 +175,7 @@ func buildSources(configs []flagsync.SourceConfig, log zerolog.Logger) ([]flagsy
 			src, err = grpcsource.New(c, log)
 		case flagsync.ProviderKubernetes:
 			if kube == nil {
+				routeKlog(log)
 				if kube, err = kubesource.ClientFromEnvironment(); err != nil {
 					break
 				}

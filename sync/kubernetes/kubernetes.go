@@ -119,13 +119,18 @@ func (s *Source) Run(ctx context.Context, out chan<- flagsync.Update) error {
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.FieldSelector = selector
 			w, err := ffs.Watch(ctx, opts)
-			if err == nil {
-				// The list before this watch is in the cache: re-evaluate, which also
-				// clears a reported error once the API server answers again.
-				r.signal(nil)
-				if s.onWatch != nil {
-					s.onWatch()
-				}
+			if err != nil {
+				// client-go retries a failed watch without calling the watch error
+				// handler (an API server that is down is "retriable"), so report it
+				// here; the next successful watch clears it.
+				r.watchError(err)
+				return w, err
+			}
+			// The list before this watch is in the cache: re-evaluate, which also
+			// clears a reported error once the API server answers again.
+			r.signal(nil)
+			if s.onWatch != nil {
+				s.onWatch()
 			}
 			return w, err
 		},
