@@ -1,0 +1,97 @@
+// Command profserve runs `flagpole flagd start` in process with a CPU profile (and a
+// heap profile at exit), so the load harness can profile the real server under load
+// without changing it: `go run ./bench/load -server-cpuprofile cpu.out`, or by hand:
+//
+//	profserve -cpuprofile cpu.out -memprofile heap.out flagd start --uri file:flags.json
+//
+// The flags before "flagd" are profserve's; the rest is flagpole's command line. The
+// profiles are written when the server stops (SIGTERM or SIGINT).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/flagpole-dev/flagpole/modes"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run parses profserve's flags, then serves flagd with profiling on.
+func run(args []string) int {
+	fs := flag.NewFlagSet("profserve", flag.ContinueOnError)
+	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	mem := fs.String("memprofile", "", "write a heap profile at exit to this file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cpu != "" {
+		f, err := os.Create(*cpu)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profserve:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "profserve:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	code := serveFlagd(fs.Args())
+	if *mem != "" {
+		runtime.GC()
+		f, err := os.Create(*mem)
+		if err == nil {
+			err = pprof.WriteHeapProfile(f)
+			_ = f.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profserve:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// serveFlagd runs flagpole's `flagd start ...` command line (args start with "flagd")
+// as the flagpole binary does, until SIGINT or SIGTERM, and returns the exit code.
+func serveFlagd(args []string) int {
+	var root struct {
+		modes.Globals
+		Flagd modes.FlagdCmd `cmd:""`
+	}
+	parser, err := kong.New(&root, kong.Name("flagpole"), kong.Resolvers(modes.ConfigResolver()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profserve:", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profserve:", err)
+		return 2
+	}
+	log, err := root.Logger(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profserve:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	if err := kctx.Run(log); err != nil {
+		fmt.Fprintln(os.Stderr, "profserve:", err)
+		return 1
+	}
+	return 0
+}
