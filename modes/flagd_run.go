@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
-	"github.com/flagpole-dev/flagpole/crd/generated/clientset/versioned"
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/evaluation"
 	"github.com/flagpole-dev/flagpole/flagd/service/management"
@@ -162,7 +161,7 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 // created only when a kubernetes source is configured, and shared by all of them.
 func buildSources(configs []flagsync.SourceConfig, log zerolog.Logger) ([]flagsync.Source, error) {
 	out := make([]flagsync.Source, 0, len(configs))
-	var kube versioned.Interface
+	var kube kubesource.Client
 	for i, c := range configs {
 		var src flagsync.Source
 		var err error

@@ -119,7 +119,8 @@ type Flag struct {
 
 	rule     *Rule
 	variants map[string]variant
-	fixed    [TypeObject + 1]Resolution // resolutions of flags without targeting
+	fixed    [TypeObject + 1]Resolution // successful resolutions of flags without targeting
+	fixedOK  [TypeObject + 1]bool
 }
 
 // HasTargeting reports whether the flag has a targeting rule.
@@ -155,8 +156,15 @@ func (f *Flag) Compile(path string, strict bool) (warnings, errors Problems) {
 		errors = append(errors, errs...)
 		f.rule = rule
 	}
-	for t := TypeAny; t <= TypeObject; t++ {
-		f.fixed[t] = f.defaultResolution(t, ReasonStatic)
+	f.fixedOK = [TypeObject + 1]bool{}
+	if len(errors) == 0 {
+		dv, hasDefault := f.variants[f.DefaultVariant]
+		for t := TypeAny; t <= TypeObject; t++ {
+			// Only successes are kept: a type mismatch's message is built when asked for.
+			if f.DefaultVariant == "" || (hasDefault && dv.valid[t]) {
+				f.fixed[t], f.fixedOK[t] = f.defaultResolution(t, ReasonStatic), true
+			}
+		}
 	}
 	return warnings, errors
 }
@@ -188,7 +196,10 @@ func (f *Flag) EvaluateAs(t Type, ctx map[string]any, clock func() time.Time) Re
 		return Resolution{Reason: ReasonDisabled, Metadata: f.Metadata}
 	}
 	if f.rule == nil {
-		return f.fixed[t]
+		if f.fixedOK[t] {
+			return f.fixed[t]
+		}
+		return f.defaultResolution(t, ReasonStatic)
 	}
 	e := envPool.Get().(*env)
 	*e = env{data: ctx, root: true, ctx: ctx, flagKey: f.Key, clock: clock}

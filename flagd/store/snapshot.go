@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"sort"
+	"sync"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 )
@@ -15,11 +16,11 @@ type Entry struct {
 	Flag     *eval.Flag
 	Source   string
 	Priority int
-	// JSON is the flag as the sync API serves it: state, defaultVariant, variants,
-	// targeting ($ref inlined), source and merged metadata.
-	JSON json.RawMessage
-	// Fingerprint changes whenever anything a client can observe changes.
-	Fingerprint [sha256.Size]byte
+
+	encode sync.Once
+	json   json.RawMessage
+	sum    [sha256.Size]byte
+	err    error
 
 	seq int // position in (priority, document order); the higher wins a tie on key
 }
@@ -34,23 +35,44 @@ type syncFlag struct {
 	Metadata       map[string]any `json:"metadata,omitempty"`
 }
 
-func newEntry(f *eval.Flag, source string, priority int) (*Entry, error) {
-	state := f.State
-	if state == "" {
-		state = "ENABLED"
-	}
-	data, err := json.Marshal(syncFlag{
-		State:          state,
-		DefaultVariant: f.DefaultVariant,
-		Variants:       f.Variants,
-		Targeting:      f.Targeting,
-		Source:         source,
-		Metadata:       f.Metadata,
+func newEntry(f *eval.Flag, source string, priority int) *Entry {
+	return &Entry{Flag: f, Source: source, Priority: priority}
+}
+
+// JSON is the flag as the sync API serves it: state, defaultVariant, variants,
+// targeting ($ref inlined), source and merged metadata. It is encoded on first use
+// (most deployments never serve the sync API, and start-up should not pay for it).
+func (e *Entry) JSON() json.RawMessage {
+	e.encodeOnce()
+	return e.json
+}
+
+// Fingerprint changes whenever anything a client can observe changes (it is the hash
+// of JSON).
+func (e *Entry) Fingerprint() [sha256.Size]byte {
+	e.encodeOnce()
+	return e.sum
+}
+
+func (e *Entry) encodeOnce() {
+	e.encode.Do(func() {
+		state := e.Flag.State
+		if state == "" {
+			state = "ENABLED"
+		}
+		e.json, e.err = json.Marshal(syncFlag{
+			State:          state,
+			DefaultVariant: e.Flag.DefaultVariant,
+			Variants:       e.Flag.Variants,
+			Targeting:      e.Flag.Targeting,
+			Source:         e.Source,
+			Metadata:       e.Flag.Metadata,
+		})
+		if e.err != nil { // values come from a JSON or YAML decoder: cannot happen
+			e.json = json.RawMessage(`{}`)
+		}
+		e.sum = sha256.Sum256(e.json)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &Entry{Flag: f, Source: source, Priority: priority, JSON: data, Fingerprint: sha256.Sum256(data)}, nil
 }
 
 // view is the flags one selector sees: one entry per key, and the same sorted by key.
@@ -189,7 +211,7 @@ func (s *Snapshot) Changes(prev *Snapshot, sel Selector) map[string]Change {
 		switch {
 		case !ok:
 			out[k] = ChangeWrite
-		case old.Fingerprint != e.Fingerprint:
+		case old.Fingerprint() != e.Fingerprint():
 			out[k] = ChangeUpdate
 		}
 	}
@@ -208,7 +230,7 @@ func (s *Snapshot) SyncPayload(sel Selector) []byte {
 	var b bytes.Buffer
 	size := 16
 	for _, e := range list {
-		size += len(e.JSON) + len(e.Flag.Key) + 4
+		size += len(e.JSON()) + len(e.Flag.Key) + 4
 	}
 	b.Grow(size)
 	b.WriteString(`{"flags":{`)
@@ -219,7 +241,7 @@ func (s *Snapshot) SyncPayload(sel Selector) []byte {
 		key, _ := json.Marshal(e.Flag.Key)
 		b.Write(key)
 		b.WriteByte(':')
-		b.Write(e.JSON)
+		b.Write(e.JSON())
 	}
 	b.WriteString(`}}`)
 	return b.Bytes()

@@ -103,13 +103,7 @@ func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
 	}
 	entries := make([]*Entry, 0, len(set.Flags))
 	for _, f := range set.Flags {
-		e, err := newEntry(f, sourceName, src.status.Priority)
-		if err != nil {
-			src.status.Failures++
-			src.status.LastError = err.Error()
-			return fmt.Errorf("source %s: flag %q: %w", sourceName, f.Key, err)
-		}
-		entries = append(entries, e)
+		entries = append(entries, newEntry(f, sourceName, src.status.Priority))
 	}
 	src.entries = entries
 	src.status.Ready = true

@@ -56,7 +56,7 @@ type followed struct {
 func follow(t *testing.T, client *fake.Clientset) *followed {
 	t.Helper()
 	f := &followed{t: t, client: client, updates: make(chan flagsync.Update, 100), watching: make(chan struct{}, 100)}
-	s, err := New(flagsync.SourceConfig{URI: ns + "/" + name, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), client)
+	s, err := New(flagsync.SourceConfig{URI: ns + "/" + name, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), clientset{client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestNew(t *testing.T) {
 		{"/flags", `namespace ""`},
 	}
 	for _, tt := range tests {
-		_, err := New(flagsync.SourceConfig{URI: tt.uri, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), client)
+		_, err := New(flagsync.SourceConfig{URI: tt.uri, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), clientset{client})
 		got := ""
 		if err != nil {
 			got = err.Error()
@@ -171,7 +171,7 @@ func TestNew(t *testing.T) {
 	if _, err := New(flagsync.SourceConfig{URI: "shop/flags"}, zerolog.Nop(), nil); err == nil {
 		t.Error("New without a client: no error")
 	}
-	s, err := New(flagsync.SourceConfig{URI: "shop/flags"}, zerolog.Nop(), client)
+	s, err := New(flagsync.SourceConfig{URI: "shop/flags"}, zerolog.Nop(), clientset{client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestListErrors(t *testing.T) {
 // missing, ready with its flags once created, still serving them after deletion.
 func TestStoreReadiness(t *testing.T) {
 	client := fake.NewClientset()
-	s, err := New(flagsync.SourceConfig{URI: ns + "/" + name, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), client)
+	s, err := New(flagsync.SourceConfig{URI: ns + "/" + name, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), clientset{client})
 	if err != nil {
 		t.Fatal(err)
 	}
