@@ -16,10 +16,12 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
+	"github.com/flagpole-dev/flagpole/sync/sourcetest"
 )
 
-// wait bounds every wait in these tests; none of them asserts on time.
-const wait = 10 * time.Second
+// wait bounds the waits for reads and store states, as sourcetest.DefaultWait bounds the
+// waits for updates; none of them asserts on time.
+const wait = sourcetest.DefaultWait
 
 // Settle periods: "never" keeps a transient state unreported for the whole test, so
 // that a test can assert nothing is reported; "soon" reports it quickly.
@@ -34,71 +36,25 @@ func doc(value string) string {
 
 // watched is a running source with its updates and the kinds of its reads.
 type watched struct {
-	t       *testing.T
-	updates chan flagsync.Update
-	loads   chan string
+	*sourcetest.Updates
+	t     *testing.T
+	loads chan string
 }
 
 func run(t *testing.T, path string, opts ...Option) *watched {
 	t.Helper()
-	w := &watched{t: t, updates: make(chan flagsync.Update, 1000), loads: make(chan string, 100000)}
+	w := &watched{t: t, loads: make(chan string, 100000)}
 	s := New(path, opts...)
 	s.onLoad = func(kind string) { w.loads <- kind }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, w.updates) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	w.Updates = sourcetest.Run(t, s)
 	return w
 }
 
-// next returns the next update.
-func (w *watched) next() flagsync.Update {
-	w.t.Helper()
-	select {
-	case u := <-w.updates:
-		return u
-	case <-time.After(wait):
-		w.t.Fatalf("no update within %s", wait)
-		return flagsync.Update{}
-	}
-}
-
-// data asserts that the next update is this document.
-func (w *watched) data(want string) {
-	w.t.Helper()
-	u := w.next()
-	if u.Err != nil {
-		w.t.Fatalf("want data %s, got error %v", want, u.Err)
-	}
-	if diff := cmp.Diff(want, string(u.Data)); diff != "" {
-		w.t.Fatalf("data (-want +got):\n%s", diff)
-	}
-}
-
-// failure asserts that the next update is an error containing all the parts.
-func (w *watched) failure(parts ...string) {
-	w.t.Helper()
-	u := w.next()
-	if u.Err == nil {
-		w.t.Fatalf("want an error containing %q, got data %s", parts, u.Data)
-	}
-	for _, p := range parts {
-		if !strings.Contains(u.Err.Error(), p) {
-			w.t.Fatalf("error %q does not contain %q", u.Err, p)
-		}
-	}
-}
-
-// failureSkipping skips error updates until one contains all the parts; data fails.
-func (w *watched) failureSkipping(parts ...string) {
+// errSkipping skips error updates until one contains all the parts; data fails.
+func (w *watched) errSkipping(parts ...string) {
 	w.t.Helper()
 	for {
-		u := w.next()
+		u := w.Next()
 		if u.Err == nil {
 			w.t.Fatalf("want an error containing %q, got data %s", parts, u.Data)
 		}
@@ -112,7 +68,8 @@ func (w *watched) failureSkipping(parts ...string) {
 	}
 }
 
-// load waits for a read of this kind (reads of other kinds may come first).
+// load waits for a read of this kind (reads of other kinds may come first). Quiet
+// may follow it: onLoad runs after the read's update (if any) was sent.
 func (w *watched) load(kind string) {
 	w.t.Helper()
 	deadline := time.After(wait)
@@ -125,17 +82,6 @@ func (w *watched) load(kind string) {
 		case <-deadline:
 			w.t.Fatalf("no %q read within %s", kind, wait)
 		}
-	}
-}
-
-// quiet asserts that no update was sent. Call it after load: onLoad runs after the
-// read's update (if any) was sent, so this is not a race.
-func (w *watched) quiet() {
-	w.t.Helper()
-	select {
-	case u := <-w.updates:
-		w.t.Fatalf("unexpected update: data %s, error %v", u.Data, u.Err)
-	default:
 	}
 }
 
@@ -203,7 +149,7 @@ func TestInitialDocument(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), tt.file)
 			writeFile(t, path, tt.content)
-			run(t, path).data(tt.content)
+			run(t, path).Data(tt.content)
 		})
 	}
 }
@@ -213,10 +159,10 @@ func TestAtomicRename(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "flags.json")
 	writeFile(t, path, doc("v0"))
 	w := run(t, path, WithSettle(never))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	for i := 1; i <= 5; i++ {
 		replace(t, path, doc(fmt.Sprint("v", i)))
-		w.data(doc(fmt.Sprint("v", i)))
+		w.Data(doc(fmt.Sprint("v", i)))
 	}
 }
 
@@ -225,11 +171,11 @@ func TestConfigMapSymlinkSwap(t *testing.T) {
 	dir := t.TempDir()
 	configMap(t, dir, "..2026_01_01_00_00_00.000000000", map[string]string{"flags.json": doc("v0")})
 	w := run(t, filepath.Join(dir, "flags.json"), WithSettle(never))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	for i := 1; i <= 5; i++ {
 		configMap(t, dir, fmt.Sprintf("..2026_01_01_00_00_0%d.000000000", i), map[string]string{
 			"flags.json": doc(fmt.Sprint("v", i)), "other": fmt.Sprint(i)})
-		w.data(doc(fmt.Sprint("v", i)))
+		w.Data(doc(fmt.Sprint("v", i)))
 	}
 }
 
@@ -240,11 +186,11 @@ func TestConfigMapKeyRemoved(t *testing.T) {
 	dir := t.TempDir()
 	configMap(t, dir, "..1", map[string]string{"flags.json": doc("v0")})
 	w := run(t, filepath.Join(dir, "flags.json"), WithSettle(soon))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	configMap(t, dir, "..2", map[string]string{"other": "x"})
-	w.failure("does not exist")
+	w.Err("does not exist")
 	configMap(t, dir, "..3", map[string]string{"flags.json": doc("v0")})
-	w.data(doc("v0")) // sent again after the error, although unchanged, so the error clears
+	w.Data(doc("v0")) // sent again after the error, although unchanged, so the error clears
 }
 
 // TestTruncateThenWrite: an editor truncates the file, then writes it. The empty file
@@ -254,7 +200,7 @@ func TestTruncateThenWrite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "flags.json")
 	writeFile(t, path, doc("v0"))
 	w := run(t, path, WithSettle(never))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +212,7 @@ func TestTruncateThenWrite(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w.data(doc("v1"))
+	w.Data(doc("v1"))
 }
 
 // TestHalfWritten: a document read half-written is not sent; the whole one is.
@@ -275,7 +221,7 @@ func TestHalfWritten(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "flags.json")
 	writeFile(t, path, doc("v0"))
 	w := run(t, path, WithSettle(never))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	whole := doc("v1")
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
@@ -289,7 +235,7 @@ func TestHalfWritten(t *testing.T) {
 	if _, err := f.WriteString(whole[len(whole)/2:]); err != nil {
 		t.Fatal(err)
 	}
-	w.data(whole)
+	w.Data(whole)
 }
 
 func TestDeleteAndRecreate(t *testing.T) {
@@ -299,27 +245,27 @@ func TestDeleteAndRecreate(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "flags.json")
 		writeFile(t, path, doc("v0"))
 		w := run(t, path, WithSettle(soon))
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
-		w.failure(path, "does not exist")
+		w.Err(path, "does not exist")
 		replace(t, path, doc("v0")) // atomic: a half-written file would be reported here too
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 	})
 	t.Run("a brief absence is not reported", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "flags.json")
 		writeFile(t, path, doc("v0"))
 		w := run(t, path, WithSettle(never))
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
 		w.load("missing")
 		writeFile(t, path, doc("v0"))
 		w.load("unchanged")
-		w.quiet()
+		w.Quiet()
 	})
 }
 
@@ -330,42 +276,42 @@ func TestInvalidContent(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "flags.json")
 		writeFile(t, path, doc("v0"))
 		w := run(t, path, WithSettle(soon))
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 		replace(t, path, `{"flags": {`)
-		w.data(`{"flags": {`) // the store rejects it with the parse problem
+		w.Data(`{"flags": {`) // the store rejects it with the parse problem
 		replace(t, path, doc("v0"))
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 	})
 	t.Run("schema error is sent at once", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "flags.json")
 		writeFile(t, path, doc("v0"))
 		w := run(t, path, WithSettle(never))
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 		replace(t, path, `{"flags": 1}`)
-		w.data(`{"flags": 1}`)
+		w.Data(`{"flags": 1}`)
 	})
 	t.Run("syntax error at startup is sent at once", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "flags.json")
 		writeFile(t, path, `{`)
-		run(t, path, WithSettle(never)).data(`{`)
+		run(t, path, WithSettle(never)).Data(`{`)
 	})
 	t.Run("empty at startup is reported at once", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "flags.json")
 		writeFile(t, path, " \n")
-		run(t, path, WithSettle(never)).failure("empty")
+		run(t, path, WithSettle(never)).Err("empty")
 	})
 	t.Run("too large", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "flags.json")
 		writeFile(t, path, doc("v0"))
-		run(t, path, WithMaxSize(10)).failure("larger than 10 bytes")
+		run(t, path, WithMaxSize(10)).Err("larger than 10 bytes")
 	})
 	t.Run("a directory", func(t *testing.T) {
 		t.Parallel()
-		run(t, t.TempDir()).failure("is a directory")
+		run(t, t.TempDir()).Err("is a directory")
 	})
 }
 
@@ -375,9 +321,9 @@ func TestMissingAtStartup(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "flags.json")
 		w := run(t, path, WithSettle(never))
-		w.failure(path, "does not exist")
+		w.Err(path, "does not exist")
 		replace(t, path, doc("v0"))
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 	})
 	t.Run("directory", func(t *testing.T) {
 		t.Parallel()
@@ -385,21 +331,21 @@ func TestMissingAtStartup(t *testing.T) {
 		dir := filepath.Join(root, "a", "b")
 		path := filepath.Join(dir, "flags.json")
 		w := run(t, path, WithSettle(never))
-		w.failure("directory " + dir + " does not exist")
+		w.Err("directory " + dir + " does not exist")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		writeFile(t, path, doc("v0"))
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 	})
 	t.Run("configmap volume not populated yet", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
 		path := filepath.Join(dir, "flags.json")
 		w := run(t, path, WithSettle(never))
-		w.failure("does not exist")
+		w.Err("does not exist")
 		configMap(t, dir, "..1", map[string]string{"flags.json": doc("v0")})
-		w.data(doc("v0"))
+		w.Data(doc("v0"))
 	})
 }
 
@@ -412,13 +358,13 @@ func TestDirectoryRemovedAndRecreated(t *testing.T) {
 	path := filepath.Join(dir, "flags.json")
 	writeFile(t, path, doc("v0"))
 	w := run(t, path, WithSettle(soon))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	// The file goes first, then the directory: "the file does not exist" may be
 	// reported before the directory is gone.
-	w.failureSkipping("directory " + dir + " does not exist")
+	w.errSkipping("directory " + dir + " does not exist")
 	// Re-created atomically (a half-populated directory would be reported too).
 	if err := os.Mkdir(dir+".tmp", 0o755); err != nil {
 		t.Fatal(err)
@@ -427,9 +373,9 @@ func TestDirectoryRemovedAndRecreated(t *testing.T) {
 	if err := os.Rename(dir+".tmp", dir); err != nil {
 		t.Fatal(err)
 	}
-	w.data(doc("v1"))
+	w.Data(doc("v1"))
 	replace(t, path, doc("v2")) // and the new directory is watched
-	w.data(doc("v2"))
+	w.Data(doc("v2"))
 }
 
 // TestDirectoryReplaced: the directory is moved away and another one moved in.
@@ -446,16 +392,16 @@ func TestDirectoryReplaced(t *testing.T) {
 	writeFile(t, path, doc("v0"))
 	writeFile(t, filepath.Join(dir+".new", "flags.json"), doc("v1"))
 	w := run(t, path, WithSettle(never))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	if err := os.Rename(dir, dir+".old"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(dir+".new", dir); err != nil {
 		t.Fatal(err)
 	}
-	w.data(doc("v1"))
+	w.Data(doc("v1"))
 	replace(t, path, doc("v2"))
-	w.data(doc("v2"))
+	w.Data(doc("v2"))
 }
 
 // TestSymlinkedDirectory: the path goes through a "current -> v1" directory link that
@@ -473,16 +419,16 @@ func TestSymlinkedDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := run(t, filepath.Join(root, "current", "flags.json"), WithSettle(never))
-	w.data(doc("v1"))
+	w.Data(doc("v1"))
 	if err := os.Symlink("v2", filepath.Join(root, "current.tmp")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(filepath.Join(root, "current.tmp"), filepath.Join(root, "current")); err != nil {
 		t.Fatal(err)
 	}
-	w.data(doc("v2"))
+	w.Data(doc("v2"))
 	replace(t, filepath.Join(root, "v2", "flags.json"), doc("v3"))
-	w.data(doc("v3"))
+	w.Data(doc("v3"))
 }
 
 // TestSymlinkToAnotherDirectory: the path is a symlink to a file elsewhere; writes to
@@ -504,21 +450,21 @@ func TestSymlinkToAnotherDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := run(t, path, WithSettle(never))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	writeFile(t, real, doc("v1")) // in place
-	w.data(doc("v1"))
+	w.Data(doc("v1"))
 	replace(t, real, doc("v2"))
-	w.data(doc("v2"))
+	w.Data(doc("v2"))
 	if err := os.Symlink(other, path+".tmp"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(path+".tmp", path); err != nil {
 		t.Fatal(err)
 	}
-	w.data(doc("other"))
+	w.Data(doc("other"))
 	replace(t, real, doc("v3")) // the old target no longer matters (filtered out)
 	replace(t, other, doc("other2"))
-	w.data(doc("other2"))
+	w.Data(doc("other2"))
 }
 
 func TestUnchangedIsNotResent(t *testing.T) {
@@ -526,10 +472,10 @@ func TestUnchangedIsNotResent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "flags.json")
 	writeFile(t, path, doc("v0"))
 	w := run(t, path)
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	replace(t, path, doc("v0"))
 	w.load("unchanged")
-	w.quiet()
+	w.Quiet()
 }
 
 // TestBurst: many saves in a row; every update is one of them and the last one wins.
@@ -538,7 +484,7 @@ func TestBurst(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "flags.json")
 	writeFile(t, path, doc("v0"))
 	w := run(t, path, WithSettle(never))
-	w.data(doc("v0"))
+	w.Data(doc("v0"))
 	written := map[string]bool{}
 	const n = 200
 	for i := 1; i <= n; i++ {
@@ -551,7 +497,7 @@ func TestBurst(t *testing.T) {
 		}
 	}
 	for {
-		u := w.next()
+		u := w.Next()
 		if u.Err != nil {
 			t.Fatalf("error during the burst: %v", u.Err)
 		}

@@ -31,9 +31,11 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service/syncserver"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
+	"github.com/flagpole-dev/flagpole/sync/sourcetest"
 )
 
-// waitFor bounds every wait; waits block, they never assert timing.
+// waitFor bounds every wait for an update (longer than sourcetest.DefaultWait: TLS
+// handshakes and reconnections); waits block, they never assert timing.
 const waitFor = 15 * time.Second
 
 const (
@@ -127,39 +129,20 @@ func newSource(t *testing.T, cfg flagsync.SourceConfig) *Source {
 	return s
 }
 
-// run runs s until the test ends and returns its updates.
-func run(t *testing.T, s *Source) <-chan flagsync.Update {
+// run runs s until the test ends and returns its updates, waiting up to waitFor.
+func run(t *testing.T, s *Source) *sourcetest.Updates {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan flagsync.Update, 100)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, out) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v, want nil", err)
-		}
-	})
+	out := sourcetest.Run(t, s)
+	out.Wait = waitFor
 	return out
-}
-
-func recv(t *testing.T, out <-chan flagsync.Update) flagsync.Update {
-	t.Helper()
-	select {
-	case u := <-out:
-		return u
-	case <-time.After(waitFor):
-		t.Fatalf("no update within %s", waitFor)
-		return flagsync.Update{}
-	}
 }
 
 // recvData skips error updates until a document arrives and returns its flags as
 // key → defaultVariant, checking that it parses without warnings.
-func recvData(t *testing.T, out <-chan flagsync.Update) map[string]string {
+func recvData(t *testing.T, out *sourcetest.Updates) map[string]string {
 	t.Helper()
 	for {
-		u := recv(t, out)
+		u := out.Next()
 		if u.Err != nil {
 			continue
 		}
@@ -181,18 +164,6 @@ func flagsOf(t *testing.T, data []byte) map[string]string {
 		got[f.Key] = f.DefaultVariant
 	}
 	return got
-}
-
-func recvErr(t *testing.T, out <-chan flagsync.Update, want string) error {
-	t.Helper()
-	u := recv(t, out)
-	if u.Err == nil {
-		t.Fatalf("got data %s, want an error containing %q", u.Data, want)
-	}
-	if !strings.Contains(u.Err.Error(), want) {
-		t.Fatalf("error = %q, want it to contain %q", u.Err, want)
-	}
-	return u.Err
 }
 
 func TestPayloadsAndUpdates(t *testing.T) {
@@ -239,20 +210,20 @@ func TestReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	u := recv(t, out)
+	u := out.Next()
 	apply(u)
 	if !st.Ready() {
 		t.Fatalf("not ready after the first update (err %v)", u.Err)
 	}
 	up.shutdown()
-	u = recv(t, out)
+	u = out.Next()
 	if u.Err == nil || !strings.Contains(u.Err.Error(), "grpc source "+up.addr+": SyncFlags stream: Unavailable: server shutting down") {
 		t.Fatalf("after shutdown: update err = %v", u.Err)
 	}
 	apply(u)
 	up.restart(t)
 	for {
-		u := recv(t, out)
+		u := out.Next()
 		apply(u)
 		if u.Err == nil {
 			break
@@ -280,8 +251,8 @@ func TestInitialFailure(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	out := run(t, newSource(t, flagsync.SourceConfig{URI: addr}))
-	recvErr(t, out, "grpc source "+addr+": opening the SyncFlags stream: Unavailable")
-	recvErr(t, out, "Unavailable")
+	out.Err("grpc source " + addr + ": opening the SyncFlags stream: Unavailable")
+	out.Err("Unavailable")
 
 	up := &upstream{addr: addr}
 	st, err := store.New([]string{upA}, zerolog.Nop())
@@ -344,11 +315,11 @@ func TestTLS(t *testing.T) {
 	})
 	t.Run("system roots only", func(t *testing.T) {
 		out := run(t, newSource(t, flagsync.SourceConfig{URI: "grpcs://" + up.addr}))
-		recvErr(t, out, "certificate signed by unknown authority")
+		out.Err("certificate signed by unknown authority")
 	})
 	t.Run("plaintext client", func(t *testing.T) {
 		out := run(t, newSource(t, flagsync.SourceConfig{URI: up.addr}))
-		recvErr(t, out, "Unavailable")
+		out.Err("Unavailable")
 	})
 }
 
@@ -452,18 +423,15 @@ func TestRequestAndDeduplication(t *testing.T) {
 	}
 	out := run(t, newSource(t, flagsync.SourceConfig{URI: addr, ProviderID: "pod-7", Selector: "flagSetId=set-a",
 		Headers: map[string]string{"X-Team": "core"}, AuthHeaderFile: authFile}))
-	first := recv(t, out)
-	if first.Err != nil {
-		t.Fatal(first.Err)
+	first := out.NextData()
+	if strings.Contains(string(first), `"source"`) {
+		t.Errorf("the upstream's source member was not removed: %s", first)
 	}
-	if strings.Contains(string(first.Data), `"source"`) {
-		t.Errorf("the upstream's source member was not removed: %s", first.Data)
-	}
-	if diff := cmp.Diff(map[string]string{"a1": "on"}, flagsOf(t, first.Data)); diff != "" {
+	if diff := cmp.Diff(map[string]string{"a1": "on"}, flagsOf(t, first)); diff != "" {
 		t.Errorf("first (-want +got):\n%s", diff)
 	}
 	// The identical second payload is skipped: the next update is the third.
-	if diff := cmp.Diff(map[string]string{"a1": "off"}, flagsOf(t, recv(t, out).Data)); diff != "" {
+	if diff := cmp.Diff(map[string]string{"a1": "off"}, flagsOf(t, out.Next().Data)); diff != "" {
 		t.Errorf("second update (-want +got):\n%s", diff)
 	}
 	r.mu.Lock()
@@ -479,8 +447,8 @@ func TestRequestAndDeduplication(t *testing.T) {
 func TestMaxMsgSize(t *testing.T) {
 	up := newUpstream(t, nil)
 	out := run(t, newSource(t, flagsync.SourceConfig{URI: up.addr, MaxMsgSize: 64}))
-	recvErr(t, out, "ResourceExhausted: grpc: received message larger than max (")
-	recvErr(t, out, "(raise maxMsgSize to allow larger flag configurations)")
+	out.Err("ResourceExhausted: grpc: received message larger than max (")
+	out.Err("(raise maxMsgSize to allow larger flag configurations)")
 }
 
 func TestNewErrors(t *testing.T) {

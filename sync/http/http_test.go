@@ -25,10 +25,12 @@ import (
 
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
+	"github.com/flagpole-dev/flagpole/sync/sourcetest"
 )
 
-// waitFor bounds every wait; waits block or poll, they never assert timing.
-const waitFor = 10 * time.Second
+// waitFor bounds the polls of eventually, as sourcetest.DefaultWait bounds the waits for
+// updates; they never assert timing.
+const waitFor = sourcetest.DefaultWait
 
 const (
 	doc1 = `{"flags": {"a": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}}}`
@@ -73,54 +75,6 @@ func newSource(t *testing.T, cfg flagsync.SourceConfig, logs *logBuffer) *Source
 	return s
 }
 
-// run runs s until the test ends and returns its updates.
-func run(t *testing.T, s *Source) <-chan flagsync.Update {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan flagsync.Update, 100)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, out) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v, want nil", err)
-		}
-	})
-	return out
-}
-
-func recv(t *testing.T, out <-chan flagsync.Update) flagsync.Update {
-	t.Helper()
-	select {
-	case u := <-out:
-		return u
-	case <-time.After(waitFor):
-		t.Fatalf("no update within %s", waitFor)
-		return flagsync.Update{}
-	}
-}
-
-func recvData(t *testing.T, out <-chan flagsync.Update) string {
-	t.Helper()
-	u := recv(t, out)
-	if u.Err != nil {
-		t.Fatalf("got error update %v, want data", u.Err)
-	}
-	return string(u.Data)
-}
-
-func recvErr(t *testing.T, out <-chan flagsync.Update, want string) error {
-	t.Helper()
-	u := recv(t, out)
-	if u.Err == nil {
-		t.Fatalf("got data update %q, want an error containing %q", u.Data, want)
-	}
-	if !strings.Contains(u.Err.Error(), want) {
-		t.Fatalf("error = %q, want it to contain %q", u.Err, want)
-	}
-	return u.Err
-}
-
 // eventually polls cond until it holds, failing the test after waitFor.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -130,16 +84,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within %s", what, waitFor)
 		}
 		time.Sleep(time.Millisecond)
-	}
-}
-
-// noUpdate fails if an update is waiting.
-func noUpdate(t *testing.T, out <-chan flagsync.Update) {
-	t.Helper()
-	select {
-	case u := <-out:
-		t.Fatalf("unexpected update: data %q, err %v", u.Data, u.Err)
-	default:
 	}
 }
 
@@ -189,13 +133,11 @@ func TestETagAndHeaders(t *testing.T) {
 	t.Setenv("FLAGPOLE_HTTP_TEST_AUTH", "Bearer env-token")
 	s := newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags", AuthHeaderEnv: "FLAGPOLE_HTTP_TEST_AUTH",
 		Headers: map[string]string{"X-Team": "core", "Host": "flags.internal"}}, nil)
-	out := run(t, s)
+	out := sourcetest.Run(t, s)
 
-	if got := recvData(t, out); got != doc1 {
-		t.Fatalf("first update = %q, want doc1", got)
-	}
+	out.Data(doc1)
 	eventually(t, "three 304 answers", func() bool { _, c := es.counts(); return c >= 3 })
-	noUpdate(t, out) // 304 = no change
+	out.Quiet() // 304 = no change
 
 	es.mu.Lock()
 	got := map[string]any{"accept": es.last.Values("Accept"), "team": es.last.Get("X-Team"), "auth": es.last.Get("Authorization"),
@@ -208,9 +150,7 @@ func TestETagAndHeaders(t *testing.T) {
 	}
 
 	es.set(doc2, `"v2"`)
-	if got := recvData(t, out); got != doc2 {
-		t.Fatalf("after the change: update = %q, want doc2", got)
-	}
+	out.Data(doc2)
 }
 
 func TestIdenticalBodyNotResent(t *testing.T) {
@@ -224,18 +164,14 @@ func TestIdenticalBodyNotResent(t *testing.T) {
 		_, _ = w.Write([]byte(doc)) // no ETag, no Content-Type
 	}))
 	defer srv.Close()
-	out := run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json"}, nil))
-	if got := recvData(t, out); got != doc1 {
-		t.Fatalf("first update = %q", got)
-	}
+	out := sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json"}, nil))
+	out.Data(doc1)
 	eventually(t, "five polls", func() bool { return requests.Load() >= 5 })
-	noUpdate(t, out)
+	out.Quiet()
 	mu.Lock()
 	doc = doc2
 	mu.Unlock()
-	if got := recvData(t, out); got != doc2 {
-		t.Fatalf("after the change: update = %q", got)
-	}
+	out.Data(doc2)
 }
 
 // writeCA writes the TLS test server's certificate as a PEM CA file.
@@ -252,10 +188,8 @@ func TestTLS(t *testing.T) {
 	srv := httptest.NewTLSServer(&etagServer{doc: doc1})
 	defer srv.Close()
 	t.Run("certPath trusted", func(t *testing.T) {
-		out := run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json", CertPath: writeCA(t, srv)}, nil))
-		if got := recvData(t, out); got != doc1 {
-			t.Fatalf("update = %q", got)
-		}
+		out := sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json", CertPath: writeCA(t, srv)}, nil))
+		out.Data(doc1)
 	})
 	t.Run("unknown CA", func(t *testing.T) {
 		var requests atomic.Int64
@@ -263,8 +197,8 @@ func TestTLS(t *testing.T) {
 		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
 		srv.StartTLS()
 		defer srv.Close()
-		out := run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json"}, nil))
-		err := recvErr(t, out, "certificate signed by unknown authority")
+		out := sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json"}, nil))
+		err := out.Err("certificate signed by unknown authority")
 		if !strings.Contains(err.Error(), "(1 attempt)") {
 			t.Errorf("a TLS verification failure must not be retried: %v", err)
 		}
@@ -292,14 +226,14 @@ func TestSlowServerTimesOutThenRecovers(t *testing.T) {
 	defer close(release)
 	s := newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json"}, nil)
 	s.client.HTTPClient.Timeout = 20 * time.Millisecond
-	out := run(t, s)
-	err := recvErr(t, out, "Client.Timeout exceeded")
+	out := sourcetest.Run(t, s)
+	err := out.Err("Client.Timeout exceeded")
 	if !strings.Contains(err.Error(), "http source "+srv.URL+"/flags.json: GET:") {
 		t.Errorf("the error does not name the source: %v", err)
 	}
 	slow.Store(false)
 	for {
-		u := recv(t, out)
+		u := out.Next()
 		if u.Err == nil {
 			if string(u.Data) != doc1 {
 				t.Fatalf("update = %q", u.Data)
@@ -342,11 +276,11 @@ func TestServerErrors(t *testing.T) {
 			defer srv.Close()
 			s := newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags", MaxMsgSize: tc.maxSize}, nil)
 			s.next = func(time.Time) time.Time { return time.Now().Add(time.Hour) } // one poll
-			out := run(t, s)
+			out := sourcetest.Run(t, s)
 			if tc.wantErr != "" {
-				recvErr(t, out, tc.wantErr)
-			} else if got := recvData(t, out); got != tc.body {
-				t.Fatalf("update = %q", got)
+				out.Err(tc.wantErr)
+			} else {
+				out.Data(tc.body)
 			}
 			if got := requests.Load(); got != tc.wantReqs {
 				t.Errorf("%d requests, want %d", got, tc.wantReqs)
@@ -447,19 +381,19 @@ func TestCredentials(t *testing.T) {
 	var errs []string
 
 	t.Setenv("FLAGPOLE_HTTP_TEST_SECRET", envSecret)
-	out := run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/env.json", AuthHeaderEnv: "FLAGPOLE_HTTP_TEST_SECRET"}, &logs))
-	recvData(t, out)
+	out := sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/env.json", AuthHeaderEnv: "FLAGPOLE_HTTP_TEST_SECRET"}, &logs))
+	out.NextData()
 	if !saw(envSecret) {
 		t.Error("authHeaderEnv was not sent")
 	}
 
 	file := filepath.Join(t.TempDir(), "auth")
 	writeAtomic(t, file, fileSecret1+"\n")
-	out = run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/file.json", AuthHeaderFile: file}, &logs))
-	errs = append(errs, recvErr(t, out, "401 Unauthorized").Error())
+	out = sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/file.json", AuthHeaderFile: file}, &logs))
+	errs = append(errs, out.Err("401 Unauthorized").Error())
 	// Rotation: the file is re-read before every poll.
 	writeAtomic(t, file, fileSecret2+"\n")
-	for u := recv(t, out); u.Err != nil; u = recv(t, out) {
+	for u := out.Next(); u.Err != nil; u = out.Next() {
 		errs = append(errs, u.Err.Error())
 	}
 	if !saw(fileSecret2) {
@@ -468,10 +402,10 @@ func TestCredentials(t *testing.T) {
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
-	errs = append(errs, recvErr(t, out, "authHeaderFile: open "+file).Error())
+	errs = append(errs, out.Err("authHeaderFile: open "+file).Error())
 
-	out = run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/literal.json", AuthHeader: literal}, &logs))
-	errs = append(errs, recvErr(t, out, "401").Error())
+	out = sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/literal.json", AuthHeader: literal}, &logs))
+	errs = append(errs, out.Err("401").Error())
 
 	text := logs.String() + strings.Join(errs, "\n")
 	for _, secret := range []string{"env-s3cret", "file-s3cret", "literal-s3cret"} {
@@ -544,9 +478,9 @@ func TestOAuth(t *testing.T) {
 	write("client-id", "flagpole")
 	write("client-secret", "secret-1")
 	var logs logBuffer
-	out := run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json",
+	out := sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: srv.URL + "/flags.json",
 		OAuth: &flagsync.OAuth{TokenURL: tokenSrv.URL + "/token", Folder: folder}}, &logs))
-	recvData(t, out)
+	out.NextData()
 	eventually(t, "several polls with tok-1", func() bool { return seenCount("Bearer tok-1") >= 3 })
 	if n := tokenRequests.Load(); n != 1 {
 		t.Errorf("%d token requests for one unexpired token, want 1", n)
@@ -554,7 +488,7 @@ func TestOAuth(t *testing.T) {
 	write("client-secret", "secret-2")
 	eventually(t, "the rotated secret used", func() bool { return seenCount("Bearer tok-2") >= 1 })
 	write("client-secret", "wrong-secret")
-	err := recvErr(t, out, "oauth: the token endpoint (oauth.tokenUrl) answered 401 Unauthorized: invalid_client (bad secret)")
+	err := out.Err("oauth: the token endpoint (oauth.tokenUrl) answered 401 Unauthorized: invalid_client (bad secret)")
 	text := logs.String() + err.Error()
 	for _, secret := range []string{"secret-1", "secret-2", "wrong-secret", "tok-1", "tok-2"} {
 		if strings.Contains(text, secret) {
@@ -599,7 +533,7 @@ func TestInsecureAndRedirects(t *testing.T) {
 	defer srv.Close()
 	s := newSource(t, flagsync.SourceConfig{URI: srv.URL + "/f.json"}, nil)
 	s.next = func(time.Time) time.Time { return time.Now().Add(time.Hour) }
-	recvErr(t, run(t, s), "redirect to http://flags.example.com/f.json refused: plain http:// to flags.example.com")
+	sourcetest.Run(t, s).Err("redirect to http://flags.example.com/f.json refused: plain http:// to flags.example.com")
 	if n := requests.Load(); n != 1 {
 		t.Errorf("%d requests: a refused redirect must not be retried", n)
 	}
@@ -749,7 +683,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	out := run(t, newSource(t, flagsync.SourceConfig{URI: "http://" + addr + "/flags.json"}, nil))
-	recvErr(t, out, "connection refused")
-	recvErr(t, out, "connection refused")
+	out := sourcetest.Run(t, newSource(t, flagsync.SourceConfig{URI: "http://" + addr + "/flags.json"}, nil))
+	out.Err("connection refused")
+	out.Err("connection refused")
 }

@@ -20,10 +20,12 @@ import (
 	"github.com/flagpole-dev/flagpole/crd/generated/clientset/versioned/fake"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
+	"github.com/flagpole-dev/flagpole/sync/sourcetest"
 )
 
-// wait bounds every wait in these tests; none of them asserts on time.
-const wait = 10 * time.Second
+// wait bounds the waits for a watch and store states, as sourcetest.DefaultWait bounds
+// the waits for updates; none of them asserts on time.
+const wait = sourcetest.DefaultWait
 
 const ns, name = "shop", "flags"
 
@@ -47,29 +49,21 @@ func payload(value string) string {
 
 // followed is a running source with its updates.
 type followed struct {
+	*sourcetest.Updates
 	t        *testing.T
 	client   *fake.Clientset
-	updates  chan flagsync.Update
 	watching chan struct{}
 }
 
 func follow(t *testing.T, client *fake.Clientset) *followed {
 	t.Helper()
-	f := &followed{t: t, client: client, updates: make(chan flagsync.Update, 100), watching: make(chan struct{}, 100)}
+	f := &followed{t: t, client: client, watching: make(chan struct{}, 100)}
 	s, err := New(flagsync.SourceConfig{URI: ns + "/" + name, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), clientset{client})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.onWatch = func() { f.watching <- struct{}{} }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, f.updates) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	f.Updates = sourcetest.Run(t, s)
 	return f
 }
 
@@ -84,41 +78,11 @@ func (f *followed) watchOpen() {
 	}
 }
 
-func (f *followed) next() flagsync.Update {
-	f.t.Helper()
-	select {
-	case u := <-f.updates:
-		return u
-	case <-time.After(wait):
-		f.t.Fatalf("no update within %s", wait)
-		return flagsync.Update{}
-	}
-}
-
+// data asserts that the next update is this payload, sent under the source's name.
 func (f *followed) data(want string) {
 	f.t.Helper()
-	u := f.next()
-	if u.Err != nil {
-		f.t.Fatalf("want data, got error %v", u.Err)
-	}
-	if u.Source != ns+"/"+name {
+	if u := f.Data(want); u.Source != ns+"/"+name {
 		f.t.Errorf("update source %q, want %q", u.Source, ns+"/"+name)
-	}
-	if diff := cmp.Diff(want, string(u.Data)); diff != "" {
-		f.t.Fatalf("payload (-want +got):\n%s", diff)
-	}
-}
-
-func (f *followed) failure(parts ...string) {
-	f.t.Helper()
-	u := f.next()
-	if u.Err == nil {
-		f.t.Fatalf("want an error containing %q, got data %s", parts, u.Data)
-	}
-	for _, p := range parts {
-		if !strings.Contains(u.Err.Error(), p) {
-			f.t.Fatalf("error %q does not contain %q", u.Err, p)
-		}
 	}
 }
 
@@ -243,7 +207,7 @@ func TestInvalidSpec(t *testing.T) {
 	bad := featureFlag(ns, name, "v1")
 	bad.Spec.FlagSpec.Flags["f"] = v1beta1.Flag{State: "ENABLED", DefaultVariant: "missing", Variants: json.RawMessage(`{"a":"v1"}`)}
 	f.update(bad)
-	u := f.next()
+	u := f.Next()
 	if u.Err != nil {
 		t.Fatalf("want the invalid payload delivered, got error %v", u.Err)
 	}
@@ -262,14 +226,14 @@ func TestDeleteAndRecreate(t *testing.T) {
 	f.data(payload("v0"))
 	f.watchOpen()
 	f.remove(ns, name)
-	f.failure("FeatureFlag shop/flags was deleted", "serving its last flags")
+	f.Err("FeatureFlag shop/flags was deleted", "serving its last flags")
 	f.create(featureFlag(ns, name, "v0"))
 	f.data(payload("v0"))
 }
 
 func TestNotFoundThenCreated(t *testing.T) {
 	f := follow(t, fake.NewClientset(featureFlag(ns, "other", "x")))
-	f.failure("FeatureFlag flags not found in namespace shop")
+	f.Err("FeatureFlag flags not found in namespace shop")
 	f.watchOpen()
 	f.create(featureFlag(ns, name, "v0"))
 	f.data(payload("v0"))
@@ -304,7 +268,7 @@ func TestListErrors(t *testing.T) {
 				return false, nil, nil
 			})
 			f := follow(t, client)
-			f.failure(tt.want...)
+			f.Err(tt.want...)
 			refuse.Store(false)
 			f.data(payload("v0"))
 		})
