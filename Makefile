@@ -45,6 +45,7 @@ propagation: ## time from a flag file change to the new value served (20 renames
 
 fuzz: ## run each fuzz target for $(FUZZTIME)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCompileEvaluate$$' -fuzztime $(FUZZTIME) ./flagd/flags/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestParser$$' -fuzztime $(FUZZTIME) ./flagd/service/evaluation/
 
 clean:
 	rm -rf bin

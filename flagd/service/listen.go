@@ -69,7 +69,7 @@ func Serve(ctx context.Context, ln net.Listener, cfg ListenConfig, handler http.
 	srv := &http.Server{
 		Handler:           handler,
 		Protocols:         protocols,
-		TLSConfig:         cfg.TLS,
+		TLSConfig:         cfg.TLS.Clone(), // each server configures ALPN on its own copy
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,

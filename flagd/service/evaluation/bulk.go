@@ -70,7 +70,7 @@ func (s *Service) resolveAll(header http.Header, reqCtx *structpb.Struct, a api)
 		return nil, sel, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	snap := s.st.Current()
-	ctx := s.evalContext(reqCtx, header, a)
+	ctx := s.evalContext(structMap(reqCtx), header, a)
 	list := snap.List(sel)
 	items := make([]bulkItem, 0, len(list))
 	for _, e := range list {
@@ -79,7 +79,7 @@ func (s *Service) resolveAll(header http.Header, reqCtx *structpb.Struct, a api)
 			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
 			s.metrics.Evaluation(f.Key, true, res)
 			if a == apiV1 {
-				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: s.cache.metadata(snap.Generation, e, sel)})
+				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: s.cache.metadata(snap.Generation, e, sel).msg})
 			}
 			continue
 		}
@@ -103,13 +103,13 @@ func (s *Service) resolveAll(header http.Header, reqCtx *structpb.Struct, a api)
 					s.log.Error().Str("flag", f.Key).Str("variant", res.Variant).Err(err).Msg("object variant cannot be represented as a protobuf Struct")
 					continue
 				}
-				it.value = o
+				it.value = o.msg
 			default:
 				continue // code default, or an array resolved untyped
 			}
 		}
 		if a == apiV1 {
-			it.meta = s.cache.metadata(snap.Generation, e, sel)
+			it.meta = s.cache.metadata(snap.Generation, e, sel).msg
 		}
 		items = append(items, it)
 	}

@@ -1,34 +1,62 @@
 package evaluation
 
 import (
+	"bytes"
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
 // structCache keeps the protobuf Structs of responses that depend only on immutable
-// data: the metadata of a flag seen through a selector, and the value of an object
-// variant. Entries are immutable and keyed by pointer, so a cached Struct is always
-// right; the cache is dropped whenever the store publishes a new snapshot, which
-// bounds it by (served flags × selectors that found them + object variants).
-// Responses share the cached Structs: they are only ever marshalled, never modified.
+// data, with their protojson encoding: the metadata of a flag seen through a
+// selector, and the value of an object variant. Entries are immutable and keyed by
+// pointer, so a cached Struct is always right; the cache is dropped whenever the
+// store publishes a new snapshot, which bounds it by (served flags × selectors that
+// found them + object variants). Responses share the cached Structs: they are only
+// ever marshalled, never modified.
 type structCache struct {
 	cur atomic.Pointer[cacheGeneration]
 }
 
 type cacheGeneration struct {
-	gen uint64
-	m   sync.Map // cacheKey -> *structpb.Struct
+	gen     uint64
+	entries sync.Map // *store.Entry -> *entryCache (a pointer key: no allocation to look up)
 }
 
-type cacheKey struct {
-	entry   *store.Entry
-	object  bool           // the value of variant, else the metadata seen through sel
-	sel     store.Selector // metadata only
-	variant string         // object only
+// entryCache is what is cached for one entry.
+type entryCache struct {
+	all     atomic.Pointer[cachedStruct] // metadata without a selector (the common case)
+	bySel   sync.Map                     // store.Selector -> *cachedStruct: metadata through a selector
+	objects sync.Map                     // variant name -> *cachedStruct: object variant values
+}
+
+// cachedStruct is a Struct and its protojson encoding, which the fast path splices
+// into its responses.
+type cachedStruct struct {
+	msg  *structpb.Struct
+	json []byte // compact protojson; nil when err is set
+	err  error  // protojson cannot write msg (a NaN or infinite number)
+}
+
+func newCachedStruct(m *structpb.Struct) *cachedStruct {
+	c := &cachedStruct{msg: m}
+	data, err := protojson.Marshal(m)
+	if err != nil {
+		c.err = err
+		return c
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		c.err = err
+		return c
+	}
+	c.json = b.Bytes()
+	return c
 }
 
 func (c *structCache) generation(gen uint64) *cacheGeneration {
@@ -44,31 +72,48 @@ func (c *structCache) generation(gen uint64) *cacheGeneration {
 	}
 }
 
+func (c *structCache) entry(gen uint64, e *store.Entry) *entryCache {
+	g := c.generation(gen)
+	if v, ok := g.entries.Load(e); ok {
+		return v.(*entryCache)
+	}
+	v, _ := g.entries.LoadOrStore(e, &entryCache{})
+	return v.(*entryCache)
+}
+
 // metadata is the response metadata of a flag: the selector reflection with every
 // non-nil value of the flag's merged metadata copied over it (flagd's store.Get).
-func (c *structCache) metadata(gen uint64, e *store.Entry, sel store.Selector) *structpb.Struct {
-	g := c.generation(gen)
-	k := cacheKey{entry: e, sel: sel}
-	if v, ok := g.m.Load(k); ok {
-		return v.(*structpb.Struct)
+func (c *structCache) metadata(gen uint64, e *store.Entry, sel store.Selector) *cachedStruct {
+	ec := c.entry(gen, e)
+	if sel.Kind == store.SelectAll {
+		if v := ec.all.Load(); v != nil {
+			return v
+		}
+		v := newCachedStruct(buildMetadata(sel, e.Flag.Metadata))
+		if ec.all.CompareAndSwap(nil, v) {
+			return v
+		}
+		return ec.all.Load()
 	}
-	v, _ := g.m.LoadOrStore(k, buildMetadata(sel, e.Flag.Metadata))
-	return v.(*structpb.Struct)
+	if v, ok := ec.bySel.Load(sel); ok {
+		return v.(*cachedStruct)
+	}
+	v, _ := ec.bySel.LoadOrStore(sel, newCachedStruct(buildMetadata(sel, e.Flag.Metadata)))
+	return v.(*cachedStruct)
 }
 
 // object is the Struct of an object variant value.
-func (c *structCache) object(gen uint64, e *store.Entry, variant string, m map[string]any) (*structpb.Struct, error) {
-	g := c.generation(gen)
-	k := cacheKey{entry: e, object: true, variant: variant}
-	if v, ok := g.m.Load(k); ok {
-		return v.(*structpb.Struct), nil
+func (c *structCache) object(gen uint64, e *store.Entry, variant string, m map[string]any) (*cachedStruct, error) {
+	ec := c.entry(gen, e)
+	if v, ok := ec.objects.Load(variant); ok {
+		return v.(*cachedStruct), nil
 	}
 	s, err := structpb.NewStruct(m)
 	if err != nil {
 		return nil, err
 	}
-	v, _ := g.m.LoadOrStore(k, s)
-	return v.(*structpb.Struct), nil
+	v, _ := ec.objects.LoadOrStore(variant, newCachedStruct(s))
+	return v.(*cachedStruct), nil
 }
 
 // buildMetadata merges the selector reflection and the flag metadata. A value that

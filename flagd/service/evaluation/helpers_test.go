@@ -83,13 +83,24 @@ type testServer struct {
 // to testEnricher) with service.Serve on 127.0.0.1:0, or on cfg's socket / TLS.
 func start(t *testing.T, opts Options, cfg service.ListenConfig) *testServer {
 	t.Helper()
+	return serveService(t, newService(withDefaults(t, opts), true), cfg)
+}
+
+// withDefaults fills the Store and Enricher of test options.
+func withDefaults(t *testing.T, opts Options) Options {
+	t.Helper()
 	if opts.Store == nil {
 		opts.Store = newTestStore(t)
 	}
 	if opts.Enricher == nil {
 		opts.Enricher = testEnricher()
 	}
-	svc := New(opts)
+	return opts
+}
+
+// serveService serves svc as start does.
+func serveService(t *testing.T, svc *Service, cfg service.ListenConfig) *testServer {
+	t.Helper()
 	cfg.Name = "evaluation"
 	if cfg.SocketPath == "" {
 		cfg.Address = "127.0.0.1:0"
@@ -117,7 +128,7 @@ func start(t *testing.T, opts Options, cfg service.ListenConfig) *testServer {
 	if cfg.SocketPath != "" {
 		url = "http://unix"
 	}
-	return &testServer{st: opts.Store, svc: svc, url: url, ln: ln}
+	return &testServer{st: svc.st, svc: svc, url: url, ln: ln}
 }
 
 // h2cClient speaks HTTP/2 without TLS (prior knowledge), as gRPC clients do.

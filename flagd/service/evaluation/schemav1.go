@@ -18,54 +18,23 @@ import (
 type schemaV1Service struct{ s *Service }
 
 func (h *schemaV1Service) ResolveBoolean(_ context.Context, req *connect.Request[schemav1.ResolveBooleanRequest]) (*connect.Response[schemav1.ResolveBooleanResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiSchemaV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(bool)
-	return connect.NewResponse(&schemav1.ResolveBooleanResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[schemav1.ResolveBooleanResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiSchemaV1))
 }
 
 func (h *schemaV1Service) ResolveString(_ context.Context, req *connect.Request[schemav1.ResolveStringRequest]) (*connect.Response[schemav1.ResolveStringResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiSchemaV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(string)
-	return connect.NewResponse(&schemav1.ResolveStringResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[schemav1.ResolveStringResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiSchemaV1))
 }
 
 func (h *schemaV1Service) ResolveFloat(_ context.Context, req *connect.Request[schemav1.ResolveFloatRequest]) (*connect.Response[schemav1.ResolveFloatResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiSchemaV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(float64)
-	return connect.NewResponse(&schemav1.ResolveFloatResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[schemav1.ResolveFloatResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiSchemaV1))
 }
 
 func (h *schemaV1Service) ResolveInt(_ context.Context, req *connect.Request[schemav1.ResolveIntRequest]) (*connect.Response[schemav1.ResolveIntResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiSchemaV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(int64)
-	return connect.NewResponse(&schemav1.ResolveIntResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[schemav1.ResolveIntResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiSchemaV1))
 }
 
 func (h *schemaV1Service) ResolveObject(_ context.Context, req *connect.Request[schemav1.ResolveObjectRequest]) (*connect.Response[schemav1.ResolveObjectResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiSchemaV1)
-	if err != nil {
-		return nil, err
-	}
-	v, err := h.s.objectValue(r)
-	if err != nil {
-		return nil, err
-	}
-	if v == nil {
-		v = &structpb.Struct{}
-	}
-	return connect.NewResponse(&schemav1.ResolveObjectResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[schemav1.ResolveObjectResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiSchemaV1))
 }
 
 func (h *schemaV1Service) ResolveAll(_ context.Context, req *connect.Request[schemav1.ResolveAllRequest]) (*connect.Response[schemav1.ResolveAllResponse], error) {

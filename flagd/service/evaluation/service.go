@@ -7,9 +7,15 @@
 // from the Flagd-Selector header and the evaluation context is the request's
 // context merged with the configured --context-value / --context-from-header
 // entries. Evaluation contexts are never logged above debug level.
+//
+// Unary Connect JSON calls of the typed Resolve* methods (what curl, browsers and
+// the HTTP providers send) take a fast path in front of connect-go (fast.go): a
+// hand-written decoder and encoder that answer exactly as connect-go does, at a
+// fraction of the cost; anything it does not handle goes to connect-go unchanged.
 package evaluation
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -105,10 +111,26 @@ type Service struct {
 	cache      structCache
 	procedures map[string]struct{} // known procedure paths: the bounded route label
 	handler    http.Handler
+	codec      *jsonCodec
+
+	// the fast path (fast.go); fast is nil when it is off
+	fast        map[string]fastProcedure
+	fastBufs    sync.Pool // *fastBuffers
+	gzips       sync.Pool // *gzip.Writer
+	mapsHost    bool      // --context-from-header maps Host, which connect-go adds to the request header
+	hdrJSON     []string  // shared header values (net/http never modifies them)
+	hdrJSONUTF8 []string
+	hdrGzip     []string
+	// observe, when set (tests), learns for each request to a fast procedure whether
+	// the fast path served it ("") or why it went to connect-go.
+	observe func(why string)
 }
 
 // New builds the service. opts.Store is required.
-func New(opts Options) *Service {
+func New(opts Options) *Service { return newService(opts, true) }
+
+// newService builds the service with or without the fast path (tests compare both).
+func newService(opts Options, fast bool) *Service {
 	s := &Service{
 		opts:       opts,
 		st:         opts.Store,
@@ -126,6 +148,20 @@ func New(opts Options) *Service {
 	if s.maxStreams <= 0 {
 		s.maxStreams = DefaultMaxStreams
 	}
+	s.codec = &jsonCodec{name: "json", marshal: protojson.MarshalOptions{EmitUnpopulated: true}}
+	if fast {
+		s.fast = fastProcedures()
+		s.fastBufs.New = func() any { return &fastBuffers{in: make([]byte, 0, 512), out: make([]byte, 0, 512)} }
+		s.gzips.New = func() any { return gzip.NewWriter(nil) }
+		s.hdrJSON = []string{"application/json"}
+		s.hdrJSONUTF8 = []string{"application/json; charset=utf-8"}
+		s.hdrGzip = []string{"gzip"}
+		if opts.Enricher != nil {
+			for name := range opts.Enricher.Headers {
+				s.mapsHost = s.mapsHost || http.CanonicalHeaderKey(name) == "Host"
+			}
+		}
+	}
 	s.handler = s.buildHandler()
 	return s
 }
@@ -142,15 +178,13 @@ func (s *Service) Shutdown() {
 }
 
 func (s *Service) buildHandler() http.Handler {
-	codec := protojson.MarshalOptions{EmitUnpopulated: true}
 	handlerOpts := []connect.HandlerOption{
-		connect.WithCodec(&jsonCodec{name: "json", marshal: codec}),
-		connect.WithCodec(&jsonCodec{name: "json; charset=utf-8", marshal: codec}),
+		connect.WithCodec(s.codec),
+		connect.WithCodec(&jsonCodec{name: "json; charset=utf-8", marshal: s.codec.marshal}),
 		// tiny responses are not worth gzip (the Go HTTP client asks for it by default)
-		connect.WithCompressMinBytes(1024),
+		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, p any) error {
-			s.log.Error().Str("procedure", spec.Procedure).Interface("panic", p).Msg("evaluation handler panicked")
-			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+			return s.recovered(spec.Procedure, p)
 		}),
 	}
 	if s.opts.MaxRequestBody > 0 {
@@ -188,6 +222,17 @@ func (s *Service) buildHandler() http.Handler {
 			oldHandler.ServeHTTP(w, r)
 		}
 	})
+	if s.fast != nil {
+		// unary Connect JSON calls of the typed methods, in front of connect-go
+		slow := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p, ok := s.fast[r.URL.Path]; ok {
+				s.serveFast(w, r, p, slow)
+				return
+			}
+			slow.ServeHTTP(w, r)
+		})
+	}
 	if s.opts.MaxRequestBody > 0 {
 		h = http.MaxBytesHandler(h, s.opts.MaxRequestBody)
 	}
@@ -225,15 +270,32 @@ type result struct {
 	entry       *store.Entry
 	gen         uint64
 	res         eval.Resolution
-	meta        *structpb.Struct
+	meta        *cachedStruct
 	codeDefault bool
+}
+
+// found is a flag found through the request's selector.
+type found struct {
+	snap  *store.Snapshot
+	sel   store.Selector
+	entry *store.Entry
 }
 
 // resolve evaluates one flag for a typed method of any of the services.
 func (s *Service) resolve(header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (result, error) {
+	f, err := s.find(header, key)
+	if err != nil {
+		return result{}, err
+	}
+	return s.evaluate(f, key, s.evalContext(structMap(reqCtx), header, a), t, a)
+}
+
+// find parses the selector and looks the flag up. A flag that is not found is
+// recorded (metrics, debug log) and reported as flagd does.
+func (s *Service) find(header http.Header, key string) (found, error) {
 	sel, err := store.ParseSelector(header.Get(SelectorHeader))
 	if err != nil {
-		return result{}, connect.NewError(connect.CodeInvalidArgument, err)
+		return found{}, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	snap := s.st.Current()
 	e, ok := snap.Get(key, sel)
@@ -241,12 +303,18 @@ func (s *Service) resolve(header http.Header, key string, reqCtx *structpb.Struc
 		res := eval.NotFound(key)
 		s.metrics.Evaluation(key, false, res)
 		s.logFailure(key, sel, res)
-		return result{}, errorFor(res.ErrorCode)
+		return found{}, errorFor(res.ErrorCode)
 	}
-	res := e.Flag.EvaluateAs(t, s.evalContext(reqCtx, header, a), nil)
+	return found{snap: snap, sel: sel, entry: e}, nil
+}
+
+// evaluate resolves a found flag with the request's evaluation context (already
+// enriched) and records the evaluation.
+func (s *Service) evaluate(f found, key string, ctx map[string]any, t eval.Type, a api) (result, error) {
+	res := f.entry.Flag.EvaluateAs(t, ctx, nil)
 	if res.Failed() {
 		s.metrics.Evaluation(key, true, res)
-		s.logFailure(key, sel, res)
+		s.logFailure(key, f.sel, res)
 		return result{}, errorFor(res.ErrorCode)
 	}
 	codeDefault := res.Value == nil
@@ -255,20 +323,25 @@ func (s *Service) resolve(header http.Header, key string, reqCtx *structpb.Struc
 		nf := eval.Resolution{Reason: eval.ReasonError, ErrorCode: eval.ErrorFlagNotFound,
 			ErrorMessage: fmt.Sprintf("flag %q has no default variant: flagd.evaluation.v1 reports the code default as FLAG_NOT_FOUND", key)}
 		s.metrics.Evaluation(key, true, nf)
-		s.logFailure(key, sel, nf)
+		s.logFailure(key, f.sel, nf)
 		return result{}, errorFor(nf.ErrorCode)
 	}
 	s.metrics.Evaluation(key, true, res)
-	return result{entry: e, gen: snap.Generation, res: res, meta: s.cache.metadata(snap.Generation, e, sel), codeDefault: codeDefault}, nil
+	gen := f.snap.Generation
+	return result{entry: f.entry, gen: gen, res: res, meta: s.cache.metadata(gen, f.entry, f.sel), codeDefault: codeDefault}, nil
+}
+
+// structMap is the request context as a map; nil when it is absent or empty.
+func structMap(reqCtx *structpb.Struct) map[string]any {
+	if len(reqCtx.GetFields()) == 0 {
+		return nil
+	}
+	return reqCtx.AsMap()
 }
 
 // evalContext builds the evaluation context: the request's, then --context-value, then
 // (except for schema.v1, as in flagd) --context-from-header.
-func (s *Service) evalContext(reqCtx *structpb.Struct, header http.Header, a api) map[string]any {
-	var base map[string]any
-	if len(reqCtx.GetFields()) > 0 {
-		base = reqCtx.AsMap()
-	}
+func (s *Service) evalContext(base map[string]any, header http.Header, a api) map[string]any {
 	if a == apiSchemaV1 {
 		header = nil
 	}
@@ -294,8 +367,8 @@ func errorFor(code eval.ErrorCode) error {
 	return connect.NewError(connect.CodeUnknown, errors.New(msgGeneral))
 }
 
-// objectValue is the Struct of an object resolution (nil for a code default).
-func (s *Service) objectValue(r result) (*structpb.Struct, error) {
+// objectValue is the cached Struct of an object resolution (nil for a code default).
+func (s *Service) objectValue(r result) (*cachedStruct, error) {
 	m, ok := r.res.Value.(map[string]any)
 	if !ok {
 		return nil, nil

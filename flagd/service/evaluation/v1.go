@@ -17,54 +17,23 @@ import (
 type v1Service struct{ s *Service }
 
 func (h *v1Service) ResolveBoolean(_ context.Context, req *connect.Request[evalv1.ResolveBooleanRequest]) (*connect.Response[evalv1.ResolveBooleanResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(bool)
-	return connect.NewResponse(&evalv1.ResolveBooleanResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[evalv1.ResolveBooleanResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiV1))
 }
 
 func (h *v1Service) ResolveString(_ context.Context, req *connect.Request[evalv1.ResolveStringRequest]) (*connect.Response[evalv1.ResolveStringResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(string)
-	return connect.NewResponse(&evalv1.ResolveStringResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[evalv1.ResolveStringResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiV1))
 }
 
 func (h *v1Service) ResolveFloat(_ context.Context, req *connect.Request[evalv1.ResolveFloatRequest]) (*connect.Response[evalv1.ResolveFloatResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(float64)
-	return connect.NewResponse(&evalv1.ResolveFloatResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[evalv1.ResolveFloatResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiV1))
 }
 
 func (h *v1Service) ResolveInt(_ context.Context, req *connect.Request[evalv1.ResolveIntRequest]) (*connect.Response[evalv1.ResolveIntResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiV1)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := r.res.Value.(int64)
-	return connect.NewResponse(&evalv1.ResolveIntResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[evalv1.ResolveIntResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiV1))
 }
 
 func (h *v1Service) ResolveObject(_ context.Context, req *connect.Request[evalv1.ResolveObjectRequest]) (*connect.Response[evalv1.ResolveObjectResponse], error) {
-	r, err := h.s.resolve(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiV1)
-	if err != nil {
-		return nil, err
-	}
-	v, err := h.s.objectValue(r)
-	if err != nil {
-		return nil, err
-	}
-	if v == nil {
-		v = &structpb.Struct{} // the zero value, as flagd's structpb.NewStruct(nil)
-	}
-	return connect.NewResponse(&evalv1.ResolveObjectResponse{Value: v, Reason: string(r.res.Reason), Variant: r.res.Variant, Metadata: r.meta}), nil
+	return reply[evalv1.ResolveObjectResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiV1))
 }
 
 func (h *v1Service) ResolveAll(_ context.Context, req *connect.Request[evalv1.ResolveAllRequest]) (*connect.Response[evalv1.ResolveAllResponse], error) {
