@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service/jsonwire"
 )
 
 // The fast path serves unary Connect-protocol JSON calls of the typed Resolve*
@@ -386,10 +387,10 @@ func (s *Service) writeFastError(w http.ResponseWriter, err error, fb *fastBuffe
 		code, msg = ce.Code(), ce.Message()
 	}
 	b := append(fb.out[:0], `{"code":`...)
-	b = appendWireString(b, code.String())
+	b = jsonwire.AppendString(b, code.String())
 	if msg != "" {
 		b = append(b, `,"message":`...)
-		b = appendWireString(b, msg)
+		b = jsonwire.AppendString(b, msg)
 	}
 	b = append(b, '}')
 	fb.out = b

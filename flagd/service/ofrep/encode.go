@@ -5,9 +5,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service/jsonwire"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
@@ -55,11 +55,11 @@ func (e *encoder) evaluation(key string, r eval.Resolution, refl reflection) int
 			code, details = eval.ErrorParse, "error parsing the flag `"+key+"`"
 		}
 		e.buf = append(e.buf, `{"key":`...)
-		e.buf = appendString(e.buf, key)
+		e.buf = jsonwire.AppendString(e.buf, key)
 		e.buf = append(e.buf, `,"errorCode":`...)
-		e.buf = appendString(e.buf, string(code))
+		e.buf = jsonwire.AppendString(e.buf, string(code))
 		e.buf = append(e.buf, `,"errorDetails":`...)
-		e.buf = appendString(e.buf, details)
+		e.buf = jsonwire.AppendString(e.buf, details)
 		e.buf = append(e.buf, `,"metadata":`...)
 		e.metadata(refl, r.Metadata)
 		e.buf = append(e.buf, '}')
@@ -72,12 +72,12 @@ func (e *encoder) evaluation(key string, r eval.Resolution, refl reflection) int
 		e.buf = append(e.buf, ',')
 	}
 	e.buf = append(e.buf, `"key":`...)
-	e.buf = appendString(e.buf, key)
+	e.buf = jsonwire.AppendString(e.buf, key)
 	e.buf = append(e.buf, `,"reason":`...)
-	e.buf = appendString(e.buf, string(r.Reason))
+	e.buf = jsonwire.AppendString(e.buf, string(r.Reason))
 	if r.Variant != "" {
 		e.buf = append(e.buf, `,"variant":`...)
-		e.buf = appendString(e.buf, r.Variant)
+		e.buf = jsonwire.AppendString(e.buf, r.Variant)
 	}
 	e.buf = append(e.buf, `,"metadata":`...)
 	e.metadata(refl, r.Metadata)
@@ -92,13 +92,13 @@ func (e *encoder) requestError(key string, withKey bool, code eval.ErrorCode, de
 	e.buf = append(e.buf, '{')
 	if withKey {
 		e.buf = append(e.buf, `"key":`...)
-		e.buf = appendString(e.buf, key)
+		e.buf = jsonwire.AppendString(e.buf, key)
 		e.buf = append(e.buf, ',')
 	}
 	e.buf = append(e.buf, `"errorCode":`...)
-	e.buf = appendString(e.buf, string(code))
+	e.buf = jsonwire.AppendString(e.buf, string(code))
 	e.buf = append(e.buf, `,"errorDetails":`...)
-	e.buf = appendString(e.buf, details)
+	e.buf = jsonwire.AppendString(e.buf, details)
 	e.buf = append(e.buf, `,"metadata":null}`...)
 }
 
@@ -121,12 +121,12 @@ func (e *encoder) metadata(refl reflection, md map[string]any) {
 		if i > 0 {
 			e.buf = append(e.buf, ',')
 		}
-		e.buf = appendString(e.buf, k)
+		e.buf = jsonwire.AppendString(e.buf, k)
 		e.buf = append(e.buf, ':')
 		if v := md[k]; v != nil {
 			e.value(v)
 		} else {
-			e.buf = appendString(e.buf, refl.value)
+			e.buf = jsonwire.AppendString(e.buf, refl.value)
 		}
 	}
 	e.buf = append(e.buf, '}')
@@ -142,7 +142,7 @@ func (e *encoder) value(v any) {
 	case bool:
 		e.buf = strconv.AppendBool(e.buf, t)
 	case string:
-		e.buf = appendString(e.buf, t)
+		e.buf = jsonwire.AppendString(e.buf, t)
 	case float64:
 		e.buf = appendFloat(e.buf, t)
 	case int64:
@@ -161,7 +161,7 @@ func (e *encoder) value(v any) {
 			if i > 0 {
 				e.buf = append(e.buf, ',')
 			}
-			e.buf = appendString(e.buf, k)
+			e.buf = jsonwire.AppendString(e.buf, k)
 			e.buf = append(e.buf, ':')
 			e.value(t[k])
 		}
@@ -193,76 +193,5 @@ func appendFloat(b []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(b, "null"...)
 	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// clean up e-09 to e-9
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString quotes s exactly like encoding/json with HTML escaping (its default):
-// <, > and & as \u003c \u003e \u0026, control characters escaped, invalid UTF-8 as
-// \ufffd, and U+2028/U+2029 escaped.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return jsonwire.AppendFloat(b, f)
 }

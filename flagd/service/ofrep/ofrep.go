@@ -20,6 +20,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/service"
+	"github.com/flagpole-dev/flagpole/flagd/service/jsonwire"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
@@ -149,7 +150,7 @@ func (s *Service) decode(w http.ResponseWriter, r *http.Request, key string, sin
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		enc.buf = append(enc.buf, `{"errorDetails":`...)
-		enc.buf = appendString(enc.buf, detailsTooLarge)
+		enc.buf = jsonwire.AppendString(enc.buf, detailsTooLarge)
 		enc.buf = append(enc.buf, '}')
 		s.write(w, http.StatusRequestEntityTooLarge, enc.buf)
 		return nil, false
