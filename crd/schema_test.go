@@ -18,6 +18,7 @@ import (
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	"github.com/flagpole-dev/flagpole/crd/flagdoc"
 	"github.com/flagpole-dev/flagpole/flagd/flags"
 )
 
@@ -195,16 +196,21 @@ func TestValidSamples(t *testing.T) {
 	}
 }
 
-// parseFlagSpec runs the validating webhook's check: spec.flagSpec through flagd's
-// strict parser.
+// parseFlagSpec runs the validating webhook's check (crd/flagdoc: spec.flagSpec
+// through flagd's strict parser) on a stored FeatureFlag.
 func parseFlagSpec(obj map[string]any) error {
-	spec, _ := obj["spec"].(map[string]any)
-	data, err := json.Marshal(spec["flagSpec"])
+	data, err := json.Marshal(obj)
 	if err != nil {
 		return err
 	}
-	_, err = flags.Parse(data, flags.Strict)
-	return err
+	var ff v1beta1.FeatureFlag
+	if err := json.Unmarshal(data, &ff); err != nil {
+		return err
+	}
+	if problems := flagdoc.Validate(&ff.Spec.FlagSpec); problems != nil {
+		return problems
+	}
+	return nil
 }
 
 // typedRoundTrip decodes the stored obj into its Go type (refusing unknown fields),

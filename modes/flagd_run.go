@@ -16,11 +16,12 @@ import (
 
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/evaluation"
-	"github.com/flagpole-dev/flagpole/flagd/service/management"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/service/ofrep"
 	"github.com/flagpole-dev/flagpole/flagd/service/syncserver"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/management"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 	"github.com/flagpole-dev/flagpole/sync/file"
 	grpcsource "github.com/flagpole-dev/flagpole/sync/grpc"
@@ -44,6 +45,9 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	if c.Debug {
 		log = log.Level(zerolog.DebugLevel)
 	}
+	if c.OtelCollectorURI != "" {
+		return errors.New("--otel-collector-uri: OTLP export is not available in this build")
+	}
 	configs, err := c.SourceConfigs()
 	if err != nil {
 		return err
@@ -53,8 +57,9 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 		return err
 	}
 	names := make([]string, len(sources))
+	redacted := make([]string, len(sources))
 	for i, s := range sources {
-		names[i] = s.Name()
+		names[i], redacted[i] = s.Name(), store.Redact(s.Name())
 	}
 	st, err := store.New(names, log)
 	if err != nil {
@@ -70,7 +75,7 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	enricher := &service.Enricher{Static: c.ContextValue, Headers: c.ContextFromHeader}
 	var serverTLS *tls.Config
 	if c.ServerCertPath != "" {
-		reloader, err := service.NewCertReloader(c.ServerCertPath, c.ServerKeyPath)
+		reloader, err := server.NewCertReloader(c.ServerCertPath, c.ServerKeyPath)
 		if err != nil {
 			return err
 		}
@@ -81,13 +86,13 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody, StreamDeadline: c.StreamDeadline})
 	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody})
-	mgmt := management.New(management.Options{Ready: st.Ready, Status: st.Status, Watch: st.Watch, Gatherer: reg, Log: log})
+	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status), Watch: st.Watch, Gatherer: reg, Log: log})
 	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
 		DisableMetadata: c.DisableSyncMetadata, StreamDeadline: c.StreamDeadline, KeepAliveMinTime: c.KeepAliveMinTime,
 		KeepAlivePermitWithoutStream: c.KeepAlivePermitWithoutStream, TLS: serverTLS})
 
-	httpListener := func(name string, port uint16, socket string, tlsConf *tls.Config) service.ListenConfig {
-		return service.ListenConfig{Name: name, Address: net.JoinHostPort(c.BindAddress, strconv.Itoa(int(port))),
+	httpListener := func(name string, port uint16, socket string, tlsConf *tls.Config) server.ListenConfig {
+		return server.ListenConfig{Name: name, Address: net.JoinHostPort(c.BindAddress, strconv.Itoa(int(port))),
 			SocketPath: socket, TLS: tlsConf, ReadHeaderTimeout: readHeaderTimeout, MaxHeaderBytes: c.MaxRequestHeader}
 	}
 	evalCfg := httpListener("evaluation", c.Port, c.SocketPath, serverTLS) // streams: no ReadTimeout
@@ -98,6 +103,9 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	ofrepCfg := httpListener("ofrep", c.OfrepPort, "", ofrepTLS)
 	ofrepCfg.ReadTimeout = requestReadTimeout
 	mgmtCfg := httpListener("management", c.ManagementPort, "", nil)
+	if c.ManagementBind != "" {
+		mgmtCfg.Address = net.JoinHostPort(c.ManagementBind, strconv.Itoa(int(c.ManagementPort)))
+	}
 	mgmtCfg.ReadTimeout = requestReadTimeout
 	syncCfg := httpListener("sync", c.SyncPort, c.SyncSocketPath, nil)
 
@@ -108,8 +116,8 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 			_ = ln.Close()
 		}
 	}
-	open := func(cfg service.ListenConfig) (net.Listener, error) {
-		ln, err := service.Listen(cfg)
+	open := func(cfg server.ListenConfig) (net.Listener, error) {
+		ln, err := server.Listen(cfg)
 		if err == nil {
 			listeners = append(listeners, ln)
 		}
@@ -139,15 +147,15 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 		}()
 	}
 	goRun("sources", func() error { return flagsync.Feed(ctx, st, sources) })
-	goRun("evaluation", func() error { return service.Serve(ctx, evalLn, evalCfg, evalSvc.Handler(), log, evalSvc.Shutdown) })
-	goRun("ofrep", func() error { return service.Serve(ctx, ofrepLn, ofrepCfg, ofrepSvc.Handler(), log, nil) })
-	goRun("management", func() error { return service.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
+	goRun("evaluation", func() error { return server.Serve(ctx, evalLn, evalCfg, evalSvc.Handler(), log, evalSvc.Shutdown) })
+	goRun("ofrep", func() error { return server.Serve(ctx, ofrepLn, ofrepCfg, ofrepSvc.Handler(), log, nil) })
+	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
 	goRun("sync", func() error { return syncSrv.Serve(ctx, syncLn) })
 	if started != nil {
 		started(Addresses{Evaluation: evalLn.Addr().String(), Management: mgmtLn.Addr().String(),
 			Sync: syncLn.Addr().String(), OFREP: ofrepLn.Addr().String()})
 	}
-	log.Info().Strs("sources", names).Msg("flagd mode started")
+	log.Info().Strs("sources", redacted).Msg("flagd mode started")
 	wg.Wait()
 	close(errs)
 	var all []error
@@ -184,7 +192,7 @@ func buildSources(configs []flagsync.SourceConfig, log zerolog.Logger) ([]flagsy
 			err = fmt.Errorf("provider %q is not supported by flagpole (file, http, grpc, kubernetes are)", c.Provider)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("source %d (%s): %w", i, c.URI, err)
+			return nil, fmt.Errorf("source %d (%s): %w", i, store.Redact(c.URI), err)
 		}
 		out = append(out, src)
 	}

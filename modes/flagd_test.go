@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/flagpole-dev/flagpole/flagd/startconfig"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 )
 
@@ -54,7 +55,7 @@ disable-sync-metadata: true
 `)
 	type view struct {
 		Port, ManagementPort uint16
-		Sources              string
+		Sources              startconfig.SourceList
 		ContextValue         map[string]string
 		DisableSyncMetadata  bool
 	}
@@ -69,13 +70,13 @@ disable-sync-metadata: true
 		},
 		"config file below defaults": {
 			args: []string{"--config", config},
-			want: view{Port: 9013, ManagementPort: 9014, Sources: `[{"provider":"file","uri":"from-config.json"}]`,
+			want: view{Port: 9013, ManagementPort: 9014, Sources: startconfig.SourceList{{URI: "from-config.json", Provider: "file"}},
 				ContextValue: map[string]string{"injectedmetadata": "set"}, DisableSyncMetadata: true},
 		},
 		"env wins over config, flag wins over env": {
 			args: []string{"--config", config, "-m", "7014"},
 			env:  map[string]string{"FLAGD_PORT": "7013", "FLAGD_MANAGEMENT_PORT": "6014"},
-			want: view{Port: 7013, ManagementPort: 7014, Sources: `[{"provider":"file","uri":"from-config.json"}]`,
+			want: view{Port: 7013, ManagementPort: 7014, Sources: startconfig.SourceList{{URI: "from-config.json", Provider: "file"}},
 				ContextValue: map[string]string{"injectedmetadata": "set"}, DisableSyncMetadata: true},
 		},
 		"flagd short flags and comma maps": {
@@ -106,8 +107,9 @@ func TestFlagdStartRejectsBadConfiguration(t *testing.T) {
 		want string
 	}{
 		"cert without key":   {[]string{"-f", "file:a.json", "-c", "cert.pem"}, "--server-cert-path and --server-key-path must be given together"},
-		"same port twice":    {[]string{"-f", "file:a.json", "-p", "9000", "-r", "9000"}, "--ofrep-port and --port are both 9000"},
-		"otel exporter":      {[]string{"-f", "file:a.json", "-t", "otel"}, `--metrics-exporter "otel" is not supported: metrics are served in Prometheus format on the management port's /metrics`},
+		"same port twice":    {[]string{"-f", "file:a.json", "-p", "9000", "-r", "9000"}, "--port and --ofrep-port are both 9000"},
+		"otel exporter":      {[]string{"-f", "file:a.json", "-t", "otel"}, `--metrics-exporter otel needs --otel-collector-uri`},
+		"unknown provider":   {[]string{"-s", `[{"uri":"x","provider":"ftp"}]`}, `sources[0].provider: unknown provider "ftp"`},
 		"config that is bad": {[]string{"--config", writeFile(t, "bad.json", "{")}, "--config"},
 	}
 	for name, tc := range cases {
@@ -122,10 +124,9 @@ func TestFlagdStartRejectsBadConfiguration(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no sources":       {nil, "no flag sources: give at least one --uri/-f or --sources/-s"},
-		"unknown prefix":   {[]string{"-f", "ftp://x"}, "invalid sync uri argument: ftp://x, must start with"},
-		"unknown provider": {[]string{"-s", `[{"uri":"x","provider":"ftp"}]`}, `sources[0].provider: unknown provider "ftp"`},
-		"twice":            {[]string{"-f", "file:a.json", "-s", `[{"uri":"a.json","provider":"file"}]`}, `source "a.json" is configured twice`},
+		"no sources":     {nil, "no flag sources: give at least one --uri/-f or --sources/-s"},
+		"unknown prefix": {[]string{"-f", "ftp://x"}, "invalid sync uri argument: ftp://x, must start with"},
+		"twice":          {[]string{"-f", "file:a.json", "-s", `[{"uri":"a.json","provider":"file"}]`}, `source "a.json" is configured twice`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := parseStart(t, tc.args...)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/crd/generated/clientset/versioned"
 	"github.com/flagpole-dev/flagpole/crd/manifests"
+	"github.com/flagpole-dev/flagpole/kube"
 )
 
 // Cluster is an API server the tests talk to as an administrator: a local
@@ -60,14 +61,13 @@ func NewCluster(cfg *rest.Config, cp *ControlPlane) (*Cluster, error) {
 }
 
 // LoadKubeconfig reads the kubeconfig files of a KUBECONFIG-style list (at least
-// one path) with their current context.
+// one path) with their current context, through the client configuration every
+// mode uses (package kube).
 func LoadKubeconfig(list string) (*rest.Config, error) {
-	paths := filepath.SplitList(list)
-	if len(paths) == 0 {
+	if len(filepath.SplitList(list)) == 0 {
 		return nil, errors.New("no kubeconfig path")
 	}
-	rules := &clientcmd.ClientConfigLoadingRules{Precedence: paths}
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	return kube.Config(kube.Options{Kubeconfig: list, QPS: 100, Burst: 200, UserAgent: "flagpole-e2e"})
 }
 
 // InstallCRDs creates or updates every CRD of crd/manifests and waits until each is

@@ -8,6 +8,7 @@ package store
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,20 +143,50 @@ func (s *Store) logFailure(src *source, err error, msg string) {
 	level.Str("source", Redact(src.status.Name)).Err(err).Uint64("failures", src.status.Failures).Msg(msg)
 }
 
-// Redact removes credentials and query strings from a source name for logs and
-// status: http sources are named by their URL, which may carry a token.
+// Redact is the one form in which a source name leaves the process outside the
+// selectors that match it (logs, /readyz, metrics, errors): http(s) and grpc
+// sources are named by their URL, which may carry credentials in its user info or
+// query. User info becomes "redacted@", a query "?redacted", a fragment is dropped.
+// A name that does not parse as a URL but looks like one is cut the same way by
+// text, so a malformed URL cannot leak either.
 func Redact(name string) string {
 	u, err := url.Parse(name)
-	if err != nil || u.Scheme == "" || u.Host == "" {
+	if err != nil {
+		return redactText(name)
+	}
+	if u.Scheme == "" || u.Host == "" {
 		return name
 	}
 	if u.User != nil {
 		u.User = url.User("redacted")
 	}
-	if u.RawQuery != "" {
-		u.RawQuery = "redacted"
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "redacted", false
 	}
+	u.Fragment, u.RawFragment = "", ""
 	return u.String()
+}
+
+// redactText redacts a name url.Parse rejects: everything after '?' or '#', and
+// the user info between "://" and the last '@' before the path.
+func redactText(name string) string {
+	rest, query := name, ""
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		if rest[i] == '?' {
+			query = "?redacted"
+		}
+		rest = rest[:i]
+	}
+	if scheme := strings.Index(rest, "://"); scheme >= 0 {
+		authority := rest[scheme+3:]
+		if slash := strings.IndexByte(authority, '/'); slash >= 0 {
+			authority = authority[:slash]
+		}
+		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+			rest = rest[:scheme+3] + "redacted" + rest[scheme+3+at:]
+		}
+	}
+	return rest + query
 }
 
 // Status returns the state of every source, in priority order.

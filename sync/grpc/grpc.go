@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 )
 
@@ -69,7 +70,7 @@ type Source struct {
 func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	s := &Source{cfg: cfg, minBackoff: MinBackoff, maxBackoff: MaxBackoff}
 	fail := func(format string, args ...any) (*Source, error) {
-		return nil, fmt.Errorf("grpc source %s: "+format, append([]any{cfg.URI}, args...)...)
+		return nil, fmt.Errorf("grpc source %s: "+format, append([]any{store.Redact(cfg.URI)}, args...)...)
 	}
 	if err := flagsync.Validate([]flagsync.SourceConfig{cfg}); err != nil {
 		return fail("%s", strings.TrimPrefix(err.Error(), "sources[0]."))
@@ -122,7 +123,7 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 		return fail("uri: %w", err)
 	}
 	_ = conn.Close()
-	s.log = log.With().Str("source", cfg.URI).Str("provider", "grpc").Logger()
+	s.log = log.With().Str("source", store.Redact(cfg.URI)).Str("provider", "grpc").Logger()
 	return s, nil
 }
 
@@ -182,7 +183,7 @@ func (s *Source) Run(ctx context.Context, out chan<- flagsync.Update) error {
 	}
 	conn, err := grpc.NewClient(s.target, s.opts...)
 	if err != nil {
-		return fmt.Errorf("grpc source %s: %w", s.cfg.URI, err)
+		return fmt.Errorf("grpc source %s: %w", store.Redact(s.cfg.URI), err)
 	}
 	defer conn.Close()
 	client := syncv1grpc.NewFlagSyncServiceClient(conn)
@@ -200,7 +201,7 @@ func (s *Source) Run(ctx context.Context, out chan<- flagsync.Update) error {
 			wait = s.minBackoff
 		}
 		st.dirty = true
-		send(ctx, out, flagsync.Update{Source: s.Name(), Err: fmt.Errorf("grpc source %s: %w", s.cfg.URI, err)})
+		send(ctx, out, flagsync.Update{Source: s.Name(), Err: fmt.Errorf("grpc source %s: %w", store.Redact(s.cfg.URI), err)})
 		d := jitter(wait)
 		s.log.Debug().Err(err).Dur("retry_in", d).Msg("sync stream failed")
 		if wait *= 2; wait > s.maxBackoff {

@@ -40,6 +40,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/rs/zerolog"
 
+	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 )
 
@@ -91,9 +92,9 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 		err = errors.New("must be an absolute http:// or https:// URL")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("http source %q: uri: %w", redact(cfg.URI), err)
+		return nil, fmt.Errorf("http source %q: uri: %w", store.Redact(cfg.URI), err)
 	}
-	s := &Source{cfg: cfg, url: u, display: displayURL(u)}
+	s := &Source{cfg: cfg, url: u, display: store.Redact(cfg.URI)}
 	fail := func(format string, args ...any) (*Source, error) {
 		return nil, fmt.Errorf("http source %s: "+format, append([]any{s.display}, args...)...)
 	}
@@ -154,7 +155,7 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 				return fmt.Errorf("stopped after %d redirects", maxRedirects)
 			}
 			if err := checkTransport(req.URL, cfg.AllowInsecure); err != nil {
-				return &redirectError{fmt.Errorf("redirect to %s refused: %w", displayURL(req.URL), err)}
+				return &redirectError{fmt.Errorf("redirect to %s refused: %w", store.Redact(req.URL.String()), err)}
 			}
 			return nil
 		},
@@ -443,26 +444,6 @@ func nextPoll(now time.Time, interval, offset time.Duration) time.Time {
 		t = nextMidnight.Add(offset)
 	}
 	return t
-}
-
-// displayURL is u without user info, query or fragment.
-func displayURL(u *url.URL) string {
-	c := *u
-	c.User, c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = nil, "", false, "", ""
-	return c.String()
-}
-
-// redact shows an unparsable URI without anything after '?' or before '@'.
-func redact(uri string) string {
-	if i := strings.IndexByte(uri, '?'); i >= 0 {
-		uri = uri[:i]
-	}
-	if i := strings.LastIndexByte(uri, '@'); i >= 0 {
-		if j := strings.Index(uri, "://"); j >= 0 && j < i {
-			uri = uri[:j+3] + uri[i+1:]
-		}
-	}
-	return uri
 }
 
 func send(ctx context.Context, out chan<- flagsync.Update, u flagsync.Update) {

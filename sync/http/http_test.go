@@ -545,15 +545,15 @@ func TestNewErrors(t *testing.T) {
 		cfg     flagsync.SourceConfig
 		wantErr string
 	}{
-		"not a URL":           {cfg: flagsync.SourceConfig{URI: "https://exa mple.com/x?token=abc"}, wantErr: `http source "https://exa mple.com/x": uri:`},
+		"not a URL":           {cfg: flagsync.SourceConfig{URI: "https://exa mple.com/x?token=abc"}, wantErr: `http source "https://exa mple.com/x?redacted": uri:`},
 		"not http":            {cfg: flagsync.SourceConfig{URI: "ftp://h/x"}, wantErr: "uri: must be an absolute http:// or https:// URL"},
-		"missing CA":          {cfg: flagsync.SourceConfig{URI: "https://h/x?token=abc", CertPath: filepath.Join(dir, "ca.pem")}, wantErr: "http source https://h/x: certPath: open"},
+		"missing CA":          {cfg: flagsync.SourceConfig{URI: "https://h/x?token=abc", CertPath: filepath.Join(dir, "ca.pem")}, wantErr: "http source https://h/x?redacted: certPath: open"},
 		"env unset":           {cfg: flagsync.SourceConfig{URI: "https://h/x", AuthHeaderEnv: "FLAGPOLE_HTTP_TEST_UNSET"}, wantErr: "http source https://h/x: authHeaderEnv: environment variable FLAGPOLE_HTTP_TEST_UNSET is not set"},
 		"file missing":        {cfg: flagsync.SourceConfig{URI: "https://h/x", AuthHeaderFile: filepath.Join(dir, "auth")}, wantErr: "http source https://h/x: authHeaderFile: open"},
 		"oauth folder":        {cfg: flagsync.SourceConfig{URI: "https://h/x", OAuth: &flagsync.OAuth{TokenURL: "https://t/token", Folder: dir}}, wantErr: "oauth.folder: open " + filepath.Join(dir, "client-id")},
 		"two auths":           {cfg: flagsync.SourceConfig{URI: "https://h/x", AuthHeader: "a", AuthHeaderEnv: "B"}, wantErr: "http source https://h/x: authHeader: give one of"},
 		"incrementalUpdates":  {cfg: flagsync.SourceConfig{URI: "https://h/x", IncrementalUpdates: true}, wantErr: "http source https://h/x: incrementalUpdates:"},
-		"user info redacted":  {cfg: flagsync.SourceConfig{URI: "https://user:pw@h/x", TimeoutS: -1}, wantErr: "http source https://h/x: timeoutS: must not be negative"},
+		"user info redacted":  {cfg: flagsync.SourceConfig{URI: "https://user:pw@h/x", TimeoutS: -1}, wantErr: "http source https://redacted@h/x: timeoutS: must not be negative"},
 		"interval over a day": {cfg: flagsync.SourceConfig{URI: "https://h/x", Interval: 90000}, wantErr: "http source https://h/x: interval:"},
 	} {
 		t.Run(name, func(t *testing.T) {

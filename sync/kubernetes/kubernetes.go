@@ -9,8 +9,8 @@
 // carries that field selector; no get is made). The informer reconnects after API server restarts
 // and re-lists when its watch expires.
 //
-// What it sends: `json.Marshal(spec.flagSpec)` (flags, $evaluators, metadata, as
-// flagd) whenever those bytes change; the store validates it. Errors are sent as
+// What it sends: the flag document of spec.flagSpec (crd/flagdoc: flags,
+// $evaluators, metadata, as flagd) whenever those bytes change; the store validates it. Errors are sent as
 // updates naming the object and what is missing: a permission (403), credentials
 // (401), the CRD (404 on the resource), the object itself (not found once the
 // informer has synced), or the API server. A deleted FeatureFlag is logged and
@@ -21,11 +21,9 @@ package kubesource
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 
@@ -34,14 +32,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	"github.com/flagpole-dev/flagpole/crd/flagdoc"
+	"github.com/flagpole-dev/flagpole/kube"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 )
 
@@ -92,24 +90,12 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger, client Client) (*Source,
 // Name is "<namespace>/<name>", as flagd names the source.
 func (s *Source) Name() string { return s.source }
 
-// ClientFromEnvironment builds a client the way flagd finds its configuration: the
-// kubeconfig named by KUBECONFIG when it is set, else the in-cluster service account,
-// else ~/.kube/config (client-go's default loading rules).
+// ClientFromEnvironment builds a client the way flagd finds its configuration (see
+// kube.Config: KUBECONFIG, else the in-cluster service account, else ~/.kube/config).
 func ClientFromEnvironment() (Client, error) {
-	var cfg *rest.Config
-	var err error
-	if os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
-		cfg, err = rest.InClusterConfig()
-		if err != nil && !errors.Is(err, rest.ErrNotInCluster) {
-			return nil, fmt.Errorf("kubernetes: in-cluster configuration: %w", err)
-		}
-	}
-	if cfg == nil {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes: not in a cluster and no usable kubeconfig (KUBECONFIG or ~/.kube/config): %w", err)
-		}
+	cfg, err := kube.Config(kube.Options{UserAgent: "flagpole"})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
 	return NewRESTClient(cfg)
 }
@@ -117,17 +103,7 @@ func ClientFromEnvironment() (Client, error) {
 // NewRESTClient returns a Client for the core.openfeature.dev/v1beta1 API over a REST
 // client whose scheme knows only FeatureFlags.
 func NewRESTClient(cfg *rest.Config) (Client, error) {
-	scheme := runtime.NewScheme()
-	if err := v1beta1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "flagpole"
-	cfg.APIPath = "/apis"
-	cfg.GroupVersion = &v1beta1.SchemeGroupVersion
-	cfg.ContentType = runtime.ContentTypeJSON
-	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
-	rc, err := rest.RESTClientFor(cfg)
+	rc, err := kube.RESTClient(cfg, v1beta1.SchemeGroupVersion, v1beta1.AddToScheme)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
@@ -290,9 +266,9 @@ func (r *runner) evaluate() {
 		return
 	}
 	r.seen = true
-	data, err := json.Marshal(ff.Spec.FlagSpec)
+	data, err := flagdoc.Encode(&ff.Spec.FlagSpec)
 	if err != nil {
-		r.fail(fmt.Errorf("FeatureFlag %s: encoding spec.flagSpec: %w", r.key, err))
+		r.fail(fmt.Errorf("FeatureFlag %s: %w", r.key, err))
 		return
 	}
 	sum := sha256.Sum256(data)

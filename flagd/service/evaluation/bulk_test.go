@@ -9,9 +9,8 @@ import (
 	evalv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v1"
 	schemav1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/schema/v1"
 	"connectrpc.com/connect"
+	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/flagpole-dev/flagpole/flagd/service"
 )
 
 // bulkFlag is one AnyFlag, comparable across v1 and schema.v1. Value is nil when
@@ -66,7 +65,7 @@ func schemaBulk(r *schemav1.ResolveAllResponse) map[string]bulkFlag {
 // DISABLED and no value, lists failures with reason ERROR and the zero value of
 // the default's type; top-level metadata is the selector reflection only.
 func TestResolveAll(t *testing.T) {
-	srv := start(t, Options{}, service.ListenConfig{})
+	srv := start(t, Options{}, server.ListenConfig{})
 	hc := h2cClient(t)
 	mdA := map[string]any{"flagSetId": "set-a", "team": "core"}
 	// left out: no-default, no-default-targeted (no default variant), array-flag

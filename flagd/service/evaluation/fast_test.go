@@ -24,6 +24,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/flags"
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
 )
 
 // diffPair serves the same store twice: with the fast path and with connect-go only.
@@ -46,8 +47,8 @@ func newDiffPair(t *testing.T, opts Options) *diffPair {
 		defer d.mu.Unlock()
 		d.seen = append(d.seen, why)
 	}
-	d.fast = serveService(t, fastSvc, service.ListenConfig{})
-	d.slow = serveService(t, newService(opts, false), service.ListenConfig{})
+	d.fast = serveService(t, fastSvc, server.ListenConfig{})
+	d.slow = serveService(t, newService(opts, false), server.ListenConfig{})
 	tr := &http.Transport{DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
 	d.hc = &http.Client{Transport: tr}

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/server"
 )
 
 // corsHeaders returns the CORS response headers of a request.
@@ -45,9 +45,10 @@ func corsHeaders(t *testing.T, hc *http.Client, method, url string, header http.
 
 func TestCORS(t *testing.T) {
 	const path = "/flagd.evaluation.v2.Service/ResolveBoolean"
-	configured := start(t, Options{CORSOrigins: []string{"https://app.example"}}, service.ListenConfig{})
-	wildcard := start(t, Options{CORSOrigins: []string{"*"}}, service.ListenConfig{})
-	none := start(t, Options{}, service.ListenConfig{})
+	configured := start(t, Options{CORSOrigins: []string{"https://app.example"}}, server.ListenConfig{})
+	wildcard := start(t, Options{CORSOrigins: []string{"*"}}, server.ListenConfig{})
+	pattern := start(t, Options{CORSOrigins: []string{"https://*.example.com"}}, server.ListenConfig{}) // as OFREP: one policy
+	none := start(t, Options{}, server.ListenConfig{})
 	hc := h1Client(t)
 	preflight := func(origin string) http.Header {
 		return http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type,flagd-selector"}}
@@ -70,6 +71,9 @@ func TestCORS(t *testing.T) {
 		{"preflight of another origin", configured.url, http.MethodOptions, preflight("https://evil.example"), 204, map[string]string{}},
 		{"wildcard", wildcard.url, http.MethodPost, http.Header{"Origin": {"https://any.example"}}, 200,
 			map[string]string{"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": corsExposed}},
+		{"pattern", pattern.url, http.MethodPost, http.Header{"Origin": {"https://app.example.com"}}, 200,
+			map[string]string{"Access-Control-Allow-Origin": "https://app.example.com", "Access-Control-Expose-Headers": corsExposed}},
+		{"pattern, other origin", pattern.url, http.MethodPost, http.Header{"Origin": {"https://example.com.evil.org"}}, 200, map[string]string{}},
 		{"no origins configured: no CORS at all", none.url, http.MethodPost, http.Header{"Origin": {"https://app.example"}}, 200, map[string]string{}},
 		{"no origins configured: no preflight", none.url, http.MethodOptions, preflight("https://app.example"), 405, map[string]string{}},
 	}
@@ -90,7 +94,7 @@ func TestCORS(t *testing.T) {
 // beyond it, is refused with ResourceExhausted and the server keeps serving.
 func TestBodyLimit(t *testing.T) {
 	const limit = 64 << 10
-	srv := start(t, Options{MaxRequestBody: limit}, service.ListenConfig{})
+	srv := start(t, Options{MaxRequestBody: limit}, server.ListenConfig{})
 	big := map[string]any{"blob": strings.Repeat("x", 2*limit)}
 	hc := h2cClient(t)
 	for _, p := range protocols() {
@@ -130,7 +134,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := start(t, Options{Metrics: m}, service.ListenConfig{})
+	srv := start(t, Options{Metrics: m}, server.ListenConfig{})
 	hc := h1Client(t)
 	post(t, hc, srv.url+"/flagd.evaluation.v1.Service/ResolveBoolean", "application/json", `{"flagKey":"plain"}`, nil)
 	post(t, hc, srv.url+"/flagd.evaluation.v2.Service/ResolveBoolean", "application/json", `{"flagKey":"missing-1"}`, nil)
@@ -204,7 +208,7 @@ func (s *syncBuffer) String() string {
 func TestContextNeverLogged(t *testing.T) {
 	const secret = "jane.doe@example.com"
 	var logs syncBuffer
-	srv := start(t, Options{Log: zerolog.New(&logs).Level(zerolog.TraceLevel)}, service.ListenConfig{})
+	srv := start(t, Options{Log: zerolog.New(&logs).Level(zerolog.TraceLevel)}, server.ListenConfig{})
 	hc := h2cClient(t)
 	v2 := evaluationv2connect.NewServiceClient(hc, srv.url, connect.WithGRPC())
 	old := schemav1connect.NewServiceClient(hc, srv.url)

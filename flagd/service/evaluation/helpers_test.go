@@ -21,6 +21,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
 )
 
 // The flag documents every test serves. Sources in priority order: plain < a < b.
@@ -80,8 +81,8 @@ type testServer struct {
 }
 
 // start serves a Service built from opts (Store defaults to newTestStore, Enricher
-// to testEnricher) with service.Serve on 127.0.0.1:0, or on cfg's socket / TLS.
-func start(t *testing.T, opts Options, cfg service.ListenConfig) *testServer {
+// to testEnricher) with server.Serve on 127.0.0.1:0, or on cfg's socket / TLS.
+func start(t *testing.T, opts Options, cfg server.ListenConfig) *testServer {
 	t.Helper()
 	return serveService(t, newService(withDefaults(t, opts), true), cfg)
 }
@@ -99,19 +100,19 @@ func withDefaults(t *testing.T, opts Options) Options {
 }
 
 // serveService serves svc as start does.
-func serveService(t *testing.T, svc *Service, cfg service.ListenConfig) *testServer {
+func serveService(t *testing.T, svc *Service, cfg server.ListenConfig) *testServer {
 	t.Helper()
 	cfg.Name = "evaluation"
 	if cfg.SocketPath == "" {
 		cfg.Address = "127.0.0.1:0"
 	}
-	ln, err := service.Listen(cfg)
+	ln, err := server.Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- service.Serve(ctx, ln, cfg, svc.Handler(), zerolog.Nop(), svc.Shutdown) }()
+	go func() { done <- server.Serve(ctx, ln, cfg, svc.Handler(), zerolog.Nop(), svc.Shutdown) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/flagpole-dev/flagpole/flagd/service"
 )
 
 // post sends a Connect JSON unary request the way curl does and returns the status
@@ -45,7 +44,7 @@ func post(t *testing.T, hc *http.Client, url, contentType, body string, header h
 // fields, v2 omits unset optional value/variant, int64 values are strings, errors
 // carry no result, only {"code","message"}.
 func TestJSONShapes(t *testing.T) {
-	srv := start(t, Options{}, service.ListenConfig{})
+	srv := start(t, Options{}, server.ListenConfig{})
 	hc := h1Client(t)
 	const jsonCT = "application/json"
 	tests := []struct {

@@ -7,9 +7,8 @@ import (
 	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v1/evaluationv1connect"
 	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v2/evaluationv2connect"
 	"buf.build/gen/go/open-feature/flagd/connectrpc/go/schema/v1/schemav1connect"
+	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/flagpole-dev/flagpole/flagd/service"
 )
 
 // decisionCase is one row of the decision table. want is what every API answers
@@ -111,7 +110,7 @@ func decisionTable() []decisionCase {
 // TestDecisionTable runs every row over every API and every protocol with the
 // generated connect-go clients against a live server.
 func TestDecisionTable(t *testing.T) {
-	srv := start(t, Options{}, service.ListenConfig{})
+	srv := start(t, Options{}, server.ListenConfig{})
 	hc := h2cClient(t)
 	for _, p := range protocols() {
 		v1 := evaluationv1connect.NewServiceClient(hc, srv.url, p.opts...)

@@ -37,6 +37,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
 )
 
 // SelectorHeader carries the selector of every evaluation request.
@@ -76,9 +77,9 @@ type Options struct {
 	Enricher *service.Enricher // may be nil
 	Metrics  *metrics.Metrics  // may be nil
 	Log      zerolog.Logger
-	// CORSOrigins are the origins allowed to call from a browser; "*" allows all.
-	// Empty: no CORS headers at all (flagd allows every origin then: a documented
-	// difference).
+	// CORSOrigins are the origins allowed to call from a browser (server.CORS:
+	// "*" allows all, "https://*.example.com" a pattern). Empty: no CORS headers at
+	// all (flagd allows every origin then: a documented difference).
 	CORSOrigins []string
 	// MaxRequestBody limits a request body, and a decompressed message, in bytes;
 	// 0 means unlimited.
@@ -237,10 +238,7 @@ func (s *Service) buildHandler() http.Handler {
 		h = http.MaxBytesHandler(h, s.opts.MaxRequestBody)
 	}
 	h = s.metrics.Middleware(metricsService, s.route, h)
-	if len(s.opts.CORSOrigins) > 0 {
-		h = newCORS(s.opts.CORSOrigins, h)
-	}
-	return h
+	return server.NewCORS(s.opts.CORSOrigins).Handler(corsRules, h)
 }
 
 const maxInt = int(^uint(0) >> 1)

@@ -14,10 +14,9 @@ import (
 	evalv2 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v2"
 	schemav1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/schema/v1"
 	"connectrpc.com/connect"
+	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/flagpole-dev/flagpole/flagd/service"
 )
 
 // event is one EventStream message; Data is nil when the message has none.
@@ -145,7 +144,7 @@ func docA2(t *testing.T) string {
 // TestEventStreamChanges: provider_ready first, then per-flag write/update/delete
 // over each subscriber's selector view, on every API and several protocols.
 func TestEventStreamChanges(t *testing.T) {
-	srv := start(t, Options{}, service.ListenConfig{})
+	srv := start(t, Options{}, server.ListenConfig{})
 	ctx := testContext(t)
 	h2, h1 := h2cClient(t), h1Client(t)
 	streams := map[string]*eventStream{
@@ -202,7 +201,7 @@ func merge(a, b event) event {
 }
 
 func TestEventStreamKeepAlive(t *testing.T) {
-	srv := start(t, Options{KeepAlive: 20 * time.Millisecond}, service.ListenConfig{})
+	srv := start(t, Options{KeepAlive: 20 * time.Millisecond}, server.ListenConfig{})
 	ctx := testContext(t)
 	s := openStream(ctx, t, h2cClient(t), srv.url, "v2", "", connect.WithProtoJSON())
 	if diff := cmp.Diff(ready(), s.next(t)); diff != "" {
@@ -220,7 +219,7 @@ func TestEventStreamKeepAlive(t *testing.T) {
 // ignores the deadline (it is still sending keep_alives long after it).
 func TestEventStreamDeadline(t *testing.T) {
 	const deadline, keepAlive = 50 * time.Millisecond, 20 * time.Millisecond
-	srv := start(t, Options{StreamDeadline: deadline, KeepAlive: keepAlive}, service.ListenConfig{})
+	srv := start(t, Options{StreamDeadline: deadline, KeepAlive: keepAlive}, server.ListenConfig{})
 	ctx := testContext(t)
 	hc := h2cClient(t)
 	for _, api := range []string{"v1", "v2"} {
@@ -255,7 +254,7 @@ func TestEventStreamDeadline(t *testing.T) {
 // TestEventStreamShutdown: Shutdown sends provider_shutdown to every stream and
 // ends it; later streams are refused.
 func TestEventStreamShutdown(t *testing.T) {
-	srv := start(t, Options{}, service.ListenConfig{})
+	srv := start(t, Options{}, server.ListenConfig{})
 	ctx := testContext(t)
 	hc := h2cClient(t)
 	streams := []*eventStream{
@@ -287,7 +286,7 @@ func TestEventStreamShutdown(t *testing.T) {
 // TestEventStreamLimits: MaxStreams refuses streams beyond the cap and frees the
 // slot when a stream ends; an invalid selector is refused.
 func TestEventStreamLimits(t *testing.T) {
-	srv := start(t, Options{MaxStreams: 1}, service.ListenConfig{})
+	srv := start(t, Options{MaxStreams: 1}, server.ListenConfig{})
 	hc := h2cClient(t)
 	ctx := testContext(t)
 	firstCtx, closeFirst := context.WithCancel(ctx)

@@ -22,6 +22,7 @@ import (
 	evalv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v1"
 	evalv2 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v2"
 	"connectrpc.com/connect"
+	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,8 +31,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/flagpole-dev/flagpole/flagd/service"
 )
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 to dir and returns the
@@ -109,7 +108,7 @@ func grpcConn(t *testing.T, target string, creds credentials.TransportCredential
 // TestGRPCGoClients uses the grpc-go generated clients over h2c, as the Go, Java
 // and other SDK providers do in rpc mode.
 func TestGRPCGoClients(t *testing.T) {
-	srv := start(t, Options{}, service.ListenConfig{})
+	srv := start(t, Options{}, server.ListenConfig{})
 	conn := grpcConn(t, srv.ln.Addr().String(), insecure.NewCredentials())
 	mdA := map[string]any{"flagSetId": "set-a", "team": "core"}
 	tests := []struct {
@@ -175,15 +174,15 @@ func TestGRPCGoClients(t *testing.T) {
 	})
 }
 
-// TestTLS serves with a certificate loaded by service.NewCertReloader (as
+// TestTLS serves with a certificate loaded by server.NewCertReloader (as
 // --server-cert-path/--server-key-path do) and calls it with clients that trust it.
 func TestTLS(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t, t.TempDir())
-	reloader, err := service.NewCertReloader(certFile, keyFile)
+	reloader, err := server.NewCertReloader(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := start(t, Options{}, service.ListenConfig{TLS: reloader.TLSConfig()})
+	srv := start(t, Options{}, server.ListenConfig{TLS: reloader.TLSConfig()})
 	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	hc := tlsClient(t, clientTLS)
 	want := outcome{Value: true, Reason: "STATIC", Variant: "on", Metadata: map[string]any{}}
@@ -218,7 +217,7 @@ func TestUnixSocket(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	path := filepath.Join(dir, "eval.sock")
-	srv := start(t, Options{}, service.ListenConfig{SocketPath: path})
+	srv := start(t, Options{}, server.ListenConfig{SocketPath: path})
 	want := outcome{Value: true, Reason: "STATIC", Variant: "on", Metadata: map[string]any{}}
 	hc := unixClient(t, path)
 	for _, p := range protocols() {

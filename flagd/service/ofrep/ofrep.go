@@ -23,6 +23,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service/jsonwire"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
 )
 
 // Route templates, also used as the http_route metric label.
@@ -43,14 +44,14 @@ type Options struct {
 	Enricher       *service.Enricher // may be nil; -X and -H both apply to OFREP
 	Metrics        *metrics.Metrics  // may be nil
 	Log            zerolog.Logger
-	CORSOrigins    []string // empty: no CORS headers; "*" all
+	CORSOrigins    []string // server.CORS; empty: no CORS headers, "*" all
 	MaxRequestBody int64    // 0 unlimited; over the limit → 413 {"errorDetails":"request body too large"}
 }
 
 // Service is the OFREP HTTP handler.
 type Service struct {
 	opts     Options
-	cors     *corsPolicy
+	handler  http.Handler // ServeHTTP behind the CORS policy
 	single   http.Handler
 	bulk     http.Handler
 	encoders sync.Pool
@@ -63,25 +64,26 @@ type Service struct {
 func New(opts Options) *Service {
 	s := &Service{
 		opts:         opts,
-		cors:         newCORS(opts.CORSOrigins),
 		jsonCT:       []string{"application/json"},
 		cacheControl: []string{"no-cache, private"},
 	}
 	s.encoders.New = func() any { return &encoder{buf: make([]byte, 0, 1024)} }
 	s.single = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return SingleRoute }, http.HandlerFunc(s.serveSingle))
 	s.bulk = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return BulkRoute }, http.HandlerFunc(s.serveBulk))
+	s.handler = server.NewCORS(opts.CORSOrigins).Handler(corsRules, s)
 	return s
 }
 
-// Handler returns the HTTP handler serving both OFREP routes.
-func (s *Service) Handler() http.Handler { return s }
+// corsRules: browsers may POST and read the ETag (for If-None-Match); preflight
+// answers may be cached for 10 minutes.
+var corsRules = server.CORSRules{Methods: []string{http.MethodPost}, ExposeHeaders: "ETag", MaxAge: 600}
 
-// ServeHTTP routes a request: CORS, then the route (404 for other paths, 405 for
-// methods other than POST).
+// Handler returns the HTTP handler serving both OFREP routes, CORS included.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// ServeHTTP routes a request (404 for other paths, 405 for methods other than
+// POST); CORS is answered in front of it by Handler.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cors != nil && s.cors.handle(w, r) {
-		return
-	}
 	var h http.Handler
 	switch {
 	case r.URL.Path == BulkRoute || r.URL.Path == flagsPrefix:

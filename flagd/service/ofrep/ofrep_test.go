@@ -18,6 +18,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/ofrep"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
 )
 
 // sourceA is the lower-priority source: a map-form document in flag set "set-a".
@@ -48,7 +49,7 @@ const sourceB = `{"flags": [
   {"key": "b-only", "state": "ENABLED", "variants": {"v": "b"}, "defaultVariant": "v"}
 ]}`
 
-type server struct {
+type testServer struct {
 	url   string
 	store *store.Store
 }
@@ -60,7 +61,7 @@ type serverOpts struct {
 }
 
 // startServer serves OFREP on 127.0.0.1:0 with both sources applied.
-func startServer(t testing.TB, so serverOpts) *server {
+func startServer(t testing.TB, so serverOpts) *testServer {
 	t.Helper()
 	st, err := store.New([]string{"file:a.json", "file:b.json"}, zerolog.Nop())
 	if err != nil {
@@ -72,20 +73,20 @@ func startServer(t testing.TB, so serverOpts) *server {
 		}
 	}
 	svc := ofrep.New(ofrep.Options{Store: st, Enricher: so.enricher, Log: zerolog.Nop(), CORSOrigins: so.cors, MaxRequestBody: so.maxBody})
-	return &server{url: serve(t, svc.Handler()), store: st}
+	return &testServer{url: serve(t, svc.Handler()), store: st}
 }
 
-// serve runs handler with service.Serve on a real socket until the test ends.
+// serve runs handler with server.Serve on a real socket until the test ends.
 func serve(t testing.TB, h http.Handler) string {
 	t.Helper()
-	cfg := service.ListenConfig{Name: "ofrep", Address: "127.0.0.1:0", ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second}
-	ln, err := service.Listen(cfg)
+	cfg := server.ListenConfig{Name: "ofrep", Address: "127.0.0.1:0", ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second}
+	ln, err := server.Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- service.Serve(ctx, ln, cfg, h, zerolog.Nop(), nil) }()
+	go func() { done <- server.Serve(ctx, ln, cfg, h, zerolog.Nop(), nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -1,4 +1,4 @@
-package management_test
+package service_test
 
 import (
 	"context"
@@ -24,10 +24,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flagpole-dev/flagpole/flagd/service"
-	"github.com/flagpole-dev/flagpole/flagd/service/management"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/service/ofrep"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/management"
 )
 
 const (
@@ -36,17 +37,17 @@ const (
 	flagDoc      = `{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`
 )
 
-// serve runs h with service.Serve on 127.0.0.1:0 until the test ends and returns the address.
+// serve runs h with server.Serve on 127.0.0.1:0 until the test ends and returns the address.
 func serve(t *testing.T, name string, h http.Handler) string {
 	t.Helper()
-	cfg := service.ListenConfig{Name: name, Address: "127.0.0.1:0", ReadHeaderTimeout: 3 * time.Second}
-	ln, err := service.Listen(cfg)
+	cfg := server.ListenConfig{Name: name, Address: "127.0.0.1:0", ReadHeaderTimeout: 3 * time.Second}
+	ln, err := server.Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- service.Serve(ctx, ln, cfg, h, zerolog.Nop(), nil) }()
+	go func() { done <- server.Serve(ctx, ln, cfg, h, zerolog.Nop(), nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -97,14 +98,15 @@ func check(t *testing.T, c healthpb.HealthClient, svc string) (healthpb.HealthCh
 	return res.GetStatus(), codes.OK
 }
 
-// TestReadinessLifecycle walks a server through not ready → ready → shutting down
-// and checks /healthz, /readyz, gRPC Check and a gRPC Watch stream at every step.
+// TestReadinessLifecycle walks flagd mode's management port through not ready →
+// ready → shutting down and checks /healthz, /readyz (with the sources report),
+// gRPC Check and a gRPC Watch stream at every step.
 func TestReadinessLifecycle(t *testing.T) {
 	st, err := store.New([]string{fileSource, secretSource}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgmt := management.New(management.Options{Ready: st.Ready, Status: st.Status, Watch: st.Watch, Log: zerolog.Nop()})
+	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status), Watch: st.Watch, Log: zerolog.Nop()})
 	addr := serve(t, "management", mgmt.Handler())
 	base := "http://" + addr
 	client := healthClient(t, addr)
@@ -187,30 +189,6 @@ func TestReadinessLifecycle(t *testing.T) {
 	want = state{healthy, response{412, "application/json", `{"reason":"shutting down"}`}, healthpb.HealthCheckResponse_NOT_SERVING, healthpb.HealthCheckResponse_NOT_SERVING, codes.NotFound}
 	if diff := cmp.Diff(want, observe()); diff != "" {
 		t.Fatalf("shutting down (-want +got):\n%s", diff)
-	}
-}
-
-func TestWithoutOptionalParts(t *testing.T) {
-	mgmt := management.New(management.Options{Log: zerolog.Nop()})
-	addr := serve(t, "management", mgmt.Handler())
-	if got := get(t, "http://"+addr+"/readyz"); got != (response{200, "", ""}) {
-		t.Errorf("readyz without a Ready func: %+v", got)
-	}
-	if got := get(t, "http://"+addr+"/metrics"); got.Status != 404 {
-		t.Errorf("metrics without a gatherer: %+v", got)
-	}
-	client := healthClient(t, addr)
-	if got, code := check(t, client, ""); got != healthpb.HealthCheckResponse_SERVING || code != codes.OK {
-		t.Errorf("Check: %v %v", got, code)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	w, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
-	if err == nil {
-		_, err = w.Recv()
-	}
-	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("Watch without a store watch: %v, want Unimplemented", err)
 	}
 }
 

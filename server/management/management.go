@@ -2,7 +2,7 @@
 // /readyz (200 once every source's first payload is served, 412 Precondition Failed
 // before that and from the start of shutdown), /metrics (Prometheus) and the gRPC
 // health service grpc.health.v1.Health (over gRPC, gRPC-Web or Connect; h2c comes
-// from service.Serve).
+// from server.Serve).
 package management
 
 import (
@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -19,18 +18,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
-
-	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
 // Options configures the management listener.
 type Options struct {
-	Ready    func() bool                 // store.Ready; nil means always ready
-	Status   func() []store.SourceStatus // explains a 412 on /readyz; may be nil
-	Gatherer prometheus.Gatherer         // /metrics; nil: /metrics answers 404
+	Ready func() bool // nil means always ready
+	// NotReady, optional, returns the JSON body of a 412 from /readyz: what is
+	// missing (flagd mode: the sources without a payload). Without it the body is
+	// {"reason":"not ready"}.
+	NotReady func() any
+	Gatherer prometheus.Gatherer // /metrics; nil: /metrics answers 404
 	Log      zerolog.Logger
-	// Watch, optional (store.Watch), wakes gRPC health Watch streams when readiness
-	// may have changed. Without it the Watch RPC answers Unimplemented (Check works).
+	// Watch, optional, wakes gRPC health Watch streams when readiness may have
+	// changed. Without it the Watch RPC answers Unimplemented (Check works).
 	Watch func() (<-chan struct{}, func())
 }
 
@@ -78,42 +78,21 @@ func (s *Service) ready() bool {
 	return !s.shutting.Load() && (s.opts.Ready == nil || s.opts.Ready())
 }
 
-// notReady is the body of a 412 from /readyz (flagd sends none; the status code is flagd's).
-type notReady struct {
-	Reason  string         `json:"reason"`
-	Sources []sourceReport `json:"sources,omitempty"`
+// reason is the 412 body when nothing more specific is known.
+type reason struct {
+	Reason string `json:"reason"`
 }
-
-type sourceReport struct {
-	Source    string `json:"source"`
-	Ready     bool   `json:"ready"`
-	Failures  uint64 `json:"failures,omitempty"`
-	LastError string `json:"lastError,omitempty"`
-}
-
-// maxErrorLen bounds each source's error in the /readyz body.
-const maxErrorLen = 512
 
 func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
 	if s.ready() {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	body := notReady{Reason: "shutting down"}
+	var body any = reason{"shutting down"}
 	if !s.shutting.Load() {
-		body.Reason = "waiting for the first payload of every source"
-		if s.opts.Status != nil {
-			for _, st := range s.opts.Status() {
-				if st.Ready {
-					continue
-				}
-				name := store.Redact(st.Name)
-				lastErr := strings.ReplaceAll(st.LastError, st.Name, name)
-				if len(lastErr) > maxErrorLen {
-					lastErr = lastErr[:maxErrorLen] + "…"
-				}
-				body.Sources = append(body.Sources, sourceReport{Source: name, Ready: false, Failures: st.Failures, LastError: lastErr})
-			}
+		body = reason{"not ready"}
+		if s.opts.NotReady != nil {
+			body = s.opts.NotReady()
 		}
 	}
 	b, err := json.Marshal(body)
