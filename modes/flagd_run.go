@@ -146,7 +146,7 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 			}
 		}()
 	}
-	goRun("sources", func() error { return flagsync.Feed(ctx, st, sources) })
+	goRun("sources", func() error { flagsync.Feed(ctx, st, sources); return nil })
 	goRun("evaluation", func() error { return server.Serve(ctx, evalLn, evalCfg, evalSvc.Handler(), log, evalSvc.Shutdown) })
 	goRun("ofrep", func() error { return server.Serve(ctx, ofrepLn, ofrepCfg, ofrepSvc.Handler(), log, nil) })
 	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })

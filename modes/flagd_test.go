@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -224,4 +226,75 @@ func waitReady(t *testing.T, url string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s never became ready", url)
+}
+
+// TestSourceCredentialsNeverLogged runs flagd mode with an http source whose URL
+// carries user info and a token, against a server that fails, and reads every log
+// line of start-up and of the failures (at trace level) and the /readyz report:
+// the host is named, the credentials never are.
+func TestSourceCredentialsNeverLogged(t *testing.T) {
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	uri := strings.Replace(failing.URL, "http://", "http://ops:PASSWORD123@", 1) + "/flags.json?token=TOKEN456&env=prod"
+	c, err := parseStart(t, "-f", uri, "-p", "0", "-m", "0", "-g", "0", "-r", "0", "--bind-address", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan Addresses, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Serve(ctx, zerolog.New(&logs).Level(zerolog.TraceLevel), func(a Addresses) { addrs <- a })
+	}()
+	a := <-addrs
+	var readyz string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && !strings.Contains(readyz, `"failures"`) {
+		resp, err := http.Get("http://" + a.Management + "/readyz")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			readyz = string(b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for name, text := range map[string]string{"logs": out, "/readyz": readyz} {
+		if strings.Contains(text, "PASSWORD123") || strings.Contains(text, "TOKEN456") {
+			t.Errorf("%s leak the source's credentials:\n%s", name, text)
+		}
+		if !strings.Contains(text, "/flags.json") {
+			t.Errorf("%s do not name the source:\n%s", name, text)
+		}
+	}
+	for _, want := range []string{"flagd mode started", "500"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %q (start-up and the failure must be logged):\n%s", want, out)
+		}
+	}
+}
+
+// syncBuffer is a strings.Builder safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -7,6 +7,7 @@ package sync
 
 import (
 	"context"
+	"fmt"
 	gosync "sync"
 )
 
@@ -19,7 +20,8 @@ type Update struct {
 }
 
 // Source is a flag source. Run sends updates until ctx ends and returns nil then; it
-// returns an error only when it cannot run at all (bad configuration). A source never
+// returns an error only when it cannot run at all (bad configuration, no watch could
+// be created): Feed reports that to the store at once. A source never
 // blocks on a slow consumer for long: Feed reads continuously.
 type Source interface {
 	// Name is the source string flagd uses for it (selectors, the sync API's "source").
@@ -33,23 +35,25 @@ type Applier interface {
 	Fail(source string, err error)
 }
 
-// Feed runs every source and applies their updates until ctx ends. It returns the
-// first error a source returns from Run (the others keep running until ctx ends).
-func Feed(ctx context.Context, store Applier, sources []Source) error {
+// Feed runs every source and applies their updates until ctx ends. A source whose
+// Run fails (it cannot run at all, e.g. no inotify watch could be created) is
+// reported to the store at once, like any source error: the store logs it under the
+// source's redacted name and readiness names the source, while the other sources
+// keep serving. Feed returns when ctx ends and every source has stopped.
+func Feed(ctx context.Context, store Applier, sources []Source) {
 	updates := make(chan Update, len(sources))
-	errc := make(chan error, len(sources))
 	var wg gosync.WaitGroup
 	for _, s := range sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Run(ctx, updates); err != nil {
-				errc <- err
+		wg.Go(func() {
+			if err := s.Run(ctx, updates); err != nil && ctx.Err() == nil {
+				select {
+				case updates <- Update{Source: s.Name(), Err: fmt.Errorf("source stopped: %w", err)}:
+				case <-ctx.Done():
+				}
 			}
-		}()
+		})
 	}
 	go func() { wg.Wait(); close(updates) }()
-	var first error
 	for u := range updates {
 		if u.Err != nil {
 			store.Fail(u.Source, u.Err)
@@ -57,9 +61,4 @@ func Feed(ctx context.Context, store Applier, sources []Source) error {
 		}
 		_ = store.Apply(u.Source, u.Data) // the store logs and counts rejections
 	}
-	select {
-	case first = <-errc:
-	default:
-	}
-	return first
 }
