@@ -43,9 +43,8 @@ load: build ## flagd-mode load harness (bench/load): startup, RSS, req/s, p50/p9
 propagation: ## time from a flag file change to the new value served (20 renames, 20 ConfigMap ..data swaps)
 	$(GO) run ./bench/propagation -n 20
 
-fuzz: ## run each fuzz target for $(FUZZTIME)
-	$(GO) test -run '^$$' -fuzz '^FuzzParseCompileEvaluate$$' -fuzztime $(FUZZTIME) ./flagd/flags/
-	$(GO) test -run '^$$' -fuzz '^FuzzRequestParser$$' -fuzztime $(FUZZTIME) ./flagd/service/evaluation/
+fuzz: ## run every fuzz target of the module for $(FUZZTIME) each (found by hack/fuzz.sh)
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash hack/fuzz.sh
 
 clean:
 	rm -rf bin

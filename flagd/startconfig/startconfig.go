@@ -141,6 +141,9 @@ func (l *SourceList) Decode(ctx *kong.DecodeContext) error {
 	if err != nil {
 		return err
 	}
+	if len(sources) == 0 {
+		sources = nil // "[]" is no sources, as an absent flag
+	}
 	*l = sources
 	return nil
 }
@@ -151,8 +154,12 @@ func (l *SourceList) Decode(ctx *kong.DecodeContext) error {
 // and --context-from-header sorted by key, --cors-origin, --ofrep-port), then the
 // others in a fixed order, each only when it differs from Default. The ports OFO
 // always passes are always rendered. Values that a command line cannot carry (a
-// map key with "=") are an error.
+// map key with "=") are an error, and so is --config: the file would supply values
+// for the options rendered as defaults, so the result would not be c.
 func (c *Config) Args() ([]string, error) {
+	if c.ConfigFile != "" {
+		return nil, fmt.Errorf("--config %s: a configuration read from a file cannot be rendered exactly; render the options themselves", c.ConfigFile)
+	}
 	def := Default()
 	args := []string{"start", "--management-port", fmt.Sprint(c.ManagementPort), "--port", fmt.Sprint(c.Port)}
 	if len(c.Sources) > 0 {
@@ -238,7 +245,6 @@ func (c *Config) Args() ([]string, error) {
 	if c.OtelReloadInterval != def.OtelReloadInterval {
 		args = append(args, "--otel-reload-interval", c.OtelReloadInterval.String())
 	}
-	args = appendString(args, "--config", c.ConfigFile)
 	return args, nil
 }
 
