@@ -298,3 +298,32 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestManagementBindAddress: management listens where --management-bind-address
+// says (the sidecar's probes), the other listeners where --bind-address says.
+func TestManagementBindAddress(t *testing.T) {
+	c, err := parseStart(t, "-f", "file:"+examplesJSON, "-p", "0", "-m", "0", "-g", "0", "-r", "0",
+		"--bind-address", "127.0.0.1", "--management-bind-address", "127.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan Addresses, 1)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), func(a Addresses) { addrs <- a }) }()
+	a := <-addrs
+	waitReady(t, "http://"+a.Management+"/readyz")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for name, addr := range map[string]string{"evaluation": a.Evaluation, "sync": a.Sync, "ofrep": a.OFREP, "management": a.Management} {
+		want := "127.0.0.1:"
+		if name == "management" {
+			want = "127.0.0.2:"
+		}
+		if !strings.HasPrefix(addr, want) {
+			t.Errorf("%s listens on %s, want %s*", name, addr, want)
+		}
+	}
+}

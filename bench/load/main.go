@@ -44,6 +44,7 @@ type config struct {
 	starts       int    // server starts for the first-answer figure (median)
 	wrk          bool   // also replay the HTTP workloads with wrk
 	cpuProfile   string // profile the server: run bench/load/profserve instead of -bin
+	startupOnly  bool   // measure binary size, first answer and idle RSS only (make size)
 	// serverArgs go before "flagd start" and serverEnv is added to the server's
 	// environment (tests run the test binary as the server).
 	serverArgs, serverEnv []string
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.wrk, "wrk", false, "also replay the HTTP workloads with wrk (-t1, -c<clients>), as the issue measured flagd; needs wrk in PATH")
 	fs.StringVar(&cfg.cpuProfile, "server-cpuprofile", "", "write a CPU profile of the server to this file: the server is then bench/load/profserve (flagd mode in process with pprof), built here, and -bin is ignored")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-request timeout (and the startup timeout)")
+	fs.BoolVar(&cfg.startupOnly, "startup-only", false, "measure the sidecar budgets only (binary size, first correct answer, idle RSS) and run no workload (make size)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: load [flags]\n\nLoad harness for `flagpole flagd start`. Workloads: %s.\n\n", strings.Join(allWorkloads(), ", "))
 		fs.PrintDefaults()
@@ -115,7 +117,7 @@ func (c config) validate() error {
 			errs = append(errs, fmt.Errorf("-workloads: unknown workload %q (known: %s)", w, strings.Join(allWorkloads(), ", ")))
 		}
 	}
-	if len(c.workloads) == 0 {
+	if len(c.workloads) == 0 && !c.startupOnly {
 		errs = append(errs, errors.New("-workloads: none given"))
 	}
 	if c.clients < 1 || c.clients > 4096 {
@@ -144,6 +146,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	text := rep.markdown()
+	if cfg.startupOnly {
+		text = rep.sizeMarkdown()
+	}
 	if _, err := io.WriteString(stdout, text); err != nil {
 		return err
 	}
@@ -240,6 +245,13 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 	}
 	rep.serverProcs, rep.serverGo = serverRuntime(srv.mgmt)
 	fmt.Fprintf(stderr, "first correct answer after %s (median of %v), idle RSS %s\n", ms(rep.firstAnswer), rep.firstAnswers, mib(rep.idleRSS))
+	if cfg.startupOnly {
+		rep.serverLogBytes = srv.log.Len()
+		if err := srv.stop(); err != nil {
+			rep.stopErr = err.Error()
+		}
+		return rep, nil
+	}
 
 	for _, name := range cfg.workloads {
 		if ctx.Err() != nil {

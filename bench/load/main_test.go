@@ -103,6 +103,34 @@ func TestHarnessEndToEnd(t *testing.T) {
 	}
 }
 
+// TestStartupOnly measures the sidecar budgets without any workload (make size):
+// every figure is there and the report names each budget.
+func TestStartupOnly(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the harness reads /proc (Linux only)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config{clients: 1, duration: time.Second, settle: 20 * time.Millisecond, flagCount: 50, bin: self,
+		maxPerClient: 1, timeout: 10 * time.Second, starts: 2, startupOnly: true, serverEnv: []string{serveEnv + "=1"}}
+	var progress bytes.Buffer
+	rep, err := measure(t.Context(), cfg, &progress)
+	if err != nil {
+		t.Fatalf("measure: %v\nprogress:\n%s", err, progress.String())
+	}
+	if len(rep.results) != 0 || len(rep.firstAnswers) != 2 || rep.firstAnswer <= 0 || rep.idleRSS <= 0 || rep.binBytes <= 0 {
+		t.Errorf("figures: %d workloads run, first answers %v, idle RSS %d, binary %d bytes", len(rep.results), rep.firstAnswers, rep.idleRSS, rep.binBytes)
+	}
+	md := rep.sizeMarkdown()
+	for _, want := range []string{"| binary size | ≤ 40 MB |", "| first correct answer after exec, 50 flags | ≤ 50.0 ms |", "| idle RSS, 50 flags"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
 // TestParseFlags checks defaults and rejections.
 func TestParseFlags(t *testing.T) {
 	cfg, err := parseFlags(nil, &bytes.Buffer{})

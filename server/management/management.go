@@ -1,8 +1,9 @@
-// Package management serves flagd's management port (8014): /healthz (liveness),
-// /readyz (200 once every source's first payload is served, 412 Precondition Failed
-// before that and from the start of shutdown), /metrics (Prometheus) and the gRPC
-// health service grpc.health.v1.Health (over gRPC, gRPC-Web or Connect; h2c comes
-// from server.Serve).
+// Package management serves a management port: /healthz (liveness), /readyz (200
+// when the process is ready; 412 Precondition Failed with a JSON body saying why
+// not, and from the start of shutdown), /metrics (Prometheus) and the gRPC health
+// service grpc.health.v1.Health (over gRPC, gRPC-Web or Connect; h2c comes from
+// server.Serve). flagd mode (port 8014) and the operator both use it; what "ready"
+// means is theirs to say.
 package management
 
 import (
