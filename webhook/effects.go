@@ -1,0 +1,72 @@
+package webhook
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// GrantFlags gives a service account read access (get, list, watch) to exactly the
+// named FeatureFlags of one namespace: a Role whose single rule lists them by
+// resourceNames and a RoleBinding to the account, both named by grantName and
+// labelled as the webhook's. Flags holds every flag the Role must list (what it
+// already grants plus what the admission needs); applying it never narrows a grant.
+type GrantFlags struct {
+	Namespace      string
+	ServiceAccount Ref
+	Flags          []string
+}
+
+// Describe implements Effect.
+func (g GrantFlags) Describe() string {
+	return fmt.Sprintf("grant ServiceAccount %s get/list/watch on FeatureFlags %s in namespace %s (Role and RoleBinding %s)",
+		g.ServiceAccount, strings.Join(g.Flags, ","), g.Namespace, grantName(g.ServiceAccount))
+}
+
+// EnsureConfigMap creates the ConfigMap a file source mounts, holding a
+// FeatureFlag's flag document, unless it exists (the controller keeps its content
+// in sync with the FeatureFlag afterwards).
+type EnsureConfigMap struct {
+	Namespace, Name string
+	FeatureFlag     Ref
+	Key             string
+	Data            string
+	Owners          []metav1.OwnerReference
+}
+
+// Describe implements Effect.
+func (c EnsureConfigMap) Describe() string {
+	return fmt.Sprintf("create ConfigMap %s/%s with the flags of FeatureFlag %s (key %s), unless it exists", c.Namespace, c.Name, c.FeatureFlag, c.Key)
+}
+
+// EnsureSecret creates an immutable Secret holding a credential the sidecar reads
+// through an environment variable, so that the value never appears in the pod
+// spec. Its name is derived from its content: a changed credential is a new
+// Secret, and creating an existing one is a no-op.
+type EnsureSecret struct {
+	Namespace, Name string
+	Key             string
+	Value           string // never logged: Describe omits it
+	Owners          []metav1.OwnerReference
+}
+
+// Describe implements Effect.
+func (s EnsureSecret) Describe() string {
+	return fmt.Sprintf("create immutable Secret %s/%s (key %s), unless it exists", s.Namespace, s.Name, s.Key)
+}
+
+// grantName names the Role and RoleBinding that grant a service account its
+// FeatureFlags: "flagpole-featureflags-<sa namespace>-<sa name>", shortened with a
+// hash when that is longer than a Role name may be.
+func grantName(sa Ref) string {
+	return boundedName("flagpole-featureflags-"+sa.Namespace+"-"+sa.Name, 253, sa.String())
+}
+
+// union returns the sorted union of two name lists.
+func union(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
