@@ -28,6 +28,7 @@ type cli struct {
 
 	Flagd   modes.FlagdCmd      `cmd:"" help:"Run as flagd: serve flags over gRPC, Connect, OFREP and the sync API."`
 	Start   modes.FlagdStartCmd `cmd:"" hidden:"" help:"Alias of \"flagd start\", so flagd's and the OpenFeature Operator's pod args work unchanged."`
+	Webhook modes.WebhookCmd    `cmd:"" help:"Run the admission webhooks: sidecar injection and validation of the core.openfeature.dev kinds."`
 	Version modes.VersionCmd    `cmd:"" help:"Print the version and build information."`
 	Debug   modes.DebugCmd      `cmd:"" help:"Answer \"what would happen\" offline: evaluate flags, validate flag files."`
 }
