@@ -35,33 +35,48 @@ const flagdStartTimeout = 30 * time.Second
 // FLAGPOLE_*, KUBECONFIG and in-cluster variable is removed. The janitor stops it if
 // the caller does not.
 func StartFlagd(ctx context.Context, j *Janitor, bin, dir string, env []string, args ...string) (*Flagd, error) {
-	all := append([]string{"--log-format", "json", "--log-level", "info", "flagd", "start",
-		"--bind-address", "127.0.0.1", "-p", "0", "-m", "0", "-g", "0", "-r", "0"}, args...)
-	p, err := StartProcess("flagpole", bin, all, append(cleanEnv(), env...), filepath.Join(dir, "flagpole.log"))
+	all := append([]string{"flagd", "start", "--bind-address", "127.0.0.1", "-p", "0", "-m", "0", "-g", "0", "-r", "0"}, args...)
+	p, addrs, err := StartFlagpole(ctx, j, bin, dir, env, []string{"evaluation", "management", "sync", "ofrep"}, all...)
 	if err != nil {
 		return nil, err
 	}
+	return &Flagd{Proc: p, client: &http.Client{Timeout: 5 * time.Second},
+		Evaluation: addrs["evaluation"], Management: addrs["management"], Sync: addrs["sync"], OFREP: addrs["ofrep"]}, nil
+}
+
+// StartFlagpole runs bin with JSON logs at info level in dir, the given
+// subcommand args and env (added to cleanEnv), and waits until it has logged a
+// "serving" line for each of the listeners; it returns their bound addresses by
+// listener name. The janitor stops the process if the caller does not.
+func StartFlagpole(ctx context.Context, j *Janitor, bin, dir string, env, listeners []string, args ...string) (*Process, map[string]string, error) {
+	all := append([]string{"--log-format", "json", "--log-level", "info"}, args...)
+	p, err := StartProcess("flagpole", bin, all, append(cleanEnv(), env...), filepath.Join(dir, "flagpole.log"))
+	if err != nil {
+		return nil, nil, err
+	}
 	j.Track(p)
-	f := &Flagd{Proc: p, client: &http.Client{Timeout: 5 * time.Second}}
 	ctx, cancel := context.WithTimeout(ctx, flagdStartTimeout)
 	defer cancel()
 	for {
 		addrs := map[string]string{}
-		for _, e := range f.Logs() {
+		for _, e := range ReadLogs(p.LogPath) {
 			if e.Message() == "serving" {
 				addrs[e.String("listener")] = e.String("address")
 			}
 		}
-		if len(addrs) == 4 {
-			f.Evaluation, f.Management, f.Sync, f.OFREP = addrs["evaluation"], addrs["management"], addrs["sync"], addrs["ofrep"]
-			return f, nil
+		missing := false
+		for _, l := range listeners {
+			missing = missing || addrs[l] == ""
+		}
+		if !missing {
+			return p, addrs, nil
 		}
 		select {
 		case <-p.Done():
-			return nil, p.exitedError()
+			return nil, nil, p.exitedError()
 		case <-ctx.Done():
 			p.Kill()
-			return nil, fmt.Errorf("flagpole did not log its four listeners within %s; log:\n%s", flagdStartTimeout, p.Tail(40))
+			return nil, nil, fmt.Errorf("flagpole did not log its listeners %v within %s; log:\n%s", listeners, flagdStartTimeout, p.Tail(40))
 		case <-time.After(20 * time.Millisecond): // polling interval
 		}
 	}
@@ -118,8 +133,12 @@ func (e LogEntry) Text() string {
 
 // Logs parses the log written so far; lines that are not JSON objects are kept
 // under "message".
-func (f *Flagd) Logs() []LogEntry {
-	data, err := os.ReadFile(f.Proc.LogPath)
+func (f *Flagd) Logs() []LogEntry { return ReadLogs(f.Proc.LogPath) }
+
+// ReadLogs parses a JSON log file written so far; lines that are not JSON objects
+// are kept under "message".
+func ReadLogs(path string) []LogEntry {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
