@@ -19,6 +19,7 @@ type DebugCmd struct {
 	Eval     DebugEvalCmd     `cmd:"" help:"Evaluate flags from flag files, as flagd would."`
 	Validate DebugValidateCmd `cmd:"" help:"Validate flag files strictly; exit 1 listing every problem."`
 	CRDs     DebugCRDsCmd     `cmd:"" name:"crds" help:"Print the core.openfeature.dev CustomResourceDefinitions (YAML)."`
+	Inject   DebugInjectCmd   `cmd:"" help:"Render what the pod webhook would inject into a pod or a workload's pod template."`
 }
 
 // readFile reads a file. Its error names the file once ("f.json: no such file or
