@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,39 +32,19 @@ type webhookEnv struct {
 	ns   string
 }
 
-// startWebhook runs the webhook with a serving certificate of the test's own,
-// registers its configurations (unique names; deleted when the test ends) and
-// prepares a namespace.
+// startWebhook runs the webhook, registers it for a new namespace of the test's own
+// (the configuration is deleted when the test ends) and prepares that namespace.
 func startWebhook(t *testing.T, args ...string) *webhookEnv {
 	t.Helper()
 	c := suite.Cluster
-	dir := suite.TempDir(t)
-	certDir := filepath.Join(dir, "certs")
-	if err := mkdir(certDir); err != nil {
-		t.Fatal(err)
-	}
-	caBundle, err := harness.ServingCert(certDir)
+	hook := suite.StartWebhook(t, c, suite.TempDir(t), append([]string{"--sidecar-image", sidecarImage}, args...)...)
+	env := &webhookEnv{c: c, hook: hook, ns: harness.Namespace(t, c, "inject")}
+	ctx := t.Context()
+	unregister, err := hook.Register(ctx, c, "flagpole-e2e-"+env.ns, env.ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hook := suite.StartWebhook(t, c, dir, certDir, append([]string{"--sidecar-image", sidecarImage}, args...)...)
-	env := &webhookEnv{c: c, hook: hook, ns: harness.Namespace(t, c, "inject")}
-	name := "flagpole-e2e-" + env.ns
-	mutating, validating := webhook.Registration{MutatingName: name, ValidatingName: name, URL: "https://" + hook.Address,
-		ExcludeNamespaces: []string{"kube-system"}, Validation: false}.Configurations()
-	for i := range mutating.Webhooks {
-		mutating.Webhooks[i].ClientConfig.CABundle = caBundle
-		// only this test's namespace: other tests' pods never meet this webhook
-		mutating.Webhooks[i].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": env.ns}}
-	}
-	ctx := t.Context()
-	if _, err := c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mutating, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	_ = validating
-	t.Cleanup(func() {
-		_ = c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
+	t.Cleanup(unregister)
 	for _, sa := range []string{"web", "default"} {
 		if _, err := c.Kube.CoreV1().ServiceAccounts(env.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -103,8 +81,6 @@ func (e *webhookEnv) pod(name string, annotations map[string]string) *corev1.Pod
 func rpc(list string) map[string]string {
 	return map[string]string{webhook.AnnotationEnabled: "true", webhook.AnnotationFeatureFlagSource: list}
 }
-
-func mkdir(dir string) error { return os.MkdirAll(dir, 0o700) }
 
 // TestWebhookInjectsKubernetesSource: an annotated pod is created with the native
 // sidecar whose args the sidecar accepts, the provider settings in the app, and a

@@ -225,43 +225,55 @@ func managedMeta(ns, name string, owners []metav1.OwnerReference) metav1.ObjectM
 // grant creates or widens the Role and creates the RoleBinding of a GrantFlags.
 func (c *Cluster) grant(ctx context.Context, g GrantFlags) error {
 	name := grantName(g.ServiceAccount)
-	meta := managedMeta(g.Namespace, name, nil)
-	meta.Annotations = map[string]string{AnnotationGrantFor: g.ServiceAccount.String()}
-	rule := func(flags []string) []rbacv1.PolicyRule {
-		return []rbacv1.PolicyRule{{APIGroups: []string{v1beta1.GroupName}, Resources: []string{"featureflags"},
-			Verbs: []string{"get", "list", "watch"}, ResourceNames: flags}}
-	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var role rbacv1.Role
-		err := c.rbac.Get().Namespace(g.Namespace).Resource("roles").Name(name).Do(ctx).Into(&role)
+		var live rbacv1.Role
+		err := c.rbac.Get().Namespace(g.Namespace).Resource("roles").Name(name).Do(ctx).Into(&live)
 		if apierrors.IsNotFound(err) {
-			role = rbacv1.Role{ObjectMeta: meta, Rules: rule(g.Flags)}
-			err = c.rbac.Post().Namespace(g.Namespace).Resource("roles").Body(&role).Do(ctx).Error()
-			if apierrors.IsAlreadyExists(err) {
-				return apierrors.NewConflict(schema.GroupResource{Group: rbacv1.GroupName, Resource: "roles"}, name, err) // created meanwhile: merge
+			err = c.rbac.Post().Namespace(g.Namespace).Resource("roles").Body(grantRole(g)).Do(ctx).Error()
+			if apierrors.IsAlreadyExists(err) { // created meanwhile: read it and merge
+				return apierrors.NewConflict(schema.GroupResource{Group: rbacv1.GroupName, Resource: "roles"}, name, err)
 			}
 			return err
 		}
 		if err != nil {
 			return err
 		}
-		want := union(grantedFlags(&role), g.Flags)
-		if slices.Equal(want, grantedFlags(&role)) && len(role.Rules) == 1 {
+		have := grantedFlags(&live)
+		want := union(have, g.Flags)
+		if slices.Equal(want, have) && len(live.Rules) == 1 {
 			return nil
 		}
-		role.Rules = rule(want)
-		return c.rbac.Put().Namespace(g.Namespace).Resource("roles").Name(name).Body(&role).Do(ctx).Error()
+		live.Rules = grantRole(GrantFlags{Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Flags: want}).Rules
+		return c.rbac.Put().Namespace(g.Namespace).Resource("roles").Name(name).Body(&live).Do(ctx).Error()
 	})
 	if err != nil {
 		return explainWrite("Role", g.Namespace, name, "create, get and update roles.rbac.authorization.k8s.io", err)
 	}
-	binding := rbacv1.RoleBinding{ObjectMeta: meta, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: g.ServiceAccount.Namespace, Name: g.ServiceAccount.Name}}}
-	err = c.rbac.Post().Namespace(g.Namespace).Resource("rolebindings").Body(&binding).Do(ctx).Error()
+	err = c.rbac.Post().Namespace(g.Namespace).Resource("rolebindings").Body(grantBinding(g)).Do(ctx).Error()
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return explainWrite("RoleBinding", g.Namespace, name, "create rolebindings.rbac.authorization.k8s.io", err)
 	}
 	return nil
+}
+
+// grantMeta is the metadata of a grant's Role and RoleBinding.
+func grantMeta(g GrantFlags) metav1.ObjectMeta {
+	meta := managedMeta(g.Namespace, grantName(g.ServiceAccount), nil)
+	meta.Annotations = map[string]string{AnnotationGrantFor: g.ServiceAccount.String()}
+	return meta
+}
+
+// grantRole is the Role of a grant: get, list and watch on exactly its FeatureFlags.
+func grantRole(g GrantFlags) *rbacv1.Role {
+	return &rbacv1.Role{ObjectMeta: grantMeta(g), Rules: []rbacv1.PolicyRule{{APIGroups: []string{v1beta1.GroupName},
+		Resources: []string{"featureflags"}, Verbs: []string{"get", "list", "watch"}, ResourceNames: g.Flags}}}
+}
+
+// grantBinding binds a grant's Role to its service account.
+func grantBinding(g GrantFlags) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{ObjectMeta: grantMeta(g),
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: grantName(g.ServiceAccount)},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: g.ServiceAccount.Namespace, Name: g.ServiceAccount.Name}}}
 }
 
 // ensureConfigMap creates a file source's ConfigMap unless the webhook's exists; a

@@ -39,7 +39,20 @@ func pointer(tokens ...any) string {
 		case int:
 			b.WriteString(strconv.Itoa(v))
 		case string:
-			b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(v))
+			if !strings.ContainsAny(v, "~/") {
+				b.WriteString(v)
+				continue
+			}
+			for _, r := range v {
+				switch r {
+				case '~':
+					b.WriteString("~0")
+				case '/':
+					b.WriteString("~1")
+				default:
+					b.WriteRune(r)
+				}
+			}
 		}
 	}
 	return b.String()

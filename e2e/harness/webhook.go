@@ -4,48 +4,105 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flagpole-dev/flagpole/webhook"
 )
 
 // Webhook is a `flagpole webhook` subprocess: the HTTPS admission server and its
-// management listener on loopback ports it picked itself.
+// management listener on loopback ports it picked itself, with a serving
+// certificate of its own whose CA is CABundle.
 type Webhook struct {
 	Proc *Process
 	// Address and Management are the bound host:port of the admission server and of
 	// the management listener.
 	Address, Management string
+	CABundle            []byte
 }
 
-// StartWebhook runs `flagpole webhook` with the admin kubeconfig of c, the serving
-// certificate of certDir, 127.0.0.1 and free ports, and the extra args; it waits
-// until /readyz is 200 (caches synced) and stops the process when the test ends.
-func (s *Suite) StartWebhook(t testing.TB, c *Cluster, dir, certDir string, args ...string) *Webhook {
+// StartWebhook runs `flagpole webhook` (see StartWebhookProcess) and stops it when
+// the test ends; the test is skipped on an existing cluster.
+func (s *Suite) StartWebhook(t testing.TB, c *Cluster, dir string, args ...string) *Webhook {
 	t.Helper()
 	if c.ControlPlane == nil {
 		t.Skip("the API server calls the webhook on 127.0.0.1: needs the local control plane")
 	}
-	all := append([]string{"webhook", "--kubeconfig", c.ControlPlane.Kubeconfig, "--cert-dir", certDir,
-		"--webhook-bind-address", "127.0.0.1", "--webhook-port", "0", "--health-probe-bind-address", "127.0.0.1:0"}, args...)
-	p, addrs, err := StartFlagpole(t.Context(), s.Janitor, s.Flagpole, dir, nil, []string{"webhook", "management"}, all...)
+	w, err := s.StartWebhookProcess(t.Context(), c, dir, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &Webhook{Proc: p, Address: addrs["webhook"], Management: addrs["management"]}
 	t.Cleanup(func() {
-		if err := p.Stop(stopGrace); err != nil {
+		if err := w.Stop(); err != nil {
 			t.Error(err)
-		} else if err := p.Err(); err != nil {
-			t.Errorf("flagpole webhook exited with %v after SIGTERM (want a clean shutdown)", err)
 		}
 		if t.Failed() {
-			t.Logf("flagpole webhook log (last lines):\n%s", p.Tail(60))
+			t.Logf("flagpole webhook log (last lines):\n%s", w.Proc.Tail(60))
 		}
 	})
-	if err := w.waitReady(t.Context(), 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	return w
+}
+
+// StartWebhookProcess writes a serving certificate for 127.0.0.1 into dir/certs,
+// runs `flagpole webhook` with the admin kubeconfig of c's local control plane, that
+// certificate, 127.0.0.1 and free ports, and the extra args, and waits until its
+// /readyz is 200 (caches synced).
+func (s *Suite) StartWebhookProcess(ctx context.Context, c *Cluster, dir string, args ...string) (*Webhook, error) {
+	if c.ControlPlane == nil {
+		return nil, fmt.Errorf("the webhook needs the local control plane (the API server calls it on 127.0.0.1)")
+	}
+	certDir := filepath.Join(dir, "certs")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	ca, err := ServingCert(certDir)
+	if err != nil {
+		return nil, err
+	}
+	all := append([]string{"webhook", "--kubeconfig", c.ControlPlane.Kubeconfig, "--cert-dir", certDir,
+		"--webhook-bind-address", "127.0.0.1", "--webhook-port", "0", "--health-probe-bind-address", "127.0.0.1:0"}, args...)
+	p, addrs, err := StartFlagpole(ctx, s.Janitor, s.Flagpole, dir, nil, []string{"webhook", "management"}, all...)
+	if err != nil {
+		return nil, err
+	}
+	w := &Webhook{Proc: p, Address: addrs["webhook"], Management: addrs["management"], CABundle: ca}
+	if err := w.waitReady(ctx, 60*time.Second); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Stop stops the webhook (SIGTERM) and reports whether it shut down cleanly.
+func (w *Webhook) Stop() error {
+	if err := w.Proc.Stop(stopGrace); err != nil {
+		return err
+	}
+	if err := w.Proc.Err(); err != nil {
+		return fmt.Errorf("flagpole webhook exited with %v after SIGTERM (want a clean shutdown)", err)
+	}
+	return nil
+}
+
+// Register creates a MutatingWebhookConfiguration named name that sends the pods of
+// namespace (only) to this webhook by URL, with its CA; it returns a function that
+// deletes it.
+func (w *Webhook) Register(ctx context.Context, c *Cluster, name, namespace string) (func(), error) {
+	mutating, _ := webhook.Registration{MutatingName: name, ValidatingName: name, URL: "https://" + w.Address}.Configurations()
+	for i := range mutating.Webhooks {
+		mutating.Webhooks[i].ClientConfig.CABundle = w.CABundle
+		mutating.Webhooks[i].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": namespace}}
+	}
+	if _, err := c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mutating, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	return func() {
+		_ = c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+	}, nil
 }
 
 // waitReady polls /readyz until it answers 200.

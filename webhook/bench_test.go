@@ -1,0 +1,49 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// BenchmarkAdmitPod is one pod admission in steady state (the grant exists: no side
+// effect), through the HTTP handler: decode the AdmissionReview, decide, patch,
+// encode the answer.
+func BenchmarkAdmitPod(b *testing.B) {
+	objs := baseObjects()
+	in := newInjector(objs)
+	d := in.Admit(context.Background(), request(b, rpcPod("flags")))
+	for _, e := range d.Effects {
+		g := e.(GrantFlags)
+		objs.Roles = append(objs.Roles, grantRole(g))
+		objs.RoleBindings = append(objs.RoleBindings, grantBinding(g))
+	}
+	h := &Handler{Name: "mutate-pods", Admit: in.Admit, Log: zerolog.Nop()}
+	review, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: request(b, rpcPod("flags"))})
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", PathMutatePod, strings.NewReader(string(review)))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"patch"`) {
+			b.Fatalf("%d %s", rec.Code, rec.Body.String())
+		}
+	}
+}
+
+func request(tb testing.TB, pod any) *admissionv1.AdmissionRequest {
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &admissionv1.AdmissionRequest{UID: "u", Namespace: "shop", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}}
+}
