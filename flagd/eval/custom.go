@@ -14,6 +14,12 @@ import (
 // compileAffix compiles starts_with / ends_with: exactly two string arguments.
 func compileAffix(prefix bool) func(*compiler, []any, string) node {
 	return func(c *compiler, args []any, path string) node {
+		for i, a := range args {
+			if _, isString := a.(string); !isString && isLiteral(a) {
+				// flagd's schema: a string or a rule.
+				c.problem(Index(path, i), "must be a string or a rule, not %s: the operator would always return null", describe(a))
+			}
+		}
 		nodes := c.compileAll(args, path)
 		return func(e *env) value {
 			if len(nodes) != 2 {
