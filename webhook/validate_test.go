@@ -1,11 +1,14 @@
 package webhook
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -199,5 +202,38 @@ func TestValidatingWebhooks(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestValidationThroughTheHandler: over HTTP, a denial is an AdmissionReview with
+// code 422, reason Invalid and every problem in the message; warnings travel on both
+// admissions and denials.
+func TestValidationThroughTheHandler(t *testing.T) {
+	h := &Handler{Name: "validate-featureflagsources", Admit: ValidateFeatureFlagSource(ValidationOptions{}), Log: zerolog.Nop()}
+	body := func(spec string) string {
+		b, err := json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			Request:  create("FeatureFlagSource", object(t, ffs(spec))),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	got := call(t, h, http.MethodPost, "application/json", body(`
+  port: 8014
+  sources: [{source: flags, provider: kubernetes}, {source: "https://h/f.json", provider: http, httpSyncBearerToken: t}]`))
+	want := result{Status: 200, UID: "uid-1", Code: 422, Reason: "Invalid",
+		Message:  "spec.managementPort: 8014 is also spec.port: each listener of the sidecar needs its own port",
+		Warnings: []string{strings.Replace(warnBearer, "sources[0]", "sources[1]", 1)}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("denial (-want +got):\n%s", diff)
+	}
+	got = call(t, h, http.MethodPost, "application/json", body(`
+  sources: [{source: flags, provider: kubernetes}]
+  syncProviderArgs: [a=b]`))
+	want = result{Status: 200, UID: "uid-1", Allowed: true, Warnings: []string{warnProxyArgs}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("admission (-want +got):\n%s", diff)
 	}
 }
