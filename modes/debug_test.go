@@ -302,6 +302,7 @@ not json
 func TestDebugValidate(t *testing.T) {
 	tests := []struct {
 		name     string
+		args     []string // options before the files
 		files    []string
 		wantOut  []string
 		wantExit bool
@@ -344,6 +345,59 @@ func TestDebugValidate(t *testing.T) {
 			wantExit: true,
 		},
 		{
+			name:  "manifests: several documents, a List, other kinds, mixed with a flag file",
+			files: []string{td + "base.json", td + "manifests.yaml", td + "list.json"},
+			wantOut: []string{
+				td + "base.json: ok, 2 flags (1 with targeting, 0 disabled), 0 flag sets",
+				td + "manifests.yaml: FeatureFlag/shop/checkout-flags: ok, 1 flag (1 with targeting, 0 disabled), 1 flag set (checkout)",
+				td + "manifests.yaml: FeatureFlagSource/shop/checkout: warning: spec.sources[1].httpSyncBearerToken: the token is stored in plain text: anyone who can read this FeatureFlagSource can read it; prefer a Secret",
+				td + `manifests.yaml: FeatureFlagSource/shop/checkout: warning: spec.sources[2].source: FeatureFlag other-team/flags is in another namespace than this FeatureFlagSource: the pod webhook refuses cross-namespace references unless namespace "other-team" opts in or the operator runs with --cross-namespace=allow`,
+				td + "manifests.yaml: FeatureFlagSource/shop/checkout: spec.managementPort: 8014 is also spec.port: each listener of the sidecar needs its own port",
+				td + "manifests.yaml: Deployment/default/shop: skipped: not a core.openfeature.dev object (apps/v1)",
+				td + `manifests.yaml: Flagd/default/public: spec.featureFlagSource: "shop/checkout": a Flagd uses a FeatureFlagSource of its own namespace; give the name alone, without namespace/`,
+				td + `list.json: FeatureFlag/shop/broken: spec.flagSpec.flags.hero.defaultVariant: "c" is not one of the variants ("a", "b")`,
+				td + `list.json: FeatureFlag/shop/broken: spec.flagSpec.flags.hero.targeting.fractional[0]: the bucketing key must be a rule such as {"var": "email"}, not a string: every user would land in the same bucket`,
+				td + `list.json: FeatureFlag/shop/broken: spec.flagSpec.flags.hero.targeting.fractional[2][1]: weight must be a non-negative integer, got "50"`,
+				td + "list.json: InProcessConfiguration/default/in-process: ok",
+			},
+			wantExit: true,
+		},
+		{
+			name:  "manifests: the operator's settings",
+			args:  []string{"--namespace", "shop", "--cross-namespace", "allow", "--default-sync-provider", ""},
+			files: []string{td + "manifests.yaml", td + "no-provider.yaml"},
+			wantOut: []string{
+				td + "manifests.yaml: FeatureFlag/shop/checkout-flags: ok, 1 flag (1 with targeting, 0 disabled), 1 flag set (checkout)",
+				td + "manifests.yaml: FeatureFlagSource/shop/checkout: warning: spec.sources[1].httpSyncBearerToken: the token is stored in plain text: anyone who can read this FeatureFlagSource can read it; prefer a Secret",
+				td + "manifests.yaml: FeatureFlagSource/shop/checkout: spec.managementPort: 8014 is also spec.port: each listener of the sidecar needs its own port",
+				td + "manifests.yaml: Deployment/shop/shop: skipped: not a core.openfeature.dev object (apps/v1)",
+				td + `manifests.yaml: Flagd/shop/public: spec.featureFlagSource: "shop/checkout": a Flagd uses a FeatureFlagSource of its own namespace; give the name alone, without namespace/`,
+				td + "no-provider.yaml: FeatureFlagSource/shop/defaults: spec.sources[0].provider: is required: this FeatureFlagSource has no defaultSyncProvider and the operator no default sync provider",
+			},
+			wantExit: true,
+		},
+		{
+			name:  "manifests: by default sources without a provider use kubernetes, as OFO's default",
+			files: []string{td + "no-provider.yaml", "../deploy/examples/crds/inprocessconfiguration.yaml"},
+			wantOut: []string{
+				td + "no-provider.yaml: FeatureFlagSource/default/defaults: ok",
+				"../deploy/examples/crds/inprocessconfiguration.yaml: InProcessConfiguration/default/storefront-in-process: ok",
+			},
+		},
+		{
+			name:  "manifests: what flagpole does not serve, and documents that are not objects",
+			files: []string{td + "not-served.yaml"},
+			wantOut: []string{
+				td + "not-served.yaml: FeatureFlagConfiguration/default/legacy: kind FeatureFlagConfiguration is not served: flagpole serves FeatureFlag, FeatureFlagSource, Flagd and InProcessConfiguration",
+				td + "not-served.yaml: FeatureFlag/default/old: apiVersion core.openfeature.dev/v1alpha2 is not served: flagpole serves core.openfeature.dev/v1beta1",
+				td + "not-served.yaml: FeatureFlagSource/default/no-api-version: apiVersion: is required (core.openfeature.dev/v1beta1)",
+				td + "not-served.yaml: InProcessConfiguration/default/typed: spec.port: must be an integer, got string",
+				td + "not-served.yaml: document 5: not a Kubernetes object (no apiVersion and kind)",
+				td + "not-served.yaml: document 6: yaml: line 3: did not find expected ',' or ']'",
+			},
+			wantExit: true,
+		},
+		{
 			name:     "a directory",
 			files:    []string{"testdata"},
 			wantOut:  []string{"testdata: is a directory"},
@@ -352,7 +406,7 @@ func TestDebugValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := runCLI(t, context.Background(), nil, append([]string{"debug", "validate"}, tc.files...)...)
+			got := runCLI(t, context.Background(), nil, append(append([]string{"debug", "validate"}, tc.args...), tc.files...)...)
 			want := cliResult{out: tc.wantOut}
 			if tc.wantExit {
 				want.err = ExitError{Code: 1}.Error()

@@ -28,21 +28,6 @@ const (
 // SidecarName is the injected container's name (OFO's).
 const SidecarName = "flagd"
 
-// CrossNamespace says whether pods may reference FeatureFlagSources and
-// FeatureFlags in other namespaces.
-type CrossNamespace string
-
-// Cross-namespace modes.
-const (
-	// CrossNamespaceDeny (the default) refuses a reference into another namespace
-	// unless the referenced object lists the pod's namespace in
-	// AnnotationAllowedNamespaces.
-	CrossNamespaceDeny CrossNamespace = "deny"
-	// CrossNamespaceAllow is OFO's behaviour (for migrations): any reference is
-	// followed.
-	CrossNamespaceAllow CrossNamespace = "allow"
-)
-
 // SidecarDefaults are the operator-wide defaults a pod's FeatureFlagSources are
 // merged over (OFO's SIDECAR_* environment, §2.4).
 type SidecarDefaults struct {

@@ -34,17 +34,33 @@ func Encode(spec *v1beta1.FlagSpec) ([]byte, error) {
 // not among variants, $ref cycles) and returns the problems with their JSON paths
 // under spec.flagSpec, or nil when the flags would load cleanly.
 func Validate(spec *v1beta1.FlagSpec) eval.Problems {
+	problems, _, _ := Check(spec)
+	return problems
+}
+
+// Check is Validate that also returns what strict mode only warns about (an unknown
+// top-level member, "targeting": null), with paths under spec.flagSpec, and, when
+// the document is valid, the parsed flag set.
+func Check(spec *v1beta1.FlagSpec) (problems, warnings eval.Problems, set *flags.Set) {
 	data, err := Encode(spec)
 	if err != nil {
-		return eval.Problems{{Path: SpecPath, Message: err.Error()}}
+		return eval.Problems{{Path: SpecPath, Message: err.Error()}}, nil, nil
 	}
-	_, err = flags.Parse(data, flags.Strict)
+	set, err = flags.Parse(data, flags.Strict)
 	if err == nil {
-		return nil
+		return nil, underSpecAll(set.Warnings), set
 	}
-	problems, ok := err.(eval.Problems)
+	found, ok := err.(eval.Problems)
 	if !ok {
-		return eval.Problems{{Path: SpecPath, Message: err.Error()}}
+		return eval.Problems{{Path: SpecPath, Message: err.Error()}}, nil, nil
+	}
+	return underSpecAll(found), nil, nil
+}
+
+// underSpecAll moves problems of the document under spec.flagSpec.
+func underSpecAll(problems eval.Problems) eval.Problems {
+	if len(problems) == 0 {
+		return nil
 	}
 	out := make(eval.Problems, len(problems))
 	for i, p := range problems {

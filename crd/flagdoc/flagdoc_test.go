@@ -58,3 +58,21 @@ func TestValidateNamesPathsUnderTheSpec(t *testing.T) {
 		t.Errorf("bracketed path: %s", got)
 	}
 }
+
+func TestCheckReturnsStrictWarningsAndTheSet(t *testing.T) {
+	spec := &v1beta1.FlagSpec{Flags: map[string]v1beta1.Flag{
+		"a": {State: "ENABLED", Variants: json.RawMessage(`{"on":true}`), DefaultVariant: "on", Targeting: json.RawMessage(`null`)},
+	}}
+	problems, warnings, set := Check(spec)
+	if problems != nil || set == nil || len(set.Flags) != 1 {
+		t.Fatalf("problems %v, set %v", problems, set)
+	}
+	want := eval.Problems{{Path: "spec.flagSpec.flags.a.targeting", Message: warnings[0].Message}}
+	if diff := cmp.Diff(want, warnings); diff != "" || warnings[0].Message == "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	spec.Flags["a"] = v1beta1.Flag{State: "ENABLED", Variants: json.RawMessage(`{"on":true}`), DefaultVariant: "off"}
+	if problems, warnings, set := Check(spec); len(problems) != 1 || warnings != nil || set != nil {
+		t.Errorf("invalid: problems %v, warnings %v, set %v", problems, warnings, set)
+	}
+}

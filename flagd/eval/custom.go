@@ -14,6 +14,12 @@ import (
 // compileAffix compiles starts_with / ends_with: exactly two string arguments.
 func compileAffix(prefix bool) func(*compiler, []any, string) node {
 	return func(c *compiler, args []any, path string) node {
+		for i, a := range args {
+			if _, isString := a.(string); !isString && isLiteral(a) {
+				// flagd's schema: a string or a rule.
+				c.problem(Index(path, i), "must be a string or a rule, not %s: the operator would always return null", describe(a))
+			}
+		}
 		nodes := c.compileAll(args, path)
 		return func(e *env) value {
 			if len(nodes) != 2 {
@@ -149,6 +155,11 @@ func compileFractional(c *compiler, args []any, path string) node {
 	entryArgs, first := args, 0
 	if len(args) > 0 {
 		if _, isArray := args[0].([]any); !isArray {
+			if isLiteral(args[0]) {
+				// flagd's schema wants a rule here ({"var": ...}, {"cat": [...]});
+				// the engine would hash the constant, putting every user in one bucket.
+				c.problem(Index(path, 0), "the bucketing key must be a rule such as {\"var\": \"email\"}, not %s: every user would land in the same bucket", describe(args[0]))
+			}
 			keyNode = c.compile(args[0], Index(path, 0))
 			entryArgs, first = args[1:], 1
 		}

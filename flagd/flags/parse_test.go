@@ -39,6 +39,16 @@ func TestStrictProblemsNameTheirPlace(t *testing.T) {
 				"targeting":{"if":[{"var":"x"},"a",{"fractional":[{"var":"email"},["a",75],["b","25"]]}]}}}}`,
 			want: []string{`flags.new-ui.targeting.if[2].fractional[2][1]: weight must be a non-negative integer, got "25"`},
 		},
+		"literal bucketing key (OpenFeature Operator's webhook test)": {
+			doc: `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a","b":"b"},"defaultVariant":"a",
+				"targeting":{"fractional":["invalid",["a",50],["b",50]]}}}}`,
+			want: []string{`flags.f.targeting.fractional[0]: the bucketing key must be a rule such as {"var": "email"}, not a string: every user would land in the same bucket`},
+		},
+		"ends_with with a number (OpenFeature Operator's webhook test)": {
+			doc: `{"flags":{"f":{"state":"ENABLED","variants":{"prefix":1,"postfix":2},"defaultVariant":"prefix",
+				"targeting":{"if":[{"ends_with":[{"var":"id"},0]},"postfix","prefix"]}}}}`,
+			want: []string{`flags.f.targeting.if[0].ends_with[1]: must be a string or a rule, not a number: the operator would always return null`},
+		},
 		"negative and fractional weights": {
 			doc: `{"flags":{"f":{"state":"ENABLED","variants":{"a":"a","b":"b"},"defaultVariant":"a",
 				"targeting":{"fractional":[["a",-1],["b",2.5]]}}}}`,

@@ -72,28 +72,17 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	fail := func(format string, args ...any) (*Source, error) {
 		return nil, fmt.Errorf("grpc source %s: "+format, append([]any{store.Redact(cfg.URI)}, args...)...)
 	}
-	if err := flagsync.Validate([]flagsync.SourceConfig{cfg}); err != nil {
-		return fail("%s", strings.TrimPrefix(err.Error(), "sources[0]."))
-	}
-	target, secure, local, err := parseTarget(cfg.URI)
+	target, secure, local, err := check(cfg)
 	if err != nil {
-		return fail("uri: %w", err)
+		return fail("%w", err)
 	}
-	s.target, s.secure = target, secure || cfg.TLS
-	switch {
-	case cfg.IncrementalUpdates:
-		return fail("incrementalUpdates: not supported; flagpole's and flagd's sync servers send the whole flag configuration in every message")
-	case cfg.OAuth != nil:
-		return fail("oauth: only http sources support it")
-	case cfg.CertPath != "" && !s.secure:
-		return fail("certPath: needs TLS: use grpcs://, or \"tls\": true in --sources")
-	}
+	s.target, s.secure = target, secure
 	auth, err := cfg.AuthHeaderValue()
 	if err != nil {
 		return fail("%w", err)
 	}
-	if auth != "" && !s.secure && !local && !cfg.AllowInsecure {
-		return fail("the Authorization header would travel unencrypted: use grpcs://, or set \"allowInsecure\": true on this source in --sources")
+	if err := checkAuthTransport(auth, secure, local, cfg.AllowInsecure); err != nil {
+		return fail("%w", err)
 	}
 	creds := insecure.NewCredentials()
 	if s.secure {
@@ -117,14 +106,60 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	for k, v := range cfg.Headers {
 		s.headers.Set(k, v)
 	}
-	// Building the client checks the target syntax; it connects only when used.
-	conn, err := grpc.NewClient(s.target, s.opts...)
-	if err != nil {
-		return fail("uri: %w", err)
-	}
-	_ = conn.Close()
 	s.log = log.With().Str("source", store.Redact(cfg.URI)).Str("provider", "grpc").Logger()
 	return s, nil
+}
+
+// Check runs every check New makes that needs nothing but cfg itself (no file and
+// no environment variable is read): the common --sources rules, the target syntax
+// (as grpc-go parses it), the options flagpole does not support, certPath without
+// TLS, and a literal authHeader over plaintext to a host that is not loopback. The
+// admission webhook runs it on the sources a FeatureFlagSource renders, so that it
+// never admits a grpc source the sidecar would refuse. Errors start with the field
+// name (uri, certPath, ...) and never quote a credential.
+func Check(cfg flagsync.SourceConfig) error {
+	_, secure, local, err := check(cfg)
+	if err != nil {
+		return err
+	}
+	return checkAuthTransport(cfg.AuthHeader, secure, local, cfg.AllowInsecure)
+}
+
+// check is Check without the credentials: it returns the grpc-go target, whether
+// the connection uses TLS and whether the target is this machine.
+func check(cfg flagsync.SourceConfig) (target string, secure, local bool, err error) {
+	if err := flagsync.Validate([]flagsync.SourceConfig{cfg}); err != nil {
+		return "", false, false, errors.New(strings.TrimPrefix(err.Error(), "sources[0]."))
+	}
+	target, secure, local, err = parseTarget(cfg.URI)
+	if err != nil {
+		return "", false, false, fmt.Errorf("uri: %w", err)
+	}
+	secure = secure || cfg.TLS
+	switch {
+	case cfg.IncrementalUpdates:
+		return "", false, false, errors.New("incrementalUpdates: not supported; flagpole's and flagd's sync servers send the whole flag configuration in every message")
+	case cfg.OAuth != nil:
+		return "", false, false, errors.New("oauth: only http sources support it")
+	case cfg.CertPath != "" && !secure:
+		return "", false, false, errors.New("certPath: needs TLS: use grpcs://, or \"tls\": true in --sources")
+	}
+	// Building a client checks the target syntax; it connects only when used.
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", false, false, fmt.Errorf("uri: %w", err)
+	}
+	_ = conn.Close()
+	return target, secure, local, nil
+}
+
+// checkAuthTransport refuses an Authorization value over plaintext to a host that is
+// not this machine, unless allowInsecure.
+func checkAuthTransport(auth string, secure, local, allowInsecure bool) error {
+	if auth != "" && !secure && !local && !allowInsecure {
+		return errors.New("the Authorization header would travel unencrypted: use grpcs://, or set \"allowInsecure\": true on this source in --sources")
+	}
+	return nil
 }
 
 // parseTarget turns the configured URI into a grpc-go target. secure is true for

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -490,6 +491,44 @@ func TestNewErrors(t *testing.T) {
 		ok.Provider = flagsync.ProviderGRPC
 		if _, err := New(ok, zerolog.Nop()); err != nil {
 			t.Errorf("%+v: %v", ok, err)
+		}
+	}
+}
+
+// TestCheckIsNewWithoutFiles: Check refuses what New refuses, with the same
+// message after New's "grpc source <uri>: " prefix, for everything that reads no file
+// and no environment variable; what New accepts, Check accepts.
+func TestCheckIsNewWithoutFiles(t *testing.T) {
+	for _, cfg := range []flagsync.SourceConfig{
+		{URI: "envoy://localhost:9211/flagd-sync.svc"},
+		{URI: "xds:///flagd"},
+		{URI: "flagd"},
+		{URI: "grpc://"},
+		{URI: "flagd:8015", CertPath: "/ca.pem"},
+		{URI: "flagd:8015", IncrementalUpdates: true},
+		{URI: "flagd:8015", OAuth: &flagsync.OAuth{TokenURL: "https://t", Folder: "/o"}},
+		{URI: "flagd:8015", AuthHeader: "Bearer x"},
+		{URI: "flagd:8015", Headers: map[string]string{"a b": "c"}},
+		{URI: "flagd:8015", Interval: 86401},
+		{URI: ""},
+		{URI: "dns:///flagd.example.com:8015"},
+		{URI: "grpc://flagd:8015"},
+		{URI: "[::1]:8015", AuthHeader: "Bearer local"},
+		{URI: "flagd:8015", AuthHeader: "Bearer x", AllowInsecure: true},
+		{URI: "flagd:8015", TLS: true, AuthHeader: "Bearer x"},
+		{URI: "unix:///run/flagd.sock"},
+	} {
+		cfg.Provider = flagsync.ProviderGRPC
+		_, newErr := New(cfg, zerolog.Nop())
+		checkErr := Check(cfg)
+		switch {
+		case newErr == nil && checkErr == nil:
+		case newErr == nil || checkErr == nil:
+			t.Errorf("%+v: New: %v, Check: %v", cfg, newErr, checkErr)
+		default:
+			if want := fmt.Sprintf("grpc source %s: %s", cfg.URI, checkErr); newErr.Error() != want {
+				t.Errorf("%+v:\n   New: %v\n Check: %s", cfg, newErr, want)
+			}
 		}
 	}
 }

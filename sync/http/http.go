@@ -83,14 +83,7 @@ type Source struct {
 // host, or allowInsecure), the CA file, the credentials and the limits; errors name
 // the source and the field.
 func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
-	u, err := url.Parse(cfg.URI)
-	var ue *url.Error
-	if errors.As(err, &ue) { // its text repeats the URI, query and password included
-		err = ue.Err
-	}
-	if err == nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
-		err = errors.New("must be an absolute http:// or https:// URL")
-	}
+	u, err := parseURL(cfg.URI)
 	if err != nil {
 		return nil, fmt.Errorf("http source %q: uri: %w", store.Redact(cfg.URI), err)
 	}
@@ -98,14 +91,8 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	fail := func(format string, args ...any) (*Source, error) {
 		return nil, fmt.Errorf("http source %s: "+format, append([]any{s.display}, args...)...)
 	}
-	if err := flagsync.Validate([]flagsync.SourceConfig{cfg}); err != nil {
-		return fail("%s", strings.TrimPrefix(err.Error(), "sources[0]."))
-	}
-	if err := checkTransport(u, cfg.AllowInsecure); err != nil {
-		return fail("uri: %w", err)
-	}
-	if cfg.IncrementalUpdates {
-		return fail("incrementalUpdates: only grpc sources have it in flagd; http sources always deliver whole documents")
+	if err := check(cfg, u); err != nil {
+		return fail("%w", err)
 	}
 	s.log = log.With().Str("source", s.display).Str("provider", "http").Logger()
 	roots, err := cfg.RootCAs()
@@ -161,19 +148,6 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 		},
 	}
 	if cfg.OAuth != nil {
-		tokenURL, err := url.Parse(cfg.OAuth.TokenURL)
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		if err == nil && (tokenURL.Scheme != "http" && tokenURL.Scheme != "https" || tokenURL.Host == "") {
-			err = errors.New("must be an absolute http:// or https:// URL")
-		}
-		if err == nil {
-			err = checkTransport(tokenURL, cfg.AllowInsecure)
-		}
-		if err != nil {
-			return fail("oauth.tokenUrl: %w", err)
-		}
 		s.oauth = &oauthAuth{cfg: *cfg.OAuth, client: httpClient}
 		if _, _, err := s.oauth.credentials(); err != nil {
 			return fail("%w", err)
@@ -350,6 +324,58 @@ func checkFormat(urlPath, contentType string) error {
 		return nil
 	}
 	return fmt.Errorf("unsupported Content-Type %q: the flag document must be JSON or YAML", mt)
+}
+
+// Check runs every check New makes that needs nothing but cfg itself (no file and no
+// environment variable is read): the URL, the common --sources rules, plaintext to a
+// host that is not loopback, the options http sources do not have and the OAuth
+// token URL. The admission webhook runs it on the sources a FeatureFlagSource
+// renders, so that it never admits an http source the sidecar would refuse. Errors
+// start with the field name (uri, interval, ...); none quotes the URL or a
+// credential.
+func Check(cfg flagsync.SourceConfig) error {
+	u, err := parseURL(cfg.URI)
+	if err != nil {
+		return fmt.Errorf("uri: %w", err)
+	}
+	return check(cfg, u)
+}
+
+// check is Check after the URL has been parsed.
+func check(cfg flagsync.SourceConfig, u *url.URL) error {
+	if err := flagsync.Validate([]flagsync.SourceConfig{cfg}); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "sources[0]."))
+	}
+	if err := checkTransport(u, cfg.AllowInsecure); err != nil {
+		return fmt.Errorf("uri: %w", err)
+	}
+	if cfg.IncrementalUpdates {
+		return errors.New("incrementalUpdates: only grpc sources have it in flagd; http sources always deliver whole documents")
+	}
+	if cfg.OAuth != nil {
+		tokenURL, err := parseURL(cfg.OAuth.TokenURL)
+		if err == nil {
+			err = checkTransport(tokenURL, cfg.AllowInsecure)
+		}
+		if err != nil {
+			return fmt.Errorf("oauth.tokenUrl: %w", err)
+		}
+	}
+	return nil
+}
+
+// parseURL parses an absolute http:// or https:// URL. Its errors do not repeat the
+// URL (url.Error's text would, query and password included).
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if err == nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
+		err = errors.New("must be an absolute http:// or https:// URL")
+	}
+	return u, err
 }
 
 // checkTransport refuses plaintext to a host that is not loopback unless allowed.

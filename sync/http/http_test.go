@@ -567,6 +567,49 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
+// TestCheckIsNewWithoutFiles: Check refuses what New refuses, with the same message
+// after New's "http source <uri>: " prefix, for everything that reads no file and no
+// environment variable; what New accepts, Check accepts. Neither quotes a query or
+// a password.
+func TestCheckIsNewWithoutFiles(t *testing.T) {
+	for _, cfg := range []flagsync.SourceConfig{
+		{URI: "ftp://h/x"},
+		{URI: "https://h/x", AuthHeader: "a", AuthHeaderEnv: "B"},
+		{URI: "https://h/x", IncrementalUpdates: true},
+		{URI: "https://user:pw@h/x", TimeoutS: -1},
+		{URI: "https://h/x", Interval: 90000},
+		{URI: "http://flags.example.com/f.json?token=abc"},
+		{URI: "https://h/x", OAuth: &flagsync.OAuth{TokenURL: "http://idp.example.com/token", ClientID: "i", ClientSecret: "s"}},
+		{URI: "https://h/x", OAuth: &flagsync.OAuth{TokenURL: "token", ClientID: "i", ClientSecret: "s"}},
+		{URI: "https://h/x", Headers: map[string]string{"a b": "c"}},
+		{URI: "https://h/x?token=abc", AuthHeader: "Bearer x"},
+		{URI: "http://127.0.0.1:8080/f.json"},
+		{URI: "http://flags.example.com/f.json", AllowInsecure: true},
+		{URI: "https://h/x", OAuth: &flagsync.OAuth{TokenURL: "https://t/token", ClientID: "i", ClientSecret: "s"}},
+	} {
+		cfg.Provider = flagsync.ProviderHTTP
+		_, newErr := New(cfg, zerolog.Nop())
+		checkErr := Check(cfg)
+		switch {
+		case newErr == nil && checkErr == nil:
+		case newErr == nil || checkErr == nil:
+			t.Errorf("%+v: New: %v, Check: %v", cfg, newErr, checkErr)
+		default:
+			// New quotes the URL when it does not parse as one.
+			want, wantQuoted := fmt.Sprintf("http source %s: %s", store.Redact(cfg.URI), checkErr), fmt.Sprintf("http source %q: %s", store.Redact(cfg.URI), checkErr)
+			if newErr.Error() != want && newErr.Error() != wantQuoted {
+				t.Errorf("%+v:\n   New: %v\n Check: %s", cfg, newErr, want)
+			}
+			if strings.Contains(checkErr.Error(), "token=abc") || strings.Contains(checkErr.Error(), "pw@") {
+				t.Errorf("the error reveals the query or password: %v", checkErr)
+			}
+		}
+	}
+	if err := Check(flagsync.SourceConfig{URI: "https://exa mple.com/x?token=abc", Provider: flagsync.ProviderHTTP}); err == nil || strings.Contains(err.Error(), "token=abc") {
+		t.Errorf("a URL that does not parse: %v", err)
+	}
+}
+
 func TestSchedule(t *testing.T) {
 	utc := func(h, m, s int) time.Time { return time.Date(2026, 3, 1, h, m, s, 0, time.UTC) }
 	for name, tc := range map[string]struct {
