@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -42,7 +43,9 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, api: api, c: api.clients(testNamespace), clk: testingclock.NewFakeClock(time.Now().Truncate(time.Second))}
 }
 
-func (e *env) secrets() *fakeObjects[*corev1.Secret] { return e.c.secrets.(*fakeObjects[*corev1.Secret]) }
+func (e *env) secrets() *fakeObjects[*corev1.Secret] {
+	return e.c.secrets.(*fakeObjects[*corev1.Secret])
+}
 func (e *env) mutating() *fakeObjects[*admissionregistrationv1.MutatingWebhookConfiguration] {
 	return e.c.mutating.(*fakeObjects[*admissionregistrationv1.MutatingWebhookConfiguration])
 }
@@ -261,4 +264,14 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// prometheusRegistry registers src's metrics with a new registry.
+func prometheusRegistry(t *testing.T, src *Source) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := src.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }

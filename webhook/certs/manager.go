@@ -250,10 +250,14 @@ func (m *manager) reconcile(ctx context.Context) (time.Time, error) {
 	m.serve(mat)
 	bundle := mat.bundle()
 	var errs []error
+	retry := false
 	inPlace := true
 	for _, t := range m.targets {
 		ok, err := t.sync(ctx, bundle)
-		if err != nil {
+		switch {
+		case errors.Is(err, errRetry):
+			retry = true
+		case err != nil:
 			errs = append(errs, err)
 		}
 		inPlace = inPlace && ok
@@ -262,7 +266,11 @@ func (m *manager) reconcile(ctx context.Context) (time.Time, error) {
 		m.pubCA, m.pubAt = fp, now
 		m.log.Debug().Str("ca", fp).Msg("the signing CA is in every caBundle")
 	}
-	return m.pol.next(mat, now, m.published), errors.Join(errs...)
+	next := m.pol.next(mat, now, m.published)
+	if len(errs) == 0 && retry {
+		return next, errRetry
+	}
+	return next, errors.Join(errs...)
 }
 
 // published implements the published func for the policy.

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/rs/zerolog"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -213,8 +213,12 @@ func TestReplacesUnusableSecret(t *testing.T) {
 			maps := testSecretData(t, now.Add(-2*DefaultCALifetime))
 			d[keyCACert], d[keyCAKey] = maps[keyCACert], maps[keyCAKey]
 		}, true, true, "the CA expired"},
-		{"ca.crt is not a CA", func(_ *testing.T, _ time.Time, d map[string][]byte) { d[keyCACert], d[keyCAKey] = d[keyCert], d[keyKey] }, true, true, "is not a CA"},
-		{"a private key in ca.crt", func(_ *testing.T, _ time.Time, d map[string][]byte) { d[keyCACert] = append(d[keyCACert], d[keyCAKey]...) }, true, true, "PEM block 2 is a"},
+		{"ca.crt is not a CA", func(_ *testing.T, _ time.Time, d map[string][]byte) {
+			d[keyCACert], d[keyCAKey] = d[keyCert], d[keyKey]
+		}, true, true, "is not a CA"},
+		{"a private key in ca.crt", func(_ *testing.T, _ time.Time, d map[string][]byte) {
+			d[keyCACert] = append(d[keyCACert], d[keyCAKey]...)
+		}, true, true, "PEM block 2 is a"},
 		{"garbage tls.crt", func(_ *testing.T, _ time.Time, d map[string][]byte) { d[keyCert] = []byte("garbage") }, false, true, "tls.crt / tls.key"},
 		{"tls.key of another certificate", func(t *testing.T, now time.Time, d map[string][]byte) { d[keyKey] = other(t, now)[keyKey] }, false, true, "private key does not match public key"},
 		{"serving certificate of another CA", func(t *testing.T, now time.Time, d map[string][]byte) {
