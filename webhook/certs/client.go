@@ -64,7 +64,7 @@ func restClients(cfg *rest.Config, namespace string) (clients, error) {
 }
 
 // restObjects implements objects with a REST client; namespace is empty for
-// cluster-scoped resources.
+// cluster-scoped resources (client-go refuses an empty namespace with a name).
 type restObjects[T runtime.Object] struct {
 	rc        rest.Interface
 	namespace string
@@ -75,13 +75,13 @@ type restObjects[T runtime.Object] struct {
 
 func (c *restObjects[T]) Get(ctx context.Context, name string) (T, error) {
 	out := c.newObj()
-	err := c.rc.Get().Namespace(c.namespace).Resource(c.resource).Name(name).Do(ctx).Into(out)
+	err := c.rc.Get().NamespaceIfScoped(c.namespace, c.namespace != "").Resource(c.resource).Name(name).Do(ctx).Into(out)
 	return out, err
 }
 
 func (c *restObjects[T]) Create(ctx context.Context, obj T) (T, error) {
 	out := c.newObj()
-	err := c.rc.Post().Namespace(c.namespace).Resource(c.resource).Body(obj).Do(ctx).Into(out)
+	err := c.rc.Post().NamespaceIfScoped(c.namespace, c.namespace != "").Resource(c.resource).Body(obj).Do(ctx).Into(out)
 	return out, err
 }
 
@@ -91,19 +91,19 @@ func (c *restObjects[T]) Update(ctx context.Context, obj T) (T, error) {
 	if m, ok := runtime.Object(obj).(metav1.Object); ok {
 		name = m.GetName()
 	}
-	err := c.rc.Put().Namespace(c.namespace).Resource(c.resource).Name(name).Body(obj).Do(ctx).Into(out)
+	err := c.rc.Put().NamespaceIfScoped(c.namespace, c.namespace != "").Resource(c.resource).Name(name).Body(obj).Do(ctx).Into(out)
 	return out, err
 }
 
 func (c *restObjects[T]) List(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 	out := c.newList()
-	err := c.rc.Get().Namespace(c.namespace).Resource(c.resource).VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(out)
+	err := c.rc.Get().NamespaceIfScoped(c.namespace, c.namespace != "").Resource(c.resource).VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(out)
 	return out, err
 }
 
 func (c *restObjects[T]) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
-	return c.rc.Get().Namespace(c.namespace).Resource(c.resource).VersionedParams(&opts, metav1.ParameterCodec).Watch(ctx)
+	return c.rc.Get().NamespaceIfScoped(c.namespace, c.namespace != "").Resource(c.resource).VersionedParams(&opts, metav1.ParameterCodec).Watch(ctx)
 }
 
 // newInformer returns an informer on the one object name (field selector

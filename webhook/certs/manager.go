@@ -142,26 +142,21 @@ func (m *manager) run(ctx context.Context) error {
 	for {
 		start := m.clk.Now()
 		next, err := m.reconcile(ctx)
-		wait := m.recheck
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return nil
+		}
+		switch {
 		case errors.Is(err, errRetry):
 			m.log.Debug().Err(err).Msg("lost a race; retrying")
-			wait = time.Second
 		case err != nil:
 			m.setError(err)
 			m.log.Warn().Err(err).Msg("cannot keep the webhook's certificates current; retrying")
-			backoff = min(max(2*backoff, time.Second), m.recheck)
-			wait = backoff
 		default:
 			m.setError(nil)
 			clear(m.watchErrs)
-			backoff = 0
-			if !next.IsZero() {
-				wait = min(wait, max(next.Sub(start), 0))
-			}
 		}
+		var wait time.Duration
+		wait, backoff = delay(err, next, start, backoff, m.recheck)
 		if m.reconciled != nil {
 			m.reconciled(start)
 		}
@@ -188,6 +183,28 @@ func (m *manager) run(ctx context.Context) error {
 		}
 		timer.Stop()
 	}
+}
+
+// delay says how long to wait after a reconcile that started at start, returned
+// next (zero: no timed event) and err, and the backoff to remember: the recheck
+// interval; a second after a lost race; after an error a backoff doubling from a
+// second up to the recheck interval; and never past next, so that no retry's
+// backoff delays a renewal.
+func delay(err error, next, start time.Time, backoff, recheck time.Duration) (wait, newBackoff time.Duration) {
+	wait = recheck
+	switch {
+	case errors.Is(err, errRetry):
+		wait = time.Second
+	case err != nil:
+		backoff = min(max(2*backoff, time.Second), recheck)
+		wait = backoff
+	default:
+		backoff = 0
+	}
+	if !next.IsZero() {
+		wait = min(wait, max(next.Sub(start), 0))
+	}
+	return wait, backoff
 }
 
 // reconcile brings the Secret, the served certificate and the caBundles up to date

@@ -2,6 +2,8 @@ package certs
 
 import (
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -140,5 +142,39 @@ func TestNoHeavyImports(t *testing.T) {
 				t.Errorf("webhook/certs links %s", dep)
 			}
 		}
+	}
+}
+
+// TestDelay is the wait between reconciles: errors back off from a second up to
+// the recheck interval, but a timed renewal is never postponed by a backoff (found
+// by the e2e rotation test: failing caBundle updates had let certificates expire).
+func TestDelay(t *testing.T) {
+	start := time.Now()
+	failed := errors.New("forbidden")
+	tests := []struct {
+		name        string
+		err         error
+		next        time.Time
+		backoff     time.Duration
+		wait, after time.Duration
+	}{
+		{"nothing timed", nil, time.Time{}, 0, time.Minute, 0},
+		{"renewal in 10 s", nil, start.Add(10 * time.Second), 0, 10 * time.Second, 0},
+		{"renewal in 2 h", nil, start.Add(2 * time.Hour), 0, time.Minute, 0},
+		{"renewal overdue", nil, start.Add(-time.Second), 0, 0, 0},
+		{"first error", failed, time.Time{}, 0, time.Second, time.Second},
+		{"errors double", failed, time.Time{}, 8 * time.Second, 16 * time.Second, 16 * time.Second},
+		{"errors capped at the recheck", failed, time.Time{}, 45 * time.Second, time.Minute, time.Minute},
+		{"error, renewal due before the backoff ends", failed, start.Add(3 * time.Second), 8 * time.Second, 3 * time.Second, 16 * time.Second},
+		{"lost race", fmt.Errorf("x: %w", errRetry), time.Time{}, 8 * time.Second, time.Second, 8 * time.Second},
+		{"success resets the backoff", nil, time.Time{}, 32 * time.Second, time.Minute, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wait, after := delay(tt.err, tt.next, start, tt.backoff, time.Minute)
+			if wait != tt.wait || after != tt.after {
+				t.Errorf("delay = %s, backoff %s; want %s, %s", wait, after, tt.wait, tt.after)
+			}
+		})
 	}
 }
