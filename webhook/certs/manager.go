@@ -102,11 +102,9 @@ func (m *manager) kick() {
 	}
 }
 
-// watchErrc carries informer list and watch failures to run's goroutine.
-type watchErr struct{ err error }
-
 func (m *manager) run(ctx context.Context) error {
-	errc := make(chan watchErr, 16)
+	// errc carries informer list and watch failures to this goroutine.
+	errc := make(chan error, 16)
 	onError := func(err error) {
 		switch {
 		case ctx.Err() != nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
@@ -114,7 +112,7 @@ func (m *manager) run(ctx context.Context) error {
 			return // a watch ending normally; the informer re-lists
 		}
 		select {
-		case errc <- watchErr{err}:
+		case errc <- err:
 		default: // the loop is busy; the informer retries and reports again
 		}
 	}
@@ -171,12 +169,12 @@ func (m *manager) run(ctx context.Context) error {
 				break wait
 			case <-timer.C():
 				break wait
-			case we := <-errc:
-				if msg := we.err.Error(); !m.watchErrs[msg] {
+			case err := <-errc:
+				if msg := err.Error(); !m.watchErrs[msg] {
 					m.watchErrs[msg] = true
-					m.log.Warn().Err(we.err).Msg("cannot watch; retrying")
+					m.log.Warn().Err(err).Msg("cannot watch; retrying")
 					if m.lastError() == nil {
-						m.setError(we.err)
+						m.setError(err)
 					}
 				}
 			}
@@ -189,7 +187,8 @@ func (m *manager) run(ctx context.Context) error {
 // next (zero: no timed event) and err, and the backoff to remember: the recheck
 // interval; a second after a lost race; after an error a backoff doubling from a
 // second up to the recheck interval; and never past next, so that no retry's
-// backoff delays a renewal.
+// backoff delays a renewal (but an overdue next does not make failures retry
+// without a pause).
 func delay(err error, next, start time.Time, backoff, recheck time.Duration) (wait, newBackoff time.Duration) {
 	wait = recheck
 	switch {
@@ -201,7 +200,7 @@ func delay(err error, next, start time.Time, backoff, recheck time.Duration) (wa
 	default:
 		backoff = 0
 	}
-	if !next.IsZero() {
+	if !next.IsZero() && (err == nil || next.After(start)) {
 		wait = min(wait, max(next.Sub(start), 0))
 	}
 	return wait, backoff

@@ -166,6 +166,7 @@ func TestDelay(t *testing.T) {
 		{"errors double", failed, time.Time{}, 8 * time.Second, 16 * time.Second, 16 * time.Second},
 		{"errors capped at the recheck", failed, time.Time{}, 45 * time.Second, time.Minute, time.Minute},
 		{"error, renewal due before the backoff ends", failed, start.Add(3 * time.Second), 8 * time.Second, 3 * time.Second, 16 * time.Second},
+		{"error, renewal overdue", failed, start.Add(-time.Second), 0, time.Second, time.Second},
 		{"lost race", fmt.Errorf("x: %w", errRetry), time.Time{}, 8 * time.Second, time.Second, 8 * time.Second},
 		{"success resets the backoff", nil, time.Time{}, 32 * time.Second, time.Minute, 0},
 	}

@@ -28,8 +28,10 @@ type material struct {
 	// caErr says why the CA cannot be used (nil when it can); the whole Secret is
 	// then replaced.
 	caErr error
-	// empty: none of the four keys is set (a placeholder, not a corruption).
-	empty bool
+	// empty: none of the four keys is set (a placeholder, not a corruption);
+	// noServing: tls.crt and tls.key are not set (a Secret with only a CA of
+	// one's own).
+	empty, noServing bool
 	// serving is the serving certificate (Leaf set) when it is usable: a matching
 	// key pair, chaining to cas at the time of the check, with every wanted host.
 	serving *tls.Certificate
@@ -60,6 +62,7 @@ func check(data map[string][]byte, now time.Time, want hosts) *material {
 			m.empty = false
 		}
 	}
+	m.noServing = len(data[keyCert]) == 0 && len(data[keyKey]) == 0
 	if m.caErr = m.checkCA(data, now); m.caErr != nil {
 		m.cas, m.caKey = nil, nil
 		return m
@@ -194,7 +197,7 @@ func (p policy) plan(m *material, now time.Time, pub published) (planned, error)
 	}
 	if renewServing == "" {
 		renewServing = p.servingDue(m, cas[0], now, pub)
-		repair = repair || (m.servingErr != nil && !m.empty)
+		repair = repair || (m.servingErr != nil && !m.noServing)
 	}
 	if renewServing != "" {
 		s, err := newServing(now, p.servingLifetime, cas[0], caKey, p.hosts)
