@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"sync"
@@ -52,7 +53,10 @@ func (r *CertReloader) reload() (bool, error) {
 	if r.cert != nil && bytes.Equal(certPEM, r.certPEM) && bytes.Equal(keyPEM, r.keyPEM) {
 		return false, nil
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM) // sets cert.Leaf
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err == nil && cert.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	}
 	if err != nil {
 		return false, fmt.Errorf("server certificate %s / key %s: %w", r.certFile, r.keyFile, err)
 	}

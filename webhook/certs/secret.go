@@ -115,6 +115,9 @@ func (m *material) checkServing(data map[string][]byte, now time.Time, want host
 		}
 	}
 	cert, err := tls.X509KeyPair(data[keyCert], data[keyKey])
+	if err == nil && cert.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	}
 	if err != nil {
 		return fmt.Errorf("%s / %s: %w", keyCert, keyKey, err)
 	}
