@@ -13,7 +13,8 @@ import (
 
 // Source is the admission server's certificate: it serves the current serving
 // certificate through GetCertificate, reports through Healthy whether that
-// certificate is usable, and keeps it current while Run runs.
+// certificate is usable, and keeps it current while Run runs. Call Run once; the
+// other methods are safe for concurrent use at any time.
 type Source struct {
 	clk clock.Clock
 	b   backend
