@@ -111,6 +111,62 @@ func TestCertReloaderPicksUpRotation(t *testing.T) {
 	}
 }
 
+// TestCertReloaderFollowsDataSymlinkSwap rotates the files the way the kubelet
+// updates a Secret volume: the new pair is written into a new directory and the
+// `..data` symlink is swapped to it atomically; tls.crt and tls.key are symlinks
+// through `..data`. The new files keep the old modification times, so only a
+// comparison of contents sees the change.
+func TestCertReloaderFollowsDataSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "..2026_01_01_first"), filepath.Join(dir, "..2026_01_02_second")
+	for _, d := range []string{first, second} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCert(t, first, "first")
+	writeCert(t, second, "second")
+	stamp := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for _, d := range []string{first, second} {
+		for _, f := range []string{"tls.crt", "tls.key"} {
+			if err := os.Chtimes(filepath.Join(d, f), stamp, stamp); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Symlink(filepath.Base(first), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := NewCertReloader(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Certificate().Leaf.Subject.CommonName; got != "first" {
+		t.Fatalf("loaded %q, want first", got)
+	}
+	if changed, err := r.Reload(); changed || err != nil {
+		t.Fatalf("Reload without a change = %v, %v; want false, nil", changed, err)
+	}
+	// the kubelet's swap: a new symlink renamed over ..data
+	if err := os.Symlink(filepath.Base(second), filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := r.Reload(); !changed || err != nil {
+		t.Fatalf("Reload after the swap = %v, %v; want true, nil", changed, err)
+	}
+	if got := r.Certificate().Leaf.Subject.CommonName; got != "second" {
+		t.Fatalf("after the ..data swap the reloader serves %q, want second", got)
+	}
+}
+
 func TestListenRemovesStaleSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "flagd.sock")
 	if err := os.WriteFile(path, nil, 0o600); err != nil { // left over by a crashed process

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"sync"
@@ -9,16 +11,20 @@ import (
 )
 
 // CertReloader serves a certificate from files and reloads it when either file
-// changes (checked at most once a second, on a handshake), so rotated certificates
-// (cert-manager, mounted Secrets) are picked up without a restart. A reload that
-// fails keeps the previous certificate.
+// changes (checked at most once a second, on a handshake, or at once through
+// Reload), so rotated certificates (cert-manager, mounted Secrets) are picked up
+// without a restart. A change is detected by the files' contents, not their
+// modification times: a Kubernetes Secret volume swaps a `..data` symlink to a new
+// directory, and a copy that keeps the old times is a change too. A reload that
+// fails (a half-written pair, a key that does not match) keeps the previous
+// certificate and is retried at the next check.
 type CertReloader struct {
 	certFile, keyFile string
 
 	mu        sync.Mutex
 	cert      *tls.Certificate
-	certMod   time.Time
-	keyMod    time.Time
+	certPEM   []byte // the contents cert was loaded from
+	keyPEM    []byte
 	lastCheck time.Time
 	now       func() time.Time
 }
@@ -27,41 +33,62 @@ type CertReloader struct {
 // the file that failed.
 func NewCertReloader(certFile, keyFile string) (*CertReloader, error) {
 	r := &CertReloader{certFile: certFile, keyFile: keyFile, now: time.Now}
-	if err := r.reload(); err != nil {
+	if _, err := r.reload(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *CertReloader) reload() error {
-	ci, err := os.Stat(r.certFile)
+// reload reads both files and loads them if their contents changed. Called with
+// r.mu held.
+func (r *CertReloader) reload() (bool, error) {
+	certPEM, err := os.ReadFile(r.certFile)
 	if err != nil {
-		return fmt.Errorf("server certificate: %w", err)
+		return false, fmt.Errorf("server certificate: %w", err)
 	}
-	ki, err := os.Stat(r.keyFile)
+	keyPEM, err := os.ReadFile(r.keyFile)
 	if err != nil {
-		return fmt.Errorf("server key: %w", err)
+		return false, fmt.Errorf("server key: %w", err)
 	}
-	if r.cert != nil && ci.ModTime().Equal(r.certMod) && ki.ModTime().Equal(r.keyMod) {
-		return nil
+	if r.cert != nil && bytes.Equal(certPEM, r.certPEM) && bytes.Equal(keyPEM, r.keyPEM) {
+		return false, nil
 	}
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err == nil && cert.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	}
 	if err != nil {
-		return fmt.Errorf("server certificate %s / key %s: %w", r.certFile, r.keyFile, err)
+		return false, fmt.Errorf("server certificate %s / key %s: %w", r.certFile, r.keyFile, err)
 	}
-	r.cert, r.certMod, r.keyMod = &cert, ci.ModTime(), ki.ModTime()
-	return nil
+	r.cert, r.certPEM, r.keyPEM = &cert, certPEM, keyPEM
+	return true, nil
 }
 
-// GetCertificate implements tls.Config.GetCertificate.
-func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// Reload checks the files now (not rate-limited) and loads them if they changed.
+// It reports whether the certificate changed; on error the previous certificate
+// stays in use.
+func (r *CertReloader) Reload() (changed bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastCheck = r.now()
+	return r.reload()
+}
+
+// Certificate returns the certificate in use (its Leaf is set), after checking the
+// files if the last check is more than a second old.
+func (r *CertReloader) Certificate() *tls.Certificate {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now := r.now(); now.Sub(r.lastCheck) >= time.Second {
 		r.lastCheck = now
-		_ = r.reload() // on failure keep serving the previous certificate
+		_, _ = r.reload() // on failure keep serving the previous certificate
 	}
-	return r.cert, nil
+	return r.cert
+}
+
+// GetCertificate implements tls.Config.GetCertificate.
+func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.Certificate(), nil
 }
 
 // TLSConfig returns a server TLS configuration (TLS 1.2+) using the reloader.
