@@ -2,12 +2,10 @@ package modes
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -23,6 +21,7 @@ import (
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/flagpole-dev/flagpole/server/management"
 	"github.com/flagpole-dev/flagpole/webhook"
+	"github.com/flagpole-dev/flagpole/webhook/certs"
 )
 
 // WebhookCmd is `flagpole webhook`: the admission webhooks (pod injection and
@@ -37,10 +36,16 @@ type WebhookCmd struct {
 
 	BindAddress string `name:"webhook-bind-address" help:"Address the HTTPS admission server listens on." default:""`
 	Port        uint16 `name:"webhook-port" help:"Port of the HTTPS admission server (OFO: 9443)." default:"9443"`
-	CertDir     string `name:"cert-dir" help:"Serve tls.crt/tls.key from this directory (e.g. a cert-manager Secret), reloaded on rotation, instead of the self-managed certificate." type:"path"`
-	CertName    string `name:"webhook-cert-name" help:"Certificate file name in --cert-dir." default:"tls.crt"`
-	KeyName     string `name:"webhook-cert-key" help:"Key file name in --cert-dir." default:"tls.key"`
 	HealthAddr  string `name:"health-probe-bind-address" help:"Management listener: /healthz, /readyz, /metrics, gRPC health." default:":8081"`
+
+	CertDir        string   `name:"cert-dir" help:"Serve tls.crt/tls.key from this directory (a mounted Secret, e.g. cert-manager's), reloaded on rotation, instead of the self-managed certificate. OFO: --webhook-cert-path." aliases:"webhook-cert-path" type:"path"`
+	TLSSecret      string   `name:"tls-secret" help:"Self-managed mode: the Secret (in --namespace) holding the webhook's CA and serving certificate." default:"flagpole-webhook-tls"`
+	ServiceName    string   `name:"service-name" help:"The webhook's Service: the serving certificate is for <service>.<namespace>.svc[.<cluster domain>]." default:"flagpole-webhook"`
+	ClusterDomain  string   `name:"cluster-domain" help:"The cluster's DNS domain." env:"FLAGD_CLUSTER_DOMAIN" default:"cluster.local"`
+	CertHosts      []string `name:"cert-extra-hosts" help:"More DNS names or IP addresses for the serving certificate (a webhook registered by URL)." sep:","`
+	MutatingName   string   `name:"mutating-webhook-configuration" help:"The MutatingWebhookConfiguration whose caBundle the operator keeps current." default:"flagpole-mutating-webhook"`
+	ValidatingName string   `name:"validating-webhook-configuration" help:"The ValidatingWebhookConfiguration whose caBundle the operator keeps current." default:"flagpole-validating-webhook"`
+	Validation     bool     `name:"flags-validation" help:"Serve the validating webhooks of the four kinds (OFO: FLAGS_VALIDATION_ENABLED)." env:"FLAGS_VALIDATION_ENABLED" default:"true" negatable:""`
 
 	SidecarImage      string `name:"sidecar-image" help:"Image of the injected sidecar: the operator's own image, so operator and sidecar are the same version. Default: $SIDECAR_IMAGE:$SIDECAR_TAG." env:"FLAGPOLE_SIDECAR_IMAGE"`
 	OFOSidecarImage   string `name:"ofo-sidecar-image" hidden:"" env:"SIDECAR_IMAGE"`
@@ -125,9 +130,6 @@ func (c *WebhookCmd) Serve(ctx context.Context, log zerolog.Logger, started func
 	if err != nil {
 		return err
 	}
-	if c.CertDir == "" {
-		return errors.New("--cert-dir is required: give the directory of the webhook's serving certificate (tls.crt, tls.key)")
-	}
 	routeKlog(log)
 	restCfg, err := kube.Config(kube.Options{Kubeconfig: c.Kubeconfig, QPS: c.KubeQPS, Burst: c.KubeBurst, UserAgent: "flagpole-webhook"})
 	if err != nil {
@@ -137,9 +139,11 @@ func (c *WebhookCmd) Serve(ctx context.Context, log zerolog.Logger, started func
 	if err != nil {
 		return err
 	}
-	certs, err := server.NewCertReloader(filepath.Join(c.CertDir, c.CertName), filepath.Join(c.CertDir, c.KeyName))
+	tlsSource, err := certs.New(certs.Options{CertDir: c.CertDir, Config: restCfg, Namespace: c.Namespace, SecretName: c.TLSSecret,
+		ServiceName: c.ServiceName, ClusterDomain: c.ClusterDomain, Hosts: c.CertHosts,
+		MutatingWebhookConfigurations: []string{c.MutatingName}, ValidatingWebhookConfigurations: []string{c.ValidatingName}, Log: log})
 	if err != nil {
-		return fmt.Errorf("--cert-dir: %w", err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -147,16 +151,36 @@ func (c *WebhookCmd) Serve(ctx context.Context, log zerolog.Logger, started func
 	if err != nil {
 		return err
 	}
+	if err := tlsSource.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	inj := &webhook.Injector{Config: injector, Objects: cluster}
 	handlers := map[string]http.Handler{
 		webhook.PathMutatePod: &webhook.Handler{Name: "mutate-pods", Admit: inj.Admit, Effects: cluster, Log: log, Metrics: metrics},
 	}
-	tlsConf := certs.TLSConfig()
-	tlsConf.MinVersion = tls.VersionTLS12
+	paths := []string{webhook.PathMutatePod}
+	if c.Validation {
+		opts := webhook.ValidationOptions{CrossNamespace: injector.CrossNamespace, DefaultSyncProvider: injector.Sidecar.DefaultSyncProvider}
+		for _, v := range webhook.ValidatingWebhooks(opts) {
+			handlers[v.Path] = &webhook.Handler{Name: "validate-" + strings.ToLower(v.Kind), Admit: v.Admit, Log: log, Metrics: metrics}
+			paths = append(paths, v.Path)
+		}
+	}
+	tlsConf := tlsSource.TLSConfig()
 	hookCfg := server.ListenConfig{Name: "webhook", Address: net.JoinHostPort(c.BindAddress, strconv.Itoa(int(c.Port))), TLS: tlsConf,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, MaxHeaderBytes: 1 << 20}
-	mgmt := management.New(management.Options{Ready: cluster.Synced, Gatherer: reg, Log: log,
-		NotReady: func() any { return map[string]string{"reason": "informer caches not synced yet"} }})
+	ready := func() bool { return cluster.Synced() && tlsSource.Ready() }
+	notReady := func() any {
+		body := map[string]string{"reason": "not ready"}
+		if !cluster.Synced() {
+			body["caches"] = "informer caches not synced yet"
+		}
+		if err := tlsSource.Healthy(); err != nil {
+			body["certificate"] = err.Error()
+		}
+		return body
+	}
+	mgmt := management.New(management.Options{Ready: ready, NotReady: notReady, Gatherer: reg, Log: log})
 	mgmtCfg := server.ListenConfig{Name: "management", Address: c.HealthAddr, ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second}
 
 	hookLn, err := server.Listen(hookCfg)
@@ -184,13 +208,14 @@ func (c *WebhookCmd) Serve(ctx context.Context, log zerolog.Logger, started func
 		})
 	}
 	goRun("caches", func() error { cluster.Run(ctx); return nil })
+	goRun("certificates", func() error { return tlsSource.Run(ctx) })
 	goRun("webhook", func() error { return server.Serve(ctx, hookLn, hookCfg, webhook.Mux(handlers), log, nil) })
 	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
 	if started != nil {
 		started(WebhookAddresses{Webhook: hookLn.Addr().String(), Management: mgmtLn.Addr().String()})
 	}
 	log.Info().Str("sidecar_image", injector.SidecarImage).Str("cross_namespace", c.CrossNamespace).
-		Str("paths", strings.Join([]string{webhook.PathMutatePod}, ",")).Msg("webhook mode started")
+		Strs("paths", paths).Msg("webhook mode started")
 	wg.Wait()
 	return errors.Join(errs...)
 }

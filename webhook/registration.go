@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"net/http"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,19 +103,14 @@ func (r Registration) Configurations() (*admissionregistrationv1.MutatingWebhook
 	if !r.Validation {
 		return mutating, validating
 	}
-	for _, k := range []struct{ name, resource, path string }{
-		{"vfeatureflag.openfeature.dev", "featureflags", PathValidateFeatureFlag},
-		{"vfeatureflagsource.openfeature.dev", "featureflagsources", PathValidateFeatureFlagSource},
-		{"vflagd.openfeature.dev", "flagds", PathValidateFlagd},
-		{"vinprocessconfiguration.openfeature.dev", "inprocessconfigurations", PathValidateInProcessConfiguration},
-	} {
+	for _, k := range ValidatingWebhooks(ValidationOptions{}) {
 		validating.Webhooks = append(validating.Webhooks, admissionregistrationv1.ValidatingWebhook{
-			Name:         k.name,
-			ClientConfig: r.clientConfig(k.path),
+			Name:         "v" + strings.ToLower(k.Kind) + ".openfeature.dev",
+			ClientConfig: r.clientConfig(k.Path),
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 				Rule: admissionregistrationv1.Rule{APIGroups: []string{v1beta1.GroupName}, APIVersions: []string{v1beta1.Version},
-					Resources: []string{k.resource}, Scope: &namespaced}}},
+					Resources: []string{k.Resource}, Scope: &namespaced}}},
 			FailurePolicy:           &fail,
 			MatchPolicy:             &exact,
 			NamespaceSelector:       &metav1.LabelSelector{},
