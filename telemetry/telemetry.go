@@ -5,11 +5,11 @@
 //
 // New builds, from Options, a tracer provider whenever a collector URI is given
 // (batch span processor, AlwaysSample as flagd, W3C TraceContext and Baggage
-// propagation) and a meter provider when OTLP metrics are asked for (periodic
-// reader). Both carry the resource flagd sets: service.name=flagd (overridable with
+// propagation) and a metric export when OTLP metrics are asked for (periodic
+// reader over the metrics a Producer hands it). Both carry the resource flagd sets: service.name=flagd (overridable with
 // OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES), service.version, host, OS, Go
 // runtime and SDK attributes. Nothing is installed globally: callers pass the
-// providers and the propagator to the listeners.
+// tracer provider and the propagator to the listeners.
 //
 // The collector TLS files are re-read every reload interval, so certificates can
 // rotate without a restart (flagd accepts these flags but ignores them). Export
@@ -30,7 +30,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -50,9 +49,11 @@ type Options struct {
 	// Cert or Key is set), http://host:port (plaintext) or https://host:port (TLS).
 	// Empty: nothing is exported.
 	CollectorURI string
-	// Metrics exports metrics too (--metrics-exporter otel); traces are exported
-	// whenever CollectorURI is set.
-	Metrics bool
+	// Metrics exports metrics too (--metrics-exporter otel): what MetricProducer
+	// produces, at every collection (OTEL_METRIC_EXPORT_INTERVAL, 60 s by default).
+	// Traces are exported whenever CollectorURI is set.
+	Metrics        bool
+	MetricProducer sdkmetric.Producer
 	// CA is a PEM file of roots the collector's certificate must chain to (empty:
 	// the system roots); Cert and Key a client certificate for mutual TLS.
 	CA, Cert, Key string
@@ -136,7 +137,11 @@ func New(ctx context.Context, opts Options) (*Telemetry, error) {
 			_ = t.tracer.Shutdown(ctx)
 			return nil, fmt.Errorf("--otel-collector-uri: metric exporter: %w", err)
 		}
-		reader := sdkmetric.NewPeriodicReader(metricExporter{Exporter: points, log: newExportLog("metrics", opts.Log)})
+		var readerOpts []sdkmetric.PeriodicReaderOption
+		if opts.MetricProducer != nil {
+			readerOpts = append(readerOpts, sdkmetric.WithProducer(opts.MetricProducer))
+		}
+		reader := sdkmetric.NewPeriodicReader(metricExporter{Exporter: points, log: newExportLog("metrics", opts.Log)}, readerOpts...)
 		t.meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
 	}
 	opts.Log.Info().Str("collector", ep.target).Bool("tls", ep.tls).Bool("client_certificate", opts.Cert != "").
@@ -230,15 +235,6 @@ func (t *Telemetry) TracerProvider() trace.TracerProvider {
 		return nil
 	}
 	return t.tracer
-}
-
-// MeterProvider returns the meter provider, or nil when metrics are not exported
-// over OTLP.
-func (t *Telemetry) MeterProvider() metric.MeterProvider {
-	if t == nil || t.meter == nil {
-		return nil
-	}
-	return t.meter
 }
 
 // Propagator returns the W3C TraceContext and Baggage propagator, or nil when

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flagpole-dev/flagpole/telemetry/otlptest"
@@ -116,7 +118,7 @@ func TestNothingConfiguredExportsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tel.TracerProvider() != nil || tel.MeterProvider() != nil || tel.Propagator() != nil {
+	if tel.TracerProvider() != nil || tel.Propagator() != nil {
 		t.Fatal("providers without a collector URI")
 	}
 	if err := tel.Shutdown(context.Background()); err != nil {
@@ -172,12 +174,7 @@ func newTelemetry(t *testing.T, opts Options) *Telemetry {
 func TestExportPlaintextWithResource(t *testing.T) {
 	fastExport(t)
 	rcv := otlptest.Start(t, nil)
-	tel := newTelemetry(t, Options{CollectorURI: rcv.Addr, Metrics: true, Log: zerolog.Nop()})
-	counter, err := tel.MeterProvider().Meter("flagd").Int64Counter("test.counter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	counter.Add(context.Background(), 3)
+	tel := newTelemetry(t, Options{CollectorURI: rcv.Addr, Metrics: true, MetricProducer: counterProducer{}, Log: zerolog.Nop()})
 	emitSpan(tel.TracerProvider(), "plain")
 	otlptest.Eventually(t, "the span", func() bool { _, ok := spanNamed(rcv, "plain"); return ok })
 	otlptest.Eventually(t, "the metric", func() bool {
@@ -410,6 +407,17 @@ func TestReloadKeepsGoodFiles(t *testing.T) {
 	if n := c.conns.closeAll(); n != 0 {
 		t.Fatalf("%d connections still tracked after the reload", n)
 	}
+}
+
+// counterProducer produces one counter, test.counter = 3, in scope flagd.
+type counterProducer struct{}
+
+func (counterProducer) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
+	now := time.Now()
+	return []metricdata.ScopeMetrics{{Scope: instrumentation.Scope{Name: "flagd"}, Metrics: []metricdata.Metrics{{
+		Name: "test.counter", Data: metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, IsMonotonic: true,
+			DataPoints: []metricdata.DataPoint[int64]{{StartTime: now, Time: now, Value: 3}}},
+	}}}}, nil
 }
 
 // syncBuffer is a bytes.Buffer safe for the exporters' goroutines.
