@@ -123,7 +123,7 @@ func (m *Metrics) Middleware(service string, route func(*http.Request) string, n
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		rt, method := route(r), methodLabel(r.Method)
+		rt, method := route(r), MethodLabel(r.Method)
 		active := m.active.WithLabelValues(service, rt, method, scheme)
 		active.Inc()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -136,9 +136,10 @@ func (m *Metrics) Middleware(service string, route func(*http.Request) string, n
 	})
 }
 
-// methodLabel bounds the http_request_method label: net/http accepts any token as a
-// method, so unknown ones are recorded as "_OTHER" (OpenTelemetry semantic conventions).
-func methodLabel(method string) string {
+// MethodLabel bounds the http_request_method label (and http.request.method of
+// spans): net/http accepts any token as a method, so unknown ones are recorded as
+// "_OTHER" (OpenTelemetry semantic conventions).
+func MethodLabel(method string) string {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
