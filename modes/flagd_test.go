@@ -171,7 +171,7 @@ func TestFlagdServesExampleFlags(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan Addresses, 1)
 	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, zerolog.Nop(), func(a Addresses) { addrs <- a }) }()
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), BuildInfo{}, func(a Addresses) { addrs <- a }) }()
 	a := <-addrs
 	waitReady(t, "http://"+a.Management+"/readyz")
 	post := func(url, body string) string {
