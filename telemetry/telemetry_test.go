@@ -303,6 +303,27 @@ func TestExportMutualTLS(t *testing.T) {
 	}
 }
 
+// TestSampling: flagd's AlwaysSample records a span whose caller did not sample;
+// OTEL_TRACES_SAMPLER, when set, decides instead.
+func TestSampling(t *testing.T) {
+	parent := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, Remote: true, // TraceFlags 0: not sampled
+	}))
+	sampled := func() bool {
+		tel := newTelemetry(t, Options{CollectorURI: "127.0.0.1:4317", Log: zerolog.Nop()})
+		_, span := tel.TracerProvider().Tracer("test").Start(parent, "child")
+		defer span.End()
+		return span.SpanContext().IsSampled()
+	}
+	if !sampled() {
+		t.Error("AlwaysSample did not sample the child of an unsampled caller")
+	}
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+	if sampled() {
+		t.Error("OTEL_TRACES_SAMPLER=parentbased_always_on sampled the child of an unsampled caller")
+	}
+}
+
 // TestCollectorDownIsNotFatal: exports to a closed port fail, are logged once, and
 // Shutdown returns when its context ends.
 func TestCollectorDownIsNotFatal(t *testing.T) {
