@@ -9,10 +9,12 @@ import (
 	"strings"
 )
 
-// endpoint is where the OTLP/gRPC exporters connect: a host:port target and
-// whether the connection uses TLS.
+// endpoint is where the OTLP/gRPC exporters connect: a host:port target, the
+// scheme given ("" for host:port, "http" or "https") and whether the flags ask for
+// TLS (https://, or TLS files).
 type endpoint struct {
 	target string
+	scheme string
 	tls    bool
 }
 
@@ -43,7 +45,8 @@ func parseEndpoint(uri string, tlsFiles bool) (endpoint, error) {
 		return endpoint{}, errors.New("--otel-collector-uri: credentials in the URI are not supported (use OTEL_EXPORTER_OTLP_HEADERS)")
 	}
 	var useTLS bool
-	switch strings.ToLower(u.Scheme) {
+	scheme := strings.ToLower(u.Scheme)
+	switch scheme {
 	case "http":
 		if tlsFiles {
 			return endpoint{}, fmt.Errorf("--otel-collector-uri %q is plaintext (http://), but --otel-ca-path or --otel-cert-path is set: use https:// or host:port", uri)
@@ -54,22 +57,53 @@ func parseEndpoint(uri string, tlsFiles bool) (endpoint, error) {
 		return endpoint{}, fmt.Errorf("--otel-collector-uri %q: scheme %q is not supported (OTLP over gRPC: host:port, http://host:port or https://host:port)", uri, u.Scheme)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return endpoint{}, fmt.Errorf("--otel-collector-uri %q: OTLP/gRPC has no path, query or fragment: want %s://host:port", uri, u.Scheme)
+		return endpoint{}, fmt.Errorf("--otel-collector-uri %q: OTLP/gRPC has no path, query or fragment: want %s://host:port", uri, scheme)
 	}
 	host, port := u.Hostname(), u.Port()
 	if host == "" || port == "" {
-		return endpoint{}, fmt.Errorf("--otel-collector-uri %q: want %s://host:port (the port is required)", uri, u.Scheme)
+		return endpoint{}, fmt.Errorf("--otel-collector-uri %q: want %s://host:port (the port is required)", uri, scheme)
 	}
 	if err := checkPort(uri, port); err != nil {
 		return endpoint{}, err
 	}
-	return endpoint{target: net.JoinHostPort(host, port), tls: useTLS}, nil
+	return endpoint{target: net.JoinHostPort(host, port), scheme: scheme, tls: useTLS}, nil
 }
 
 func checkPort(uri, port string) error {
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || n == 0 {
 		return fmt.Errorf("--otel-collector-uri %q: port %q is not a number from 1 to 65535", uri, port)
+	}
+	return nil
+}
+
+// The standard variables through which the OTLP exporters configure TLS.
+var (
+	envCertificates = []string{
+		"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+	}
+	envInsecure = []string{"OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_METRICS_INSECURE"}
+)
+
+// envTLS reports whether an OTEL_EXPORTER_OTLP_*CERTIFICATE variable is set: the
+// exporters then connect to host:port with TLS (their own environment handling).
+func envTLS(getenv func(string) string) bool {
+	for _, k := range envCertificates {
+		if getenv(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkEnvInsecure refuses OTEL_EXPORTER_OTLP_*INSECURE=true with https://: the
+// exporters would otherwise connect in plaintext to a URI that says TLS.
+func checkEnvInsecure(uri string, getenv func(string) string) error {
+	for _, k := range envInsecure {
+		if strings.EqualFold(strings.TrimSpace(getenv(k)), "true") {
+			return fmt.Errorf("--otel-collector-uri %q asks for TLS, but %s=true asks for plaintext", uri, k)
+		}
 	}
 	return nil
 }

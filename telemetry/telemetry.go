@@ -36,6 +36,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flagpole-dev/flagpole/flagd/startconfig"
 )
@@ -144,7 +145,8 @@ func New(ctx context.Context, opts Options) (*Telemetry, error) {
 		reader := sdkmetric.NewPeriodicReader(metricExporter{Exporter: points, log: newExportLog("metrics", opts.Log)}, readerOpts...)
 		t.meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
 	}
-	opts.Log.Info().Str("collector", ep.target).Bool("tls", ep.tls).Bool("client_certificate", opts.Cert != "").
+	useTLS := ep.tls || (ep.scheme == "" && envTLS(os.Getenv))
+	opts.Log.Info().Str("collector", ep.target).Bool("tls", useTLS).Bool("client_certificate", opts.Cert != "").
 		Bool("metrics", opts.Metrics).Msg("otel: exporting traces over OTLP/gRPC")
 	return t, nil
 }
@@ -155,23 +157,29 @@ type transportOptions struct {
 	metric []otlpmetricgrpc.Option
 }
 
-// transport chooses plaintext, TLS with the system roots, or TLS from files that
-// are re-read every interval (started here, stopped by Shutdown).
+// transport chooses how the exporters connect:
+//   - http://: plaintext, always (explicit insecure credentials, which the
+//     OTEL_EXPORTER_OTLP_*CERTIFICATE variables cannot turn into TLS);
+//   - TLS files given (https:// or host:port): TLS from the files, re-read every
+//     interval (started here, stopped by Shutdown);
+//   - https:// without files: TLS with the roots and client certificate of the
+//     OTEL_EXPORTER_OTLP_*CERTIFICATE variables if set, else the system roots;
+//   - host:port without files: plaintext, or TLS when those variables are set (the
+//     exporters' own environment handling, left intact).
 func (t *Telemetry) transport(ep endpoint, files tlsFiles, opts Options) (transportOptions, error) {
 	switch {
-	case !ep.tls:
+	case ep.scheme == "http":
+		creds := insecure.NewCredentials()
+		return transportOptions{
+			trace:  []otlptracegrpc.Option{otlptracegrpc.WithTLSCredentials(creds)},
+			metric: []otlpmetricgrpc.Option{otlpmetricgrpc.WithTLSCredentials(creds)},
+		}, nil
+	case files == tlsFiles{} && ep.scheme == "https":
+		return transportOptions{}, checkEnvInsecure(opts.CollectorURI, os.Getenv)
+	case files == tlsFiles{}:
 		return transportOptions{
 			trace:  []otlptracegrpc.Option{otlptracegrpc.WithInsecure()},
 			metric: []otlpmetricgrpc.Option{otlpmetricgrpc.WithInsecure()},
-		}, nil
-	case files == tlsFiles{}:
-		m, err := files.read()
-		if err != nil {
-			return transportOptions{}, err
-		}
-		return transportOptions{
-			trace:  []otlptracegrpc.Option{otlptracegrpc.WithTLSCredentials(m.creds)},
-			metric: []otlpmetricgrpc.Option{otlpmetricgrpc.WithTLSCredentials(m.creds)},
 		}, nil
 	}
 	creds, err := newReloadingCreds(files, opts.Log)

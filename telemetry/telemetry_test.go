@@ -31,11 +31,11 @@ func TestParseEndpoint(t *testing.T) {
 		"host:port is plaintext":          {uri: "collector:4317", want: endpoint{target: "collector:4317"}},
 		"host:port with TLS files is TLS": {uri: "collector:4317", tlsFiles: true, want: endpoint{target: "collector:4317", tls: true}},
 		"IPv6":                            {uri: "[::1]:4317", want: endpoint{target: "[::1]:4317"}},
-		"http is plaintext":               {uri: "http://collector:4317", want: endpoint{target: "collector:4317"}},
-		"http with a trailing slash":      {uri: "http://collector:4317/", want: endpoint{target: "collector:4317"}},
-		"https is TLS":                    {uri: "https://collector:4317", want: endpoint{target: "collector:4317", tls: true}},
-		"HTTPS in capitals":               {uri: "HTTPS://collector:4317", want: endpoint{target: "collector:4317", tls: true}},
-		"https with TLS files":            {uri: "https://collector:4317", tlsFiles: true, want: endpoint{target: "collector:4317", tls: true}},
+		"http is plaintext":               {uri: "http://collector:4317", want: endpoint{target: "collector:4317", scheme: "http"}},
+		"http with a trailing slash":      {uri: "http://collector:4317/", want: endpoint{target: "collector:4317", scheme: "http"}},
+		"https is TLS":                    {uri: "https://collector:4317", want: endpoint{target: "collector:4317", scheme: "https", tls: true}},
+		"HTTPS in capitals":               {uri: "HTTPS://collector:4317", want: endpoint{target: "collector:4317", scheme: "https", tls: true}},
+		"https with TLS files":            {uri: "https://collector:4317", tlsFiles: true, want: endpoint{target: "collector:4317", scheme: "https", tls: true}},
 		"http with TLS files":             {uri: "http://collector:4317", tlsFiles: true, wantErr: `--otel-collector-uri "http://collector:4317" is plaintext (http://), but --otel-ca-path or --otel-cert-path is set`},
 		"no port":                         {uri: "collector", wantErr: `--otel-collector-uri "collector": want host:port, http://host:port or https://host:port`},
 		"URL without port":                {uri: "https://collector", wantErr: `--otel-collector-uri "https://collector": want https://host:port (the port is required)`},
@@ -253,6 +253,37 @@ func TestExportTLS(t *testing.T) {
 	}
 	if _, ok := spanNamed(rcv, "untrusted"); ok {
 		t.Fatal("a span arrived over a connection whose certificate the exporter cannot verify")
+	}
+}
+
+// TestTLSFromEnvironment: without TLS flags, the exporters' standard variables
+// still apply: OTEL_EXPORTER_OTLP_CERTIFICATE gives the roots for https:// and turns
+// host:port into TLS; http:// stays plaintext; https:// refuses
+// OTEL_EXPORTER_OTLP_INSECURE=true.
+func TestTLSFromEnvironment(t *testing.T) {
+	fastExport(t)
+	ca := otlptest.NewCA(t, "env-ca")
+	tlsRcv := otlptest.Start(t, ca.ServerTLS(t, false))
+	plainRcv := otlptest.Start(t, nil)
+	t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.WriteCA(t, t.TempDir(), "ca.crt"))
+
+	for name, c := range map[string]struct {
+		uri string
+		rcv *otlptest.Receiver
+	}{
+		"https with the environment's roots": {"https://" + tlsRcv.Addr, tlsRcv},
+		"host:port turned into TLS":          {tlsRcv.Addr, tlsRcv},
+		"http stays plaintext":               {"http://" + plainRcv.Addr, plainRcv},
+	} {
+		tel := newTelemetry(t, Options{CollectorURI: c.uri, Log: zerolog.Nop()})
+		emitSpan(tel.TracerProvider(), name)
+		otlptest.Eventually(t, name, func() bool { _, ok := spanNamed(c.rcv, name); return ok })
+	}
+
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "true")
+	if _, err := New(context.Background(), Options{CollectorURI: "https://" + tlsRcv.Addr, Log: zerolog.Nop()}); err == nil ||
+		!strings.Contains(err.Error(), "asks for TLS, but OTEL_EXPORTER_OTLP_TRACES_INSECURE=true asks for plaintext") {
+		t.Fatalf("error = %v, want the contradiction named", err)
 	}
 }
 
