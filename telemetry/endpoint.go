@@ -77,21 +77,18 @@ func checkPort(uri, port string) error {
 	return nil
 }
 
-// The standard variables through which the OTLP exporters configure TLS.
-var (
-	envCertificates = []string{
-		"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
-		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
-	}
-	envInsecure = []string{"OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_METRICS_INSECURE"}
-)
+// signals are the infixes of the OTLP exporters' variables: OTEL_EXPORTER_OTLP_X,
+// OTEL_EXPORTER_OTLP_TRACES_X and OTEL_EXPORTER_OTLP_METRICS_X.
+func signals() [3]string { return [3]string{"", "TRACES_", "METRICS_"} }
 
 // envTLS reports whether an OTEL_EXPORTER_OTLP_*CERTIFICATE variable is set: the
 // exporters then connect to host:port with TLS (their own environment handling).
 func envTLS(getenv func(string) string) bool {
-	for _, k := range envCertificates {
-		if getenv(k) != "" {
-			return true
+	for _, sig := range signals() {
+		for _, name := range []string{"CERTIFICATE", "CLIENT_CERTIFICATE"} {
+			if getenv("OTEL_EXPORTER_OTLP_"+sig+name) != "" {
+				return true
+			}
 		}
 	}
 	return false
@@ -100,7 +97,8 @@ func envTLS(getenv func(string) string) bool {
 // checkEnvInsecure refuses OTEL_EXPORTER_OTLP_*INSECURE=true with https://: the
 // exporters would otherwise connect in plaintext to a URI that says TLS.
 func checkEnvInsecure(uri string, getenv func(string) string) error {
-	for _, k := range envInsecure {
+	for _, sig := range signals() {
+		k := "OTEL_EXPORTER_OTLP_" + sig + "INSECURE"
 		if strings.EqualFold(strings.TrimSpace(getenv(k)), "true") {
 			return fmt.Errorf("--otel-collector-uri %q asks for TLS, but %s=true asks for plaintext", uri, k)
 		}
