@@ -2,10 +2,12 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -21,10 +23,11 @@ const errorLogEvery = time.Minute
 // returned to the SDK, whose handler is process-global (otel.Handle) and would
 // log them again, unthrottled, through the standard library logger.
 type exportLog struct {
-	signal string
-	log    zerolog.Logger
-	every  time.Duration
-	now    func() time.Time
+	signal  string
+	failure string // the message of a failure
+	log     zerolog.Logger
+	every   time.Duration
+	now     func() time.Time
 
 	mu         sync.Mutex
 	failing    bool
@@ -33,7 +36,8 @@ type exportLog struct {
 }
 
 func newExportLog(signal string, log zerolog.Logger) *exportLog {
-	return &exportLog{signal: signal, log: log, every: errorLogEvery, now: time.Now}
+	return &exportLog{signal: signal, log: log, every: errorLogEvery, now: time.Now,
+		failure: "otel: export to the collector failed; the data is dropped and serving goes on"}
 }
 
 // report records the outcome of one export.
@@ -55,7 +59,7 @@ func (l *exportLog) report(err error) {
 	}
 	l.failing = true
 	l.log.Warn().Str("signal", l.signal).Err(err).Int("failures_not_logged", l.suppressed).
-		Dur("next_log_after", l.every).Msg("otel: export to the collector failed; the data is dropped and serving goes on")
+		Dur("next_log_after", l.every).Msg(l.failure)
 	l.last, l.suppressed = now, 0
 }
 
@@ -79,4 +83,22 @@ type metricExporter struct {
 func (e metricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
 	e.log.report(e.Exporter.Export(ctx, rm))
 	return nil
+}
+
+// ErrorHandler routes the errors the OpenTelemetry SDK reports outside of exports
+// (a collector's partial success, a collection cut short at shutdown) to log,
+// rate-limited like export errors; a cancelled context (shutdown) is logged at
+// debug level only. The SDK's handler is process-global, so install it once, in
+// main: otel.SetErrorHandler(telemetry.ErrorHandler(log)). Without it the SDK
+// prints them unformatted through the standard library logger.
+func ErrorHandler(log zerolog.Logger) otel.ErrorHandler {
+	l := newExportLog("sdk", log)
+	l.failure = "otel: the SDK reported an error"
+	return otel.ErrorHandlerFunc(func(err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			log.Debug().Err(err).Msg("otel: SDK operation cut short")
+			return
+		}
+		l.report(err)
+	})
 }
