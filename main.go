@@ -11,8 +11,10 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"go.opentelemetry.io/otel"
 
 	"github.com/flagpole-dev/flagpole/modes"
+	"github.com/flagpole-dev/flagpole/telemetry"
 )
 
 // Build information, set by the linker (-X main.version=... -X main.commit=... -X main.date=...).
@@ -60,6 +62,8 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "flagpole:", err)
 		return 2
 	}
+	// the OpenTelemetry SDK's error handler is process-global: set once, here
+	otel.SetErrorHandler(telemetry.ErrorHandler(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))

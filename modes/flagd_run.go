@@ -19,6 +19,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/service/ofrep"
 	"github.com/flagpole-dev/flagpole/flagd/service/syncserver"
+	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/flagpole-dev/flagpole/server/management"
@@ -27,6 +28,7 @@ import (
 	grpcsource "github.com/flagpole-dev/flagpole/sync/grpc"
 	httpsource "github.com/flagpole-dev/flagpole/sync/http"
 	kubesource "github.com/flagpole-dev/flagpole/sync/kubernetes"
+	"github.com/flagpole-dev/flagpole/telemetry"
 )
 
 // Addresses are the bound addresses of a running flagd, for tests and logs.
@@ -35,18 +37,16 @@ type Addresses struct {
 }
 
 // Run starts flagd mode and blocks until ctx ends.
-func (c *FlagdStartCmd) Run(ctx context.Context, log zerolog.Logger) error {
-	return c.Serve(ctx, log, nil)
+func (c *FlagdStartCmd) Run(ctx context.Context, log zerolog.Logger, build BuildInfo) error {
+	return c.Serve(ctx, log, build, nil)
 }
 
 // Serve starts every listener and source, reports the bound addresses on started (if
-// not nil), and shuts everything down gracefully when ctx ends.
-func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started func(Addresses)) error {
+// not nil), and shuts everything down gracefully when ctx ends. build.Version is
+// the service.version of exported telemetry.
+func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build BuildInfo, started func(Addresses)) error {
 	if c.Debug {
 		log = log.Level(zerolog.DebugLevel)
-	}
-	if c.OtelCollectorURI != "" {
-		return errors.New("--otel-collector-uri: OTLP export is not available in this build")
 	}
 	configs, err := c.SourceConfigs()
 	if err != nil {
@@ -72,6 +72,20 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 		return err
 	}
 	reg.MustRegister(metrics.NewSourceCollector(st.Status))
+	telOpts := telemetry.FromConfig(c.Config, build.Version, log)
+	telOpts.MetricProducer = m.OTelProducer()
+	tel, err := telemetry.New(ctx, telOpts)
+	if err != nil {
+		return err
+	}
+	defer func() { // last: after every listener has stopped, so their last spans go too
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
+		defer cancel()
+		if err := tel.Shutdown(flushCtx); err != nil {
+			log.Warn().Err(err).Msg("otel: telemetry not flushed at shutdown")
+		}
+	}()
+	trc := tracing.New(tel.TracerProvider(), tel.Propagator())
 	enricher := &service.Enricher{Static: c.ContextValue, Headers: c.ContextFromHeader}
 	var serverTLS *tls.Config
 	if c.ServerCertPath != "" {
@@ -82,12 +96,12 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 		serverTLS = reloader.TLSConfig()
 	}
 
-	evalSvc := evaluation.New(evaluation.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
+	evalSvc := evaluation.New(evaluation.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody, StreamDeadline: c.StreamDeadline})
-	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
+	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody})
 	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status), Watch: st.Watch, Gatherer: reg, Log: log})
-	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
+	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
 		DisableMetadata: c.DisableSyncMetadata, StreamDeadline: c.StreamDeadline, KeepAliveMinTime: c.KeepAliveMinTime,
 		KeepAlivePermitWithoutStream: c.KeepAlivePermitWithoutStream, TLS: serverTLS})
 
@@ -206,3 +220,7 @@ const (
 	readHeaderTimeout  = 3 * time.Second
 	requestReadTimeout = 5 * time.Second
 )
+
+// telemetryFlushTimeout bounds the export of the last spans and metrics at
+// shutdown: a collector that is down cannot hold the process longer.
+const telemetryFlushTimeout = 5 * time.Second

@@ -173,7 +173,7 @@ func TestFlagdServesExampleFlags(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan Addresses, 1)
 	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, zerolog.Nop(), func(a Addresses) { addrs <- a }) }()
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), BuildInfo{}, func(a Addresses) { addrs <- a }) }()
 	a := <-addrs
 	waitReady(t, "http://"+a.Management+"/readyz")
 	post := func(url, body string) string {
@@ -247,7 +247,7 @@ func TestSourceCredentialsNeverLogged(t *testing.T) {
 	addrs := make(chan Addresses, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Serve(ctx, zerolog.New(&logs).Level(zerolog.TraceLevel), func(a Addresses) { addrs <- a })
+		done <- c.Serve(ctx, zerolog.New(&logs).Level(zerolog.TraceLevel), BuildInfo{}, func(a Addresses) { addrs <- a })
 	}()
 	a := <-addrs
 	var readyz string
@@ -310,7 +310,7 @@ func TestManagementBindAddress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan Addresses, 1)
 	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, zerolog.Nop(), func(a Addresses) { addrs <- a }) }()
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), BuildInfo{}, func(a Addresses) { addrs <- a }) }()
 	a := <-addrs
 	waitReady(t, "http://"+a.Management+"/readyz")
 	cancel()

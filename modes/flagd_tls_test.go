@@ -69,7 +69,7 @@ func TestFlagdServesTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan Addresses, 1)
 	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, zerolog.Nop(), func(a Addresses) { addrs <- a }) }()
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), BuildInfo{}, func(a Addresses) { addrs <- a }) }()
 	a := <-addrs
 	waitReady(t, "http://"+a.Management+"/readyz")
 	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}

@@ -204,7 +204,9 @@ func measure(ctx context.Context, l layout, n int, base string) (Result, error) 
 	ctx, cancel := context.WithCancel(ctx)
 	addrs := make(chan modes.Addresses, 1)
 	done := make(chan error, 1)
-	go func() { done <- root.Flagd.Start.Serve(ctx, zerolog.Nop(), func(a modes.Addresses) { addrs <- a }) }()
+	go func() {
+		done <- root.Flagd.Start.Serve(ctx, zerolog.Nop(), modes.BuildInfo{}, func(a modes.Addresses) { addrs <- a })
+	}()
 	defer func() {
 		cancel()
 		<-done

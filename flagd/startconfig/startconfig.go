@@ -55,11 +55,11 @@ type Config struct {
 	KeepAlivePermitWithoutStream bool          `name:"keep-alive-permit-without-stream" help:"Allow sync keepalive pings without an open stream." default:"true" negatable:"" env:"FLAGD_KEEP_ALIVE_PERMIT_WITHOUT_STREAM"`
 
 	MetricsExporter    string        `name:"metrics-exporter" short:"t" help:"Metrics exporter: \"\" or \"prometheus\" (served on /metrics), or \"otel\" (also pushed over OTLP to --otel-collector-uri)." env:"FLAGD_METRICS_EXPORTER"`
-	OtelCollectorURI   string        `name:"otel-collector-uri" short:"o" help:"OTLP/gRPC collector (host:port, http://host:port or https://host:port): traces are exported there, and metrics with --metrics-exporter otel." env:"FLAGD_OTEL_COLLECTOR_URI"`
+	OtelCollectorURI   string        `name:"otel-collector-uri" short:"o" help:"OTLP/gRPC collector (host:port: plaintext unless TLS files are given; http://host:port; https://host:port): traces are exported there, and metrics with --metrics-exporter otel." env:"FLAGD_OTEL_COLLECTOR_URI"`
 	OtelCertPath       string        `name:"otel-cert-path" short:"D" help:"Client certificate for the collector connection (mutual TLS)." env:"FLAGD_OTEL_CERT_PATH"`
 	OtelKeyPath        string        `name:"otel-key-path" short:"K" help:"Client key for the collector connection." env:"FLAGD_OTEL_KEY_PATH"`
 	OtelCAPath         string        `name:"otel-ca-path" short:"A" help:"CA certificates the collector's certificate must chain to (TLS)." env:"FLAGD_OTEL_CA_PATH"`
-	OtelReloadInterval time.Duration `name:"otel-reload-interval" short:"I" help:"How often the collector TLS files are re-read (rotation without restart)." default:"1h" env:"FLAGD_OTEL_RELOAD_INTERVAL"`
+	OtelReloadInterval time.Duration `name:"otel-reload-interval" short:"I" help:"How often the collector TLS files are re-read (rotation without restart); 0 reads them once." default:"1h" env:"FLAGD_OTEL_RELOAD_INTERVAL"`
 
 	Debug bool `name:"debug" short:"x" help:"Debug logging (same as --log-level debug)." env:"FLAGD_DEBUG"`
 }

@@ -89,7 +89,7 @@ func serveFlagd(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	if err := kctx.Run(log); err != nil {
+	if err := kctx.Run(log, modes.BuildInfo{Version: "profserve"}); err != nil {
 		fmt.Fprintln(os.Stderr, "profserve:", err)
 		return 1
 	}

@@ -2,14 +2,19 @@ package evaluation
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 )
 
 // benchCases are the ResolveBoolean bodies of the benchmarks.
@@ -72,6 +77,55 @@ func BenchmarkResolveBooleanHandler(b *testing.B) {
 				rd := &benchBody{}
 				req.Body = rd
 				req.Header.Set("Content-Type", "application/json")
+				req.ContentLength = int64(len(bc.body))
+				w := &discardWriter{h: http.Header{}}
+				b.ReportAllocs()
+				for b.Loop() {
+					rd.Reset(bc.body)
+					clear(w.h)
+					w.status = 0
+					h.ServeHTTP(w, req)
+					if w.status != http.StatusOK {
+						b.Fatalf("status %d", w.status)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkResolveBooleanTelemetry is BenchmarkResolveBooleanHandler with what
+// --otel-collector-uri and --metrics-exporter otel turn on: a span per request
+// (AlwaysSample, batch processor, an exporter that discards) from a caller's
+// traceparent, and the metrics' OTLP producer attached to a reader (it reads the
+// Prometheus instruments at export time only, so it adds nothing per request).
+func BenchmarkResolveBooleanTelemetry(b *testing.B) {
+	for _, path := range []struct {
+		name string
+		fast bool
+	}{{"connect-go", false}, {"fast", true}} {
+		m, err := metrics.New(prometheus.NewRegistry())
+		if err != nil {
+			b.Fatal(err)
+		}
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader(sdkmetric.WithProducer(m.OTelProducer()))))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		b.Cleanup(func() {
+			_ = tp.Shutdown(context.Background())
+			_ = mp.Shutdown(context.Background())
+		})
+		svc := newService(Options{Store: newTestStore(b), Enricher: testEnricher(), Metrics: m, Tracing: tracing.New(tp, nil)}, path.fast)
+		h := svc.Handler()
+		for _, bc := range benchCases {
+			b.Run(path.name+"/"+bc.name, func(b *testing.B) {
+				req, err := http.NewRequest(http.MethodPost, "http://x/flagd.evaluation.v1.Service/ResolveBoolean", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rd := &benchBody{}
+				req.Body = rd
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 				req.ContentLength = int64(len(bc.body))
 				w := &discardWriter{h: http.Header{}}
 				b.ReportAllocs()

@@ -1,12 +1,14 @@
 package evaluation
 
 import (
+	"context"
 	"net/http"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
@@ -64,11 +66,30 @@ func zeroValue(t eval.Type) any {
 //   - schema.v1: disabled flags are left out; a flag without a usable default type
 //     is resolved untyped and listed only if its value is a boolean, string,
 //     number or object.
-func (s *Service) resolveAll(header http.Header, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
+//
+// With tracing, the RPC is one span (resolveAll, with feature_flag.count: the
+// number of flags answered, as flagd), not one per flag.
+func (s *Service) resolveAll(ctx context.Context, header http.Header, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
+	span := s.startSpan(ctx, header, resolveSpanName(eval.TypeAny), a)
+	if span != nil {
+		defer span.End()
+	}
 	sel, err := store.ParseSelector(header.Get(SelectorHeader))
 	if err != nil {
+		if span != nil {
+			tracing.Failed(span, tracing.ErrorType(eval.ErrorGeneral), "invalid selector")
+		}
 		return nil, sel, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	items := s.resolveAllIn(sel, header, reqCtx, a)
+	if span != nil {
+		span.SetAttributes(tracing.KeyFlagCount.Int(len(items)))
+	}
+	return items, sel, nil
+}
+
+// resolveAllIn evaluates the flags of the selector for resolveAll.
+func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *structpb.Struct, a api) []bulkItem {
 	snap := s.st.Current()
 	ctx := s.evalContext(structMap(reqCtx), header, a)
 	list := snap.List(sel)
@@ -113,5 +134,5 @@ func (s *Service) resolveAll(header http.Header, reqCtx *structpb.Struct, a api)
 		}
 		items = append(items, it)
 	}
-	return items, sel, nil
+	return items
 }

@@ -249,11 +249,16 @@ func (s *Service) fastAnswer(r *http.Request, p fastProcedure, key string, ctx m
 	if s.mapsHost {
 		r.Header["Host"] = []string{r.Host} // connect-go sets it before the handler runs
 	}
-	f, err := s.find(r.Header, key)
+	// the span, the lookup and the evaluation are resolve's (the connect-go path)
+	span := s.startSpan(r.Context(), r.Header, resolveSpanName(p.typ), p.api)
+	if span != nil {
+		defer span.End()
+	}
+	f, err := s.find(r.Header, key, span)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.evaluate(f, key, s.evalContext(ctx, r.Header, p.api), p.typ, p.api)
+	res, err := s.evaluate(f, key, s.evalContext(ctx, r.Header, p.api), p.typ, p.api, span)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package evaluation
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -16,8 +17,8 @@ import (
 
 // resolveMessage serves a typed Resolve* method of any of the services: it
 // evaluates and builds the response message.
-func (s *Service) resolveMessage(header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (proto.Message, error) {
-	r, err := s.resolve(header, key, reqCtx, t, a)
+func (s *Service) resolveMessage(ctx context.Context, header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (proto.Message, error) {
+	r, err := s.resolve(ctx, header, key, reqCtx, t, a)
 	if err != nil {
 		return nil, err
 	}

@@ -17,28 +17,28 @@ import (
 // reason here: fixed).
 type schemaV1Service struct{ s *Service }
 
-func (h *schemaV1Service) ResolveBoolean(_ context.Context, req *connect.Request[schemav1.ResolveBooleanRequest]) (*connect.Response[schemav1.ResolveBooleanResponse], error) {
-	return reply[schemav1.ResolveBooleanResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiSchemaV1))
+func (h *schemaV1Service) ResolveBoolean(ctx context.Context, req *connect.Request[schemav1.ResolveBooleanRequest]) (*connect.Response[schemav1.ResolveBooleanResponse], error) {
+	return reply[schemav1.ResolveBooleanResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiSchemaV1))
 }
 
-func (h *schemaV1Service) ResolveString(_ context.Context, req *connect.Request[schemav1.ResolveStringRequest]) (*connect.Response[schemav1.ResolveStringResponse], error) {
-	return reply[schemav1.ResolveStringResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiSchemaV1))
+func (h *schemaV1Service) ResolveString(ctx context.Context, req *connect.Request[schemav1.ResolveStringRequest]) (*connect.Response[schemav1.ResolveStringResponse], error) {
+	return reply[schemav1.ResolveStringResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiSchemaV1))
 }
 
-func (h *schemaV1Service) ResolveFloat(_ context.Context, req *connect.Request[schemav1.ResolveFloatRequest]) (*connect.Response[schemav1.ResolveFloatResponse], error) {
-	return reply[schemav1.ResolveFloatResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiSchemaV1))
+func (h *schemaV1Service) ResolveFloat(ctx context.Context, req *connect.Request[schemav1.ResolveFloatRequest]) (*connect.Response[schemav1.ResolveFloatResponse], error) {
+	return reply[schemav1.ResolveFloatResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiSchemaV1))
 }
 
-func (h *schemaV1Service) ResolveInt(_ context.Context, req *connect.Request[schemav1.ResolveIntRequest]) (*connect.Response[schemav1.ResolveIntResponse], error) {
-	return reply[schemav1.ResolveIntResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiSchemaV1))
+func (h *schemaV1Service) ResolveInt(ctx context.Context, req *connect.Request[schemav1.ResolveIntRequest]) (*connect.Response[schemav1.ResolveIntResponse], error) {
+	return reply[schemav1.ResolveIntResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiSchemaV1))
 }
 
-func (h *schemaV1Service) ResolveObject(_ context.Context, req *connect.Request[schemav1.ResolveObjectRequest]) (*connect.Response[schemav1.ResolveObjectResponse], error) {
-	return reply[schemav1.ResolveObjectResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiSchemaV1))
+func (h *schemaV1Service) ResolveObject(ctx context.Context, req *connect.Request[schemav1.ResolveObjectRequest]) (*connect.Response[schemav1.ResolveObjectResponse], error) {
+	return reply[schemav1.ResolveObjectResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiSchemaV1))
 }
 
-func (h *schemaV1Service) ResolveAll(_ context.Context, req *connect.Request[schemav1.ResolveAllRequest]) (*connect.Response[schemav1.ResolveAllResponse], error) {
-	items, _, err := h.s.resolveAll(req.Header(), req.Msg.GetContext(), apiSchemaV1)
+func (h *schemaV1Service) ResolveAll(ctx context.Context, req *connect.Request[schemav1.ResolveAllRequest]) (*connect.Response[schemav1.ResolveAllResponse], error) {
+	items, _, err := h.s.resolveAll(ctx, req.Header(), req.Msg.GetContext(), apiSchemaV1)
 	if err != nil {
 		return nil, err
 	}

@@ -30,12 +30,14 @@ import (
 	"buf.build/gen/go/open-feature/flagd/connectrpc/go/schema/v1/schemav1connect"
 	"connectrpc.com/connect"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
 )
@@ -76,6 +78,7 @@ type Options struct {
 	Store    *store.Store
 	Enricher *service.Enricher // may be nil
 	Metrics  *metrics.Metrics  // may be nil
+	Tracing  *tracing.Tracing  // may be nil: no spans
 	Log      zerolog.Logger
 	// CORSOrigins are the origins allowed to call from a browser (server.CORS:
 	// "*" allows all, "https://*.example.com" a pattern). Empty: no CORS headers at
@@ -101,6 +104,7 @@ type Service struct {
 	st         *store.Store
 	enricher   *service.Enricher
 	metrics    *metrics.Metrics
+	tracing    *tracing.Tracing
 	log        zerolog.Logger
 	keepAlive  time.Duration
 	maxStreams int64
@@ -137,6 +141,7 @@ func newService(opts Options, fast bool) *Service {
 		st:         opts.Store,
 		enricher:   opts.Enricher,
 		metrics:    opts.Metrics,
+		tracing:    opts.Tracing,
 		log:        opts.Log,
 		keepAlive:  opts.KeepAlive,
 		maxStreams: int64(opts.MaxStreams),
@@ -279,27 +284,36 @@ type found struct {
 	entry *store.Entry
 }
 
-// resolve evaluates one flag for a typed method of any of the services.
-func (s *Service) resolve(header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (result, error) {
-	f, err := s.find(header, key)
+// resolve evaluates one flag for a typed method of any of the services (the
+// connect-go handlers; the fast path does the same in fastAnswer).
+func (s *Service) resolve(ctx context.Context, header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (result, error) {
+	span := s.startSpan(ctx, header, resolveSpanName(t), a)
+	if span != nil {
+		defer span.End()
+	}
+	f, err := s.find(header, key, span)
 	if err != nil {
 		return result{}, err
 	}
-	return s.evaluate(f, key, s.evalContext(structMap(reqCtx), header, a), t, a)
+	return s.evaluate(f, key, s.evalContext(structMap(reqCtx), header, a), t, a, span)
 }
 
 // find parses the selector and looks the flag up. A flag that is not found is
-// recorded (metrics, debug log) and reported as flagd does.
-func (s *Service) find(header http.Header, key string) (found, error) {
+// recorded (metrics, span, debug log) and reported as flagd does. span is nil when
+// tracing is off.
+func (s *Service) find(header http.Header, key string, span trace.Span) (found, error) {
 	sel, err := store.ParseSelector(header.Get(SelectorHeader))
 	if err != nil {
+		if span != nil {
+			tracing.Failed(span, tracing.ErrorType(eval.ErrorGeneral), "invalid selector")
+		}
 		return found{}, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	snap := s.st.Current()
 	e, ok := snap.Get(key, sel)
 	if !ok {
 		res := eval.NotFound(key)
-		s.metrics.Evaluation(key, false, res)
+		s.record(span, key, false, res)
 		s.logFailure(key, sel, res)
 		return found{}, errorFor(res.ErrorCode)
 	}
@@ -308,10 +322,10 @@ func (s *Service) find(header http.Header, key string) (found, error) {
 
 // evaluate resolves a found flag with the request's evaluation context (already
 // enriched) and records the evaluation.
-func (s *Service) evaluate(f found, key string, ctx map[string]any, t eval.Type, a api) (result, error) {
+func (s *Service) evaluate(f found, key string, ctx map[string]any, t eval.Type, a api, span trace.Span) (result, error) {
 	res := f.entry.Flag.EvaluateAs(t, ctx, nil)
 	if res.Failed() {
-		s.metrics.Evaluation(key, true, res)
+		s.record(span, key, true, res)
 		s.logFailure(key, f.sel, res)
 		return result{}, errorFor(res.ErrorCode)
 	}
@@ -320,13 +334,56 @@ func (s *Service) evaluate(f found, key string, ctx map[string]any, t eval.Type,
 		// flagd's "old proto behaviour": v1 reports a code default as FLAG_NOT_FOUND
 		nf := eval.Resolution{Reason: eval.ReasonError, ErrorCode: eval.ErrorFlagNotFound,
 			ErrorMessage: fmt.Sprintf("flag %q has no default variant: flagd.evaluation.v1 reports the code default as FLAG_NOT_FOUND", key)}
-		s.metrics.Evaluation(key, true, nf)
+		s.record(span, key, true, nf)
 		s.logFailure(key, f.sel, nf)
 		return result{}, errorFor(nf.ErrorCode)
 	}
-	s.metrics.Evaluation(key, true, res)
+	s.record(span, key, true, res)
 	gen := f.snap.Generation
 	return result{entry: f.entry, gen: gen, res: res, meta: s.cache.metadata(gen, f.entry, f.sel), codeDefault: codeDefault}, nil
+}
+
+// record records one evaluation in the metrics and, when tracing, on span.
+func (s *Service) record(span trace.Span, key string, exists bool, res eval.Resolution) {
+	s.metrics.Evaluation(key, exists, res)
+	if span != nil {
+		tracing.Evaluation(span, key, res)
+	}
+}
+
+// startSpan starts the server span of one RPC (flagd's tracer of the service and
+// span name), the child of the caller's trace context in header. It returns nil
+// when tracing is off.
+func (s *Service) startSpan(ctx context.Context, header http.Header, name string, a api) trace.Span {
+	if s.tracing == nil {
+		return nil
+	}
+	scope := tracing.EvaluationV1
+	switch a {
+	case apiV2:
+		scope = tracing.EvaluationV2
+	case apiSchemaV1:
+		scope = tracing.SchemaV1
+	}
+	_, span := s.tracing.StartHTTP(ctx, scope, name, header)
+	return span
+}
+
+// resolveSpanName is flagd's span name of a typed Resolve* method.
+func resolveSpanName(t eval.Type) string {
+	switch t {
+	case eval.TypeBoolean:
+		return "resolveBoolean"
+	case eval.TypeString:
+		return "resolveString"
+	case eval.TypeInteger:
+		return "resolveInt"
+	case eval.TypeFloat:
+		return "resolveFloat"
+	case eval.TypeObject:
+		return "resolveObject"
+	}
+	return "resolveAll"
 }
 
 // structMap is the request context as a map; nil when it is absent or empty.

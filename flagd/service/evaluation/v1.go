@@ -16,28 +16,28 @@ import (
 // the zero value and reason DISABLED.
 type v1Service struct{ s *Service }
 
-func (h *v1Service) ResolveBoolean(_ context.Context, req *connect.Request[evalv1.ResolveBooleanRequest]) (*connect.Response[evalv1.ResolveBooleanResponse], error) {
-	return reply[evalv1.ResolveBooleanResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiV1))
+func (h *v1Service) ResolveBoolean(ctx context.Context, req *connect.Request[evalv1.ResolveBooleanRequest]) (*connect.Response[evalv1.ResolveBooleanResponse], error) {
+	return reply[evalv1.ResolveBooleanResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiV1))
 }
 
-func (h *v1Service) ResolveString(_ context.Context, req *connect.Request[evalv1.ResolveStringRequest]) (*connect.Response[evalv1.ResolveStringResponse], error) {
-	return reply[evalv1.ResolveStringResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiV1))
+func (h *v1Service) ResolveString(ctx context.Context, req *connect.Request[evalv1.ResolveStringRequest]) (*connect.Response[evalv1.ResolveStringResponse], error) {
+	return reply[evalv1.ResolveStringResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiV1))
 }
 
-func (h *v1Service) ResolveFloat(_ context.Context, req *connect.Request[evalv1.ResolveFloatRequest]) (*connect.Response[evalv1.ResolveFloatResponse], error) {
-	return reply[evalv1.ResolveFloatResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiV1))
+func (h *v1Service) ResolveFloat(ctx context.Context, req *connect.Request[evalv1.ResolveFloatRequest]) (*connect.Response[evalv1.ResolveFloatResponse], error) {
+	return reply[evalv1.ResolveFloatResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiV1))
 }
 
-func (h *v1Service) ResolveInt(_ context.Context, req *connect.Request[evalv1.ResolveIntRequest]) (*connect.Response[evalv1.ResolveIntResponse], error) {
-	return reply[evalv1.ResolveIntResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiV1))
+func (h *v1Service) ResolveInt(ctx context.Context, req *connect.Request[evalv1.ResolveIntRequest]) (*connect.Response[evalv1.ResolveIntResponse], error) {
+	return reply[evalv1.ResolveIntResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiV1))
 }
 
-func (h *v1Service) ResolveObject(_ context.Context, req *connect.Request[evalv1.ResolveObjectRequest]) (*connect.Response[evalv1.ResolveObjectResponse], error) {
-	return reply[evalv1.ResolveObjectResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiV1))
+func (h *v1Service) ResolveObject(ctx context.Context, req *connect.Request[evalv1.ResolveObjectRequest]) (*connect.Response[evalv1.ResolveObjectResponse], error) {
+	return reply[evalv1.ResolveObjectResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiV1))
 }
 
-func (h *v1Service) ResolveAll(_ context.Context, req *connect.Request[evalv1.ResolveAllRequest]) (*connect.Response[evalv1.ResolveAllResponse], error) {
-	items, sel, err := h.s.resolveAll(req.Header(), req.Msg.GetContext(), apiV1)
+func (h *v1Service) ResolveAll(ctx context.Context, req *connect.Request[evalv1.ResolveAllRequest]) (*connect.Response[evalv1.ResolveAllResponse], error) {
+	items, sel, err := h.s.resolveAll(ctx, req.Header(), req.Msg.GetContext(), apiV1)
 	if err != nil {
 		return nil, err
 	}

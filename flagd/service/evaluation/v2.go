@@ -15,24 +15,24 @@ import (
 // DEFAULT without a default variant).
 type v2Service struct{ s *Service }
 
-func (h *v2Service) ResolveBoolean(_ context.Context, req *connect.Request[evalv2.ResolveBooleanRequest]) (*connect.Response[evalv2.ResolveBooleanResponse], error) {
-	return reply[evalv2.ResolveBooleanResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiV2))
+func (h *v2Service) ResolveBoolean(ctx context.Context, req *connect.Request[evalv2.ResolveBooleanRequest]) (*connect.Response[evalv2.ResolveBooleanResponse], error) {
+	return reply[evalv2.ResolveBooleanResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeBoolean, apiV2))
 }
 
-func (h *v2Service) ResolveString(_ context.Context, req *connect.Request[evalv2.ResolveStringRequest]) (*connect.Response[evalv2.ResolveStringResponse], error) {
-	return reply[evalv2.ResolveStringResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiV2))
+func (h *v2Service) ResolveString(ctx context.Context, req *connect.Request[evalv2.ResolveStringRequest]) (*connect.Response[evalv2.ResolveStringResponse], error) {
+	return reply[evalv2.ResolveStringResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeString, apiV2))
 }
 
-func (h *v2Service) ResolveFloat(_ context.Context, req *connect.Request[evalv2.ResolveFloatRequest]) (*connect.Response[evalv2.ResolveFloatResponse], error) {
-	return reply[evalv2.ResolveFloatResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiV2))
+func (h *v2Service) ResolveFloat(ctx context.Context, req *connect.Request[evalv2.ResolveFloatRequest]) (*connect.Response[evalv2.ResolveFloatResponse], error) {
+	return reply[evalv2.ResolveFloatResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeFloat, apiV2))
 }
 
-func (h *v2Service) ResolveInt(_ context.Context, req *connect.Request[evalv2.ResolveIntRequest]) (*connect.Response[evalv2.ResolveIntResponse], error) {
-	return reply[evalv2.ResolveIntResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiV2))
+func (h *v2Service) ResolveInt(ctx context.Context, req *connect.Request[evalv2.ResolveIntRequest]) (*connect.Response[evalv2.ResolveIntResponse], error) {
+	return reply[evalv2.ResolveIntResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeInteger, apiV2))
 }
 
-func (h *v2Service) ResolveObject(_ context.Context, req *connect.Request[evalv2.ResolveObjectRequest]) (*connect.Response[evalv2.ResolveObjectResponse], error) {
-	return reply[evalv2.ResolveObjectResponse](h.s.resolveMessage(req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiV2))
+func (h *v2Service) ResolveObject(ctx context.Context, req *connect.Request[evalv2.ResolveObjectRequest]) (*connect.Response[evalv2.ResolveObjectResponse], error) {
+	return reply[evalv2.ResolveObjectResponse](h.s.resolveMessage(ctx, req.Header(), req.Msg.GetFlagKey(), req.Msg.GetContext(), eval.TypeObject, apiV2))
 }
 
 func (h *v2Service) EventStream(ctx context.Context, req *connect.Request[evalv2.EventStreamRequest], stream *connect.ServerStream[evalv2.EventStreamResponse]) error {

@@ -1,7 +1,9 @@
-// Package metrics records flagd's Prometheus metrics under flagd's names (HTTP server
-// duration, size and active requests, evaluation impressions and reasons, sync
-// streams), with real status codes and bounded label cardinality: flag keys appear
-// only for flags that exist.
+// Package metrics records flagd's metrics under flagd's names (HTTP server duration,
+// size and active requests, evaluation impressions and reasons, sync streams), with
+// real status codes and bounded label cardinality: flag keys appear only for flags
+// that exist. Measurements are recorded once, in Prometheus instruments served on
+// /metrics; OTelProducer hands the same data to an OTLP exporter under flagd's OTel
+// names, units and attribute keys, so OTLP costs nothing per request.
 package metrics
 
 import (
@@ -19,6 +21,8 @@ const providerName = "flagd"
 // Metrics holds the instruments. The zero value is not usable; a nil *Metrics
 // records nothing, so listeners can run without metrics in tests.
 type Metrics struct {
+	own         *prometheus.Registry // the instruments below only, for OTelProducer
+	created     time.Time
 	duration    *prometheus.HistogramVec
 	size        *prometheus.HistogramVec
 	active      *prometheus.GaugeVec
@@ -27,6 +31,9 @@ type Metrics struct {
 	syncActive  *prometheus.GaugeVec
 	syncStreams *prometheus.HistogramVec
 }
+
+// syncBuckets are the bounds of the sync stream duration histogram (flagd's).
+var syncBuckets = []float64{30, 60, 120, 300, 480, 600, 1200, 1800, 3600, 10800}
 
 // New creates the instruments and registers them with reg.
 func New(reg prometheus.Registerer) (*Metrics, error) {
@@ -54,14 +61,20 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"selector", "provider_id"}),
 		syncStreams: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "feature_flag_flagd_sync_stream_duration_seconds", Help: "Duration of flag sync streams.",
-			Buckets: []float64{30, 60, 120, 300, 480, 600, 1200, 1800, 3600, 10800},
+			Buckets: syncBuckets,
 		}, []string{"selector", "provider_id", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.size, m.active, m.impressions, m.reasons, m.syncActive, m.syncStreams} {
+	cs := []prometheus.Collector{m.duration, m.size, m.active, m.impressions, m.reasons, m.syncActive, m.syncStreams}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
+	own, err := ownRegistry(cs)
+	if err != nil {
+		return nil, err
+	}
+	m.own, m.created = own, time.Now()
 	return m, nil
 }
 
@@ -110,7 +123,7 @@ func (m *Metrics) Middleware(service string, route func(*http.Request) string, n
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		rt, method := route(r), methodLabel(r.Method)
+		rt, method := route(r), MethodLabel(r.Method)
 		active := m.active.WithLabelValues(service, rt, method, scheme)
 		active.Inc()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -123,9 +136,10 @@ func (m *Metrics) Middleware(service string, route func(*http.Request) string, n
 	})
 }
 
-// methodLabel bounds the http_request_method label: net/http accepts any token as a
-// method, so unknown ones are recorded as "_OTHER" (OpenTelemetry semantic conventions).
-func methodLabel(method string) string {
+// MethodLabel bounds the http_request_method label (and http.request.method of
+// spans): net/http accepts any token as a method, so unknown ones are recorded as
+// "_OTHER" (OpenTelemetry semantic conventions).
+func MethodLabel(method string) string {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:

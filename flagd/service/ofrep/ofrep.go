@@ -17,11 +17,13 @@ import (
 	"sync"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/jsonwire"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
 )
@@ -43,6 +45,7 @@ type Options struct {
 	Store          *store.Store      // required
 	Enricher       *service.Enricher // may be nil; -X and -H both apply to OFREP
 	Metrics        *metrics.Metrics  // may be nil
+	Tracing        *tracing.Tracing  // may be nil: no spans
 	Log            zerolog.Logger
 	CORSOrigins    []string // server.CORS; empty: no CORS headers, "*" all
 	MaxRequestBody int64    // 0 unlimited; over the limit → 413 {"errorDetails":"request body too large"}
@@ -84,26 +87,37 @@ func (s *Service) Handler() http.Handler { return s.handler }
 // ServeHTTP routes a request (404 for other paths, 405 for methods other than
 // POST); CORS is answered in front of it by Handler.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Tracing != nil {
+		s.serveTraced(w, r)
+		return
+	}
+	s.serve(w, r)
+}
+
+// serve routes a request and returns the route template it matched ("" for none).
+func (s *Service) serve(w http.ResponseWriter, r *http.Request) string {
 	var h http.Handler
+	var route string
 	switch {
 	case r.URL.Path == BulkRoute || r.URL.Path == flagsPrefix:
-		h = s.bulk
+		h, route = s.bulk, BulkRoute
 	case strings.HasPrefix(r.URL.Path, flagsPrefix):
 		if _, ok := flagKey(r); !ok {
 			http.NotFound(w, r)
-			return
+			return ""
 		}
-		h = s.single
+		h, route = s.single, SingleRoute
 	default:
 		http.NotFound(w, r)
-		return
+		return ""
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
+		return route
 	}
 	h.ServeHTTP(w, r)
+	return route
 }
 
 // flagKey extracts {key}: one non-empty path segment. The escaped path is used, so a
@@ -151,12 +165,14 @@ func (s *Service) decode(w http.ResponseWriter, r *http.Request, key string, sin
 	defer s.putEncoder(enc)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
+		s.failed(r, eval.ErrorGeneral, "request body too large")
 		enc.buf = append(enc.buf, `{"errorDetails":`...)
 		enc.buf = jsonwire.AppendString(enc.buf, detailsTooLarge)
 		enc.buf = append(enc.buf, '}')
 		s.write(w, http.StatusRequestEntityTooLarge, enc.buf)
 		return nil, false
 	}
+	s.failed(r, eval.ErrorInvalidContext, "malformed request body")
 	s.opts.Log.Debug().Str("flag", key).Err(err).Msg("ofrep: malformed request body")
 	enc.requestError(key, single, eval.ErrorInvalidContext, detailsInvalidContext)
 	s.write(w, http.StatusBadRequest, enc.buf)
@@ -169,6 +185,7 @@ func (s *Service) selector(w http.ResponseWriter, r *http.Request, key string, s
 	if err == nil {
 		return sel, true
 	}
+	s.failed(r, eval.ErrorGeneral, "invalid selector")
 	enc := s.getEncoder()
 	defer s.putEncoder(enc)
 	enc.requestError(key, single, eval.ErrorGeneral, "invalid selector: "+err.Error())
@@ -195,6 +212,9 @@ func (s *Service) serveSingle(w http.ResponseWriter, r *http.Request) {
 		res = eval.NotFound(key)
 	}
 	s.opts.Metrics.Evaluation(key, found, res)
+	if s.opts.Tracing != nil {
+		tracing.Evaluation(trace.SpanFromContext(r.Context()), key, res)
+	}
 	if res.Failed() {
 		s.opts.Log.Debug().Str("flag", key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
 	}
@@ -218,7 +238,11 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 	enc := s.getEncoder()
 	defer s.putEncoder(enc)
 	enc.buf = append(enc.buf, `{"flags":[`...)
-	for i, entry := range s.opts.Store.Current().List(sel) {
+	list := s.opts.Store.Current().List(sel)
+	if s.opts.Tracing != nil {
+		trace.SpanFromContext(r.Context()).SetAttributes(tracing.KeyFlagCount.Int(len(list)))
+	}
+	for i, entry := range list {
 		if i > 0 {
 			enc.buf = append(enc.buf, ',')
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/ofrep"
+	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
 )
@@ -58,6 +59,7 @@ type serverOpts struct {
 	enricher *service.Enricher
 	cors     []string
 	maxBody  int64
+	tracing  *tracing.Tracing
 }
 
 // startServer serves OFREP on 127.0.0.1:0 with both sources applied.
@@ -72,7 +74,7 @@ func startServer(t testing.TB, so serverOpts) *testServer {
 			t.Fatalf("apply %s: %v", name, err)
 		}
 	}
-	svc := ofrep.New(ofrep.Options{Store: st, Enricher: so.enricher, Log: zerolog.Nop(), CORSOrigins: so.cors, MaxRequestBody: so.maxBody})
+	svc := ofrep.New(ofrep.Options{Store: st, Enricher: so.enricher, Log: zerolog.Nop(), CORSOrigins: so.cors, MaxRequestBody: so.maxBody, Tracing: so.tracing})
 	return &testServer{url: serve(t, svc.Handler()), store: st}
 }
 

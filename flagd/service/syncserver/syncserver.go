@@ -27,6 +27,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
@@ -58,6 +59,8 @@ type Options struct {
 	Enricher *service.Enricher
 	// Metrics records one sync stream per SyncFlags call. May be nil.
 	Metrics *metrics.Metrics
+	// Tracing makes a server span of every RPC. May be nil (no spans).
+	Tracing *tracing.Tracing
 	// Log receives the server's logs; per-stream logs are at debug level.
 	Log zerolog.Logger
 	// DisableMetadata makes GetMetadata answer Unimplemented "metadata endpoint disabled"
@@ -131,9 +134,13 @@ func New(opts Options) *Server {
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
-		grpc.ChainUnaryInterceptor(s.recoverUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream),
 	}
+	unary, stream := []grpc.UnaryServerInterceptor{s.recoverUnary}, []grpc.StreamServerInterceptor{s.recoverStream}
+	if opts.Tracing != nil {
+		unary = append([]grpc.UnaryServerInterceptor{s.traceUnary}, unary...)
+		stream = append([]grpc.StreamServerInterceptor{s.traceStream}, stream...)
+	}
+	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 	if opts.TLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
