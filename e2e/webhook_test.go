@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,5 +308,121 @@ func TestWebhookRegistrationAccepted(t *testing.T) {
 	}
 	if len(m.Webhooks) != 1 || len(m.Webhooks[0].MatchConditions) != 1 || *m.Webhooks[0].FailurePolicy != admissionregistrationv1.Fail || len(v.Webhooks) != 4 {
 		t.Errorf("stored: %+v %+v", m.Webhooks, v.Webhooks)
+	}
+}
+
+// warningRecorder collects the admission warnings the API server passes on.
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+func (w *warningRecorder) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.warnings)
+}
+
+// TestWebhookSelfManagedTLSAndValidation runs the webhook binary as the install
+// does: no certificate given, so it issues its own into a Secret and writes the CA
+// into both configurations (registered here by URL with an empty caBundle); then
+// pods are injected, a FeatureFlag that would fail at runtime is refused at apply
+// with its JSON path, and risky content is admitted with a warning.
+func TestWebhookSelfManagedTLSAndValidation(t *testing.T) {
+	c := suite.Cluster
+	ctx := t.Context()
+	ns := harness.Namespace(t, c, "selfmanaged")
+	name := "flagpole-e2e-" + ns
+	mutating, validating := webhook.Registration{MutatingName: name, ValidatingName: name, URL: "https://127.0.0.1:1", Validation: true}.Configurations()
+	hook := suite.StartSelfManagedWebhook(t, c, suite.TempDir(t), ns, "webhook-tls", name, name, "--sidecar-image", sidecarImage)
+	// Register by URL now that the port is known; the webhook fills caBundle in.
+	setURL := func(cc *admissionregistrationv1.WebhookClientConfig) {
+		u := strings.Replace(*cc.URL, "127.0.0.1:1", hook.Address, 1)
+		cc.URL = &u
+	}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+	for i := range mutating.Webhooks {
+		setURL(&mutating.Webhooks[i].ClientConfig)
+		mutating.Webhooks[i].NamespaceSelector = sel
+	}
+	for i := range validating.Webhooks {
+		setURL(&validating.Webhooks[i].ClientConfig)
+		validating.Webhooks[i].NamespaceSelector = sel
+	}
+	if _, err := c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mutating, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	if _, err := c.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, validating, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m, err := c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		v, err2 := c.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		if err == nil && err2 == nil && len(m.Webhooks[0].ClientConfig.CABundle) > 0 && len(v.Webhooks[3].ClientConfig.CABundle) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caBundle not filled in by the webhook (%v, %v)", err, err2)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := c.Kube.CoreV1().Secrets(ns).Get(ctx, "webhook-tls", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the webhook's Secret: %v", err)
+	}
+
+	// Validation: a FeatureFlag whose defaultVariant is not a variant is refused with its path.
+	bad := &v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{Name: "bad"}, Spec: v1beta1.FeatureFlagSpec{FlagSpec: v1beta1.FlagSpec{
+		Flags: map[string]v1beta1.Flag{"f": {State: "ENABLED", Variants: []byte(`{"on":true}`), DefaultVariant: "blue"}}}}}
+	_, err := c.Flags.CoreV1beta1().FeatureFlags(ns).Create(ctx, bad, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), `spec.flagSpec.flags.f.defaultVariant: "blue" is not one of the variants ("on")`) {
+		t.Errorf("invalid FeatureFlag: %v", err)
+	}
+	good := &v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{Name: "checkout"}, Spec: v1beta1.FeatureFlagSpec{FlagSpec: flagSpec("checkout")}}
+	if _, err := c.Flags.CoreV1beta1().FeatureFlags(ns).Create(ctx, good, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A plain-text bearer token is admitted, with a warning.
+	warnCfg := *c.Config
+	recorder := &warningRecorder{}
+	warnCfg.WarningHandler = recorder
+	warnClient, err := harness.NewCluster(&warnCfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffs := &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Name: "flags"}, Spec: v1beta1.FeatureFlagSourceSpec{Sources: []v1beta1.Source{
+		{Source: "checkout", Provider: "kubernetes"}, {Source: "https://flags.example.com/f.json", Provider: "http", HTTPSyncBearerToken: "tok3n"}}}}
+	if _, err := warnClient.Flags.CoreV1beta1().FeatureFlagSources(ns).Create(ctx, ffs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if w := recorder.all(); !slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "httpSyncBearerToken") }) {
+		t.Errorf("no warning about the plain-text token: %q", w)
+	}
+
+	// Injection over the self-managed certificate.
+	for _, sa := range []string{"web"} {
+		if _, err := c.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &webhookEnv{c: c, hook: hook, ns: ns}
+	pod, err := c.Kube.CoreV1().Pods(ns).Create(ctx, e.pod("web", rpc("flags")), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pod.Spec.InitContainers) != 1 || pod.Spec.InitContainers[0].Name != "flagd" {
+		t.Errorf("not injected: %v", pod.Spec.InitContainers)
 	}
 }

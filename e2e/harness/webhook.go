@@ -49,12 +49,9 @@ func (s *Suite) StartWebhook(t testing.TB, c *Cluster, dir string, args ...strin
 
 // StartWebhookProcess writes a serving certificate for 127.0.0.1 into dir/certs,
 // runs `flagpole webhook` with the admin kubeconfig of c's local control plane, that
-// certificate, 127.0.0.1 and free ports, and the extra args, and waits until its
-// /readyz is 200 (caches synced).
+// certificate (--cert-dir), 127.0.0.1 and free ports, and the extra args, and waits
+// until its /readyz is 200 (caches synced).
 func (s *Suite) StartWebhookProcess(ctx context.Context, c *Cluster, dir string, args ...string) (*Webhook, error) {
-	if c.ControlPlane == nil {
-		return nil, fmt.Errorf("the webhook needs the local control plane (the API server calls it on 127.0.0.1)")
-	}
 	certDir := filepath.Join(dir, "certs")
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return nil, err
@@ -63,13 +60,51 @@ func (s *Suite) StartWebhookProcess(ctx context.Context, c *Cluster, dir string,
 	if err != nil {
 		return nil, err
 	}
-	all := append([]string{"webhook", "--kubeconfig", c.ControlPlane.Kubeconfig, "--cert-dir", certDir,
+	w, err := s.startWebhook(ctx, c, dir, append([]string{"--cert-dir", certDir}, args...))
+	if err != nil {
+		return nil, err
+	}
+	w.CABundle = ca
+	return w, nil
+}
+
+// StartSelfManagedWebhook runs `flagpole webhook` with its self-managed certificate
+// (for 127.0.0.1 too) in the Secret tlsSecret of namespace, keeping the caBundle of
+// the named configurations current, and stops it when the test ends.
+func (s *Suite) StartSelfManagedWebhook(t testing.TB, c *Cluster, dir, namespace, tlsSecret, mutating, validating string, args ...string) *Webhook {
+	t.Helper()
+	if c.ControlPlane == nil {
+		t.Skip("the API server calls the webhook on 127.0.0.1: needs the local control plane")
+	}
+	w, err := s.startWebhook(t.Context(), c, dir, append([]string{"--namespace", namespace, "--tls-secret", tlsSecret,
+		"--cert-extra-hosts", "127.0.0.1", "--mutating-webhook-configuration", mutating, "--validating-webhook-configuration", validating}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("flagpole webhook log (last lines):\n%s", w.Proc.Tail(60))
+		}
+	})
+	return w
+}
+
+// startWebhook runs `flagpole webhook` on 127.0.0.1 and free ports with c's admin
+// kubeconfig and args, and waits for /readyz.
+func (s *Suite) startWebhook(ctx context.Context, c *Cluster, dir string, args []string) (*Webhook, error) {
+	if c.ControlPlane == nil {
+		return nil, fmt.Errorf("the webhook needs the local control plane (the API server calls it on 127.0.0.1)")
+	}
+	all := append([]string{"webhook", "--kubeconfig", c.ControlPlane.Kubeconfig,
 		"--webhook-bind-address", "127.0.0.1", "--webhook-port", "0", "--health-probe-bind-address", "127.0.0.1:0"}, args...)
 	p, addrs, err := StartFlagpole(ctx, s.Janitor, s.Flagpole, dir, nil, []string{"webhook", "management"}, all...)
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhook{Proc: p, Address: addrs["webhook"], Management: addrs["management"], CABundle: ca}
+	w := &Webhook{Proc: p, Address: addrs["webhook"], Management: addrs["management"]}
 	if err := w.waitReady(ctx, 60*time.Second); err != nil {
 		p.Kill()
 		return nil, err
