@@ -300,8 +300,8 @@ func featureFlagRef(r *report, path, source, provider, namespace string) (Ref, b
 }
 
 // httpSource checks an http source and renders it. Plaintext to a remote host is a
-// warning: flagd accepted it; flagpole's sidecar refuses it unless allowInsecure,
-// which a FeatureFlagSource cannot set.
+// warning: flagd and OFO accept it, and the pod webhook renders such a source with
+// allowInsecure, so it works, unencrypted.
 func httpSource(r *report, p string, src v1beta1.Source) (*flagsync.SourceConfig, bool) {
 	u, err := url.Parse(src.Source)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -312,7 +312,7 @@ func httpSource(r *report, p string, src v1beta1.Source) (*flagsync.SourceConfig
 		r.warn(p+".source", "the URL holds credentials (user info) in plain text: anyone who can read this FeatureFlagSource or the pods can read them; prefer a Secret")
 	}
 	if u.Scheme == "http" && !flagsync.IsLoopbackHost(u.Hostname()) {
-		r.warn(p+".source", "plain http:// to %s: flags (and any token) would travel unencrypted, and flagpole's sidecar refuses such a source unless it allows insecure transport (allowInsecure), which a FeatureFlagSource cannot set: use https://", u.Hostname())
+		r.warn(p+".source", "plain http:// to %s: flags (and any token) travel unencrypted; the injected sidecar allows it (allowInsecure, as flagd and OFO do), but use https://", u.Hostname())
 	}
 	cfg := flagsync.SourceConfig{URI: src.Source, Provider: flagsync.ProviderHTTP, Interval: uint32(src.Interval), AllowInsecure: true}
 	if tok := src.HTTPSyncBearerToken; tok != "" {

@@ -112,7 +112,7 @@ func TestValidateFeatureFlagSource(t *testing.T) {
     - {source: "https://flags.example.com/g.json", provider: http, interval: -1}`,
 			want: denied([]string{
 				`spec.sources[2].source: the URL holds credentials (user info) in plain text: anyone who can read this FeatureFlagSource or the pods can read them; prefer a Secret`,
-				`spec.sources[3].source: plain http:// to flags.example.com: flags (and any token) would travel unencrypted, and flagpole's sidecar refuses such a source unless it allows insecure transport (allowInsecure), which a FeatureFlagSource cannot set: use https://`,
+				`spec.sources[3].source: plain http:// to flags.example.com: flags (and any token) travel unencrypted; the injected sidecar allows it (allowInsecure, as flagd and OFO do), but use https://`,
 			},
 				`spec.sources[0].source: an http source must be an absolute http:// or https:// URL, not "flags.example.com/f.json"`,
 				`spec.sources[1].source: an http source must be an absolute http:// or https:// URL, not "ftp://flags.example.com/f.json"`,
