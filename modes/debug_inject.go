@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/flagpole-dev/flagpole/kube/manifest"
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/flagpole-dev/flagpole/webhook"
 )
 
@@ -62,8 +63,8 @@ func (c *DebugInjectCmd) Run(ctx context.Context, build BuildInfo, stdio Stdio) 
 		image = "ghcr.io/flagpole-dev/flagpole:" + build.Version
 	}
 	cfg := webhook.DefaultInjectorConfig(image)
-	cfg.ImagePullPolicy = corev1.PullPolicy(c.PullPolicy)
-	cfg.CrossNamespace = webhook.CrossNamespace(c.CrossNamespace)
+	cfg.Sidecar.ImagePullPolicy = corev1.PullPolicy(c.PullPolicy)
+	cfg.Sidecar.CrossNamespace = sidecar.CrossNamespace(c.CrossNamespace)
 	injector := &webhook.Injector{Config: cfg, Objects: objs}
 	ns := target.Namespace
 	if ns == "" {
@@ -93,8 +94,8 @@ func (c *DebugInjectCmd) Run(ctx context.Context, build BuildInfo, stdio Stdio) 
 }
 
 // loadObjects reads the --objects files into what the webhook would read.
-func (c *DebugInjectCmd) loadObjects() (*webhook.StaticObjects, error) {
-	objs := &webhook.StaticObjects{}
+func (c *DebugInjectCmd) loadObjects() (*sidecar.StaticObjects, error) {
+	objs := &sidecar.StaticObjects{}
 	for _, name := range c.Objects {
 		data, err := readFile(name)
 		if err != nil {
@@ -142,7 +143,7 @@ func appendNew[T any](list *[]*T) *T {
 }
 
 // defaultNamespaces puts objects without a namespace in "default", as kubectl would.
-func defaultNamespaces(o *webhook.StaticObjects) {
+func defaultNamespaces(o *sidecar.StaticObjects) {
 	set := func(ns *string) {
 		if *ns == "" {
 			*ns = "default"

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/flagpole-dev/flagpole/flagd/flags"
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/flagpole-dev/flagpole/webhook"
 )
 
@@ -27,7 +28,7 @@ type DebugValidateCmd struct {
 // "file: Kind/namespace/name: warning: path: message" per warning, or ": ok". It
 // exits 1 if any file or object failed.
 func (c *DebugValidateCmd) Run(stdio Stdio) error {
-	cross, err := webhook.ParseCrossNamespace(c.CrossNamespace)
+	cross, err := sidecar.ParseCrossNamespace(c.CrossNamespace)
 	if err != nil {
 		return err
 	}

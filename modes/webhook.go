@@ -20,6 +20,7 @@ import (
 	"github.com/flagpole-dev/flagpole/kube"
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/flagpole-dev/flagpole/server/management"
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/flagpole-dev/flagpole/webhook"
 	"github.com/flagpole-dev/flagpole/webhook/certs"
 )
@@ -88,7 +89,7 @@ func (c *WebhookCmd) injectorConfig() (webhook.InjectorConfig, error) {
 		}
 	}
 	cfg := webhook.DefaultInjectorConfig(image)
-	cfg.ImagePullPolicy = corev1.PullPolicy(c.SidecarPullPolicy)
+	cfg.Sidecar.ImagePullPolicy = corev1.PullPolicy(c.SidecarPullPolicy)
 	quantities := map[string]string{"--sidecar-cpu-limit": c.SidecarCPULimit, "--sidecar-ram-limit": c.SidecarRAMLimit,
 		"--sidecar-cpu-request": c.SidecarCPURequest, "--sidecar-ram-request": c.SidecarRAMRequest}
 	parsed := map[string]resource.Quantity{}
@@ -99,17 +100,17 @@ func (c *WebhookCmd) injectorConfig() (webhook.InjectorConfig, error) {
 		}
 		parsed[flag] = q
 	}
-	cfg.Resources = corev1.ResourceRequirements{
+	cfg.Sidecar.Resources = corev1.ResourceRequirements{
 		Limits:   corev1.ResourceList{corev1.ResourceCPU: parsed["--sidecar-cpu-limit"], corev1.ResourceMemory: parsed["--sidecar-ram-limit"]},
 		Requests: corev1.ResourceList{corev1.ResourceCPU: parsed["--sidecar-cpu-request"], corev1.ResourceMemory: parsed["--sidecar-ram-request"]},
 	}
-	cfg.Sidecar = webhook.SidecarDefaults{Port: c.SidecarPort, ManagementPort: c.SidecarManagementPort, SocketPath: c.SidecarSocketPath,
+	cfg.Sidecar.Defaults = sidecar.Defaults{Port: c.SidecarPort, ManagementPort: c.SidecarManagementPort, SocketPath: c.SidecarSocketPath,
 		Evaluator: c.SidecarEvaluator, DefaultSyncProvider: c.SidecarSyncProvider, EnvVarPrefix: c.SidecarEnvVarPrefix,
 		LogFormat: c.SidecarLogFormat, ProbesEnabled: c.SidecarProbesEnabled, OfrepPort: 8016}
-	cfg.InProcess = webhook.InProcessDefaults{Port: c.InProcessPort, SocketPath: c.InProcessSocketPath, Host: c.InProcessHost,
+	cfg.InProcess = sidecar.InProcessDefaults{Port: c.InProcessPort, SocketPath: c.InProcessSocketPath, Host: c.InProcessHost,
 		TLS: c.InProcessTLS, OfflineFlagSourcePath: c.InProcessOfflinePath, Selector: c.InProcessSelector, Cache: c.InProcessCache,
 		CacheMaxSize: c.InProcessCacheMaxSize, EnvVarPrefix: c.InProcessEnvVarPrefix}
-	cfg.CrossNamespace = webhook.CrossNamespace(c.CrossNamespace)
+	cfg.Sidecar.CrossNamespace = sidecar.CrossNamespace(c.CrossNamespace)
 	return cfg, cfg.Validate()
 }
 
@@ -135,7 +136,7 @@ func (c *WebhookCmd) Serve(ctx context.Context, log zerolog.Logger, started func
 	if err != nil {
 		return fmt.Errorf("kubernetes: %w", err)
 	}
-	cluster, err := webhook.NewCluster(restCfg, log)
+	cluster, err := sidecar.NewCluster(restCfg, log)
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func (c *WebhookCmd) Serve(ctx context.Context, log zerolog.Logger, started func
 	}
 	paths := []string{webhook.PathMutatePod}
 	if c.Validation {
-		opts := webhook.ValidationOptions{CrossNamespace: injector.CrossNamespace, DefaultSyncProvider: injector.Sidecar.DefaultSyncProvider}
+		opts := webhook.ValidationOptions{CrossNamespace: injector.Sidecar.CrossNamespace, DefaultSyncProvider: injector.Sidecar.Defaults.DefaultSyncProvider}
 		for _, v := range webhook.ValidatingWebhooks(opts) {
 			handlers[v.Path] = &webhook.Handler{Name: "validate-" + strings.ToLower(v.Kind), Admit: v.Admit, Log: log, Metrics: metrics}
 			paths = append(paths, v.Path)
@@ -214,7 +215,7 @@ func (c *WebhookCmd) Serve(ctx context.Context, log zerolog.Logger, started func
 	if started != nil {
 		started(WebhookAddresses{Webhook: hookLn.Addr().String(), Management: mgmtLn.Addr().String()})
 	}
-	log.Info().Str("sidecar_image", injector.SidecarImage).Str("cross_namespace", c.CrossNamespace).
+	log.Info().Str("sidecar_image", injector.Sidecar.Image).Str("cross_namespace", c.CrossNamespace).
 		Strs("paths", paths).Msg("webhook mode started")
 	wg.Wait()
 	return errors.Join(errs...)

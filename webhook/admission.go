@@ -23,6 +23,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/rs/zerolog"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,18 +57,12 @@ func Deny(code int32, format string, args ...any) Decision {
 	return Decision{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Effect is a write an admission needs, described as data so that tests and
-// `flagpole debug inject` can list it; an EffectApplier performs it.
-type Effect interface {
-	// Describe says what the effect writes, for logs and debug inject.
-	Describe() string
-}
-
-// EffectApplier performs effects. It must be idempotent: an admission retried by
-// the API server applies the same effects again.
-type EffectApplier interface {
-	Apply(ctx context.Context, e Effect) error
-}
+// Effect and EffectApplier are the side effects of admissions (package sidecar
+// defines the kinds: RBAC grants, ConfigMaps, Secrets).
+type (
+	Effect        = sidecar.Effect
+	EffectApplier = sidecar.EffectApplier
+)
 
 // AdmitFunc decides about one admission request. It must not write to the API
 // server; what it needs written it returns as Effects.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/rs/zerolog"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,9 +22,9 @@ func BenchmarkAdmitPod(b *testing.B) {
 	in := newInjector(objs)
 	d := in.Admit(context.Background(), request(b, rpcPod("flags")))
 	for _, e := range d.Effects {
-		g := e.(GrantFlags)
-		objs.Roles = append(objs.Roles, grantRole(g))
-		objs.RoleBindings = append(objs.RoleBindings, grantBinding(g))
+		g := e.(sidecar.GrantFlags)
+		objs.Roles = append(objs.Roles, sidecar.GrantRole(g))
+		objs.RoleBindings = append(objs.RoleBindings, sidecar.GrantBinding(g))
 	}
 	h := &Handler{Name: "mutate-pods", Admit: in.Admit, Log: zerolog.Nop()}
 	review, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},

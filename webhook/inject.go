@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	"github.com/flagpole-dev/flagpole/sidecar"
 )
 
 // OFO's messages (ofo-compat §2.3), kept word for word: scripts and runbooks match them.
@@ -28,7 +29,7 @@ const (
 // docs/webhook.md).
 type Injector struct {
 	Config  InjectorConfig
-	Objects Objects
+	Objects sidecar.Objects
 }
 
 // Admit implements AdmitFunc. Pods are mutated on CREATE only: a pod spec is
@@ -48,7 +49,7 @@ func (in *Injector) Admit(ctx context.Context, req *admissionv1.AdmissionRequest
 	if pod.Annotations[AnnotationEnabled] != "true" {
 		return Allow(msgDisabled)
 	}
-	if pod.Annotations[AnnotationInjected] != "" && hasContainer(pod.Spec.InitContainers, SidecarName) {
+	if pod.Annotations[AnnotationInjected] != "" && hasContainer(pod.Spec.InitContainers, sidecar.ContainerName) {
 		return Allow(msgInjected)
 	}
 	if len(pod.OwnerReferences) == 0 {
@@ -66,12 +67,12 @@ func (in *Injector) Admit(ctx context.Context, req *admissionv1.AdmissionRequest
 // injectSidecar is sidecar (rpc) mode: the flagd container as a native sidecar,
 // the provider settings in every app container, and what the sources need.
 func (in *Injector) injectSidecar(ctx context.Context, pod *corev1.Pod, list string) Decision {
-	refs, err := ParseRefList(list, pod.Namespace)
+	refs, err := sidecar.ParseRefList(list, pod.Namespace)
 	if err != nil {
 		return Deny(http.StatusBadRequest, "annotation %s: %v", AnnotationFeatureFlagSource, err)
 	}
-	var specs []*v1beta1.FeatureFlagSourceSpec
-	var sources []plannedSource
+	r := &sidecar.Renderer{Config: in.Config.Sidecar, Objects: in.Objects}
+	var sources []*v1beta1.FeatureFlagSource
 	for _, ref := range refs {
 		ffs, err := in.Objects.FeatureFlagSource(ctx, ref)
 		switch {
@@ -80,101 +81,55 @@ func (in *Injector) injectSidecar(ctx context.Context, pod *corev1.Pod, list str
 		case err != nil:
 			return Deny(http.StatusInternalServerError, "reading FeatureFlagSource %s: %v", ref, err)
 		}
-		if d := in.crossNamespace(pod, "FeatureFlagSource", ffs); d != nil {
-			return *d
+		if d := r.CrossNamespaceCheck(pod.Namespace, "FeatureFlagSource", ffs); d != nil {
+			return Deny(d.Code, "%s", d.Message)
 		}
-		specs = append(specs, &ffs.Spec)
-		for i, s := range ffs.Spec.Sources {
-			sources = append(sources, plannedSource{Source: s, from: ffs, index: i})
-		}
+		sources = append(sources, ffs)
 	}
-	spec := mergeSources(in.Config.Sidecar, specs)
-	plan, d := in.planSources(ctx, pod, sources, spec.DefaultSyncProvider)
+	w := sidecar.Workload{Namespace: pod.Namespace, ServiceAccount: pod.Spec.ServiceAccountName}
+	if len(pod.OwnerReferences) > 0 { // what is created for another namespace's flags goes with the pod's owner
+		o := pod.OwnerReferences[0]
+		w.Owners = []metav1.OwnerReference{{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}}
+	}
+	rendered, d := r.Render(ctx, w, sources)
 	if d != nil {
-		return *d
+		return Deny(d.Code, "%s", d.Message)
 	}
-	if plan.k8sSync {
-		grants, d := in.planGrants(ctx, pod, plan.grants)
-		if d != nil {
-			return *d
-		}
-		plan.effects = append(plan.effects, grants...)
+	if hasContainer(pod.Spec.Containers, sidecar.ContainerName) {
+		return Deny(http.StatusBadRequest, "the pod already has a container named %q; the sidecar cannot be injected next to it", sidecar.ContainerName)
 	}
-	if hasContainer(pod.Spec.Containers, SidecarName) {
-		return Deny(http.StatusBadRequest, "the pod already has a container named %q; the sidecar cannot be injected next to it", SidecarName)
-	}
-	for _, v := range plan.volumes {
+	for _, v := range rendered.Volumes {
 		if slices.ContainsFunc(pod.Spec.Volumes, func(pv corev1.Volume) bool { return pv.Name == v.Name }) {
 			return Deny(http.StatusBadRequest, "the pod already has a volume named %q", v.Name)
 		}
 	}
-	sidecar, err := in.sidecarContainer(&spec, plan)
-	if err != nil {
-		return Deny(http.StatusBadRequest, "%v", err)
-	}
 
 	var p patch
 	p.add(pointer("metadata", "annotations", AnnotationInjected), "true")
-	if plan.k8sSync {
+	if rendered.KubernetesSync {
 		p.add(pointer("metadata", "annotations", AnnotationAllowK8sSync), "true")
 	}
-	switch i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == SidecarName }); {
+	switch i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == sidecar.ContainerName }); {
 	case i >= 0: // OFO replaces an init container named flagd in place
-		p.replace(pointer("spec", "initContainers", i), sidecar)
+		p.replace(pointer("spec", "initContainers", i), rendered.Container)
 	case len(pod.Spec.InitContainers) == 0:
-		p.add(pointer("spec", "initContainers"), []corev1.Container{sidecar})
+		p.add(pointer("spec", "initContainers"), []corev1.Container{rendered.Container})
 	default: // first, so that the other init containers can read flags too
-		p.add(pointer("spec", "initContainers", 0), sidecar)
+		p.add(pointer("spec", "initContainers", 0), rendered.Container)
 	}
-	addVolumes(&p, pod, plan.volumes)
-	addEnv(&p, pod, appEnv(&spec))
-	var warnings []string
-	if len(spec.SyncProviderArgs) > 0 {
-		warnings = append(warnings, "syncProviderArgs are ignored: flagd removed --sync-provider-args (flagd #1075) and flagpole's sidecar has no such option")
-	}
-	return patched(p, warnings, plan.effects)
-}
-
-// planGrants returns the RBAC grants the pod's service account still lacks: read
-// access to the FeatureFlags its kubernetes sources name, per namespace. Nothing is
-// returned when the grant is already in place, so such an admission makes no API
-// call.
-func (in *Injector) planGrants(ctx context.Context, pod *corev1.Pod, needs map[string][]string) ([]Effect, *Decision) {
-	name := pod.Spec.ServiceAccountName
-	if name == "" {
-		name = "default"
-	}
-	sa := Ref{Namespace: pod.Namespace, Name: name}
-	if _, err := in.Objects.ServiceAccount(ctx, sa); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, deny(http.StatusForbidden, "serviceaccounts %q not found", name)
-		}
-		return nil, deny(http.StatusInternalServerError, "reading ServiceAccount %s: %v", sa, err)
-	}
-	namespaces := make([]string, 0, len(needs))
-	for ns := range needs {
-		namespaces = append(namespaces, ns)
-	}
-	slices.Sort(namespaces)
-	var effects []Effect
-	for _, ns := range namespaces {
-		granted, bound := in.Objects.Grant(ns, sa)
-		want := union(granted, needs[ns])
-		if bound && len(want) == len(granted) {
-			continue
-		}
-		effects = append(effects, GrantFlags{Namespace: ns, ServiceAccount: sa, Flags: want})
-	}
-	return effects, nil
+	addVolumes(&p, pod, rendered.Volumes)
+	addEnv(&p, pod, rendered.AppEnv)
+	return patched(p, rendered.Warnings, rendered.Effects)
 }
 
 // injectInProcess is in-process mode (§2.11): environment only, in every app
 // container; no sidecar, no RBAC.
 func (in *Injector) injectInProcess(ctx context.Context, pod *corev1.Pod, list string) Decision {
-	refs, err := ParseRefList(list, pod.Namespace)
+	refs, err := sidecar.ParseRefList(list, pod.Namespace)
 	if err != nil {
 		return Deny(http.StatusBadRequest, "annotation %s: %v", AnnotationInProcess, err)
 	}
+	r := &sidecar.Renderer{Config: in.Config.Sidecar, Objects: in.Objects}
 	var specs []*v1beta1.InProcessConfigurationSpec
 	for _, ref := range refs {
 		ipc, err := in.Objects.InProcessConfiguration(ctx, ref)
@@ -184,37 +139,14 @@ func (in *Injector) injectInProcess(ctx context.Context, pod *corev1.Pod, list s
 		case err != nil:
 			return Deny(http.StatusInternalServerError, "reading InProcessConfiguration %s: %v", ref, err)
 		}
-		if d := in.crossNamespace(pod, "InProcessConfiguration", ipc); d != nil {
-			return *d
+		if d := r.CrossNamespaceCheck(pod.Namespace, "InProcessConfiguration", ipc); d != nil {
+			return Deny(d.Code, "%s", d.Message)
 		}
 		specs = append(specs, &ipc.Spec)
 	}
-	cfg, userEnv := mergeInProcess(in.Config.InProcess, specs)
-	p := cfg.EnvVarPrefix
-	var env []corev1.EnvVar
-	for _, e := range userEnv {
-		v := *e.DeepCopy()
-		v.Name = envKey(p, e.Name)
-		env = append(env, v)
-	}
-	env = append(env,
-		corev1.EnvVar{Name: envKey(p, "HOST"), Value: cfg.Host},
-		corev1.EnvVar{Name: envKey(p, "PORT"), Value: strconv.Itoa(int(cfg.Port))},
-		corev1.EnvVar{Name: envKey(p, "TLS"), Value: strconv.FormatBool(cfg.TLS)},
-		corev1.EnvVar{Name: envKey(p, "CACHE"), Value: cfg.Cache},
-		corev1.EnvVar{Name: envKey(p, "MAX_CACHE_SIZE"), Value: strconv.Itoa(int(cfg.CacheMaxSize))},
-		corev1.EnvVar{Name: envKey(p, "RESOLVER"), Value: "in-process"},
-	)
-	for _, opt := range []struct{ name, value string }{
-		{"SOCKET_PATH", cfg.SocketPath}, {"OFFLINE_FLAG_SOURCE_PATH", cfg.OfflineFlagSourcePath}, {"SOURCE_SELECTOR", cfg.Selector},
-	} {
-		if opt.value != "" {
-			env = append(env, corev1.EnvVar{Name: envKey(p, opt.name), Value: opt.value})
-		}
-	}
 	var pt patch
 	pt.add(pointer("metadata", "annotations", AnnotationInjected), "true")
-	addEnv(&pt, pod, env)
+	addEnv(&pt, pod, sidecar.InProcessEnv(in.Config.InProcess, specs))
 	return patched(pt, nil, nil)
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/flagd/startconfig"
+	"github.com/flagpole-dev/flagpole/sidecar"
 )
 
 const testImage = "registry.example/flagpole:v1"
@@ -64,8 +65,8 @@ func rpcPod(list string, edit ...func(*corev1.Pod)) *corev1.Pod {
 
 func k8sSource(ref string) v1beta1.Source { return v1beta1.Source{Source: ref, Provider: "kubernetes"} }
 
-func baseObjects() *StaticObjects {
-	return &StaticObjects{
+func baseObjects() *sidecar.StaticObjects {
+	return &sidecar.StaticObjects{
 		Sources:         []*v1beta1.FeatureFlagSource{storedFFS("shop", "flags", []v1beta1.Source{k8sSource("checkout")}, nil)},
 		Flags:           []*v1beta1.FeatureFlag{storedFF("shop", "checkout"), storedFF("shop", "search"), storedFF("payments", "limits")},
 		ServiceAccounts: []*corev1.ServiceAccount{{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}},
@@ -103,7 +104,7 @@ func admitted(t *testing.T, in *Injector, pod *corev1.Pod) (Decision, *corev1.Po
 	return d, &mutated
 }
 
-func newInjector(objs *StaticObjects) *Injector {
+func newInjector(objs *sidecar.StaticObjects) *Injector {
 	return &Injector{Config: DefaultInjectorConfig(testImage), Objects: objs}
 }
 
@@ -162,7 +163,7 @@ func TestKubernetesProviderPod(t *testing.T) {
 	if diff := cmp.Diff(want, got, quantities); diff != "" {
 		t.Errorf("pod (-want +got):\n%s", diff)
 	}
-	wantEffects := []Effect{GrantFlags{Namespace: "shop", ServiceAccount: Ref{"shop", "web"}, Flags: []string{"checkout"}}}
+	wantEffects := []sidecar.Effect{sidecar.GrantFlags{Namespace: "shop", ServiceAccount: sidecar.Ref{Namespace: "shop", Name: "web"}, Flags: []string{"checkout"}}}
 	if diff := cmp.Diff(wantEffects, d.Effects); diff != "" {
 		t.Errorf("effects (-want +got):\n%s", diff)
 	}
@@ -230,7 +231,7 @@ func TestDecisionFlow(t *testing.T) {
 			if !d.Allowed && len(d.Effects) > 0 {
 				t.Errorf("a denial carries effects: %v", d.Effects)
 			}
-			if tc.allowed && tc.message == "" && !hasContainer(got.Spec.InitContainers, SidecarName) {
+			if tc.allowed && tc.message == "" && !hasContainer(got.Spec.InitContainers, sidecar.ContainerName) {
 				t.Errorf("no sidecar injected")
 			}
 		})
@@ -260,21 +261,21 @@ func TestNotMutatedTwice(t *testing.T) {
 // TestGrants: an admission that needs nothing new makes no write; a new flag widens
 // the Role to the union; a missing RoleBinding is restored.
 func TestGrants(t *testing.T) {
-	sa := Ref{"shop", "web"}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: grantName(sa)},
+	sa := sidecar.Ref{Namespace: "shop", Name: "web"}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: sidecar.GrantName(sa)},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{v1beta1.GroupName}, Resources: []string{"featureflags"}, Verbs: []string{"get", "list", "watch"}, ResourceNames: []string{"search"}}}}
-	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: grantName(sa)}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: sidecar.GrantName(sa)}}
 	cases := []struct {
 		name     string
 		roles    []*rbacv1.Role
 		bindings []*rbacv1.RoleBinding
 		source   string
-		want     []Effect
+		want     []sidecar.Effect
 	}{
-		{"nothing granted yet", nil, nil, "checkout", []Effect{GrantFlags{"shop", sa, []string{"checkout"}}}},
+		{"nothing granted yet", nil, nil, "checkout", []sidecar.Effect{sidecar.GrantFlags{Namespace: "shop", ServiceAccount: sa, Flags: []string{"checkout"}}}},
 		{"already granted: no write", []*rbacv1.Role{role}, []*rbacv1.RoleBinding{binding}, "search", nil},
-		{"another flag: the union", []*rbacv1.Role{role}, []*rbacv1.RoleBinding{binding}, "checkout", []Effect{GrantFlags{"shop", sa, []string{"checkout", "search"}}}},
-		{"binding missing", []*rbacv1.Role{role}, nil, "search", []Effect{GrantFlags{"shop", sa, []string{"search"}}}},
+		{"another flag: the union", []*rbacv1.Role{role}, []*rbacv1.RoleBinding{binding}, "checkout", []sidecar.Effect{sidecar.GrantFlags{Namespace: "shop", ServiceAccount: sa, Flags: []string{"checkout", "search"}}}},
+		{"binding missing", []*rbacv1.Role{role}, nil, "search", []sidecar.Effect{sidecar.GrantFlags{Namespace: "shop", ServiceAccount: sa, Flags: []string{"search"}}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,29 +297,29 @@ func TestCrossNamespace(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		annotation string
-		mode       CrossNamespace
+		mode       sidecar.CrossNamespace
 		allowed    bool
 	}{
-		{"default", "", CrossNamespaceDeny, false},
-		{"opt-in by name", "billing, shop", CrossNamespaceDeny, true},
-		{"opt-in for all", "*", CrossNamespaceDeny, true},
-		{"other namespaces only", "billing", CrossNamespaceDeny, false},
-		{"operator allows", "", CrossNamespaceAllow, true},
+		{"default", "", sidecar.CrossNamespaceDeny, false},
+		{"opt-in by name", "billing, shop", sidecar.CrossNamespaceDeny, true},
+		{"opt-in for all", "*", sidecar.CrossNamespaceDeny, true},
+		{"other namespaces only", "billing", sidecar.CrossNamespaceDeny, false},
+		{"operator allows", "", sidecar.CrossNamespaceAllow, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := baseObjects()
 			shared := storedFF("payments", "limits")
-			shared.Annotations = map[string]string{AnnotationAllowedNamespaces: tc.annotation}
+			shared.Annotations = map[string]string{sidecar.AnnotationAllowedNamespaces: tc.annotation}
 			objs.Flags = []*v1beta1.FeatureFlag{shared}
 			objs.Sources = []*v1beta1.FeatureFlagSource{storedFFS("shop", "flags", []v1beta1.Source{k8sSource("payments/limits")}, nil)}
 			in := newInjector(objs)
-			in.Config.CrossNamespace = tc.mode
+			in.Config.Sidecar.CrossNamespace = tc.mode
 			d, _ := admitted(t, in, rpcPod("flags"))
 			if d.Allowed != tc.allowed {
 				t.Fatalf("allowed = %v (%s)", d.Allowed, d.Message)
 			}
 			if tc.allowed {
-				want := []Effect{GrantFlags{"payments", Ref{"shop", "web"}, []string{"limits"}}}
+				want := []sidecar.Effect{sidecar.GrantFlags{Namespace: "payments", ServiceAccount: sidecar.Ref{Namespace: "shop", Name: "web"}, Flags: []string{"limits"}}}
 				if diff := cmp.Diff(want, d.Effects); diff != "" {
 					t.Errorf("effects (-want +got):\n%s", diff)
 				}
@@ -339,19 +340,19 @@ func TestProviders(t *testing.T) {
 
 	t.Run("file", func(t *testing.T) {
 		d, pod := admitted(t, newInjector(objs), rpcPod("file"))
-		sidecar := pod.Spec.InitContainers[0]
-		volume := "flagd-file-" + shortHash(10, "shop/checkout")
+		sc := pod.Spec.InitContainers[0]
+		volume := "flagd-file-1dfc2ea56f" // flagd-file-<hash of shop/checkout>
 		wantVolumes := []corev1.Volume{{Name: volume, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "checkout"}}}}}
 		if diff := cmp.Diff(wantVolumes, pod.Spec.Volumes); diff != "" {
 			t.Errorf("volumes (-want +got):\n%s", diff)
 		}
-		if diff := cmp.Diff([]corev1.VolumeMount{{Name: volume, MountPath: "/etc/flagd/shop_checkout", ReadOnly: true}}, sidecar.VolumeMounts); diff != "" {
+		if diff := cmp.Diff([]corev1.VolumeMount{{Name: volume, MountPath: "/etc/flagd/shop_checkout", ReadOnly: true}}, sc.VolumeMounts); diff != "" {
 			t.Errorf("mounts (-want +got):\n%s", diff)
 		}
-		if got := argAfter(sidecar.Args, "--sources"); got != `[{"uri":"/etc/flagd/shop_checkout/shop_checkout.flagd.json","provider":"file"}]` {
+		if got := argAfter(sc.Args, "--sources"); got != `[{"uri":"/etc/flagd/shop_checkout/shop_checkout.flagd.json","provider":"file"}]` {
 			t.Errorf("--sources %s", got)
 		}
-		want := []Effect{EnsureConfigMap{Namespace: "shop", Name: "checkout", FeatureFlag: Ref{"shop", "checkout"}, Key: "shop_checkout.flagd.json",
+		want := []sidecar.Effect{sidecar.EnsureConfigMap{Namespace: "shop", Name: "checkout", FeatureFlag: sidecar.Ref{Namespace: "shop", Name: "checkout"}, Key: "shop_checkout.flagd.json",
 			Data:   `{"flags":{"simple-flag":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`,
 			Owners: []metav1.OwnerReference{{APIVersion: "core.openfeature.dev/v1beta1", Kind: "FeatureFlag", Name: "checkout", UID: "uid-checkout", Controller: ptr(true)}}}}
 		if diff := cmp.Diff(want, d.Effects); diff != "" {
@@ -368,21 +369,21 @@ func TestProviders(t *testing.T) {
 		if strings.Contains(string(d.Patch), "s3cr3t") {
 			t.Fatalf("the bearer token is in the patch: %s", d.Patch)
 		}
-		secret := "flagpole-http-auth-" + shortHash(16, "shop", "shop", "http", "s3cr3t")
-		wantEffects := []Effect{EnsureSecret{Namespace: "shop", Name: secret, Key: "authorization", Value: "Bearer s3cr3t",
+		secret := "flagpole-http-auth-3ecbfda28265c4f8" // flagpole-http-auth-<hash of the content>
+		wantEffects := []sidecar.Effect{sidecar.EnsureSecret{Namespace: "shop", Name: secret, Key: "authorization", Value: "Bearer s3cr3t",
 			Owners: []metav1.OwnerReference{{APIVersion: "core.openfeature.dev/v1beta1", Kind: "FeatureFlagSource", Name: "http", UID: "uid-http"}}}}
 		if diff := cmp.Diff(wantEffects, d.Effects); diff != "" {
 			t.Errorf("effects (-want +got):\n%s", diff)
 		}
-		sidecar := pod.Spec.InitContainers[0]
+		sc := pod.Spec.InitContainers[0]
 		wantEnv := corev1.EnvVar{Name: "FLAGPOLE_HTTP_AUTH_0", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: "authorization"}}}
-		if diff := cmp.Diff(wantEnv, sidecar.Env[len(sidecar.Env)-1]); diff != "" {
+		if diff := cmp.Diff(wantEnv, sc.Env[len(sc.Env)-1]); diff != "" {
 			t.Errorf("sidecar env (-want +got):\n%s", diff)
 		}
 		want := `[{"uri":"https://flags.example.com/f.json","provider":"http","interval":30,"authHeaderEnv":"FLAGPOLE_HTTP_AUTH_0"},` +
 			`{"uri":"http://flags.internal/f.json","provider":"http","allowInsecure":true}]`
-		if got := argAfter(sidecar.Args, "--sources"); got != want {
+		if got := argAfter(sc.Args, "--sources"); got != want {
 			t.Errorf("--sources\n got %s\nwant %s", got, want)
 		}
 		for _, c := range pod.Spec.Containers {
@@ -439,32 +440,32 @@ func TestMergeAndRender(t *testing.T) {
 	if !d.Allowed {
 		t.Fatal(d.Message)
 	}
-	sidecar := pod.Spec.InitContainers[0]
+	sc := pod.Spec.InitContainers[0]
 	wantArgs := []string{"start", "--management-port", "8091", "--port", "8090",
 		"--sources", `[{"uri":"shop/checkout","provider":"kubernetes"},{"uri":"shop/search","provider":"kubernetes"}]`,
 		"--debug", "--metrics-exporter", "otel", "--otel-collector-uri", "otel-collector.observability:4317",
 		"--context-value", "env=prod", "--context-value", "tier=silver", "--context-from-header", "X-Tenant=tenant",
 		"--cors-origin", "https://*.example.com", "--ofrep-port", "9016", "--bind-address", "127.0.0.1", "--management-bind-address", "0.0.0.0"}
-	if diff := cmp.Diff(wantArgs, sidecar.Args); diff != "" {
+	if diff := cmp.Diff(wantArgs, sc.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
 	wantEnv := []corev1.EnvVar{{Name: "AWS_REGION", Value: "eu-west-1"}, {Name: "FLAGD_DEBUG_SYNC", Value: "2"},
 		{Name: "FLAGD_MANAGEMENT_PORT", Value: "8091"}, {Name: "FLAGD_PORT", Value: "8090"}, {Name: "FLAGD_EVALUATOR", Value: "json"},
 		{Name: "FLAGD_LOG_FORMAT", Value: "json"}, {Name: "FLAGD_RESOLVER", Value: "rpc"}}
-	if diff := cmp.Diff(wantEnv, sidecar.Env); diff != "" {
+	if diff := cmp.Diff(wantEnv, sc.Env); diff != "" {
 		t.Errorf("sidecar env (-want +got):\n%s", diff)
 	}
-	if sidecar.LivenessProbe != nil || sidecar.ReadinessProbe != nil || sidecar.StartupProbe != nil {
+	if sc.LivenessProbe != nil || sc.ReadinessProbe != nil || sc.StartupProbe != nil {
 		t.Errorf("probesEnabled false still renders probes")
 	}
 	wantResources := corev1.ResourceRequirements{
 		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 	}
-	if diff := cmp.Diff(wantResources, sidecar.Resources, quantities); diff != "" {
+	if diff := cmp.Diff(wantResources, sc.Resources, quantities); diff != "" {
 		t.Errorf("resources merge per resource name (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]corev1.ContainerPort{{Name: "management", ContainerPort: 8091}, {Name: "flagd", ContainerPort: 8090}, {Name: "ofrep", ContainerPort: 9016}}, sidecar.Ports); diff != "" {
+	if diff := cmp.Diff([]corev1.ContainerPort{{Name: "management", ContainerPort: 8091}, {Name: "flagd", ContainerPort: 8090}, {Name: "ofrep", ContainerPort: 9016}}, sc.Ports); diff != "" {
 		t.Errorf("ports (-want +got):\n%s", diff)
 	}
 	for _, c := range pod.Spec.Containers {
@@ -477,7 +478,7 @@ func TestMergeAndRender(t *testing.T) {
 	if diff := cmp.Diff([]string{"syncProviderArgs are ignored: flagd removed --sync-provider-args (flagd #1075) and flagpole's sidecar has no such option"}, d.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
-	if _, err := startconfig.Parse(sidecar.Args); err != nil {
+	if _, err := startconfig.Parse(sc.Args); err != nil {
 		t.Errorf("the sidecar would refuse its args: %v", err)
 	}
 }
@@ -537,3 +538,5 @@ func TestInProcess(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

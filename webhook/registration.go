@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	"github.com/flagpole-dev/flagpole/sidecar"
 )
 
 // Paths the webhooks are served on: OFO's for pods and FeatureFlags, the same
@@ -78,7 +79,7 @@ func (r Registration) Configurations() (*admissionregistrationv1.MutatingWebhook
 	}
 	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: r.MutatingName, Labels: map[string]string{LabelManagedBy: ManagedBy}},
+		ObjectMeta: metav1.ObjectMeta{Name: r.MutatingName, Labels: map[string]string{sidecar.LabelManagedBy: sidecar.ManagedBy}},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:         "mutate.openfeature.dev",
 			ClientConfig: r.clientConfig(PathMutatePod),
@@ -98,7 +99,7 @@ func (r Registration) Configurations() (*admissionregistrationv1.MutatingWebhook
 	}
 	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: r.ValidatingName, Labels: map[string]string{LabelManagedBy: ManagedBy}},
+		ObjectMeta: metav1.ObjectMeta{Name: r.ValidatingName, Labels: map[string]string{sidecar.LabelManagedBy: sidecar.ManagedBy}},
 	}
 	if !r.Validation {
 		return mutating, validating

@@ -25,39 +25,13 @@ import (
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/sidecar"
 )
-
-// CrossNamespace is the operator's policy for references from one namespace into
-// another (--cross-namespace), for example a FeatureFlagSource source
-// "other-team/flags".
-type CrossNamespace string
-
-const (
-	// CrossNamespaceDeny, the default, refuses cross-namespace references at pod
-	// admission unless the referenced object lists the pod's namespace in its
-	// AnnotationAllowedNamespaces annotation. The validating webhooks admit such
-	// references with a warning saying so.
-	CrossNamespaceDeny CrossNamespace = "deny"
-	// CrossNamespaceAllow allows them everywhere (the OpenFeature Operator's behaviour,
-	// for migrations).
-	CrossNamespaceAllow CrossNamespace = "allow"
-)
-
-// ParseCrossNamespace reads a --cross-namespace value: deny (also "") or allow.
-func ParseCrossNamespace(s string) (CrossNamespace, error) {
-	switch CrossNamespace(s) {
-	case "", CrossNamespaceDeny:
-		return CrossNamespaceDeny, nil
-	case CrossNamespaceAllow:
-		return CrossNamespaceAllow, nil
-	}
-	return "", fmt.Errorf("--cross-namespace %q: want deny or allow", s)
-}
 
 // ValidationOptions are the operator settings the validating webhooks depend on.
 type ValidationOptions struct {
 	// CrossNamespace is the operator's --cross-namespace policy; "" means deny.
-	CrossNamespace CrossNamespace
+	CrossNamespace sidecar.CrossNamespace
 	// DefaultSyncProvider is the operator's provider for sources that name none in a
 	// FeatureFlagSource without defaultSyncProvider (OFO's SIDECAR_SYNC_PROVIDER).
 	// Empty, such sources are denied: nothing says how to read them.

@@ -10,6 +10,7 @@ import (
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/startconfig"
+	"github.com/flagpole-dev/flagpole/sidecar"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 	grpcsource "github.com/flagpole-dev/flagpole/sync/grpc"
 	httpsource "github.com/flagpole-dev/flagpole/sync/http"
@@ -69,9 +70,9 @@ func checkProvider(r *report, path, provider, whose string) bool {
 
 func checkFeatureFlagSource(r *report, spec *v1beta1.FeatureFlagSourceSpec, namespace string, opts ValidationOptions) {
 	ports := []namedPort{
-		{"spec.port", port(r, "spec.port", spec.Port, defaultPort)},
-		{"spec.managementPort", port(r, "spec.managementPort", spec.ManagementPort, defaultManagementPort)},
-		{"spec.ofrepPort", port(r, "spec.ofrepPort", spec.OfrepPort, defaultOfrepPort)},
+		{"spec.port", port(r, "spec.port", spec.Port, v1beta1.DefaultPort)},
+		{"spec.managementPort", port(r, "spec.managementPort", spec.ManagementPort, v1beta1.DefaultManagementPort)},
+		{"spec.ofrepPort", port(r, "spec.ofrepPort", spec.OfrepPort, v1beta1.DefaultOfrepPort)},
 	}
 	syncPort := int32(startconfig.Default().SyncPort)
 	distinctPorts(r, ports, map[int32]string{syncPort: "the sidecar's sync port (flagd.sync.v1, for in-process providers)"})
@@ -231,7 +232,7 @@ func checkSource(r *report, p string, src v1beta1.Source, provider, namespace st
 		if !ok {
 			return nil, ""
 		}
-		if ref.Namespace != namespace && opts.CrossNamespace != CrossNamespaceAllow {
+		if ref.Namespace != namespace && opts.CrossNamespace != sidecar.CrossNamespaceAllow {
 			r.warn(p+".source", "FeatureFlag %s is in another namespace than this FeatureFlagSource: the pod webhook refuses cross-namespace references unless namespace %q opts in or the operator runs with --cross-namespace=allow", ref, ref.Namespace)
 		}
 		switch provider {
@@ -278,8 +279,8 @@ func checkSource(r *report, p string, src v1beta1.Source, provider, namespace st
 
 // featureFlagRef parses the [namespace/]name source of a kubernetes, file or
 // flagd-proxy provider, with a clearer message for paths and flagd URIs.
-func featureFlagRef(r *report, path, source, provider, namespace string) (Ref, bool) {
-	ref, err := ParseRef(source, namespace)
+func featureFlagRef(r *report, path, source, provider, namespace string) (sidecar.Ref, bool) {
+	ref, err := sidecar.ParseRef(source, namespace)
 	if err == nil {
 		return ref, true
 	}
@@ -296,7 +297,7 @@ func featureFlagRef(r *report, path, source, provider, namespace string) (Ref, b
 	default:
 		r.problem(path, "a %s source is a FeatureFlag name, [namespace/]name: %v", provider, err)
 	}
-	return Ref{}, false
+	return sidecar.Ref{}, false
 }
 
 // httpSource checks an http source and renders it. Plaintext to a remote host is a

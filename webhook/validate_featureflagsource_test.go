@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -101,7 +102,7 @@ func TestValidateFeatureFlagSource(t *testing.T) {
 				`spec.sources[0].source: FeatureFlag team-b/flags is in another namespace than this FeatureFlagSource: the pod webhook refuses cross-namespace references unless namespace "team-b" opts in or the operator runs with --cross-namespace=allow`,
 				`spec.sources[2].source: FeatureFlag platform/shared is in another namespace than this FeatureFlagSource: the pod webhook refuses cross-namespace references unless namespace "platform" opts in or the operator runs with --cross-namespace=allow`)},
 		{name: "cross-namespace references with --cross-namespace=allow", spec: `
-  sources: [{source: team-b/flags, provider: kubernetes}]`, opts: ValidationOptions{CrossNamespace: CrossNamespaceAllow}, want: allowed()},
+  sources: [{source: team-b/flags, provider: kubernetes}]`, opts: ValidationOptions{CrossNamespace: sidecar.CrossNamespaceAllow}, want: allowed()},
 		{name: "http URLs", spec: `
   sources:
     - {source: "flags.example.com/f.json", provider: http}

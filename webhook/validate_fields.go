@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
@@ -61,13 +62,13 @@ func distinctPorts(r *report, ports []namedPort, reserved map[int32]string) {
 // than FLAGD is valid but the OpenFeature flagd providers read FLAGD_* variables only.
 func envVarPrefix(r *report, path, prefix string) string {
 	if prefix == "" {
-		return defaultEnvVarPrefix
+		return v1beta1.DefaultEnvVarPrefix
 	}
 	if errs := validation.IsEnvVarName(prefix); len(errs) > 0 {
 		r.problem(path, "%q is not a valid environment variable name: %s", prefix, strings.Join(errs, "; "))
 		return prefix
 	}
-	if prefix != defaultEnvVarPrefix {
+	if prefix != v1beta1.DefaultEnvVarPrefix {
 		r.warn(path, "OpenFeature's flagd providers read FLAGD_* variables only: with prefix %q, applications must pass the %s_* values to their provider themselves", prefix, prefix)
 	}
 	return prefix

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -176,12 +177,12 @@ func TestAnswersAreBounded(t *testing.T) {
 }
 
 func TestParseCrossNamespace(t *testing.T) {
-	for in, want := range map[string]CrossNamespace{"": CrossNamespaceDeny, "deny": CrossNamespaceDeny, "allow": CrossNamespaceAllow} {
-		if got, err := ParseCrossNamespace(in); err != nil || got != want {
+	for in, want := range map[string]sidecar.CrossNamespace{"": sidecar.CrossNamespaceDeny, "deny": sidecar.CrossNamespaceDeny, "allow": sidecar.CrossNamespaceAllow} {
+		if got, err := sidecar.ParseCrossNamespace(in); err != nil || got != want {
 			t.Errorf("%q: %v, %v", in, got, err)
 		}
 	}
-	if _, err := ParseCrossNamespace("Allow"); err == nil || err.Error() != `--cross-namespace "Allow": want deny or allow` {
+	if _, err := sidecar.ParseCrossNamespace("Allow"); err == nil || err.Error() != `--cross-namespace "Allow": want deny or allow` {
 		t.Errorf("Allow: %v", err)
 	}
 }

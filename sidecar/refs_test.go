@@ -1,4 +1,4 @@
-package webhook
+package sidecar
 
 import (
 	"strings"
@@ -36,11 +36,5 @@ func TestParseRefList(t *testing.T) {
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("%q (-want +got):\n%s", tc.in, diff)
 		}
-	}
-}
-
-func TestPointer(t *testing.T) {
-	if got := pointer("metadata", "annotations", "openfeature.dev/a~b", 3, "-"); got != "/metadata/annotations/openfeature.dev~1a~0b/3/-" {
-		t.Errorf("pointer = %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package webhook
+package sidecar
 
 import (
 	"context"
@@ -53,21 +53,21 @@ type sidecarPlan struct {
 
 // planSources turns every source into its --sources entry, or returns the denial
 // that explains why the pod cannot get it.
-func (in *Injector) planSources(ctx context.Context, pod *corev1.Pod, sources []plannedSource, defaultProvider string) (*sidecarPlan, *Decision) {
+func (r *Renderer) planSources(ctx context.Context, w Workload, sources []plannedSource, defaultProvider string) (*sidecarPlan, *Denial) {
 	plan := &sidecarPlan{grants: map[string][]string{}}
 	for i, src := range sources {
 		provider := src.Provider
 		if provider == "" {
 			provider = defaultProvider
 		}
-		var d *Decision
+		var d *Denial
 		switch provider {
 		case v1beta1.SyncProviderKubernetes:
-			d = in.planKubernetes(ctx, pod, src, plan)
+			d = r.planKubernetes(ctx, w, src, plan)
 		case v1beta1.SyncProviderFile:
-			d = in.planFile(ctx, pod, src, plan)
+			d = r.planFile(ctx, w, src, plan)
 		case v1beta1.SyncProviderHTTP:
-			d = in.planHTTP(pod, src, i, plan)
+			d = r.planHTTP(w, src, i, plan)
 		case v1beta1.SyncProviderGRPC:
 			plan.sources = append(plan.sources, flagsync.SourceConfig{URI: src.Source.Source, Provider: flagsync.ProviderGRPC,
 				TLS: src.TLS, CertPath: src.CertPath, ProviderID: src.ProviderID, Selector: src.Selector})
@@ -90,48 +90,58 @@ func (in *Injector) planSources(ctx context.Context, pod *corev1.Pod, sources []
 	return plan, nil
 }
 
-func deny(code int32, format string, args ...any) *Decision {
-	d := Deny(code, format, args...)
-	return &d
+// Denial says why flagd cannot be rendered for a workload, with an HTTP-like code
+// (the webhook's admission response code).
+type Denial struct {
+	Code    int32
+	Message string
+}
+
+func (d *Denial) Error() string { return d.Message }
+
+func deny(code int32, format string, args ...any) *Denial {
+	return &Denial{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // featureFlag resolves a kubernetes or file source to its FeatureFlag, enforcing
 // the cross-namespace rule.
-func (in *Injector) featureFlag(ctx context.Context, pod *corev1.Pod, src plannedSource) (*v1beta1.FeatureFlag, Ref, *Decision) {
-	ref, err := ParseRef(src.Source.Source, pod.Namespace)
+func (r *Renderer) featureFlag(ctx context.Context, w Workload, src plannedSource) (*v1beta1.FeatureFlag, Ref, *Denial) {
+	ref, err := ParseRef(src.Source.Source, w.Namespace)
 	if err != nil {
 		return nil, Ref{}, deny(http.StatusBadRequest, "%s: source %v", src.where(), err)
 	}
-	ff, err := in.Objects.FeatureFlag(ctx, ref)
+	ff, err := r.Objects.FeatureFlag(ctx, ref)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, ref, deny(http.StatusNotFound, "%s: FeatureFlag %s not found", src.where(), ref)
 	case err != nil:
 		return nil, ref, deny(http.StatusInternalServerError, "%s: reading FeatureFlag %s: %v", src.where(), ref, err)
 	}
-	if d := in.crossNamespace(pod, "FeatureFlag", ff); d != nil {
+	if d := r.CrossNamespaceCheck(w.Namespace, "FeatureFlag", ff); d != nil {
 		return nil, ref, d
 	}
 	return ff, ref, nil
 }
 
-// crossNamespace refuses an object of another namespace unless the operator allows
-// it or the object lists the pod's namespace in AnnotationAllowedNamespaces.
-func (in *Injector) crossNamespace(pod *corev1.Pod, kind string, obj metav1.Object) *Decision {
-	if obj.GetNamespace() == pod.Namespace || in.Config.CrossNamespace == CrossNamespaceAllow {
+// CrossNamespaceCheck refuses an object (of kind, for the message) of another
+// namespace than the workload's unless the operator allows cross-namespace
+// references or the object lists the workload's namespace in
+// AnnotationAllowedNamespaces.
+func (r *Renderer) CrossNamespaceCheck(namespace, kind string, obj metav1.Object) *Denial {
+	if obj.GetNamespace() == namespace || r.Config.CrossNamespace == CrossNamespaceAllow {
 		return nil
 	}
 	for _, ns := range strings.Split(obj.GetAnnotations()[AnnotationAllowedNamespaces], ",") {
-		if ns = strings.TrimSpace(ns); ns == "*" || ns == pod.Namespace {
+		if ns = strings.TrimSpace(ns); ns == "*" || ns == namespace {
 			return nil
 		}
 	}
 	return deny(http.StatusForbidden, "%s %s/%s is in another namespace than the pod (%s): cross-namespace references are refused unless the %s lists %q in its %s annotation (or the operator runs with --cross-namespace=allow)",
-		kind, obj.GetNamespace(), obj.GetName(), pod.Namespace, kind, pod.Namespace, AnnotationAllowedNamespaces)
+		kind, obj.GetNamespace(), obj.GetName(), namespace, kind, namespace, AnnotationAllowedNamespaces)
 }
 
-func (in *Injector) planKubernetes(ctx context.Context, pod *corev1.Pod, src plannedSource, plan *sidecarPlan) *Decision {
-	_, ref, d := in.featureFlag(ctx, pod, src)
+func (r *Renderer) planKubernetes(ctx context.Context, w Workload, src plannedSource, plan *sidecarPlan) *Denial {
+	_, ref, d := r.featureFlag(ctx, w, src)
 	if d != nil {
 		return d
 	}
@@ -144,12 +154,13 @@ func (in *Injector) planKubernetes(ctx context.Context, pod *corev1.Pod, src pla
 }
 
 // planFile mounts a ConfigMap holding the FeatureFlag's document. The ConfigMap is
-// created in the pod's namespace (a pod cannot mount another namespace's; OFO
+// created in the workload's namespace (a pod cannot mount another namespace's; OFO
 // creates it in the FeatureFlag's), named after the FeatureFlag for a flag of the
-// pod's namespace (as OFO) and "flagpole-<namespace>-<name>" for another's; the
+// workload's namespace (as OFO; owned by the FeatureFlag) and
+// "flagpole-<namespace>-<name>" for another's (owned by the workload's owners); the
 // volume name is derived from the flag so it cannot collide with the app's.
-func (in *Injector) planFile(ctx context.Context, pod *corev1.Pod, src plannedSource, plan *sidecarPlan) *Decision {
-	ff, ref, d := in.featureFlag(ctx, pod, src)
+func (r *Renderer) planFile(ctx context.Context, w Workload, src plannedSource, plan *sidecarPlan) *Denial {
+	ff, ref, d := r.featureFlag(ctx, w, src)
 	if d != nil {
 		return d
 	}
@@ -157,21 +168,17 @@ func (in *Injector) planFile(ctx context.Context, pod *corev1.Pod, src plannedSo
 	key := dir + ".flagd.json"
 	cmName := ref.Name
 	owners := []metav1.OwnerReference{{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "FeatureFlag", Name: ff.Name, UID: ff.UID, Controller: ptr(true)}}
-	if ref.Namespace != pod.Namespace {
+	if ref.Namespace != w.Namespace {
 		cmName = boundedName("flagpole-"+ref.Namespace+"-"+ref.Name, 253, ref.String())
-		owners = nil
-		if len(pod.OwnerReferences) > 0 {
-			o := pod.OwnerReferences[0]
-			owners = []metav1.OwnerReference{{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}}
-		}
+		owners = w.Owners
 	}
 	volume := "flagd-file-" + shortHash(10, ref.String())
-	if !in.Objects.ConfigMapExists(pod.Namespace, cmName) {
+	if !r.Objects.ConfigMapExists(w.Namespace, cmName) {
 		doc, err := flagdoc.Encode(&ff.Spec.FlagSpec)
 		if err != nil {
 			return deny(http.StatusInternalServerError, "%s: FeatureFlag %s: %v", src.where(), ref, err)
 		}
-		plan.effects = append(plan.effects, EnsureConfigMap{Namespace: pod.Namespace, Name: cmName, FeatureFlag: ref, Key: key, Data: string(doc), Owners: owners})
+		plan.effects = append(plan.effects, EnsureConfigMap{Namespace: w.Namespace, Name: cmName, FeatureFlag: ref, Key: key, Data: string(doc), Owners: owners})
 	}
 	plan.volumes = append(plan.volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{
 		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: cmName}}}})
@@ -185,7 +192,7 @@ func (in *Injector) planFile(ctx context.Context, pod *corev1.Pod, src plannedSo
 // owns and reaches the sidecar through an environment variable (authHeaderEnv), so
 // it appears neither in the pod's args nor in its spec (OFO puts it in the args).
 // A plain http:// URL is allowed (the validating webhook warns about it), as OFO.
-func (in *Injector) planHTTP(pod *corev1.Pod, src plannedSource, i int, plan *sidecarPlan) *Decision {
+func (r *Renderer) planHTTP(w Workload, src plannedSource, i int, plan *sidecarPlan) *Denial {
 	u, err := url.Parse(src.Source.Source)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return deny(http.StatusBadRequest, "%s: source %q is not an http(s) URL", src.where(), src.Source.Source)
@@ -193,13 +200,13 @@ func (in *Injector) planHTTP(pod *corev1.Pod, src plannedSource, i int, plan *si
 	cfg := flagsync.SourceConfig{URI: src.Source.Source, Provider: flagsync.ProviderHTTP, Interval: uint32(max(src.Interval, 0)),
 		AllowInsecure: u.Scheme == "http" && !flagsync.IsLoopbackHost(u.Hostname())}
 	if token := src.HTTPSyncBearerToken; token != "" {
-		name := "flagpole-http-auth-" + shortHash(16, pod.Namespace, src.from.Namespace, src.from.Name, token)
+		name := "flagpole-http-auth-" + shortHash(16, w.Namespace, src.from.Namespace, src.from.Name, token)
 		env := fmt.Sprintf("FLAGPOLE_HTTP_AUTH_%d", i)
 		var owners []metav1.OwnerReference
-		if src.from.Namespace == pod.Namespace {
+		if src.from.Namespace == w.Namespace {
 			owners = []metav1.OwnerReference{{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "FeatureFlagSource", Name: src.from.Name, UID: src.from.UID}}
 		}
-		plan.effects = append(plan.effects, EnsureSecret{Namespace: pod.Namespace, Name: name, Key: httpAuthKey, Value: "Bearer " + token, Owners: owners})
+		plan.effects = append(plan.effects, EnsureSecret{Namespace: w.Namespace, Name: name, Key: httpAuthKey, Value: "Bearer " + token, Owners: owners})
 		plan.sidecarEnv = append(plan.sidecarEnv, corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: httpAuthKey}}})
 		cfg.AuthHeaderEnv = env

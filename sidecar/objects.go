@@ -1,4 +1,4 @@
-package webhook
+package sidecar
 
 import (
 	"context"
@@ -109,7 +109,7 @@ func (s *StaticObjects) ConfigMapExists(ns, name string) bool {
 
 // Grant implements Objects from the given Roles and RoleBindings.
 func (s *StaticObjects) Grant(ns string, sa Ref) ([]string, bool) {
-	name := grantName(sa)
+	name := GrantName(sa)
 	var flags []string
 	if role, ok := find(s.Roles, Ref{ns, name}); ok {
 		flags = grantedFlags(role)

@@ -1,12 +1,26 @@
-package webhook
+package sidecar
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// Effect is a write that rendering needs, described as data so that tests and
+// `flagpole debug inject` can list it; an EffectApplier performs it.
+type Effect interface {
+	// Describe says what the effect writes, for logs and debug inject.
+	Describe() string
+}
+
+// EffectApplier performs effects. It must be idempotent: an admission retried by
+// the API server applies the same effects again.
+type EffectApplier interface {
+	Apply(ctx context.Context, e Effect) error
+}
 
 // GrantFlags gives a service account read access (get, list, watch) to exactly the
 // named FeatureFlags of one namespace: a Role whose single rule lists them by
@@ -22,7 +36,7 @@ type GrantFlags struct {
 // Describe implements Effect.
 func (g GrantFlags) Describe() string {
 	return fmt.Sprintf("grant ServiceAccount %s get/list/watch on FeatureFlags %s in namespace %s (Role and RoleBinding %s)",
-		g.ServiceAccount, strings.Join(g.Flags, ","), g.Namespace, grantName(g.ServiceAccount))
+		g.ServiceAccount, strings.Join(g.Flags, ","), g.Namespace, GrantName(g.ServiceAccount))
 }
 
 // EnsureConfigMap creates the ConfigMap a file source mounts, holding a
@@ -57,10 +71,10 @@ func (s EnsureSecret) Describe() string {
 	return fmt.Sprintf("create immutable Secret %s/%s (key %s), unless it exists", s.Namespace, s.Name, s.Key)
 }
 
-// grantName names the Role and RoleBinding that grant a service account its
+// GrantName names the Role and RoleBinding that grant a service account its
 // FeatureFlags: "flagpole-featureflags-<sa namespace>-<sa name>", shortened with a
 // hash when that is longer than a Role name may be.
-func grantName(sa Ref) string {
+func GrantName(sa Ref) string {
 	return boundedName("flagpole-featureflags-"+sa.Namespace+"-"+sa.Name, 253, sa.String())
 }
 

@@ -1,23 +1,12 @@
-package webhook
+package sidecar
 
 import (
 	"maps"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
-)
-
-// CRD defaults of FeatureFlagSource (crd/apis/core/v1beta1): the API server writes
-// them into every stored object, so a stored value equal to its default does not
-// say that anybody chose it.
-const (
-	defaultPort           = 8013
-	defaultManagementPort = 8014
-	defaultOfrepPort      = 8016
-	defaultEvaluator      = "json"
-	defaultLogFormat      = "json"
-	defaultEnvVarPrefix   = "FLAGD"
 )
 
 // mergeSources merges a pod's FeatureFlagSources, in annotation order, over the
@@ -27,7 +16,7 @@ const (
 // value (OFO: ffs-one sets port 8090, ffs-two left at 8013 → 8013). Sources,
 // envVars and syncProviderArgs accumulate; resources, contextValues and
 // headerToContextMappings merge per key; cors is replaced.
-func mergeSources(base SidecarDefaults, specs []*v1beta1.FeatureFlagSourceSpec) v1beta1.FeatureFlagSourceSpec {
+func mergeSources(base Defaults, specs []*v1beta1.FeatureFlagSourceSpec) v1beta1.FeatureFlagSourceSpec {
 	probes, debug, rollout := base.ProbesEnabled, false, false
 	out := v1beta1.FeatureFlagSourceSpec{
 		Port: base.Port, ManagementPort: base.ManagementPort, SocketPath: base.SocketPath, Evaluator: base.Evaluator,
@@ -35,14 +24,14 @@ func mergeSources(base SidecarDefaults, specs []*v1beta1.FeatureFlagSourceSpec) 
 		OfrepPort: base.OfrepPort, ProbesEnabled: &probes, DebugLogging: &debug, RolloutOnChange: &rollout,
 	}
 	for _, s := range specs {
-		setInt(&out.Port, s.Port, defaultPort)
-		setInt(&out.ManagementPort, s.ManagementPort, defaultManagementPort)
-		setInt(&out.OfrepPort, s.OfrepPort, defaultOfrepPort)
+		setInt(&out.Port, s.Port, v1beta1.DefaultPort)
+		setInt(&out.ManagementPort, s.ManagementPort, v1beta1.DefaultManagementPort)
+		setInt(&out.OfrepPort, s.OfrepPort, v1beta1.DefaultOfrepPort)
 		setString(&out.SocketPath, s.SocketPath, "")
-		setString(&out.Evaluator, s.Evaluator, defaultEvaluator)
+		setString(&out.Evaluator, s.Evaluator, v1beta1.DefaultEvaluator)
 		setString(&out.DefaultSyncProvider, s.DefaultSyncProvider, "")
-		setString(&out.EnvVarPrefix, s.EnvVarPrefix, defaultEnvVarPrefix)
-		setString(&out.LogFormat, s.LogFormat, defaultLogFormat)
+		setString(&out.EnvVarPrefix, s.EnvVarPrefix, v1beta1.DefaultEnvVarPrefix)
+		setString(&out.LogFormat, s.LogFormat, v1beta1.DefaultLogFormat)
 		setString(&out.OtelCollectorURI, s.OtelCollectorURI, "")
 		setBool(out.ProbesEnabled, s.ProbesEnabled, true)
 		setBool(out.DebugLogging, s.DebugLogging, false)
@@ -135,6 +124,54 @@ func firstStringWins(items []string) []string {
 	return out
 }
 
+// InProcessDefaults are the operator-wide defaults of in-process mode (OFO's
+// IN_PROCESS_* environment, §2.11).
+type InProcessDefaults struct {
+	Port                  int32
+	SocketPath            string
+	Host                  string
+	TLS                   bool
+	OfflineFlagSourcePath string
+	Selector              string
+	Cache                 string
+	CacheMaxSize          int32
+	EnvVarPrefix          string
+}
+
+// InProcessEnv is the environment in-process mode gives every app container (OFO
+// §2.11), from the workload's InProcessConfigurations merged over the operator's
+// defaults with the same rule as FeatureFlagSources (a value equal to its CRD
+// default does not override; the last definition of an envVar name wins, in its
+// original order): the envVars under the prefix, then <P>_HOST, <P>_PORT, <P>_TLS,
+// <P>_CACHE, <P>_MAX_CACHE_SIZE, <P>_RESOLVER=in-process, and <P>_SOCKET_PATH,
+// <P>_OFFLINE_FLAG_SOURCE_PATH, <P>_SOURCE_SELECTOR when set.
+func InProcessEnv(base InProcessDefaults, specs []*v1beta1.InProcessConfigurationSpec) []corev1.EnvVar {
+	cfg, userEnv := mergeInProcess(base, specs)
+	p := cfg.EnvVarPrefix
+	var env []corev1.EnvVar
+	for _, e := range userEnv {
+		v := *e.DeepCopy()
+		v.Name = EnvKey(p, e.Name)
+		env = append(env, v)
+	}
+	env = append(env,
+		corev1.EnvVar{Name: EnvKey(p, "HOST"), Value: cfg.Host},
+		corev1.EnvVar{Name: EnvKey(p, "PORT"), Value: strconv.Itoa(int(cfg.Port))},
+		corev1.EnvVar{Name: EnvKey(p, "TLS"), Value: strconv.FormatBool(cfg.TLS)},
+		corev1.EnvVar{Name: EnvKey(p, "CACHE"), Value: cfg.Cache},
+		corev1.EnvVar{Name: EnvKey(p, "MAX_CACHE_SIZE"), Value: strconv.Itoa(int(cfg.CacheMaxSize))},
+		corev1.EnvVar{Name: EnvKey(p, "RESOLVER"), Value: "in-process"},
+	)
+	for _, opt := range []struct{ name, value string }{
+		{"SOCKET_PATH", cfg.SocketPath}, {"OFFLINE_FLAG_SOURCE_PATH", cfg.OfflineFlagSourcePath}, {"SOURCE_SELECTOR", cfg.Selector},
+	} {
+		if opt.value != "" {
+			env = append(env, corev1.EnvVar{Name: EnvKey(p, opt.name), Value: opt.value})
+		}
+	}
+	return env
+}
+
 // mergeInProcess merges a pod's InProcessConfigurations over the operator's
 // defaults with the same rule as mergeSources (a value equal to its CRD default
 // does not override); envVars accumulate, the last definition of a name wins.
@@ -142,17 +179,17 @@ func mergeInProcess(base InProcessDefaults, specs []*v1beta1.InProcessConfigurat
 	out := base
 	var env []corev1.EnvVar
 	for _, s := range specs {
-		setInt(&out.Port, s.Port, 8015)
+		setInt(&out.Port, s.Port, v1beta1.DefaultInProcessPort)
 		setString(&out.SocketPath, s.SocketPath, "")
-		setString(&out.Host, s.Host, "localhost")
+		setString(&out.Host, s.Host, v1beta1.DefaultInProcessHost)
 		if s.TLS {
 			out.TLS = true
 		}
 		setString(&out.OfflineFlagSourcePath, s.OfflineFlagSourcePath, "")
 		setString(&out.Selector, s.Selector, "")
-		setString(&out.Cache, s.Cache, "lru")
-		setInt(&out.CacheMaxSize, s.CacheMaxSize, 1000)
-		setString(&out.EnvVarPrefix, s.EnvVarPrefix, defaultEnvVarPrefix)
+		setString(&out.Cache, s.Cache, v1beta1.DefaultCache)
+		setInt(&out.CacheMaxSize, s.CacheMaxSize, v1beta1.DefaultCacheMaxSize)
+		setString(&out.EnvVarPrefix, s.EnvVarPrefix, v1beta1.DefaultEnvVarPrefix)
 		env = append(env, s.EnvVars...)
 	}
 	return out, lastEnvWins(env)

@@ -1,4 +1,4 @@
-package webhook
+package sidecar
 
 import (
 	"crypto/sha256"

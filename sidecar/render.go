@@ -1,4 +1,4 @@
-package webhook
+package sidecar
 
 import (
 	"fmt"
@@ -24,12 +24,14 @@ const (
 	sidecarStartupSeconds = 120
 )
 
-// sidecarContract renders the merged spec into the sidecar's configuration (the
-// contract flagd mode parses; a round-trip test keeps both sides equal). Evaluation,
-// sync and OFREP listen on 127.0.0.1 only: nothing outside the pod reaches them.
-// Management listens on every interface: the kubelet's probes and Prometheus come
-// from outside the pod, and it carries no flag values or contexts.
-func sidecarContract(spec *v1beta1.FeatureFlagSourceSpec, sources []flagsync.SourceConfig) startconfig.Config {
+// sidecarContract renders the merged spec into flagd mode's configuration (the
+// contract flagd mode parses; a round-trip test keeps both sides equal). In a
+// sidecar, evaluation, sync and OFREP listen on 127.0.0.1 only: nothing outside the
+// pod reaches them; management listens on every interface: the kubelet's probes and
+// Prometheus come from outside the pod, and it carries no flag values or contexts.
+// A standalone flagd (a Flagd's Deployment) serves other pods: every listener on
+// every interface.
+func sidecarContract(spec *v1beta1.FeatureFlagSourceSpec, sources []flagsync.SourceConfig, standalone bool) startconfig.Config {
 	c := startconfig.Default()
 	c.Port, c.ManagementPort, c.OfrepPort = uint16(spec.Port), uint16(spec.ManagementPort), uint16(spec.OfrepPort)
 	c.Sources = startconfig.SourceList(sources)
@@ -40,7 +42,9 @@ func sidecarContract(spec *v1beta1.FeatureFlagSourceSpec, sources []flagsync.Sou
 	c.ContextValue = maps.Clone(spec.ContextValues)
 	c.ContextFromHeader = maps.Clone(spec.HeaderToContextMappings)
 	c.CORSOrigin = append([]string(nil), spec.Cors...)
-	c.BindAddress, c.ManagementBind = "127.0.0.1", "0.0.0.0"
+	if !standalone {
+		c.BindAddress, c.ManagementBind = "127.0.0.1", "0.0.0.0"
+	}
 	return c
 }
 
@@ -53,7 +57,7 @@ func sidecarEnv(spec *v1beta1.FeatureFlagSourceSpec, plan *sidecarPlan) []corev1
 	for _, e := range spec.EnvVars {
 		name := e.Name
 		if !strings.HasPrefix(name, "AZURE_STORAGE") && !strings.HasPrefix(name, "AWS_") && !strings.HasPrefix(name, "GOOGLE_") {
-			name = envKey(spec.EnvVarPrefix, name)
+			name = EnvKey(spec.EnvVarPrefix, name)
 		}
 		v := corev1.EnvVar{Name: name, Value: e.Value}
 		if e.Value == "" && e.ValueFrom != nil {
@@ -72,30 +76,29 @@ func sidecarEnv(spec *v1beta1.FeatureFlagSourceSpec, plan *sidecarPlan) []corev1
 func appEnv(spec *v1beta1.FeatureFlagSourceSpec) []corev1.EnvVar {
 	p := spec.EnvVarPrefix
 	env := []corev1.EnvVar{
-		{Name: envKey(p, "MANAGEMENT_PORT"), Value: strconv.Itoa(int(spec.ManagementPort))},
-		{Name: envKey(p, "PORT"), Value: strconv.Itoa(int(spec.Port))},
-		{Name: envKey(p, "EVALUATOR"), Value: spec.Evaluator},
-		{Name: envKey(p, "LOG_FORMAT"), Value: spec.LogFormat},
-		{Name: envKey(p, "RESOLVER"), Value: "rpc"},
+		{Name: EnvKey(p, "MANAGEMENT_PORT"), Value: strconv.Itoa(int(spec.ManagementPort))},
+		{Name: EnvKey(p, "PORT"), Value: strconv.Itoa(int(spec.Port))},
+		{Name: EnvKey(p, "EVALUATOR"), Value: spec.Evaluator},
+		{Name: EnvKey(p, "LOG_FORMAT"), Value: spec.LogFormat},
+		{Name: EnvKey(p, "RESOLVER"), Value: "rpc"},
 	}
 	if spec.SocketPath != "" {
-		env = append(env, corev1.EnvVar{Name: envKey(p, "SOCKET_PATH"), Value: spec.SocketPath})
+		env = append(env, corev1.EnvVar{Name: EnvKey(p, "SOCKET_PATH"), Value: spec.SocketPath})
 	}
 	return env
 }
 
-// sidecarContainer renders the injected flagd container.
-func (in *Injector) sidecarContainer(spec *v1beta1.FeatureFlagSourceSpec, plan *sidecarPlan) (corev1.Container, error) {
-	contract := sidecarContract(spec, plan.sources)
+// container renders the flagd container.
+func (r *Renderer) container(w Workload, spec *v1beta1.FeatureFlagSourceSpec, plan *sidecarPlan) (corev1.Container, error) {
+	contract := sidecarContract(spec, plan.sources, w.Standalone)
 	args, err := contract.Args()
 	if err != nil {
 		return corev1.Container{}, fmt.Errorf("rendering the sidecar's arguments: %w", err)
 	}
-	always := corev1.ContainerRestartPolicyAlways
 	c := corev1.Container{
-		Name:            SidecarName,
-		Image:           in.Config.SidecarImage,
-		ImagePullPolicy: in.Config.ImagePullPolicy,
+		Name:            ContainerName,
+		Image:           r.Config.Image,
+		ImagePullPolicy: r.Config.ImagePullPolicy,
 		Args:            args,
 		Env:             sidecarEnv(spec, plan),
 		Ports: []corev1.ContainerPort{
@@ -103,9 +106,8 @@ func (in *Injector) sidecarContainer(spec *v1beta1.FeatureFlagSourceSpec, plan *
 			{Name: "flagd", ContainerPort: spec.Port},
 			{Name: "ofrep", ContainerPort: spec.OfrepPort},
 		},
-		Resources:     mergeResources(*in.Config.Resources.DeepCopy(), *spec.Resources.DeepCopy()),
-		VolumeMounts:  plan.mounts,
-		RestartPolicy: &always,
+		Resources:    mergeResources(*r.Config.Resources.DeepCopy(), *spec.Resources.DeepCopy()),
+		VolumeMounts: plan.mounts,
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			Privileged:               ptr(false),
@@ -114,6 +116,10 @@ func (in *Injector) sidecarContainer(spec *v1beta1.FeatureFlagSourceSpec, plan *
 			ReadOnlyRootFilesystem:   ptr(true),
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
+	}
+	if !w.Standalone { // a native sidecar: an init container that keeps running
+		always := corev1.ContainerRestartPolicyAlways
+		c.RestartPolicy = &always
 	}
 	if spec.ProbesEnabled == nil || *spec.ProbesEnabled {
 		probe := func(path string) *corev1.Probe {

@@ -1,4 +1,4 @@
-package webhook
+package sidecar
 
 import (
 	"context"
@@ -194,7 +194,7 @@ func (c *Cluster) ConfigMapExists(ns, name string) bool {
 
 // Grant implements Objects.
 func (c *Cluster) Grant(ns string, sa Ref) ([]string, bool) {
-	key := ns + "/" + grantName(sa)
+	key := ns + "/" + GrantName(sa)
 	var flags []string
 	if obj, ok, err := c.roles.GetIndexer().GetByKey(key); err == nil && ok {
 		if role, ok := obj.(*rbacv1.Role); ok {
@@ -224,12 +224,12 @@ func managedMeta(ns, name string, owners []metav1.OwnerReference) metav1.ObjectM
 
 // grant creates or widens the Role and creates the RoleBinding of a GrantFlags.
 func (c *Cluster) grant(ctx context.Context, g GrantFlags) error {
-	name := grantName(g.ServiceAccount)
+	name := GrantName(g.ServiceAccount)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var live rbacv1.Role
 		err := c.rbac.Get().Namespace(g.Namespace).Resource("roles").Name(name).Do(ctx).Into(&live)
 		if apierrors.IsNotFound(err) {
-			err = c.rbac.Post().Namespace(g.Namespace).Resource("roles").Body(grantRole(g)).Do(ctx).Error()
+			err = c.rbac.Post().Namespace(g.Namespace).Resource("roles").Body(GrantRole(g)).Do(ctx).Error()
 			if apierrors.IsAlreadyExists(err) { // created meanwhile: read it and merge
 				return apierrors.NewConflict(schema.GroupResource{Group: rbacv1.GroupName, Resource: "roles"}, name, err)
 			}
@@ -243,13 +243,13 @@ func (c *Cluster) grant(ctx context.Context, g GrantFlags) error {
 		if slices.Equal(want, have) && len(live.Rules) == 1 {
 			return nil
 		}
-		live.Rules = grantRole(GrantFlags{Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Flags: want}).Rules
+		live.Rules = GrantRole(GrantFlags{Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Flags: want}).Rules
 		return c.rbac.Put().Namespace(g.Namespace).Resource("roles").Name(name).Body(&live).Do(ctx).Error()
 	})
 	if err != nil {
 		return explainWrite("Role", g.Namespace, name, "create, get and update roles.rbac.authorization.k8s.io", err)
 	}
-	err = c.rbac.Post().Namespace(g.Namespace).Resource("rolebindings").Body(grantBinding(g)).Do(ctx).Error()
+	err = c.rbac.Post().Namespace(g.Namespace).Resource("rolebindings").Body(GrantBinding(g)).Do(ctx).Error()
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return explainWrite("RoleBinding", g.Namespace, name, "create rolebindings.rbac.authorization.k8s.io", err)
 	}
@@ -258,21 +258,21 @@ func (c *Cluster) grant(ctx context.Context, g GrantFlags) error {
 
 // grantMeta is the metadata of a grant's Role and RoleBinding.
 func grantMeta(g GrantFlags) metav1.ObjectMeta {
-	meta := managedMeta(g.Namespace, grantName(g.ServiceAccount), nil)
+	meta := managedMeta(g.Namespace, GrantName(g.ServiceAccount), nil)
 	meta.Annotations = map[string]string{AnnotationGrantFor: g.ServiceAccount.String()}
 	return meta
 }
 
-// grantRole is the Role of a grant: get, list and watch on exactly its FeatureFlags.
-func grantRole(g GrantFlags) *rbacv1.Role {
+// GrantRole is the Role of a grant: get, list and watch on exactly its FeatureFlags.
+func GrantRole(g GrantFlags) *rbacv1.Role {
 	return &rbacv1.Role{ObjectMeta: grantMeta(g), Rules: []rbacv1.PolicyRule{{APIGroups: []string{v1beta1.GroupName},
 		Resources: []string{"featureflags"}, Verbs: []string{"get", "list", "watch"}, ResourceNames: g.Flags}}}
 }
 
-// grantBinding binds a grant's Role to its service account.
-func grantBinding(g GrantFlags) *rbacv1.RoleBinding {
+// GrantBinding binds a grant's Role to its service account.
+func GrantBinding(g GrantFlags) *rbacv1.RoleBinding {
 	return &rbacv1.RoleBinding{ObjectMeta: grantMeta(g),
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: grantName(g.ServiceAccount)},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: GrantName(g.ServiceAccount)},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: g.ServiceAccount.Namespace, Name: g.ServiceAccount.Name}}}
 }
 
