@@ -18,6 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // Options configures the management listener.
@@ -56,7 +59,11 @@ func New(opts Options) *Service {
 	if opts.Watch != nil {
 		checker = healthWatcher{healthChecker{s}}
 	}
-	mux.Handle(grpchealth.NewHandler(checker))
+	// the health request is one string, but unknown fields can nest: every codec
+	// bounds what it decodes (protolimit)
+	mux.Handle(grpchealth.NewHandler(checker, connect.WithCodec(protolimit.ConnectProto{}),
+		connect.WithCodec(protolimit.NewConnectJSON("json", protojson.MarshalOptions{})),
+		connect.WithCodec(protolimit.NewConnectJSON("json; charset=utf-8", protojson.MarshalOptions{}))))
 	s.handler = mux
 	return s
 }

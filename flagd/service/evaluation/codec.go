@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // jsonCodec is connect's JSON codec with flagd's options: unpopulated fields are
@@ -50,7 +52,9 @@ func (c *jsonCodec) MarshalStable(message any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Unmarshal decodes a request, ignoring unknown fields.
+// Unmarshal decodes a request, ignoring unknown fields, within protolimit's bounds
+// (a context nested deeper than protolimit.MaxContextDepth is refused before
+// protojson decodes it).
 func (c *jsonCodec) Unmarshal(data []byte, message any) error {
 	m, ok := message.(proto.Message)
 	if !ok {
@@ -59,7 +63,7 @@ func (c *jsonCodec) Unmarshal(data []byte, message any) error {
 	if len(data) == 0 {
 		return errors.New("zero-length payload is not a valid JSON object")
 	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, m); err != nil {
+	if err := protolimit.UnmarshalJSON(data, m); err != nil {
 		return fmt.Errorf("unmarshal into %T: %w", message, err)
 	}
 	return nil

@@ -38,6 +38,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // SelectorHeader carries the selector of every evaluation request.
@@ -180,6 +181,8 @@ func (s *Service) Shutdown() {
 
 func (s *Service) buildHandler() http.Handler {
 	handlerOpts := []connect.HandlerOption{
+		// every codec bounds the nesting it decodes (protolimit)
+		connect.WithCodec(protolimit.ConnectProto{}),
 		connect.WithCodec(s.codec),
 		connect.WithCodec(&jsonCodec{name: "json; charset=utf-8", marshal: s.codec.marshal}),
 		// tiny responses are not worth gzip (the Go HTTP client asks for it by default)

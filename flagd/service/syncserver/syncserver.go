@@ -28,6 +28,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 const (
@@ -132,13 +133,16 @@ func New(opts Options) *Server {
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.ChainUnaryInterceptor(s.recoverUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream),
+		grpc.ChainStreamInterceptor(s.recoverStream, protolimit.StreamInterceptor),
+		// requests nesting messages deeper than protolimit allows are refused
+		// (InvalidArgument) without being decoded
+		grpc.ForceServerCodecV2(protolimit.GRPCServerCodec{}),
 	}
 	if opts.TLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	s.grpc = grpc.NewServer(serverOpts...)
-	syncv1grpc.RegisterFlagSyncServiceServer(s.grpc, &handler{s: s})
+	s.grpc.RegisterService(protolimit.GRPCService(&syncv1grpc.FlagSyncService_ServiceDesc), &handler{s: s})
 	return s
 }
 

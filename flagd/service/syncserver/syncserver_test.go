@@ -30,8 +30,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
@@ -99,6 +101,7 @@ func readyStore(t *testing.T) *store.Store {
 }
 
 type harness struct {
+	target string // the listener, for clients of their own
 	srv    *Server
 	reg    *prometheus.Registry
 	client syncv1grpc.FlagSyncServiceClient
@@ -186,7 +189,7 @@ func start(t *testing.T, opts Options, cfg startConfig) *harness {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &harness{srv: srv, reg: reg, client: syncv1grpc.NewFlagSyncServiceClient(conn), stop: stop}
+	return &harness{target: target, srv: srv, reg: reg, client: syncv1grpc.NewFlagSyncServiceClient(conn), stop: stop}
 }
 
 // testCtx bounds a test's RPCs, so that a missing message fails instead of hanging.
@@ -869,5 +872,69 @@ func TestPanicRecovery(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantStatus(t, tc.call(), codes.Internal, "internal error")
 		})
+	}
+}
+
+// rawCodec sends and receives messages as raw bytes, for requests no generated
+// client would send.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+// TestDeepRequestRefused: a request nesting messages deeper than protolimit allows
+// (here unknown groups, which protobuf-go skips recursively up to 10,000 levels) is
+// refused with InvalidArgument before it is decoded, on unary and streaming RPCs.
+func TestDeepRequestRefused(t *testing.T) {
+	h := start(t, Options{Store: readyStore(t)}, startConfig{})
+	conn, err := grpc.NewClient(h.target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	groups := func(n int) []byte {
+		var b []byte
+		for range n {
+			b = protowire.AppendTag(b, 9, protowire.StartGroupType)
+		}
+		for range n {
+			b = protowire.AppendTag(b, 9, protowire.EndGroupType)
+		}
+		return b
+	}
+	for _, method := range []string{syncv1grpc.FlagSyncService_FetchAllFlags_FullMethodName, syncv1grpc.FlagSyncService_GetMetadata_FullMethodName} {
+		req, resp := groups(10000), []byte(nil)
+		err := conn.Invoke(testCtx(t), method, &req, &resp)
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "nested too deeply") {
+			t.Errorf("%s with 10,000 nested groups: %v, want InvalidArgument saying it is nested too deeply", method, err)
+		}
+		req = groups(3)
+		if err := conn.Invoke(testCtx(t), method, &req, &resp); err != nil {
+			t.Errorf("%s with 3 nested unknown groups: %v", method, err)
+		}
+	}
+	desc := &grpc.StreamDesc{ServerStreams: true}
+	stream, err := conn.NewStream(testCtx(t), desc, syncv1grpc.FlagSyncService_SyncFlags_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := groups(10000)
+	if err := stream.SendMsg(&req); err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	var resp []byte
+	err = stream.RecvMsg(&resp)
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "nested too deeply") {
+		t.Errorf("SyncFlags with 10,000 nested groups: %v, want InvalidArgument saying it is nested too deeply", err)
 	}
 }
