@@ -40,7 +40,7 @@ func newEntry(f *eval.Flag, source string, priority int) *Entry {
 }
 
 // JSON is the flag as the sync API serves it: state, defaultVariant, variants,
-// targeting ($ref inlined), source and merged metadata. It is encoded on first use
+// targeting ($ref inlined), source (redacted: Redact) and merged metadata. It is encoded on first use
 // (most deployments never serve the sync API, and start-up should not pay for it).
 func (e *Entry) JSON() json.RawMessage {
 	e.encodeOnce()
@@ -65,7 +65,7 @@ func (e *Entry) encodeOnce() {
 			DefaultVariant: e.Flag.DefaultVariant,
 			Variants:       e.Flag.Variants,
 			Targeting:      e.Flag.Targeting,
-			Source:         e.Source,
+			Source:         Redact(e.Source), // anyone who reaches the sync port reads it
 			Metadata:       e.Flag.Metadata,
 		})
 		if e.err != nil { // values come from a JSON or YAML decoder: cannot happen

@@ -54,9 +54,9 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	providerID := req.GetProviderId()
 	expr, sel, err := selector(ctx, req.GetSelector()) //nolint:staticcheck // the body selector is deprecated but still honoured, as flagd
 	if err != nil {
-		end := s.opts.Metrics.SyncStreamStarted(s.labels.selector(expr), s.labels.provider(providerID))
+		end := s.opts.Metrics.SyncStreamStarted(s.labels.selector(store.Redact(expr)), s.labels.provider(providerID))
 		end(reasonError)
-		s.opts.Log.Debug().Str("provider_id", providerID).Str("selector", expr).Err(err).Msg("sync stream rejected")
+		s.opts.Log.Debug().Str("provider_id", providerID).Str("selector", store.Redact(expr)).Err(err).Msg("sync stream rejected")
 		return err
 	}
 	if n := s.streams.Add(1); n > s.maxStreams {

@@ -938,3 +938,50 @@ func TestDeepRequestRefused(t *testing.T) {
 		t.Errorf("SyncFlags with 10,000 nested groups: %v, want InvalidArgument saying it is nested too deeply", err)
 	}
 }
+
+// TestSourceCredentialsNotServed: a source named by a URL with user info and a
+// query (an http source with basic auth or a token parameter) is served with its
+// name redacted, to any caller of the unauthenticated sync port: in FetchAllFlags and
+// SyncFlags payloads and in the sync metrics' selector label, including a selector
+// that names the source verbatim (which still selects it).
+func TestSourceCredentialsNotServed(t *testing.T) {
+	const name = "https://probe:PASSWORD@flags.example.com/f.json?token=TOKEN"
+	st := newStore(t, name)
+	apply(t, st, name, docB)
+	h := start(t, Options{Store: st}, startConfig{})
+	ctx := withSelectorHeader(testCtx(t), ptr("source="+name))
+	all, err := h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := recv(t, stream)
+	bad := withSelectorHeader(testCtx(t), ptr("bogus=https://probe:PASSWORD@h/?token=TOKEN"))
+	if s, err := h.client.SyncFlags(bad, &syncv1.SyncFlagsRequest{ProviderId: "p"}); err == nil {
+		_, _ = s.Recv()
+	}
+	families, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels strings.Builder
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels.WriteString(l.GetValue() + "\n")
+			}
+		}
+	}
+	for where, text := range map[string]string{"FetchAllFlags": all.GetFlagConfiguration(),
+		"SyncFlags": first.GetFlagConfiguration(), "metric labels": labels.String()} {
+		if strings.Contains(text, "PASSWORD") || strings.Contains(text, "TOKEN") {
+			t.Errorf("%s carries the source's credentials:\n%s", where, text)
+		}
+		if !strings.Contains(text, "https://redacted@flags.example.com/f.json?redacted") {
+			t.Errorf("%s does not name the source redacted:\n%s", where, text)
+		}
+	}
+}
