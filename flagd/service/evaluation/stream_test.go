@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -320,5 +321,33 @@ func TestEventStreamLimits(t *testing.T) {
 	want := outcome{Code: "invalid_argument", Message: `invalid selector key "nope", valid keys: "flagSetId", "source"`}
 	if diff := cmp.Diff(want, bad.end(t)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestEventStreamRefusalsLogThrottled: refused EventStreams (over MaxStreams) are
+// each answered ResourceExhausted, but the warning is logged at most once per 10 s
+// (with how many were refused meanwhile), as the sync listener does: a client
+// hammering the limit cannot fill the disk with log lines.
+func TestEventStreamRefusalsLogThrottled(t *testing.T) {
+	var logs syncBuffer
+	srv := start(t, Options{MaxStreams: 1, Log: zerolog.New(&logs).Level(zerolog.InfoLevel)}, server.ListenConfig{})
+	hc := h2cClient(t)
+	ctx := testContext(t)
+	first := openStream(ctx, t, hc, srv.url, "v2", "", connect.WithGRPC())
+	if diff := cmp.Diff(ready(), first.next(t)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	begin := time.Now()
+	const refusals = 200
+	for range refusals {
+		s := openStream(ctx, t, hc, srv.url, "v1", "", connect.WithGRPC())
+		if got := s.end(t); got.Code != "resource_exhausted" {
+			t.Fatalf("stream over the limit: %+v, want resource_exhausted", got)
+		}
+		_ = s.close()
+	}
+	warnings := strings.Count(logs.String(), `"level":"warn"`)
+	if limit := 1 + int(time.Since(begin)/(10*time.Second)); warnings > limit || warnings == 0 {
+		t.Errorf("%d refusals logged %d warnings, want 1 (at most one per 10 s):\n%.2000s", refusals, warnings, logs.String())
 	}
 }

@@ -61,8 +61,9 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	}
 	if n := s.streams.Add(1); n > s.maxStreams {
 		s.streams.Add(-1)
-		if now, last := time.Now().UnixNano(), s.limitWarned.Load(); now-last >= int64(10*time.Second) && s.limitWarned.CompareAndSwap(last, now) {
-			s.opts.Log.Warn().Int64("limit", s.maxStreams).Msg("sync streams rejected: too many open streams (logged at most every 10 s)")
+		if log, held := s.refusals.Allow(); log {
+			s.opts.Log.Warn().Int64("limit", s.maxStreams).Int64("refused_since_last_warning", held).
+				Msg("sync streams rejected: too many open streams (logged at most every 10 s)")
 		}
 		return status.Errorf(codes.ResourceExhausted, "too many sync streams (limit %d)", s.maxStreams)
 	}

@@ -86,7 +86,7 @@ type Server struct {
 	syncContext *structpb.Struct // static values; shared read-only by every response
 	maxStreams  int64
 	streams     atomic.Int64
-	limitWarned atomic.Int64 // unix nanos of the last "too many streams" warning
+	refusals    service.LogThrottle // "too many streams" warnings
 	labels      *labelLimiter
 	payloads    payloadCache
 
