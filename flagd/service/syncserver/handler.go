@@ -54,7 +54,7 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	providerID := req.GetProviderId()
 	expr, sel, err := selector(ctx, req.GetSelector()) //nolint:staticcheck // the body selector is deprecated but still honoured, as flagd
 	if err != nil {
-		end := s.opts.Metrics.SyncStreamStarted(s.labels.selector(store.Redact(expr)), s.labels.provider(providerID))
+		end := s.opts.Metrics.SyncStreamStarted(s.labels.labels(store.Redact(expr), providerID))
 		end(reasonError)
 		s.opts.Log.Debug().Str("provider_id", providerID).Str("selector", store.Redact(expr)).Err(err).Msg("sync stream rejected")
 		return err
@@ -69,7 +69,7 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	}
 	defer s.streams.Add(-1)
 
-	end := s.opts.Metrics.SyncStreamStarted(s.labels.selector(sel.String()), s.labels.provider(providerID))
+	end := s.opts.Metrics.SyncStreamStarted(s.labels.labels(sel.String(), providerID))
 	reason := reasonError
 	defer func() { end(reason) }()
 	s.opts.Log.Debug().Str("provider_id", providerID).Str("selector", sel.String()).Msg("sync stream opened")

@@ -713,27 +713,26 @@ func testCertificates(t *testing.T) (server, client *tls.Config) {
 
 func TestLabelLimiter(t *testing.T) {
 	l := newLabelLimiter()
-	for i := range maxLabelValues - 2 {
-		l.provider(fmt.Sprintf("p%d", i))
+	for i := range maxSeries - 2 {
+		l.labels("flagSetId=a", fmt.Sprintf("p%d", i))
 	}
 	cases := []struct {
-		name, in, want string
+		name, selector, provider string
+		want                     [2]string
 	}{
-		{name: "known value", in: "p0", want: "p0"},
-		{name: "invalid UTF-8 is repaired", in: "a\xffb", want: "a\uFFFDb"},
-		{name: "long values are cut", in: strings.Repeat("x", 300), want: strings.Repeat("x", maxLabelLen)},
-		{name: "beyond the bound", in: "new", want: otherLabel},
-		{name: "known values stay after the bound", in: "p7", want: "p7"},
+		{name: "known pair", selector: "flagSetId=a", provider: "p0", want: [2]string{"flagSetId=a", "p0"}},
+		{name: "invalid UTF-8 is repaired", selector: "x", provider: "a\xffb", want: [2]string{"x", "a\uFFFDb"}},
+		{name: "long values are cut", selector: strings.Repeat("s", 300), provider: "p1", want: [2]string{strings.Repeat("s", maxLabelLen), "p1"}},
+		{name: "a new pair of known values beyond the bound", selector: "flagSetId=a", provider: "new", want: [2]string{otherLabel, otherLabel}},
+		{name: "known pairs stay after the bound", selector: "flagSetId=a", provider: "p7", want: [2]string{"flagSetId=a", "p7"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := l.provider(tc.in); got != tc.want {
-				t.Errorf("provider(%q) = %q, want %q", tc.in, got, tc.want)
+			sel, prov := l.labels(tc.selector, tc.provider)
+			if got := [2]string{sel, prov}; got != tc.want {
+				t.Errorf("labels(%q, %q) = %q, want %q", tc.selector, tc.provider, got, tc.want)
 			}
 		})
-	}
-	if got := l.selector("flagSetId=a"); got != "flagSetId=a" {
-		t.Errorf("selector labels share the provider bound: got %q", got)
 	}
 }
 
@@ -983,5 +982,74 @@ func TestSourceCredentialsNotServed(t *testing.T) {
 		if !strings.Contains(text, "https://redacted@flags.example.com/f.json?redacted") {
 			t.Errorf("%s does not name the source redacted:\n%s", where, text)
 		}
+	}
+}
+
+// TestSyncMetricSeriesBounded: clients choose provider ids and selectors freely, so
+// the sync metrics bound the number of (selector, provider_id) series, not only the
+// values per label (256 × 256 values made 900k series): streams beyond the bound
+// are counted under _other/_other, and known pairs keep their own series.
+func TestSyncMetricSeriesBounded(t *testing.T) {
+	h := start(t, Options{Store: readyStore(t)}, startConfig{})
+	const side = 17 // 289 pairs: more than the bound, fewer values per label than 256
+	for p := range side {
+		for s := range side {
+			ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), ptr(fmt.Sprintf("flagSetId=set-%d", s))))
+			stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: fmt.Sprintf("provider-%d", p)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recv(t, stream)
+			cancel()
+		}
+	}
+	// a pair seen before the bound was reached keeps its series
+	ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), ptr("flagSetId=set-0")))
+	defer cancel()
+	stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: "provider-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, stream)
+	pairs := map[[2]string]float64{}
+	eventually(t, "every stream's end to be recorded", func() bool {
+		families, err := h.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(pairs)
+		var ended uint64
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				var pair [2]string
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "selector":
+						pair[0] = l.GetValue()
+					case "provider_id":
+						pair[1] = l.GetValue()
+					}
+				}
+				switch f.GetName() {
+				case "feature_flag_flagd_sync_active_streams":
+					pairs[pair] += m.GetGauge().GetValue()
+				case "feature_flag_flagd_sync_stream_duration_seconds":
+					ended += m.GetHistogram().GetSampleCount()
+					if _, ok := pairs[pair]; !ok {
+						pairs[pair] = 0
+					}
+				}
+			}
+		}
+		return ended == side*side
+	})
+	if len(pairs) > maxSeries+1 {
+		t.Errorf("%d (selector, provider_id) series for %d pairs, want at most %d + _other", len(pairs), side*side, maxSeries)
+	}
+	if _, ok := pairs[[2]string{otherLabel, otherLabel}]; !ok {
+		t.Errorf("no _other/_other series for the pairs beyond the bound")
+	}
+	if got := pairs[[2]string{"flagSetId=set-0", "provider-0"}]; got != 1 {
+		t.Errorf("open streams of the first pair: %v, want 1 (its own series)", got)
 	}
 }
