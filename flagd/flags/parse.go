@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -72,7 +74,7 @@ func decode(data []byte) (any, error) {
 	if trimmed[0] != '{' && trimmed[0] != '[' {
 		converted, err := yaml.YAMLToJSON(trimmed)
 		if err != nil {
-			return nil, fmt.Errorf("invalid YAML: %w", err)
+			return nil, yamlError(trimmed, err)
 		}
 		trimmed = converted
 	}
@@ -100,8 +102,9 @@ func jsonError(data []byte, err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		offset = int64(len(data))
 	}
+	msg := withoutContent(err.Error())
 	if offset < 0 {
-		return fmt.Errorf("invalid JSON: %w", err)
+		return fmt.Errorf("invalid JSON: %s", msg)
 	}
 	if offset > int64(len(data)) {
 		offset = int64(len(data))
@@ -109,7 +112,77 @@ func jsonError(data []byte, err error) error {
 	before := data[:offset]
 	line := bytes.Count(before, []byte("\n")) + 1
 	col := int(offset) - bytes.LastIndexByte(before, '\n')
-	return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
+	return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, msg)
+}
+
+// Decoding errors name where a document is broken, never what it holds: a flag file
+// may be a symlink to any file (a mounted secret), and these errors reach the log
+// and /readyz. encoding/json quotes the offending character, the YAML decoder
+// anchors, tagged values and map keys.
+var (
+	quotedRe   = regexp.MustCompile(`'(?:[^'\\]|\\.)*' ?|` + "`[^`]*` ?" + `|"(?:[^"\\]|\\.)*" ?`)
+	yamlLineRe = regexp.MustCompile(`line (\d+):`)
+	quotedName = regexp.MustCompile(`'([^']*)'|` + "`([^`]*)`")
+)
+
+// withoutContent removes the quoted parts of a decoder's message, except a single
+// punctuation character (`expected ',' or ']'`), which says what the syntax needs.
+func withoutContent(msg string) string {
+	return quotedRe.ReplaceAllStringFunc(msg, func(q string) string {
+		inner := strings.TrimSpace(q)
+		if len(inner) == 3 && inner[0] == '\'' && strings.ContainsRune("{}[],:\"'-?&*!|>%@#", rune(inner[1])) {
+			return q
+		}
+		return ""
+	})
+}
+
+// yamlError turns an error of the YAML decoder into one naming the line (when the
+// decoder or a search of the document for the quoted token can tell it) and the
+// kind of problem, without the document's content.
+func yamlError(doc []byte, err error) error {
+	msg := err.Error()
+	line := 0
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+	}
+	token := "" // the quoted token, only to find its line
+	if m := quotedName.FindStringSubmatch(msg); m != nil {
+		token = m[1] + m[2]
+	}
+	var what string
+	switch {
+	case strings.Contains(msg, "unknown anchor"):
+		what, token = "an alias refers to an anchor that is not defined", "*"+token
+	case strings.Contains(msg, "value contains itself"):
+		what, token = "an anchor's value contains an alias to itself", "&"+token
+	case strings.Contains(msg, "cannot decode"), strings.Contains(msg, "cannot unmarshal"):
+		what = "a value does not match its tag (e.g. !!int on text)"
+	case strings.Contains(msg, "invalid map key"), strings.Contains(msg, "unsupported map key"):
+		what, token = "a map key is a list or a map, which JSON cannot represent", ""
+	case strings.Contains(msg, "!!binary"):
+		what, token = "a !!binary value is not valid base64", ""
+	case strings.Contains(msg, "excessive aliasing"):
+		what, token = "the document expands too many aliases", ""
+	default:
+		what, token = "the document is not valid YAML", ""
+		if i := strings.Index(msg, "line "); i >= 0 && line > 0 {
+			// the scanner's and parser's own phrases, kept if they quote nothing
+			// but a punctuation character
+			if _, rest, ok := strings.Cut(msg[i:], ": "); ok && withoutContent(rest) == rest {
+				what = rest
+			}
+		}
+	}
+	if line == 0 && token != "" {
+		if i := bytes.Index(doc, []byte(token)); i >= 0 {
+			line = bytes.Count(doc[:i], []byte("\n")) + 1
+		}
+	}
+	if line > 0 {
+		return fmt.Errorf("invalid YAML at line %d: %s", line, what)
+	}
+	return fmt.Errorf("invalid YAML: %s", what)
 }
 
 type parser struct {
