@@ -86,7 +86,8 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody, StreamDeadline: c.StreamDeadline})
 	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody})
-	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status), Watch: st.Watch, Gatherer: reg, Log: log})
+	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status),
+		Degraded: service.DegradedReport(st.Status), Watch: st.Watch, Gatherer: reg, Log: log})
 	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Log: log,
 		DisableMetadata: c.DisableSyncMetadata, StreamDeadline: c.StreamDeadline, KeepAliveMinTime: c.KeepAliveMinTime,
 		KeepAlivePermitWithoutStream: c.KeepAlivePermitWithoutStream, TLS: serverTLS})

@@ -28,6 +28,10 @@ type SourceStatus struct {
 	Failures  uint64    // payloads rejected or source errors
 	LastError string    // "" after a successful update
 	LastApply time.Time // time of the last applied payload
+	// FailingSince is when the source's current run of failures began (zero while
+	// its last update succeeded): from then on it may serve flags older than its
+	// origin.
+	FailingSince time.Time
 }
 
 type source struct {
@@ -111,6 +115,7 @@ func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
 	src.status.Applied++
 	src.status.Flags = len(entries)
 	src.status.LastError = ""
+	src.status.FailingSince = time.Time{}
 	src.status.LastApply = s.now()
 	s.publish()
 	s.log.Info().Str("source", Redact(sourceName)).Int("flags", len(entries)).Uint64("generation", s.gen).Msg("applied flag payload")
@@ -138,6 +143,9 @@ func (s *Store) logFailure(src *source, err error, msg string) {
 	level := s.log.Error()
 	if err.Error() == src.status.LastError {
 		level = s.log.Debug()
+	}
+	if src.status.LastError == "" {
+		src.status.FailingSince = s.now()
 	}
 	src.status.LastError = err.Error()
 	level.Str("source", Redact(src.status.Name)).Err(err).Uint64("failures", src.status.Failures).Msg(msg)

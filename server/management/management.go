@@ -1,6 +1,7 @@
 // Package management serves flagd's management port (8014): /healthz (liveness),
-// /readyz (200 once every source's first payload is served, 412 Precondition Failed
-// before that and from the start of shutdown), /metrics (Prometheus) and the gRPC
+// /readyz (200 once every source's first payload is served, with a JSON body saying
+// what is degraded if anything is; 412 Precondition Failed before that and from the
+// start of shutdown), /metrics (Prometheus) and the gRPC
 // health service grpc.health.v1.Health (over gRPC, gRPC-Web or Connect; h2c comes
 // from server.Serve).
 package management
@@ -30,6 +31,10 @@ type Options struct {
 	// missing (flagd mode: the sources without a payload). Without it the body is
 	// {"reason":"not ready"}.
 	NotReady func() any
+	// Degraded, optional, returns the JSON body of a 200 from /readyz, or nil for
+	// none: ready, but serving in a degraded way (flagd mode: sources failing while
+	// their last good flags are served). Kubelet probes read only the status.
+	Degraded func() any
 	Gatherer prometheus.Gatherer // /metrics; nil: /metrics answers 404
 	Log      zerolog.Logger
 	// Watch, optional, wakes gRPC health Watch streams when readiness may have
@@ -92,6 +97,12 @@ type reason struct {
 
 func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
 	if s.ready() {
+		if s.opts.Degraded != nil {
+			if body := s.opts.Degraded(); body != nil {
+				writeJSON(w, http.StatusOK, body)
+				return
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -102,13 +113,18 @@ func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
 			body = s.opts.NotReady()
 		}
 	}
+	writeJSON(w, http.StatusPreconditionFailed, body)
+}
+
+// writeJSON answers status with body as JSON (no body if it cannot be encoded).
+func writeJSON(w http.ResponseWriter, status int, body any) {
 	b, err := json.Marshal(body)
 	if err != nil {
-		w.WriteHeader(http.StatusPreconditionFailed)
+		w.WriteHeader(status)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusPreconditionFailed)
+	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
 
