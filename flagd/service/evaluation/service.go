@@ -106,9 +106,9 @@ type Service struct {
 	keepAlive  time.Duration
 	maxStreams int64
 
-	streams      atomic.Int64        // open EventStreams
-	refusals     service.LogThrottle // "too many open streams" warnings
-	shutdown     chan struct{}       // closed by Shutdown
+	streams      atomic.Int64       // open EventStreams
+	refusals     server.LogThrottle // "too many open streams" warnings
+	shutdown     chan struct{}      // closed by Shutdown
 	shutdownOnce sync.Once
 
 	cache      structCache

@@ -351,3 +351,30 @@ func TestEventStreamRefusalsLogThrottled(t *testing.T) {
 		t.Errorf("%d refusals logged %d warnings, want 1 (at most one per 10 s):\n%.2000s", refusals, warnings, logs.String())
 	}
 }
+
+// TestEventStreamOutlivesReadTimeout: the listener's ReadTimeout bounds reading a
+// request (flagd mode sets 5 s, so a body that never comes cannot hold a goroutine),
+// not the response: EventStreams, over HTTP/1.1 and HTTP/2, live on past it.
+func TestEventStreamOutlivesReadTimeout(t *testing.T) {
+	const readTimeout = 50 * time.Millisecond
+	srv := start(t, Options{KeepAlive: 4 * readTimeout}, server.ListenConfig{ReadTimeout: readTimeout})
+	for name, c := range map[string]struct {
+		hc   *http.Client
+		opts []connect.ClientOption
+	}{
+		"connect over HTTP/1.1": {h1Client(t), []connect.ClientOption{connect.WithProtoJSON()}},
+		"gRPC over h2c":         {h2cClient(t), []connect.ClientOption{connect.WithGRPC()}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := openStream(testContext(t), t, c.hc, srv.url, "v1", "", c.opts...)
+			if diff := cmp.Diff(ready(), s.next(t)); diff != "" {
+				t.Fatalf("(-want +got):\n%s", diff)
+			}
+			for range 2 { // each comes 4 read timeouts after the previous event
+				if diff := cmp.Diff(event{Type: "keep_alive"}, s.next(t)); diff != "" {
+					t.Fatalf("(-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}

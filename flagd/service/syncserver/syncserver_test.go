@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -1051,5 +1053,97 @@ func TestSyncMetricSeriesBounded(t *testing.T) {
 	}
 	if got := pairs[[2]string{"flagSetId=set-0", "provider-0"}]; got != 1 {
 		t.Errorf("open streams of the first pair: %v, want 1 (its own series)", got)
+	}
+}
+
+// rawH2 opens an HTTP/2 connection to addr and reads its frames in the background:
+// ended receives the stream ids the server ends (trailers or RST_STREAM), closed is
+// closed on GOAWAY or when the connection ends.
+func rawH2(t *testing.T, addr string) (fr *http2.Framer, ended chan uint32, closed chan struct{}) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr = http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	ended, closed = make(chan uint32, 16), make(chan struct{})
+	go func() {
+		defer close(closed)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					_ = fr.WriteSettingsAck()
+				}
+			case *http2.MetaHeadersFrame:
+				if f.StreamEnded() {
+					ended <- f.StreamID
+				}
+			case *http2.RSTStreamFrame:
+				ended <- f.StreamID
+			case *http2.GoAwayFrame:
+				return
+			}
+		}
+	}()
+	return fr, ended, closed
+}
+
+// TestHalfSentRPCsAndIdleConnections: an RPC whose request message never comes is
+// ended after RequestTimeout (grpc-go alone would hold its goroutine forever), a
+// connection without an RPC is closed after IdleTimeout, and a SyncFlags stream
+// whose request came lives on past both.
+func TestHalfSentRPCsAndIdleConnections(t *testing.T) {
+	st := readyStore(t)
+	h := start(t, Options{Store: st, RequestTimeout: 100 * time.Millisecond, IdleTimeout: 100 * time.Millisecond}, startConfig{})
+	fr, ended, _ := rawH2(t, h.target)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i, method := range []string{syncv1grpc.FlagSyncService_FetchAllFlags_FullMethodName, syncv1grpc.FlagSyncService_SyncFlags_FullMethodName} {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "x"}, {":path", method},
+			{"content-type", "application/grpc"}, {"te", "trailers"}} {
+			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		id := uint32(2*i + 1)
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		timeout := time.After(waitFor)
+		for got := uint32(0); got != id; {
+			select {
+			case got = <-ended: // trailers, then maybe RST_STREAM, of earlier streams too
+			case <-timeout:
+				t.Fatalf("%s without its request message was not ended", method)
+			}
+		}
+	}
+	_, _, closed := rawH2(t, h.target)
+	select {
+	case <-closed:
+	case <-time.After(waitFor):
+		t.Error("a connection without an RPC was not closed")
+	}
+	stream, err := h.client.SyncFlags(testCtx(t), &syncv1.SyncFlagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, stream)
+	time.Sleep(300 * time.Millisecond) // three request timeouts and idle timeouts
+	apply(t, st, srcB, `{"flags":{}}`)
+	if got := recv(t, stream).GetFlagConfiguration(); !strings.Contains(got, "bool-flag") || strings.Contains(got, `"other"`) {
+		t.Errorf("the stream did not live on: %s", got)
 	}
 }
