@@ -291,7 +291,10 @@ func fdExhaustion(ctx context.Context, e *env) (outcome, error) {
 	ofrepStatus, _, ofrepErr := httpDo(e.d.ofrep, string(postRequest(e.d.ofrep, "/ofrep/v1/evaluate/flags/new-checkout", "application/json", []byte(`{}`))), 3*time.Second)
 	e.peak()
 	// new-checkout becomes true for everyone
-	changed := strings.Replace(exampleFlags, `"defaultVariant":"off"`, `"defaultVariant":"on"`, 1)
+	changed := strings.Replace(exampleFlags, `"on","off"]}`, `"on","on"]}`, 1)
+	if changed == exampleFlags {
+		return outcome{}, fmt.Errorf("fd-exhaustion: the flag change did not apply to the example flags")
+	}
 	if err := e.d.replaceFlags([]byte(changed)); err != nil {
 		return outcome{}, err
 	}

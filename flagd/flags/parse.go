@@ -56,7 +56,7 @@ func Parse(data []byte, mode Mode) (*Set, error) {
 	if err != nil {
 		return nil, Problems{{Message: err.Error()}}
 	}
-	p := &parser{strict: mode == Strict}
+	p := &parser{strict: mode == Strict, literals: eval.NewInterner()}
 	set := p.document(doc)
 	if len(p.errors) > 0 {
 		return nil, p.errors
@@ -191,6 +191,11 @@ type parser struct {
 	warnings   Problems
 	evaluators map[string]any      // raw, by name
 	resolved   map[string]resolved // $ref-free, by name
+	// setMeta is the merged metadata of flags without their own, shared by all of
+	// them (read-only): one map per document instead of one per flag.
+	setMeta     map[string]any
+	setMetaDone bool
+	literals    *eval.Interner // shared by every rule of the document
 }
 
 // fail records a finding that makes flagd reject the payload, in both modes.
@@ -327,7 +332,14 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 	}
 
 	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"), false)
-	f.Metadata = mergeMetadata(setMeta, meta)
+	if meta == nil {
+		if !p.setMetaDone {
+			p.setMeta, p.setMetaDone = mergeMetadata(setMeta, nil), true
+		}
+		f.Metadata = p.setMeta
+	} else {
+		f.Metadata = mergeMetadata(setMeta, meta)
+	}
 	if id, ok := f.Metadata["flagSetId"].(string); ok {
 		f.FlagSetID = id
 	}
@@ -343,12 +355,23 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 	if len(p.errors) > errorsBefore {
 		return out
 	}
-	warnings, errs := f.Compile(path, p.strict)
+	warnings, errs := f.CompileWith(path, p.strict, p.literals)
 	p.warnings = append(p.warnings, warnings...)
 	p.errors = append(p.errors, errs...)
 	if len(errs) > 0 {
 		return out
 	}
+	// A served flag lives as long as its document is served: keep it compact. The
+	// compiled rule and variants are what evaluations use; the rule is needed again
+	// only for the sync API's JSON, so it is kept as JSON (about a tenth of the
+	// decoded tree, the largest part of a flag), and the decoded variants map is
+	// dropped (the compiled variants hold the same values).
+	if f.Targeting != nil {
+		if b, err := json.Marshal(f.Targeting); err == nil {
+			f.Targeting = json.RawMessage(b)
+		}
+	}
+	f.Variants = nil
 	return append(out, f)
 }
 

@@ -8,6 +8,7 @@ package store
 import (
 	"fmt"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,11 +51,24 @@ type Store struct {
 	ready   atomic.Bool
 	watch   map[chan struct{}]struct{}
 	now     func() time.Time
+
+	// reclaim returns freed memory to the OS (debug.FreeOSMemory; tests count the
+	// calls); reclaiming is set while it runs.
+	reclaim    func()
+	reclaiming atomic.Bool
 }
+
+// reclaimAfter is the payload size from which applying it (or rejecting it) is
+// followed by returning the freed memory to the OS at once: decoding a document
+// takes about ten times its size, all garbage once it is compiled (or rejected),
+// and the previous snapshot's flags become garbage too. Left to the runtime, a 50 MB
+// document's gigabyte stays resident for minutes; small payloads are not worth a
+// forced collection.
+const reclaimAfter = 4 << 20
 
 // New creates a store for the named sources, in priority order (later sources win).
 func New(sourceNames []string, log zerolog.Logger) (*Store, error) {
-	s := &Store{log: log, byName: map[string]*source{}, watch: map[chan struct{}]struct{}{}, now: time.Now}
+	s := &Store{log: log, byName: map[string]*source{}, watch: map[chan struct{}]struct{}{}, now: time.Now, reclaim: debug.FreeOSMemory}
 	for i, name := range sourceNames {
 		if _, dup := s.byName[name]; dup {
 			return nil, fmt.Errorf("source %q is configured twice", name)
@@ -79,6 +93,9 @@ func (s *Store) Ready() bool { return s.ready.Load() }
 // that source's flags and publishes a new snapshot. An invalid document is rejected
 // with an error listing every problem, and the source keeps its last good flags.
 func (s *Store) Apply(sourceName string, data []byte) error {
+	if len(data) >= reclaimAfter {
+		defer s.reclaimMemory()
+	}
 	set, err := flags.Parse(data, flags.Lenient)
 	if err != nil {
 		s.mu.Lock()
@@ -120,6 +137,17 @@ func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
 	s.publish()
 	s.log.Info().Str("source", Redact(sourceName)).Int("flags", len(entries)).Uint64("generation", s.gen).Msg("applied flag payload")
 	return nil
+}
+
+// reclaimMemory returns freed memory to the OS in the background, once at a time.
+func (s *Store) reclaimMemory() {
+	if !s.reclaiming.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.reclaiming.Store(false)
+		s.reclaim()
+	}()
 }
 
 // Fail records an error of a source that could not deliver a payload (for example a
