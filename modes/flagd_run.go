@@ -143,7 +143,7 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg gosync.WaitGroup
-	errs := make(chan error, 5)
+	errs := make(chan error, 6)
 	goRun := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -159,6 +159,10 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, started f
 	goRun("ofrep", func() error { return server.Serve(ctx, ofrepLn, ofrepCfg, ofrepSvc.Handler(), log, nil) })
 	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
 	goRun("sync", func() error { return syncSrv.Serve(ctx, dataConns.Listener(syncLn, "sync", nil)) })
+	goRun("memory", func() error {
+		server.ReclaimAfterBursts(ctx, server.ReclaimEvery, server.ReclaimMinDrop)
+		return nil
+	})
 	if started != nil {
 		started(Addresses{Evaluation: evalLn.Addr().String(), Management: mgmtLn.Addr().String(),
 			Sync: syncLn.Addr().String(), OFREP: ofrepLn.Addr().String()})
