@@ -145,6 +145,7 @@ type result struct {
 	name                            string
 	rssBefore, rssPeak, rssAfter    int64
 	gorBefore, gorPeak, gorAfter    string
+	heapAfter, stackAfter           string // Go heap and stacks in use after the settle time
 	p50Before, p50During            time.Duration
 	probesDuring, probeErrorsDuring int
 	note                            string
@@ -164,8 +165,8 @@ func run(ctx context.Context, cfg config) []result {
 		if r.err != nil {
 			fmt.Fprintf(cfg.progress, "   error: %v\n", r.err)
 		} else {
-			fmt.Fprintf(cfg.progress, "   RSS %s -> %s -> %s; goroutines %s / %s / %s; p50 %v / %v\n   %s\n",
-				mib(r.rssBefore), mib(r.rssPeak), mib(r.rssAfter), r.gorBefore, r.gorPeak, r.gorAfter,
+			fmt.Fprintf(cfg.progress, "   RSS %s -> %s -> %s (heap %s, stacks %s MiB); goroutines %s / %s / %s; p50 %v / %v\n   %s\n",
+				mib(r.rssBefore), mib(r.rssPeak), mib(r.rssAfter), r.heapAfter, r.stackAfter, r.gorBefore, r.gorPeak, r.gorAfter,
 				r.p50Before.Round(time.Microsecond), r.p50During.Round(time.Microsecond), r.note)
 		}
 		out = append(out, r)
@@ -209,6 +210,7 @@ func runAttack(ctx context.Context, cfg config, a attack) (r result) {
 	}
 	r.rssAfter, _ = rss(d.pid)
 	r.gorAfter = d.metric("go_goroutines")
+	r.heapAfter, r.stackAfter = mibString(d.metric("go_memstats_heap_inuse_bytes")), mibString(d.metric("go_memstats_stack_inuse_bytes"))
 	if res.cleanup != nil {
 		res.cleanup()
 	}
@@ -226,15 +228,15 @@ func runAttack(ctx context.Context, cfg config, a attack) (r result) {
 func markdown(cfg config, results []result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Hostile-input harness, scale %g, settle %v, hold %v, server args %q\n\n", cfg.scale, cfg.settle, cfg.hold, cfg.srvArgs)
-	b.WriteString("| attack | RSS before → peak → after | goroutines before / peak / after | p50 normal before / during | outcome |\n")
-	b.WriteString("|---|---|---|---|---|\n")
+	b.WriteString("| attack | RSS before → peak → after | heap / stacks after | goroutines before / peak / after | p50 normal before / during | outcome |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		if r.err != nil {
-			fmt.Fprintf(&b, "| %s | | | | **error**: %s |\n", r.name, strings.ReplaceAll(r.err.Error(), "\n", " "))
+			fmt.Fprintf(&b, "| %s | | | | | **error**: %s |\n", r.name, strings.ReplaceAll(r.err.Error(), "\n", " "))
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s → %s → %s | %s / %s / %s | %v / %v | %s |\n", r.name,
-			mib(r.rssBefore), mib(r.rssPeak), mib(r.rssAfter), r.gorBefore, r.gorPeak, r.gorAfter,
+		fmt.Fprintf(&b, "| %s | %s → %s → %s | %s / %s MiB | %s / %s / %s | %v / %v | %s |\n", r.name,
+			mib(r.rssBefore), mib(r.rssPeak), mib(r.rssAfter), r.heapAfter, r.stackAfter, r.gorBefore, r.gorPeak, r.gorAfter,
 			r.p50Before.Round(time.Microsecond), r.p50During.Round(time.Microsecond), strings.ReplaceAll(r.note, "|", "\\|"))
 	}
 	return b.String()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -217,7 +218,7 @@ func (f *Flag) CompileWith(path string, strict bool, in *Interner) (warnings, er
 		f.byName = make(map[string]int32, len(names))
 	}
 	for i, name := range names {
-		f.variants[i] = newVariant(name, f.Variants[name])
+		f.variants[i] = newVariant(strings.Clone(name), Detach(f.Variants[name]))
 		if f.byName != nil {
 			f.byName[name] = int32(i)
 		}
@@ -363,4 +364,31 @@ func describe(v any) string {
 		return "a string"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// Detach returns a deep copy of a decoded JSON value whose strings and boxed numbers
+// are allocated anew. A served flag keeps the values it needs this way instead of
+// pieces of the decoded document: each piece would pin memory of the decoder's, which
+// is garbage once the flags are compiled (a decoded 50 MB document is ten times
+// that, and every span holding one retained string stays resident).
+func Detach(v any) any {
+	switch t := v.(type) {
+	case string:
+		return strings.Clone(t)
+	case float64:
+		return t // boxed anew when stored in the interface
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[strings.Clone(k)] = Detach(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = Detach(x)
+		}
+		return out
+	}
+	return v
 }

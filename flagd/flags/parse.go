@@ -303,11 +303,11 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 			p.schema(eval.Key(path, k), "unknown flag member")
 		}
 	}
-	f := &eval.Flag{Key: key}
+	f := &eval.Flag{Key: strings.Clone(key)}
 
 	switch st := obj["state"].(type) {
 	case string:
-		f.State = st
+		f.State = stateName(st)
 		if st != "ENABLED" && st != "DISABLED" {
 			p.schema(eval.Key(path, "state"), "must be \"ENABLED\" or \"DISABLED\", got %q (flagd treats it as enabled)", st)
 		}
@@ -325,7 +325,7 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 
 	switch dv := obj["defaultVariant"].(type) {
 	case string:
-		f.DefaultVariant = dv
+		f.DefaultVariant = strings.Clone(dv)
 	case nil:
 	default:
 		p.fail(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
@@ -341,7 +341,7 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 		f.Metadata = mergeMetadata(setMeta, meta)
 	}
 	if id, ok := f.Metadata["flagSetId"].(string); ok {
-		f.FlagSetID = id
+		f.FlagSetID = id // a detached copy (mergeMetadata)
 	}
 
 	if t, present := obj["targeting"]; present {
@@ -441,10 +441,10 @@ func mergeMetadata(set, flag map[string]any) map[string]any {
 	}
 	out := make(map[string]any, len(set)+len(flag))
 	for k, v := range set {
-		out[k] = v
+		out[strings.Clone(k)] = eval.Detach(v)
 	}
 	for k, v := range flag {
-		out[k] = v
+		out[strings.Clone(k)] = eval.Detach(v)
 	}
 	if id, ok := out["flagSetId"]; ok {
 		if _, isString := id.(string); !isString {
@@ -632,4 +632,16 @@ func (p *parser) checkEvaluators(set *Set) {
 		p.warnings = append(p.warnings, warnings...)
 		p.errors = append(p.errors, errs...)
 	}
+}
+
+// stateName returns the state as written, without keeping the decoder's string for
+// the two states flagd knows.
+func stateName(s string) string {
+	switch s {
+	case "ENABLED":
+		return "ENABLED"
+	case "DISABLED":
+		return "DISABLED"
+	}
+	return strings.Clone(s)
 }

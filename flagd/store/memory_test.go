@@ -59,9 +59,10 @@ func TestLiveMemoryOfALargeDocument(t *testing.T) {
 }
 
 // TestLargePayloadReturnsMemory: applying or rejecting a payload of reclaimAfter
-// bytes or more returns the freed memory to the OS right away (the garbage of a
-// large document otherwise stays resident until the runtime gets to it, minutes);
-// small payloads do not force a collection.
+// bytes or more, or replacing one, returns the freed memory to the OS right away
+// (the garbage of a large document, or its flags once replaced, otherwise stay
+// resident until the runtime gets to them, minutes); small payloads replacing small
+// ones do not force a collection.
 func TestLargePayloadReturnsMemory(t *testing.T) {
 	s, err := New([]string{"src"}, zerolog.Nop())
 	if err != nil {
@@ -90,9 +91,23 @@ func TestLargePayloadReturnsMemory(t *testing.T) {
 		t.Fatal("a truncated document was applied")
 	}
 	<-calls
+	for s.reclaiming.Load() {
+		runtime.Gosched()
+	}
+	// a small payload replacing the large one: its flags are garbage now
+	if err := s.Apply("src", []byte(`{"flags":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	<-calls
+	for s.reclaiming.Load() {
+		runtime.Gosched()
+	}
+	if err := s.Apply("src", []byte(`{"flags":{}}`)); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-calls:
-		t.Error("memory was reclaimed for a small payload")
+		t.Error("memory was reclaimed for a small payload replacing a small one")
 	default:
 	}
 }

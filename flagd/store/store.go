@@ -8,6 +8,7 @@ package store
 import (
 	"fmt"
 	"net/url"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ type SourceStatus struct {
 type source struct {
 	status  SourceStatus
 	entries []*Entry
+	size    int // bytes of the payload its entries come from (0: parsed elsewhere)
 }
 
 // Store merges the payloads of a fixed, ordered list of sources.
@@ -52,8 +54,8 @@ type Store struct {
 	watch   map[chan struct{}]struct{}
 	now     func() time.Time
 
-	// reclaim returns freed memory to the OS (debug.FreeOSMemory; tests count the
-	// calls); reclaiming is set while it runs.
+	// reclaim returns freed memory to the OS (two collections, then
+	// debug.FreeOSMemory; tests count the calls); reclaiming is set while it runs.
 	reclaim    func()
 	reclaiming atomic.Bool
 }
@@ -68,7 +70,7 @@ const reclaimAfter = 4 << 20
 
 // New creates a store for the named sources, in priority order (later sources win).
 func New(sourceNames []string, log zerolog.Logger) (*Store, error) {
-	s := &Store{log: log, byName: map[string]*source{}, watch: map[chan struct{}]struct{}{}, now: time.Now, reclaim: debug.FreeOSMemory}
+	s := &Store{log: log, byName: map[string]*source{}, watch: map[chan struct{}]struct{}{}, now: time.Now, reclaim: func() { runtime.GC(); debug.FreeOSMemory() }}
 	for i, name := range sourceNames {
 		if _, dup := s.byName[name]; dup {
 			return nil, fmt.Errorf("source %q is configured twice", name)
@@ -93,8 +95,11 @@ func (s *Store) Ready() bool { return s.ready.Load() }
 // that source's flags and publishes a new snapshot. An invalid document is rejected
 // with an error listing every problem, and the source keeps its last good flags.
 func (s *Store) Apply(sourceName string, data []byte) error {
-	if len(data) >= reclaimAfter {
-		defer s.reclaimMemory()
+	s.mu.Lock()
+	replacesLarge := s.byName[sourceName] != nil && s.byName[sourceName].size >= reclaimAfter
+	s.mu.Unlock()
+	if len(data) >= reclaimAfter || replacesLarge {
+		defer s.reclaimMemory() // the garbage of decoding it, or the flags it replaced
 	}
 	set, err := flags.Parse(data, flags.Lenient)
 	if err != nil {
@@ -111,7 +116,13 @@ func (s *Store) Apply(sourceName string, data []byte) error {
 	for _, w := range set.Warnings {
 		s.log.Warn().Str("source", Redact(sourceName)).Str("path", w.Path).Msg(w.Message)
 	}
-	return s.ApplyParsed(sourceName, set)
+	if err := s.ApplyParsed(sourceName, set); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.byName[sourceName].size = len(data)
+	s.mu.Unlock()
+	return nil
 }
 
 // ApplyParsed replaces a source's flags with an already parsed document (whose
@@ -128,6 +139,7 @@ func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
 		entries = append(entries, newEntry(f, sourceName, src.status.Priority))
 	}
 	src.entries = entries
+	src.size = 0 // Apply records the payload's size
 	src.status.Ready = true
 	src.status.Applied++
 	src.status.Flags = len(entries)
