@@ -627,7 +627,7 @@ func hugeFile(ctx context.Context, e *env) (outcome, error) {
 	loaded := time.Since(start)
 	time.Sleep(e.cfg.settle)
 	rssHolding, _ := rss(e.d.pid)
-	heap := e.d.metric("go_memstats_heap_inuse_bytes")
+	heap, live := e.d.metric("go_memstats_heap_inuse_bytes"), e.d.metric("go_memstats_alloc_bytes")
 	e.peak()
 	if err := e.d.replaceFlags([]byte(exampleFlags)); err != nil {
 		return outcome{}, err
@@ -641,8 +641,13 @@ func hugeFile(ctx context.Context, e *env) (outcome, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return outcome{note: fmt.Sprintf("%.1f MB file, %d flags, served after %v; %v later: RSS %s, heap in use %s MiB; \"after\" is %v after the small file is back",
-		float64(len(doc))/1e6, n, loaded.Round(time.Millisecond), e.cfg.settle, mib(rssHolding), mibString(heap), e.cfg.settle)}, nil
+	liveRatio := "?"
+	var liveBytes float64
+	if _, err := fmt.Sscan(live, &liveBytes); err == nil {
+		liveRatio = fmt.Sprintf("%.1f", liveBytes/float64(len(doc)))
+	}
+	return outcome{note: fmt.Sprintf("%.1f MB file, %d flags, served after %v; %v later: RSS %s, heap in use %s MiB, allocated (live after the daemon's collection) %s MiB = %s× the file; \"after\" is %v after the small file is back",
+		float64(len(doc))/1e6, n, loaded.Round(time.Millisecond), e.cfg.settle, mib(rssHolding), mibString(heap), mibString(live), liveRatio, e.cfg.settle)}, nil
 }
 
 func mibString(bytesValue string) string {
