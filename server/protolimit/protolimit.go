@@ -15,7 +15,6 @@
 package protolimit
 
 import (
-	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -171,10 +170,4 @@ func UnmarshalJSON(data []byte, m proto.Message) error {
 		return err
 	}
 	return protojson.UnmarshalOptions{DiscardUnknown: true, RecursionLimit: jsonRecursionLimit}.Unmarshal(data, m)
-}
-
-// IsTooDeep reports whether err (or the text of a gRPC status wrapping it) is
-// ErrTooDeep.
-func IsTooDeep(err error) bool {
-	return errors.Is(err, ErrTooDeep)
 }
