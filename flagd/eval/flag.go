@@ -137,7 +137,7 @@ type Flag struct {
 	rule     *Rule
 	variants []variant        // sorted by name
 	byName   map[string]int32 // index in variants; only for flags with many variants
-	def      int32            // index of the default variant; -1 for none (code default)
+	def      *variant         // the default variant (in variants); nil for none (code default)
 }
 
 // VariantValue returns the value of the variant named name.
@@ -223,9 +223,11 @@ func (f *Flag) CompileWith(path string, strict bool, in *Interner) (warnings, er
 			f.byName[name] = int32(i)
 		}
 	}
-	f.def = -1
+	f.def = nil
 	if f.DefaultVariant != "" {
-		if f.def = f.variantIndex(f.DefaultVariant); f.def < 0 {
+		if i := f.variantIndex(f.DefaultVariant); i >= 0 {
+			f.def = &f.variants[i]
+		} else {
 			errors = append(errors, Problem{Path: Key(path, "defaultVariant"), Message: fmt.Sprintf("%q is not one of the variants (%s)", f.DefaultVariant, variantList(f.Variants))})
 		}
 	}
@@ -281,15 +283,12 @@ func (f *Flag) EvaluateAs(t Type, ctx map[string]any, clock func() time.Time) Re
 		return Resolution{Reason: ReasonDisabled, Metadata: f.Metadata}
 	}
 	if f.rule == nil {
-		if f.def >= 0 { // the common case, inlined: a static flag resolving as asked
-			v := &f.variants[f.def]
-			if v.valid&(1<<t) != 0 {
-				r := Resolution{Value: v.value, Variant: v.name, Reason: ReasonStatic, Metadata: f.Metadata}
-				if t == TypeInteger {
-					r.Value = v.asInt
-				}
-				return r
+		if v := f.def; v != nil && v.valid&(1<<t) != 0 { // the common case, inlined
+			r := Resolution{Value: v.value, Variant: v.name, Reason: ReasonStatic, Metadata: f.Metadata}
+			if t == TypeInteger {
+				r.Value = v.asInt
 			}
+			return r
 		}
 		return f.defaultResolution(t, ReasonStatic)
 	}
@@ -325,10 +324,10 @@ func (f *Flag) defaultResolution(t Type, reason Reason) Resolution {
 	if f.DefaultVariant == "" {
 		return Resolution{Reason: ReasonDefault, Metadata: f.Metadata}
 	}
-	if f.def < 0 {
+	if f.def == nil {
 		return f.errorResolution(ErrorGeneral, "default variant %q of flag %q does not exist", f.DefaultVariant, f.Key)
 	}
-	return f.resolveVariant(t, &f.variants[f.def], reason)
+	return f.resolveVariant(t, f.def, reason)
 }
 
 func (f *Flag) resolveVariant(t Type, v *variant, reason Reason) Resolution {
