@@ -90,7 +90,8 @@ func CheckBinary(data []byte, md protoreflect.MessageDescriptor) error {
 		group protowire.Number               // a group: its field number
 		depth int                            // message depth (map entries add none)
 	}
-	stack := []frame{{md: md, end: len(data), depth: 1}}
+	var buf [16]frame // no allocation for requests nesting up to 16 messages
+	stack := append(buf[:0], frame{md: md, end: len(data), depth: 1})
 	i := 0
 	for len(stack) > 0 {
 		top := &stack[len(stack)-1]
