@@ -283,7 +283,7 @@ func TestFlagdConnectionLimits(t *testing.T) {
 	}
 	waitReady(t, "http://"+a.Management+"/readyz") // management has its own cap
 	// the idle timeout closes the two held connections, so a new one gets in
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		conn, got := request(a.OFREP, ofrepPath)
 		if conn != nil {
@@ -296,5 +296,38 @@ func TestFlagdConnectionLimits(t *testing.T) {
 			t.Fatalf("idle connections were not closed: still %q", got)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFlagdCutsHalfSentRequests: on the evaluation port (which serves long-lived
+// EventStreams) a request whose body never comes is cut after the 5 s request read
+// timeout instead of holding its goroutine and connection forever; on HTTP/2 the
+// stream is reset and the connection stays.
+func TestFlagdCutsHalfSentRequests(t *testing.T) {
+	c, err := parseStart(t, "-f", "file:"+examplesJSON, "-p", "0", "-m", "0", "-g", "0", "-r", "0", "--bind-address", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan Addresses, 1)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), func(a Addresses) { addrs <- a }) }()
+	a := <-addrs
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	}()
+	waitReady(t, "http://"+a.Management+"/readyz")
+	conn, err := net.DialTimeout("tcp", a.Evaluation, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = fmt.Fprintf(conn, "POST /flagd.evaluation.v1.Service/ResolveBoolean HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second)) // bounds the wait; the cut comes after 5 s
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Errorf("the half-sent request's connection was not closed: %v", err)
 	}
 }
