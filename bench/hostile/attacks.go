@@ -664,7 +664,7 @@ func eventStreamMemory(ctx context.Context, e *env) (outcome, error) {
 		connectEnvelope([]byte("{}")), "Connect-Protocol-Version: 1")
 	conns, statuses := parallelStreams(e.d.eval, req, n)
 	defer closeAll(conns)()
-	time.Sleep(5 * time.Second)
+	time.Sleep(min(5*time.Second, e.cfg.hold))
 	rssOpen, _ := rss(e.d.pid)
 	e.peak()
 	closeAll(conns)()

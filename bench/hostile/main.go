@@ -37,7 +37,8 @@ type config struct {
 	attacks  []string
 	scale    float64       // 1: the probe's sizes; smaller for a quick run
 	settle   time.Duration // wait after an attack before reading "after"
-	hold     time.Duration // how long idle and half-sent connections are held
+	hold     time.Duration // how long idle and half-sent connections (and EventStreams, at most 5 s) are held
+	pause    time.Duration // quiet time after a daemon starts, and before the "before" figures
 	out      string
 	startTO  time.Duration
 	binArgs  []string // before "flagd start" (tests run the test binary)
@@ -92,7 +93,7 @@ func main() {
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("hostile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config{progress: stderr, startTO: 2 * time.Minute}
+	cfg := config{progress: stderr, startTO: 2 * time.Minute, pause: time.Second}
 	var attacks, srvArgs string
 	fs.StringVar(&cfg.bin, "bin", "", "flagpole binary (default: go build one from the current directory)")
 	fs.StringVar(&attacks, "attacks", "all", "comma-separated attacks, or all: "+strings.Join(attackNames(), ","))
@@ -188,10 +189,10 @@ func runAttack(ctx context.Context, cfg config, a attack) (r result) {
 			r.err = fmt.Errorf("daemon: %w", err)
 		}
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(cfg.pause)
 	p := startProbe(d.eval)
 	defer p.stop()
-	time.Sleep(time.Second)
+	time.Sleep(cfg.pause)
 	r.p50Before, _, _ = p.mark()
 	r.rssBefore, _ = rss(d.pid)
 	r.gorBefore = d.metric("go_goroutines")

@@ -69,7 +69,7 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	cfg := config{bin: self, env: []string{serveEnv + "=1"}, scale: 0.01, settle: 100 * time.Millisecond,
-		hold: 200 * time.Millisecond, startTO: 30 * time.Second, progress: &progress,
+		hold: 200 * time.Millisecond, pause: 100 * time.Millisecond, startTO: 30 * time.Second, progress: &progress,
 		attacks: []string{"deep-json", "deep-proto", "sync-credentials", "sync-cardinality", "yaml-leak", "eventstream-memory"}}
 	results := run(t.Context(), cfg)
 	report := markdown(cfg, results)
