@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 FUZZTIME ?= 60s
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean generate verify load size propagation e2e admission-load
+.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -45,6 +45,9 @@ load: build ## flagd-mode load harness (bench/load): startup, RSS, req/s, p50/p9
 
 size: build ## sidecar budgets of the single binary: binary size, first correct answer after exec and idle RSS with 1,000 flags (a report: over-budget figures are marked, never failed)
 	$(GO) run ./bench/load -bin $(BIN) -startup-only $(SIZEFLAGS)
+
+hostile: build ## hostile-input regression harness (bench/hostile, ~12 min): replays the probe's attacks, RSS/goroutines/p50 per attack; options via HOSTILEFLAGS="-attacks deep-json -out hostile.md"
+	$(GO) run ./bench/hostile -bin $(BIN) $(HOSTILEFLAGS)
 
 propagation: ## time from a flag file change to the new value served (20 renames, 20 ConfigMap ..data swaps)
 	$(GO) run ./bench/propagation -n 20

@@ -100,28 +100,36 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody, StreamDeadline: c.StreamDeadline})
 	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody})
-	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status), Watch: st.Watch, Gatherer: reg, Log: log})
+	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status),
+		Degraded: service.DegradedReport(st.Status), Watch: st.Watch, Gatherer: reg, Log: log})
 	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
 		DisableMetadata: c.DisableSyncMetadata, StreamDeadline: c.StreamDeadline, KeepAliveMinTime: c.KeepAliveMinTime,
-		KeepAlivePermitWithoutStream: c.KeepAlivePermitWithoutStream, TLS: serverTLS})
+		KeepAlivePermitWithoutStream: c.KeepAlivePermitWithoutStream, TLS: serverTLS,
+		IdleTimeout: c.IdleTimeout, RequestTimeout: requestReadTimeout})
 
-	httpListener := func(name string, port uint16, socket string, tlsConf *tls.Config) server.ListenConfig {
-		return server.ListenConfig{Name: name, Address: net.JoinHostPort(c.BindAddress, strconv.Itoa(int(port))),
-			SocketPath: socket, TLS: tlsConf, ReadHeaderTimeout: readHeaderTimeout, MaxHeaderBytes: c.MaxRequestHeader}
+	// One connection cap for the data listeners, and one of its own for management,
+	// so that probes and scrapes get in while the data listeners are full.
+	dataMax, mgmtMax := server.DefaultConnLimits(server.FileLimit())
+	if c.MaxConnections > 0 {
+		dataMax = c.MaxConnections
 	}
-	evalCfg := httpListener("evaluation", c.Port, c.SocketPath, serverTLS) // streams: no ReadTimeout
+	dataConns, mgmtConns := server.NewConnLimit(dataMax, log), server.NewConnLimit(mgmtMax, log)
+	httpListener := func(name string, port uint16, socket string, tlsConf *tls.Config, conns *server.ConnLimit) server.ListenConfig {
+		return server.ListenConfig{Name: name, Address: net.JoinHostPort(c.BindAddress, strconv.Itoa(int(port))),
+			SocketPath: socket, TLS: tlsConf, ReadHeaderTimeout: readHeaderTimeout, MaxHeaderBytes: c.MaxRequestHeader,
+			ReadTimeout: requestReadTimeout, IdleTimeout: c.IdleTimeout, Conns: conns}
+	}
+	evalCfg := httpListener("evaluation", c.Port, c.SocketPath, serverTLS, dataConns)
 	ofrepTLS := (*tls.Config)(nil)
 	if c.OfrepTLS {
 		ofrepTLS = serverTLS
 	}
-	ofrepCfg := httpListener("ofrep", c.OfrepPort, "", ofrepTLS)
-	ofrepCfg.ReadTimeout = requestReadTimeout
-	mgmtCfg := httpListener("management", c.ManagementPort, "", nil)
+	ofrepCfg := httpListener("ofrep", c.OfrepPort, "", ofrepTLS, dataConns)
+	mgmtCfg := httpListener("management", c.ManagementPort, "", nil, mgmtConns)
 	if c.ManagementBind != "" {
 		mgmtCfg.Address = net.JoinHostPort(c.ManagementBind, strconv.Itoa(int(c.ManagementPort)))
 	}
-	mgmtCfg.ReadTimeout = requestReadTimeout
-	syncCfg := httpListener("sync", c.SyncPort, c.SyncSocketPath, nil)
+	syncCfg := httpListener("sync", c.SyncPort, c.SyncSocketPath, nil, dataConns)
 
 	// Open every listener first, so a port conflict fails before anything serves.
 	var listeners []net.Listener
@@ -149,7 +157,7 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg gosync.WaitGroup
-	errs := make(chan error, 5)
+	errs := make(chan error, 6)
 	goRun := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -164,12 +172,17 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 	goRun("evaluation", func() error { return server.Serve(ctx, evalLn, evalCfg, evalSvc.Handler(), log, evalSvc.Shutdown) })
 	goRun("ofrep", func() error { return server.Serve(ctx, ofrepLn, ofrepCfg, ofrepSvc.Handler(), log, nil) })
 	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
-	goRun("sync", func() error { return syncSrv.Serve(ctx, syncLn) })
+	goRun("sync", func() error { return syncSrv.Serve(ctx, dataConns.Listener(syncLn, "sync", nil)) })
+	goRun("memory", func() error {
+		server.ReclaimAfterBursts(ctx, server.ReclaimEvery, server.ReclaimMinDrop)
+		return nil
+	})
 	if started != nil {
 		started(Addresses{Evaluation: evalLn.Addr().String(), Management: mgmtLn.Addr().String(),
 			Sync: syncLn.Addr().String(), OFREP: ofrepLn.Addr().String()})
 	}
-	log.Info().Strs("sources", redacted).Msg("flagd mode started")
+	log.Info().Strs("sources", redacted).Int("max_connections", dataMax).Int("max_management_connections", mgmtMax).
+		Dur("idle_timeout", c.IdleTimeout).Msg("flagd mode started")
 	wg.Wait()
 	close(errs)
 	var all []error
@@ -214,8 +227,9 @@ func buildSources(configs []flagsync.SourceConfig, log zerolog.Logger) ([]flagsy
 }
 
 // Server timeouts as flagd's (flagd-compat §3.1): request headers must arrive within
-// readHeaderTimeout; OFREP and management requests within requestReadTimeout. The
-// evaluation and sync listeners serve long-lived streams and have no read timeout.
+// readHeaderTimeout, and whole requests (bodies, and a sync RPC's request message)
+// within requestReadTimeout, on every listener. Responses may stream on afterwards
+// (EventStream, SyncFlags): the read deadline ends with the request body.
 const (
 	readHeaderTimeout  = 3 * time.Second
 	requestReadTimeout = 5 * time.Second

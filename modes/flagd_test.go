@@ -1,9 +1,12 @@
 package modes
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -325,5 +328,108 @@ func TestManagementBindAddress(t *testing.T) {
 		if !strings.HasPrefix(addr, want) {
 			t.Errorf("%s listens on %s, want %s*", name, addr, want)
 		}
+	}
+}
+
+// TestFlagdConnectionLimits: the evaluation, sync and OFREP listeners share
+// --max-connections (a connection over it is refused at once, 503 on plaintext
+// HTTP) while the management port keeps answering; idle keep-alive connections are
+// closed after --idle-timeout, which frees their slots.
+func TestFlagdConnectionLimits(t *testing.T) {
+	c, err := parseStart(t, "-f", "file:"+examplesJSON, "-p", "0", "-m", "0", "-g", "0", "-r", "0", "--bind-address", "127.0.0.1",
+		"--max-connections", "2", "--idle-timeout", "300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan Addresses, 1)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), BuildInfo{}, func(a Addresses) { addrs <- a }) }()
+	a := <-addrs
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	}()
+	waitReady(t, "http://"+a.Management+"/readyz")
+	request := func(addr, path string) (net.Conn, string) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", path)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			return nil, "error: " + err.Error()
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return conn, fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(body)))
+	}
+	const evalPath, ofrepPath = "/flagd.evaluation.v1.Service/ResolveBoolean", "/ofrep/v1/evaluate/flags/new-checkout"
+	held := 0
+	for _, addr := range []struct{ addr, path string }{{a.Evaluation, evalPath}, {a.OFREP, ofrepPath}} {
+		conn, got := request(addr.addr, addr.path)
+		if conn == nil || strings.HasPrefix(got, "503") {
+			t.Fatalf("connection %d of 2: %s", held+1, got)
+		}
+		defer conn.Close()
+		held++
+	}
+	if _, got := request(a.Evaluation, evalPath); got != "503 too many connections" {
+		t.Errorf("a third connection: %q, want 503 too many connections", got)
+	}
+	waitReady(t, "http://"+a.Management+"/readyz") // management has its own cap
+	// the idle timeout closes the two held connections, so a new one gets in
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, got := request(a.OFREP, ofrepPath)
+		if conn != nil {
+			conn.Close()
+		}
+		if strings.HasPrefix(got, "200") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle connections were not closed: still %q", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFlagdCutsHalfSentRequests: on the evaluation port (which serves long-lived
+// EventStreams) a request whose body never comes is cut after the 5 s request read
+// timeout instead of holding its goroutine and connection forever; on HTTP/2 the
+// stream is reset and the connection stays.
+func TestFlagdCutsHalfSentRequests(t *testing.T) {
+	c, err := parseStart(t, "-f", "file:"+examplesJSON, "-p", "0", "-m", "0", "-g", "0", "-r", "0", "--bind-address", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan Addresses, 1)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), BuildInfo{}, func(a Addresses) { addrs <- a }) }()
+	a := <-addrs
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	}()
+	waitReady(t, "http://"+a.Management+"/readyz")
+	conn, err := net.DialTimeout("tcp", a.Evaluation, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = fmt.Fprintf(conn, "POST /flagd.evaluation.v1.Service/ResolveBoolean HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second)) // bounds the wait; the cut comes after 5 s
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Errorf("the half-sent request's connection was not closed: %v", err)
 	}
 }

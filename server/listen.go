@@ -22,10 +22,21 @@ type ListenConfig struct {
 	SocketPath string // unix socket path instead of TCP
 	TLS        *tls.Config
 	// HTTP/2 without TLS (h2c) is always enabled; with TLS, HTTP/2 is negotiated by ALPN.
-	ReadHeaderTimeout time.Duration
-	ReadTimeout       time.Duration // 0 for listeners serving long-lived streams
-	MaxHeaderBytes    int
-	ShutdownGrace     time.Duration // default 5s
+	ReadHeaderTimeout time.Duration // request headers (HTTP/1.1) must arrive within this
+	// ReadTimeout bounds reading a request, body included: per request on HTTP/1.1,
+	// per stream on HTTP/2. It no longer applies once the body has been read (net/http
+	// lifts it on HTTP/1.1, and it only guards the body on HTTP/2), so responses may
+	// stream for as long as they like. 0: no bound.
+	ReadTimeout time.Duration
+	// IdleTimeout closes an HTTP/1.1 keep-alive connection waiting for its next
+	// request, and an HTTP/2 connection without an open stream, after this long;
+	// 0: never. Streams in progress keep their connection.
+	IdleTimeout    time.Duration
+	MaxHeaderBytes int
+	// Conns, if set, caps the connections open at once on this listener and the
+	// others sharing it (refusals: see ConnLimit).
+	Conns         *ConnLimit
+	ShutdownGrace time.Duration // default 5s
 }
 
 // maxStreamsPerConnection caps concurrent HTTP/2 streams on one connection.
@@ -66,12 +77,20 @@ func Serve(ctx context.Context, ln net.Listener, cfg ListenConfig, handler http.
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	protocols.SetUnencryptedHTTP2(cfg.TLS == nil)
+	if cfg.Conns != nil {
+		var refusal []byte
+		if cfg.TLS == nil {
+			refusal = HTTPRefusal
+		}
+		ln = cfg.Conns.Listener(ln, cfg.Name, refusal)
+	}
 	srv := &http.Server{
 		Handler:           handler,
 		Protocols:         protocols,
 		TLSConfig:         cfg.TLS.Clone(), // each server configures ALPN on its own copy
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		// TLS handshake failures and the like: debug noise, not stderr spam.
 		ErrorLog: stdlog.New(debugWriter{log.With().Str("listener", cfg.Name).Logger()}, "", 0),

@@ -2,6 +2,7 @@ package eval
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -61,6 +62,45 @@ type compiler struct {
 	strict   bool
 	errors   Problems
 	warnings Problems
+	in       *Interner // may be nil
+}
+
+// Interner shares the compiled nodes of equal scalar literals (variant names, common
+// strings and numbers, booleans) between the rules compiled with it, typically every
+// rule of one document: compiled rules live as long as their document is served,
+// and a literal otherwise costs a node in every rule that has it. It is not safe for
+// concurrent use.
+type Interner struct{ m map[literal]node }
+
+// literal is an interned scalar: numbers by their bits, so that 0 and -0 stay apart.
+type literal struct {
+	k    kind
+	b    bool
+	bits uint64
+	s    string
+}
+
+// NewInterner returns an empty Interner.
+func NewInterner() *Interner { return &Interner{m: map[literal]node{}} }
+
+// nullNode is the compiled null literal, shared by every rule.
+var nullNode = constant(null)
+
+// constant compiles a literal, shared through the Interner when it is a scalar.
+func (c *compiler) constant(v value) node {
+	if v.k == kindNull {
+		return nullNode
+	}
+	if c.in == nil || v.x != nil {
+		return constant(v)
+	}
+	key := literal{k: v.k, b: v.b, bits: math.Float64bits(v.n), s: v.s}
+	if n, ok := c.in.m[key]; ok {
+		return n
+	}
+	n := constant(v)
+	c.in.m[key] = n
+	return n
 }
 
 // CompileRule compiles a decoded JsonLogic rule (as produced by encoding/json into
@@ -70,7 +110,12 @@ type compiler struct {
 // the evaluation with PARSE_ERROR; both are reported as warnings. In strict mode they
 // are errors, and so is everything flagd's targeting schema rejects.
 func CompileRule(tree any, path string, strict bool) (rule *Rule, warnings, errors Problems) {
-	c := &compiler{strict: strict}
+	return CompileRuleWith(tree, path, strict, nil)
+}
+
+// CompileRuleWith is CompileRule sharing literals through in (nil: none).
+func CompileRuleWith(tree any, path string, strict bool, in *Interner) (rule *Rule, warnings, errors Problems) {
+	c := &compiler{strict: strict, in: in}
 	n := c.compile(tree, path)
 	if len(c.errors) > 0 {
 		return nil, c.warnings, c.errors
@@ -130,7 +175,7 @@ func (c *compiler) compile(x any, path string) node {
 			return arrayValue(out)
 		}
 	}
-	return constant(fromAny(x))
+	return c.constant(fromAny(x))
 }
 
 func (c *compiler) compileAll(args []any, path string) []node {
@@ -276,5 +321,5 @@ func (c *compiler) arg(args []any, i int, path string) node {
 	if i < len(args) {
 		return c.compile(args[i], Index(path, i))
 	}
-	return constant(null)
+	return nullNode
 }

@@ -69,7 +69,7 @@ func compileSemVer(c *compiler, args []any, path string) node {
 		}
 	}
 	if len(nodes) != 3 {
-		return constant(null)
+		return nullNode
 	}
 	// A literal target version is parsed once here.
 	target := func(e *env) (semVersion, bool) { return semverArg(nodes[2](e)) }
@@ -180,13 +180,13 @@ func compileFractional(c *compiler, args []any, path string) node {
 		for _, b := range entries {
 			_, w, ok := b.resolve(probe)
 			if !ok {
-				return constant(null)
+				return nullNode
 			}
 			constTotal += w
 		}
 		if constTotal > maxTotalWeight {
 			c.problem(path, "fractional weights sum to %d, more than %d", constTotal, maxTotalWeight)
-			return constant(null)
+			return nullNode
 		}
 	}
 	return func(e *env) value {
@@ -260,15 +260,15 @@ func (c *compiler) compileBucket(raw any, path string, allConst bool) (bucketEnt
 			return bucketEntry{whole: c.compile(raw, path)}, false
 		}
 		c.problem(path, "a fractional entry must be a [variant, weight] array, got %s", fromAny(raw).k)
-		return bucketEntry{whole: constant(null)}, false
+		return bucketEntry{whole: nullNode}, false
 	}
 	if len(arr) == 0 || len(arr) > 2 {
 		c.problem(path, "a fractional entry must be [variant] or [variant, weight], got %d items", len(arr))
 	}
 	if len(arr) == 0 {
-		return bucketEntry{whole: constant(null)}, false
+		return bucketEntry{whole: nullNode}, false
 	}
-	b := bucketEntry{variant: c.compile(arr[0], Index(path, 0)), weight: constant(numberValue(1))}
+	b := bucketEntry{variant: c.compile(arr[0], Index(path, 0)), weight: c.constant(numberValue(1))}
 	if lit := fromAny(arr[0]); isLiteral(arr[0]) && (lit.k == kindArray || lit.k == kindObject) {
 		c.problem(Index(path, 0), "a fractional variant must be a string, boolean or number, got %s", lit.k)
 	}

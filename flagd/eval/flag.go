@@ -5,8 +5,11 @@
 package eval
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,45 +85,112 @@ func NotFound(key string) Resolution {
 type variant struct {
 	name  string
 	value any
-	asInt any // int64, or nil when the value is not an integer a float64 holds exactly
-	valid [TypeObject + 1]bool
+	asInt any   // the value as an int64 (boxed at load: resolving allocates nothing), when valid for TypeInteger
+	valid uint8 // bit t set: the value resolves as Type t
 }
 
 func newVariant(name string, v any) variant {
 	out := variant{name: name, value: v}
-	out.valid[TypeAny] = v != nil
+	if v != nil {
+		out.valid |= 1 << TypeAny
+	}
 	switch t := v.(type) {
 	case bool:
-		out.valid[TypeBoolean] = true
+		out.valid |= 1 << TypeBoolean
 	case string:
-		out.valid[TypeString] = true
+		out.valid |= 1 << TypeString
 	case float64:
-		out.valid[TypeFloat] = true
+		out.valid |= 1 << TypeFloat
 		if t == math.Trunc(t) && math.Abs(t) <= maxSafeInteger {
-			out.valid[TypeInteger] = true
+			out.valid |= 1 << TypeInteger
 			out.asInt = int64(t)
 		}
 	case map[string]any:
-		out.valid[TypeObject] = true
+		out.valid |= 1 << TypeObject
 	}
 	return out
 }
 
+func (v *variant) is(t Type) bool { return v.valid&(1<<t) != 0 }
+
 // Flag is one flag definition, compiled for evaluation. The exported fields are the
 // definition as loaded (targeting with every $ref inlined); call Compile before Evaluate.
+//
+// A flag is kept for as long as it is served, so its compiled form is compact: the
+// variants in a slice sorted by name (a map only for many), the default variant as
+// an index, resolutions built when asked for (they allocate nothing).
 type Flag struct {
-	Key            string
-	FlagSetID      string         // metadata.flagSetId, "" when the flag belongs to no flag set
-	State          string         // as written; only "DISABLED" disables the flag
-	Variants       map[string]any // decoded JSON values
-	DefaultVariant string         // "" means the caller's code default
-	Targeting      any            // decoded JsonLogic; nil or {} means no targeting
-	Metadata       map[string]any // flag-set metadata merged under the flag's own
+	Key       string
+	FlagSetID string // metadata.flagSetId, "" when the flag belongs to no flag set
+	State     string // as written; only "DISABLED" disables the flag
+	// Variants are the decoded JSON values by name, what Compile compiles. flags.Parse
+	// leaves it nil once compiled (the compiled form holds the same values); read
+	// them with VariantValue and VariantValues.
+	Variants       map[string]any
+	DefaultVariant string // "" means the caller's code default
+	// Targeting is the JsonLogic rule: decoded JSON (nil or {} means no targeting),
+	// or its JSON encoding (json.RawMessage), which is how flags.Parse keeps it once
+	// compiled: the decoded tree of a rule costs about ten times its JSON.
+	Targeting any
+	Metadata  map[string]any // flag-set metadata merged under the flag's own; shared, read-only
 
 	rule     *Rule
-	variants map[string]variant
-	fixed    [TypeObject + 1]Resolution // successful resolutions of flags without targeting
-	fixedOK  [TypeObject + 1]bool
+	variants []variant        // sorted by name
+	byName   map[string]int32 // index in variants; only for flags with many variants
+	def      *variant         // the default variant (in variants); nil for none (code default)
+}
+
+// VariantValue returns the value of the variant named name.
+func (f *Flag) VariantValue(name string) (any, bool) {
+	if f.Variants != nil {
+		v, ok := f.Variants[name]
+		return v, ok
+	}
+	if v, ok := f.variant(name); ok {
+		return v.value, true
+	}
+	return nil, false
+}
+
+// VariantValues returns the variants by name (a new map once the flag dropped its
+// Variants; callers must not modify it otherwise).
+func (f *Flag) VariantValues() map[string]any {
+	if f.Variants != nil || f.variants == nil {
+		return f.Variants
+	}
+	out := make(map[string]any, len(f.variants))
+	for _, v := range f.variants {
+		out[v.name] = v.value
+	}
+	return out
+}
+
+// manyVariants is the number of variants from which a lookup map beats a scan.
+const manyVariants = 16
+
+// variant returns the variant named name.
+func (f *Flag) variant(name string) (*variant, bool) {
+	i := f.variantIndex(name)
+	if i < 0 {
+		return nil, false
+	}
+	return &f.variants[i], true
+}
+
+// variantIndex returns the index of the variant named name, or -1.
+func (f *Flag) variantIndex(name string) int32 {
+	if f.byName != nil {
+		if i, ok := f.byName[name]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range f.variants {
+		if f.variants[i].name == name {
+			return int32(i)
+		}
+	}
+	return -1
 }
 
 // HasTargeting reports whether the flag has a targeting rule.
@@ -132,39 +202,56 @@ func (f *Flag) Disabled() bool { return f.State == "DISABLED" }
 // Compile validates the variants and compiles the targeting rule. path is the flag's
 // JSON path for problems (e.g. `flags.new-ui`).
 func (f *Flag) Compile(path string, strict bool) (warnings, errors Problems) {
-	f.variants = make(map[string]variant, len(f.Variants))
-	for name, v := range f.Variants {
-		f.variants[name] = newVariant(name, v)
+	return f.CompileWith(path, strict, nil)
+}
+
+// CompileWith is Compile sharing the rule's literals through in (nil: none).
+func (f *Flag) CompileWith(path string, strict bool, in *Interner) (warnings, errors Problems) {
+	names := make([]string, 0, len(f.Variants))
+	for name := range f.Variants {
+		names = append(names, name)
 	}
+	sort.Strings(names)
+	f.variants = make([]variant, len(names))
+	f.byName = nil
+	if len(names) >= manyVariants {
+		f.byName = make(map[string]int32, len(names))
+	}
+	for i, name := range names {
+		f.variants[i] = newVariant(strings.Clone(name), Detach(f.Variants[name]))
+		if f.byName != nil {
+			f.byName[name] = int32(i)
+		}
+	}
+	f.def = nil
 	if f.DefaultVariant != "" {
-		if _, ok := f.variants[f.DefaultVariant]; !ok {
+		if i := f.variantIndex(f.DefaultVariant); i >= 0 {
+			f.def = &f.variants[i]
+		} else {
 			errors = append(errors, Problem{Path: Key(path, "defaultVariant"), Message: fmt.Sprintf("%q is not one of the variants (%s)", f.DefaultVariant, variantList(f.Variants))})
 		}
 	}
 	f.rule = nil
-	if m, isObject := f.Targeting.(map[string]any); f.Targeting != nil && !(isObject && len(m) == 0) {
+	targeting := f.Targeting
+	if raw, ok := targeting.(json.RawMessage); ok {
+		if err := json.Unmarshal(raw, &targeting); err != nil {
+			errors = append(errors, Problem{Path: Key(path, "targeting"), Message: "invalid JSON: " + err.Error()})
+			return warnings, errors
+		}
+	}
+	if m, isObject := targeting.(map[string]any); targeting != nil && !(isObject && len(m) == 0) {
 		if !isObject {
-			p := Problem{Path: Key(path, "targeting"), Message: fmt.Sprintf("targeting must be a JsonLogic object, got %s", fromAny(f.Targeting).k)}
+			p := Problem{Path: Key(path, "targeting"), Message: fmt.Sprintf("targeting must be a JsonLogic object, got %s", fromAny(targeting).k)}
 			if strict {
 				errors = append(errors, p)
 			} else {
 				warnings = append(warnings, p)
 			}
 		}
-		rule, w, errs := CompileRule(f.Targeting, Key(path, "targeting"), strict)
+		rule, w, errs := CompileRuleWith(targeting, Key(path, "targeting"), strict, in)
 		warnings = append(warnings, w...)
 		errors = append(errors, errs...)
 		f.rule = rule
-	}
-	f.fixedOK = [TypeObject + 1]bool{}
-	if len(errors) == 0 {
-		dv, hasDefault := f.variants[f.DefaultVariant]
-		for t := TypeAny; t <= TypeObject; t++ {
-			// Only successes are kept: a type mismatch's message is built when asked for.
-			if f.DefaultVariant == "" || (hasDefault && dv.valid[t]) {
-				f.fixed[t], f.fixedOK[t] = f.defaultResolution(t, ReasonStatic), true
-			}
-		}
 	}
 	return warnings, errors
 }
@@ -196,8 +283,12 @@ func (f *Flag) EvaluateAs(t Type, ctx map[string]any, clock func() time.Time) Re
 		return Resolution{Reason: ReasonDisabled, Metadata: f.Metadata}
 	}
 	if f.rule == nil {
-		if f.fixedOK[t] {
-			return f.fixed[t]
+		if v := f.def; v != nil && v.valid&(1<<t) != 0 { // the common case, inlined
+			r := Resolution{Value: v.value, Variant: v.name, Reason: ReasonStatic, Metadata: f.Metadata}
+			if t == TypeInteger {
+				r.Value = v.asInt
+			}
+			return r
 		}
 		return f.defaultResolution(t, ReasonStatic)
 	}
@@ -217,7 +308,7 @@ func (f *Flag) EvaluateAs(t Type, ctx map[string]any, clock func() time.Time) Re
 	if !ok {
 		return f.errorResolution(ErrorGeneral, "targeting of flag %q returned %s, not a variant name", f.Key, result.k)
 	}
-	v, ok := f.variants[name]
+	v, ok := f.variant(name)
 	if !ok {
 		return f.errorResolution(ErrorGeneral, "targeting of flag %q returned %q, which is not one of its variants", f.Key, name)
 	}
@@ -233,15 +324,14 @@ func (f *Flag) defaultResolution(t Type, reason Reason) Resolution {
 	if f.DefaultVariant == "" {
 		return Resolution{Reason: ReasonDefault, Metadata: f.Metadata}
 	}
-	v, ok := f.variants[f.DefaultVariant]
-	if !ok {
+	if f.def == nil {
 		return f.errorResolution(ErrorGeneral, "default variant %q of flag %q does not exist", f.DefaultVariant, f.Key)
 	}
-	return f.resolveVariant(t, v, reason)
+	return f.resolveVariant(t, f.def, reason)
 }
 
-func (f *Flag) resolveVariant(t Type, v variant, reason Reason) Resolution {
-	if !v.valid[t] {
+func (f *Flag) resolveVariant(t Type, v *variant, reason Reason) Resolution {
+	if !v.is(t) {
 		return f.errorResolution(ErrorTypeMismatch, "flag %q resolved to variant %q, which is %s, not %s", f.Key, v.name, describe(v.value), t)
 	}
 	value := v.value
@@ -273,4 +363,31 @@ func describe(v any) string {
 		return "a string"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// Detach returns a deep copy of a decoded JSON value whose strings and boxed numbers
+// are allocated anew. A served flag keeps the values it needs this way instead of
+// pieces of the decoded document: each piece would pin memory of the decoder's, which
+// is garbage once the flags are compiled (a decoded 50 MB document is ten times
+// that, and every span holding one retained string stays resident).
+func Detach(v any) any {
+	switch t := v.(type) {
+	case string:
+		return strings.Clone(t)
+	case float64:
+		return t // boxed anew when stored in the interface
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[strings.Clone(k)] = Detach(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = Detach(x)
+		}
+		return out
+	}
+	return v
 }

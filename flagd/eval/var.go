@@ -94,7 +94,7 @@ func (c *compiler) compileVar(raw any, path string) node {
 	}
 	args := argList(raw)
 	c.arity("var", len(args), 0, 2, path)
-	def := constant(null)
+	def := nullNode
 	hasDefault := len(args) == 2
 	if hasDefault {
 		def = c.compile(args[1], Index(path, 1))
@@ -133,7 +133,7 @@ func (c *compiler) compileVar(raw any, path string) node {
 		}
 	default:
 		c.problem(argPath, "var path must be a string or a number, got %s", fromAny(t).k)
-		return constant(null)
+		return nullNode
 	}
 }
 

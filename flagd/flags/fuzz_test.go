@@ -168,7 +168,7 @@ func checkResolution(fl *eval.Flag, typ eval.Type, r eval.Resolution) string {
 		}
 		return ""
 	}
-	want, ok := fl.Variants[r.Variant]
+	want, ok := fl.VariantValue(r.Variant)
 	if !ok {
 		return "the variant is not one of the flag's variants"
 	}

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -54,7 +56,7 @@ func Parse(data []byte, mode Mode) (*Set, error) {
 	if err != nil {
 		return nil, Problems{{Message: err.Error()}}
 	}
-	p := &parser{strict: mode == Strict}
+	p := &parser{strict: mode == Strict, literals: eval.NewInterner()}
 	set := p.document(doc)
 	if len(p.errors) > 0 {
 		return nil, p.errors
@@ -72,7 +74,7 @@ func decode(data []byte) (any, error) {
 	if trimmed[0] != '{' && trimmed[0] != '[' {
 		converted, err := yaml.YAMLToJSON(trimmed)
 		if err != nil {
-			return nil, fmt.Errorf("invalid YAML: %w", err)
+			return nil, yamlError(trimmed, err)
 		}
 		trimmed = converted
 	}
@@ -100,8 +102,9 @@ func jsonError(data []byte, err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		offset = int64(len(data))
 	}
+	msg := withoutContent(err.Error())
 	if offset < 0 {
-		return fmt.Errorf("invalid JSON: %w", err)
+		return fmt.Errorf("invalid JSON: %s", msg)
 	}
 	if offset > int64(len(data)) {
 		offset = int64(len(data))
@@ -109,7 +112,77 @@ func jsonError(data []byte, err error) error {
 	before := data[:offset]
 	line := bytes.Count(before, []byte("\n")) + 1
 	col := int(offset) - bytes.LastIndexByte(before, '\n')
-	return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
+	return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, msg)
+}
+
+// Decoding errors name where a document is broken, never what it holds: a flag file
+// may be a symlink to any file (a mounted secret), and these errors reach the log
+// and /readyz. encoding/json quotes the offending character, the YAML decoder
+// anchors, tagged values and map keys.
+var (
+	quotedRe   = regexp.MustCompile(`'(?:[^'\\]|\\.)*' ?|` + "`[^`]*` ?" + `|"(?:[^"\\]|\\.)*" ?`)
+	yamlLineRe = regexp.MustCompile(`line (\d+):`)
+	quotedName = regexp.MustCompile(`'([^']*)'|` + "`([^`]*)`")
+)
+
+// withoutContent removes the quoted parts of a decoder's message, except a single
+// punctuation character (`expected ',' or ']'`), which says what the syntax needs.
+func withoutContent(msg string) string {
+	return quotedRe.ReplaceAllStringFunc(msg, func(q string) string {
+		inner := strings.TrimSpace(q)
+		if len(inner) == 3 && inner[0] == '\'' && strings.ContainsRune("{}[],:\"'-?&*!|>%@#", rune(inner[1])) {
+			return q
+		}
+		return ""
+	})
+}
+
+// yamlError turns an error of the YAML decoder into one naming the line (when the
+// decoder or a search of the document for the quoted token can tell it) and the
+// kind of problem, without the document's content.
+func yamlError(doc []byte, err error) error {
+	msg := err.Error()
+	line := 0
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+	}
+	token := "" // the quoted token, only to find its line
+	if m := quotedName.FindStringSubmatch(msg); m != nil {
+		token = m[1] + m[2]
+	}
+	var what string
+	switch {
+	case strings.Contains(msg, "unknown anchor"):
+		what, token = "an alias refers to an anchor that is not defined", "*"+token
+	case strings.Contains(msg, "value contains itself"):
+		what, token = "an anchor's value contains an alias to itself", "&"+token
+	case strings.Contains(msg, "cannot decode"), strings.Contains(msg, "cannot unmarshal"):
+		what = "a value does not match its tag (e.g. !!int on text)"
+	case strings.Contains(msg, "invalid map key"), strings.Contains(msg, "unsupported map key"):
+		what, token = "a map key is a list or a map, which JSON cannot represent", ""
+	case strings.Contains(msg, "!!binary"):
+		what, token = "a !!binary value is not valid base64", ""
+	case strings.Contains(msg, "excessive aliasing"):
+		what, token = "the document expands too many aliases", ""
+	default:
+		what, token = "the document is not valid YAML", ""
+		if i := strings.Index(msg, "line "); i >= 0 && line > 0 {
+			// the scanner's and parser's own phrases, kept if they quote nothing
+			// but a punctuation character
+			if _, rest, ok := strings.Cut(msg[i:], ": "); ok && withoutContent(rest) == rest {
+				what = rest
+			}
+		}
+	}
+	if line == 0 && token != "" {
+		if i := bytes.Index(doc, []byte(token)); i >= 0 {
+			line = bytes.Count(doc[:i], []byte("\n")) + 1
+		}
+	}
+	if line > 0 {
+		return fmt.Errorf("invalid YAML at line %d: %s", line, what)
+	}
+	return fmt.Errorf("invalid YAML: %s", what)
 }
 
 type parser struct {
@@ -118,6 +191,11 @@ type parser struct {
 	warnings   Problems
 	evaluators map[string]any      // raw, by name
 	resolved   map[string]resolved // $ref-free, by name
+	// setMeta is the merged metadata of flags without their own, shared by all of
+	// them (read-only): one map per document instead of one per flag.
+	setMeta     map[string]any
+	setMetaDone bool
+	literals    *eval.Interner // shared by every rule of the document
 }
 
 // fail records a finding that makes flagd reject the payload, in both modes.
@@ -225,11 +303,11 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 			p.schema(eval.Key(path, k), "unknown flag member")
 		}
 	}
-	f := &eval.Flag{Key: key}
+	f := &eval.Flag{Key: strings.Clone(key)}
 
 	switch st := obj["state"].(type) {
 	case string:
-		f.State = st
+		f.State = stateName(st)
 		if st != "ENABLED" && st != "DISABLED" {
 			p.schema(eval.Key(path, "state"), "must be \"ENABLED\" or \"DISABLED\", got %q (flagd treats it as enabled)", st)
 		}
@@ -247,16 +325,23 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 
 	switch dv := obj["defaultVariant"].(type) {
 	case string:
-		f.DefaultVariant = dv
+		f.DefaultVariant = strings.Clone(dv)
 	case nil:
 	default:
 		p.fail(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
 	}
 
 	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"), false)
-	f.Metadata = mergeMetadata(setMeta, meta)
+	if meta == nil {
+		if !p.setMetaDone {
+			p.setMeta, p.setMetaDone = mergeMetadata(setMeta, nil), true
+		}
+		f.Metadata = p.setMeta
+	} else {
+		f.Metadata = mergeMetadata(setMeta, meta)
+	}
 	if id, ok := f.Metadata["flagSetId"].(string); ok {
-		f.FlagSetID = id
+		f.FlagSetID = id // a detached copy (mergeMetadata)
 	}
 
 	if t, present := obj["targeting"]; present {
@@ -270,12 +355,23 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 	if len(p.errors) > errorsBefore {
 		return out
 	}
-	warnings, errs := f.Compile(path, p.strict)
+	warnings, errs := f.CompileWith(path, p.strict, p.literals)
 	p.warnings = append(p.warnings, warnings...)
 	p.errors = append(p.errors, errs...)
 	if len(errs) > 0 {
 		return out
 	}
+	// A served flag lives as long as its document is served: keep it compact. The
+	// compiled rule and variants are what evaluations use; the rule is needed again
+	// only for the sync API's JSON, so it is kept as JSON (about a tenth of the
+	// decoded tree, the largest part of a flag), and the decoded variants map is
+	// dropped (the compiled variants hold the same values).
+	if f.Targeting != nil {
+		if b, err := json.Marshal(f.Targeting); err == nil {
+			f.Targeting = json.RawMessage(b)
+		}
+	}
+	f.Variants = nil
 	return append(out, f)
 }
 
@@ -345,10 +441,10 @@ func mergeMetadata(set, flag map[string]any) map[string]any {
 	}
 	out := make(map[string]any, len(set)+len(flag))
 	for k, v := range set {
-		out[k] = v
+		out[strings.Clone(k)] = eval.Detach(v)
 	}
 	for k, v := range flag {
-		out[k] = v
+		out[strings.Clone(k)] = eval.Detach(v)
 	}
 	if id, ok := out["flagSetId"]; ok {
 		if _, isString := id.(string); !isString {
@@ -536,4 +632,16 @@ func (p *parser) checkEvaluators(set *Set) {
 		p.warnings = append(p.warnings, warnings...)
 		p.errors = append(p.errors, errs...)
 	}
+}
+
+// stateName returns the state as written, without keeping the decoder's string for
+// the two states flagd knows.
+func stateName(s string) string {
+	switch s {
+	case "ENABLED":
+		return "ENABLED"
+	case "DISABLED":
+		return "DISABLED"
+	}
+	return strings.Clone(s)
 }

@@ -232,7 +232,7 @@ func TestLenientRejectsWhatFlagdRejects(t *testing.T) {
 		},
 		"invalid YAML": {
 			doc:  "flags:\n  f: [unclosed\n",
-			want: []string{`invalid YAML: yaml: line 2: did not find expected ',' or ']'`},
+			want: []string{`invalid YAML at line 2: did not find expected ',' or ']'`},
 		},
 	}
 	for name, tc := range cases {
@@ -386,5 +386,44 @@ func TestRefFanOutIsBounded(t *testing.T) {
 	}
 	if v := set.Flags[0].Evaluate(map[string]any{"k": 499.0}).Variant; v != "a" {
 		t.Errorf("variant = %q, want a", v)
+	}
+}
+
+// TestDecodeErrorsNameThePlaceNotTheContent: a flag file may be a symlink to any
+// file (a mounted secret, by mistake or on purpose), and its errors reach the log
+// and /readyz. Decoding errors name where the document is broken, never what it
+// holds: YAML's messages quote anchors, tagged values and map keys, encoding/json's
+// the offending character.
+func TestDecodeErrorsNameThePlaceNotTheContent(t *testing.T) {
+	cases := map[string]struct{ doc, want string }{
+		"unknown anchor": {"flags:\n  f:\n    variants: *SECRET1\n",
+			"invalid YAML at line 3: an alias refers to an anchor that is not defined"},
+		"value not matching its tag": {"flags:\n  f:\n    variants: {on: !!int SECRET2}\n",
+			"invalid YAML at line 3: a value does not match its tag (e.g. !!int on text)"},
+		"float tag": {"flags:\n  f: !!float SECRET3\n",
+			"invalid YAML at line 2: a value does not match its tag (e.g. !!int on text)"},
+		"anchor containing itself": {"a: b\nc: &SECRET4 [*SECRET4]\n",
+			"invalid YAML at line 2: an anchor's value contains an alias to itself"},
+		"list as a map key": {"- [SECRET5, x]: c\n",
+			"invalid YAML: a map key is a list or a map, which JSON cannot represent"},
+		"bad base64": {"a: !!binary SECRET6!\n",
+			"invalid YAML: a !!binary value is not valid base64"},
+		"scanner error, punctuation kept": {"flags:\n  f: [SECRET7\n",
+			"invalid YAML at line 2: did not find expected ',' or ']'"},
+		"JSON: a letter": {`{"flags": SECRET8}`,
+			"invalid JSON at line 1, column 11: invalid character looking for beginning of value"},
+		"JSON: punctuation kept": {`{"flags": {[1]: 2}}`,
+			"invalid JSON at line 1, column 12: invalid character '[' looking for beginning of object key string"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := problems(t, tc.doc, flags.Lenient)
+			if diff := cmp.Diff([]string{tc.want}, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if strings.Contains(strings.Join(got, "\n"), "SECRET") {
+				t.Errorf("the error quotes the document: %q", got)
+			}
+		})
 	}
 }

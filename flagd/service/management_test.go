@@ -268,3 +268,54 @@ func labelString(labels []*dto.LabelPair) string {
 	}
 	return "{" + strings.Join(parts, ",") + "}"
 }
+
+// TestReadyzReportsDegradedSources: a ready source whose updates fail (a file it
+// cannot read, a server it cannot reach) keeps its last good flags and /readyz
+// stays 200, but says so: which source (redacted), its error, since when it fails
+// and when the flags it serves were read. Once it recovers the body is empty again.
+func TestReadyzReportsDegradedSources(t *testing.T) {
+	st, err := store.New([]string{fileSource, secretSource}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{fileSource, secretSource} {
+		if err := st.Apply(src, []byte(flagDoc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status),
+		Degraded: service.DegradedReport(st.Status), Log: zerolog.Nop()})
+	url := "http://" + serve(t, "management", mgmt.Handler()) + "/readyz"
+	if diff := cmp.Diff(response{200, "", ""}, get(t, url)); diff != "" {
+		t.Fatalf("healthy (-want +got):\n%s", diff)
+	}
+	st.Fail(secretSource, errors.New("GET "+secretSource+": connection refused"))
+	st.Fail(secretSource, errors.New("GET "+secretSource+": connection refused"))
+	res := get(t, url)
+	var body struct {
+		Status   string
+		Degraded []struct {
+			Source, LastError                string
+			Failures                         int
+			FailingSince, ServingFlagsReadAt time.Time
+		}
+	}
+	if err := json.Unmarshal([]byte(res.Body), &body); err != nil {
+		t.Fatalf("readyz while a source fails: %d %q: %v", res.Status, res.Body, err)
+	}
+	d := body.Degraded
+	if res.Status != 200 || body.Status != "ready" || len(d) != 1 || d[0].Failures != 2 ||
+		d[0].Source != "https://redacted@flags.example.com/flags.json?redacted" || !strings.Contains(d[0].LastError, "connection refused") ||
+		d[0].FailingSince.IsZero() || d[0].ServingFlagsReadAt.IsZero() || d[0].FailingSince.Before(d[0].ServingFlagsReadAt) {
+		t.Errorf("readyz while a source fails: %d %s", res.Status, res.Body)
+	}
+	if strings.Contains(res.Body, "s3cret") || strings.Contains(res.Body, "abc") {
+		t.Errorf("readyz carries the source's credentials: %s", res.Body)
+	}
+	if err := st.Apply(secretSource, []byte(flagDoc)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(response{200, "", ""}, get(t, url)); diff != "" {
+		t.Errorf("recovered (-want +got):\n%s", diff)
+	}
+}

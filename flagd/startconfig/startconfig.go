@@ -53,6 +53,8 @@ type Config struct {
 	MaxRequestHeader             int           `name:"max-request-header" short:"R" help:"Request header limit in bytes (0: Go's default, 1 MiB)." default:"1000000" env:"FLAGD_MAX_REQUEST_HEADER"`
 	KeepAliveMinTime             time.Duration `name:"keep-alive-min-time" help:"Minimum interval sync clients may send keepalive pings at." default:"30s" env:"FLAGD_KEEP_ALIVE_MIN_TIME"`
 	KeepAlivePermitWithoutStream bool          `name:"keep-alive-permit-without-stream" help:"Allow sync keepalive pings without an open stream." default:"true" negatable:"" env:"FLAGD_KEEP_ALIVE_PERMIT_WITHOUT_STREAM"`
+	MaxConnections               int           `name:"max-connections" help:"Connections the evaluation, sync and OFREP listeners may hold open together; more are refused (503 on plaintext HTTP). 0: derived from the open-files limit, at most 10000." default:"0" env:"FLAGD_MAX_CONNECTIONS"`
+	IdleTimeout                  time.Duration `name:"idle-timeout" help:"Close a connection without a request or stream in progress after this long (0: never)." default:"2m" env:"FLAGD_IDLE_TIMEOUT"`
 
 	MetricsExporter    string        `name:"metrics-exporter" short:"t" help:"Metrics exporter: \"\" or \"prometheus\" (served on /metrics), or \"otel\" (also pushed over OTLP to --otel-collector-uri)." env:"FLAGD_METRICS_EXPORTER"`
 	OtelCollectorURI   string        `name:"otel-collector-uri" short:"o" help:"OTLP/gRPC collector (host:port: plaintext unless TLS files are given; http://host:port; https://host:port): traces are exported there, and metrics with --metrics-exporter otel." env:"FLAGD_OTEL_COLLECTOR_URI"`
@@ -68,7 +70,7 @@ type Config struct {
 func Default() Config {
 	return Config{Port: 8013, ManagementPort: 8014, SyncPort: 8015, OfrepPort: 8016, MaxRequestBody: 1000000,
 		MaxRequestHeader: 1000000, KeepAliveMinTime: 30 * time.Second, KeepAlivePermitWithoutStream: true,
-		OtelReloadInterval: time.Hour}
+		IdleTimeout: 2 * time.Minute, OtelReloadInterval: time.Hour}
 }
 
 // Validate checks combinations kong cannot (kong calls it after parsing).
@@ -97,8 +99,11 @@ func (c *Config) Validate() error {
 	if c.OtelReloadInterval < 0 || c.StreamDeadline < 0 || c.KeepAliveMinTime < 0 {
 		return errors.New("--otel-reload-interval, --stream-deadline and --keep-alive-min-time must not be negative")
 	}
-	if c.MaxRequestBody < 0 || c.MaxRequestHeader < 0 {
-		return errors.New("--max-request-body and --max-request-header must not be negative")
+	if c.MaxRequestBody < 0 || c.MaxRequestHeader < 0 || c.MaxConnections < 0 {
+		return errors.New("--max-request-body, --max-request-header and --max-connections must not be negative")
+	}
+	if c.IdleTimeout < 0 {
+		return errors.New("--idle-timeout must not be negative")
 	}
 	ports := map[uint16]string{}
 	for _, p := range []struct {
@@ -238,6 +243,12 @@ func (c *Config) Args() ([]string, error) {
 	}
 	if !c.KeepAlivePermitWithoutStream {
 		args = append(args, "--no-keep-alive-permit-without-stream")
+	}
+	if c.MaxConnections != def.MaxConnections {
+		args = append(args, "--max-connections", fmt.Sprint(c.MaxConnections))
+	}
+	if c.IdleTimeout != def.IdleTimeout {
+		args = append(args, "--idle-timeout", c.IdleTimeout.String())
 	}
 	args = appendString(args, "--otel-cert-path", c.OtelCertPath)
 	args = appendString(args, "--otel-key-path", c.OtelKeyPath)

@@ -52,6 +52,8 @@ func options(t *testing.T) map[string]func(*Config) {
 		"max-request-header":               func(c *Config) { c.MaxRequestHeader = 65536 },
 		"keep-alive-min-time":              func(c *Config) { c.KeepAliveMinTime = 5 * time.Second },
 		"keep-alive-permit-without-stream": func(c *Config) { c.KeepAlivePermitWithoutStream = false },
+		"max-connections":                  func(c *Config) { c.MaxConnections = 500 },
+		"idle-timeout":                     func(c *Config) { c.IdleTimeout = 0 },
 		"metrics-exporter":                 func(c *Config) { c.MetricsExporter, c.OtelCollectorURI = "otel", "otel-collector.observability:4317" },
 		"otel-collector-uri":               func(c *Config) { c.OtelCollectorURI = "https://otel.example.com:4317" },
 		"otel-cert-path": func(c *Config) {

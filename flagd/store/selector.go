@@ -41,25 +41,27 @@ func ParseSelector(s string) (Selector, error) {
 	return Selector{}, fmt.Errorf("invalid selector key %q, valid keys: \"flagSetId\", \"source\"", key)
 }
 
-// String renders the selector in flagd's grammar.
+// String renders the selector in flagd's grammar, a source redacted (Redact): the
+// form in which a selector leaves the process (logs, metric labels).
 func (s Selector) String() string {
 	switch s.Kind {
 	case SelectFlagSetID:
 		return "flagSetId=" + s.Value
 	case SelectSource:
-		return "source=" + s.Value
+		return "source=" + Redact(s.Value)
 	}
 	return ""
 }
 
 // Reflection is the metadata flagd adds to responses for a selector:
-// {"flagSetId": id} or {"source": uri}, empty without a selector.
+// {"flagSetId": id} or {"source": uri}, empty without a selector. The source is
+// redacted (Redact), as everywhere a source name leaves the process.
 func (s Selector) Reflection() map[string]any {
 	switch s.Kind {
 	case SelectFlagSetID:
 		return map[string]any{"flagSetId": s.Value}
 	case SelectSource:
-		return map[string]any{"source": s.Value}
+		return map[string]any{"source": Redact(s.Value)}
 	}
 	return map[string]any{}
 }

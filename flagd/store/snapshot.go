@@ -17,10 +17,8 @@ type Entry struct {
 	Source   string
 	Priority int
 
-	encode sync.Once
-	json   json.RawMessage
-	sum    [sha256.Size]byte
-	err    error
+	fingerprint sync.Once
+	sum         [sha256.Size]byte
 
 	seq int // position in (priority, document order); the higher wins a tie on key
 }
@@ -40,39 +38,35 @@ func newEntry(f *eval.Flag, source string, priority int) *Entry {
 }
 
 // JSON is the flag as the sync API serves it: state, defaultVariant, variants,
-// targeting ($ref inlined), source and merged metadata. It is encoded on first use
-// (most deployments never serve the sync API, and start-up should not pay for it).
+// targeting ($ref inlined), source (redacted: Redact) and merged metadata. It is
+// encoded when asked for and not kept: most deployments never serve the sync API,
+// and those that do render a selection's payload once per snapshot (the sync
+// server caches it), so keeping every flag's JSON as well would double the memory a
+// document costs.
 func (e *Entry) JSON() json.RawMessage {
-	e.encodeOnce()
-	return e.json
+	state := e.Flag.State
+	if state == "" {
+		state = "ENABLED"
+	}
+	b, err := json.Marshal(syncFlag{
+		State:          state,
+		DefaultVariant: e.Flag.DefaultVariant,
+		Variants:       e.Flag.VariantValues(),
+		Targeting:      e.Flag.Targeting,
+		Source:         Redact(e.Source), // anyone who reaches the sync port reads it
+		Metadata:       e.Flag.Metadata,
+	})
+	if err != nil { // values come from a JSON or YAML decoder: cannot happen
+		return json.RawMessage(`{}`)
+	}
+	return b
 }
 
 // Fingerprint changes whenever anything a client can observe changes (it is the hash
-// of JSON).
+// of JSON, computed on first use).
 func (e *Entry) Fingerprint() [sha256.Size]byte {
-	e.encodeOnce()
+	e.fingerprint.Do(func() { e.sum = sha256.Sum256(e.JSON()) })
 	return e.sum
-}
-
-func (e *Entry) encodeOnce() {
-	e.encode.Do(func() {
-		state := e.Flag.State
-		if state == "" {
-			state = "ENABLED"
-		}
-		e.json, e.err = json.Marshal(syncFlag{
-			State:          state,
-			DefaultVariant: e.Flag.DefaultVariant,
-			Variants:       e.Flag.Variants,
-			Targeting:      e.Flag.Targeting,
-			Source:         e.Source,
-			Metadata:       e.Flag.Metadata,
-		})
-		if e.err != nil { // values come from a JSON or YAML decoder: cannot happen
-			e.json = json.RawMessage(`{}`)
-		}
-		e.sum = sha256.Sum256(e.json)
-	})
 }
 
 // view is the flags one selector sees: one entry per key, and the same sorted by key.
@@ -146,13 +140,31 @@ func build(generation uint64, perSource [][]*Entry) *Snapshot {
 		s.all.put(e)
 	}
 	s.all.seal()
-	for _, v := range s.sets {
-		v.seal()
-	}
-	for _, v := range s.sources {
-		v.seal()
+	// A flag set or source holding every served flag (one source, one flag set: the
+	// common case) shares the all-flags view instead of a copy of it.
+	for _, views := range []map[string]*view{s.sets, s.sources} {
+		for name, v := range views {
+			if v.same(s.all) {
+				views[name] = s.all
+				continue
+			}
+			v.seal()
+		}
 	}
 	return s
+}
+
+// same reports whether v holds exactly the entries of o (o sealed).
+func (v *view) same(o *view) bool {
+	if len(v.byKey) != len(o.byKey) {
+		return false
+	}
+	for k, e := range v.byKey {
+		if o.byKey[k] != e {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Snapshot) view(sel Selector) *view {
@@ -228,11 +240,6 @@ func (s *Snapshot) Changes(prev *Snapshot, sel Selector) map[string]Change {
 func (s *Snapshot) SyncPayload(sel Selector) []byte {
 	list := s.List(sel)
 	var b bytes.Buffer
-	size := 16
-	for _, e := range list {
-		size += len(e.JSON()) + len(e.Flag.Key) + 4
-	}
-	b.Grow(size)
 	b.WriteString(`{"flags":{`)
 	for i, e := range list {
 		if i > 0 {
@@ -244,5 +251,8 @@ func (s *Snapshot) SyncPayload(sel Selector) []byte {
 		b.Write(e.JSON())
 	}
 	b.WriteString(`}}`)
+	if b.Cap() > b.Len()+b.Len()/8 { // the payload is cached: do not keep the growth slack
+		return bytes.Clone(b.Bytes())
+	}
 	return b.Bytes()
 }

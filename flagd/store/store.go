@@ -8,6 +8,8 @@ package store
 import (
 	"fmt"
 	"net/url"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,11 +30,16 @@ type SourceStatus struct {
 	Failures  uint64    // payloads rejected or source errors
 	LastError string    // "" after a successful update
 	LastApply time.Time // time of the last applied payload
+	// FailingSince is when the source's current run of failures began (zero while
+	// its last update succeeded): from then on it may serve flags older than its
+	// origin.
+	FailingSince time.Time
 }
 
 type source struct {
 	status  SourceStatus
 	entries []*Entry
+	size    int // bytes of the payload its entries come from (0: parsed elsewhere)
 }
 
 // Store merges the payloads of a fixed, ordered list of sources.
@@ -46,11 +53,24 @@ type Store struct {
 	ready   atomic.Bool
 	watch   map[chan struct{}]struct{}
 	now     func() time.Time
+
+	// reclaim returns freed memory to the OS (two collections, then
+	// debug.FreeOSMemory; tests count the calls); reclaiming is set while it runs.
+	reclaim    func()
+	reclaiming atomic.Bool
 }
+
+// reclaimAfter is the payload size from which applying it (or rejecting it) is
+// followed by returning the freed memory to the OS at once: decoding a document
+// takes about ten times its size, all garbage once it is compiled (or rejected),
+// and the previous snapshot's flags become garbage too. Left to the runtime, a 50 MB
+// document's gigabyte stays resident for minutes; small payloads are not worth a
+// forced collection.
+const reclaimAfter = 4 << 20
 
 // New creates a store for the named sources, in priority order (later sources win).
 func New(sourceNames []string, log zerolog.Logger) (*Store, error) {
-	s := &Store{log: log, byName: map[string]*source{}, watch: map[chan struct{}]struct{}{}, now: time.Now}
+	s := &Store{log: log, byName: map[string]*source{}, watch: map[chan struct{}]struct{}{}, now: time.Now, reclaim: func() { runtime.GC(); debug.FreeOSMemory() }}
 	for i, name := range sourceNames {
 		if _, dup := s.byName[name]; dup {
 			return nil, fmt.Errorf("source %q is configured twice", name)
@@ -75,6 +95,12 @@ func (s *Store) Ready() bool { return s.ready.Load() }
 // that source's flags and publishes a new snapshot. An invalid document is rejected
 // with an error listing every problem, and the source keeps its last good flags.
 func (s *Store) Apply(sourceName string, data []byte) error {
+	s.mu.Lock()
+	replacesLarge := s.byName[sourceName] != nil && s.byName[sourceName].size >= reclaimAfter
+	s.mu.Unlock()
+	if len(data) >= reclaimAfter || replacesLarge {
+		defer s.reclaimMemory() // the garbage of decoding it, or the flags it replaced
+	}
 	set, err := flags.Parse(data, flags.Lenient)
 	if err != nil {
 		s.mu.Lock()
@@ -90,7 +116,13 @@ func (s *Store) Apply(sourceName string, data []byte) error {
 	for _, w := range set.Warnings {
 		s.log.Warn().Str("source", Redact(sourceName)).Str("path", w.Path).Msg(w.Message)
 	}
-	return s.ApplyParsed(sourceName, set)
+	if err := s.ApplyParsed(sourceName, set); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.byName[sourceName].size = len(data)
+	s.mu.Unlock()
+	return nil
 }
 
 // ApplyParsed replaces a source's flags with an already parsed document (whose
@@ -107,14 +139,27 @@ func (s *Store) ApplyParsed(sourceName string, set *flags.Set) error {
 		entries = append(entries, newEntry(f, sourceName, src.status.Priority))
 	}
 	src.entries = entries
+	src.size = 0 // Apply records the payload's size
 	src.status.Ready = true
 	src.status.Applied++
 	src.status.Flags = len(entries)
 	src.status.LastError = ""
+	src.status.FailingSince = time.Time{}
 	src.status.LastApply = s.now()
 	s.publish()
 	s.log.Info().Str("source", Redact(sourceName)).Int("flags", len(entries)).Uint64("generation", s.gen).Msg("applied flag payload")
 	return nil
+}
+
+// reclaimMemory returns freed memory to the OS in the background, once at a time.
+func (s *Store) reclaimMemory() {
+	if !s.reclaiming.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.reclaiming.Store(false)
+		s.reclaim()
+	}()
 }
 
 // Fail records an error of a source that could not deliver a payload (for example a
@@ -138,6 +183,9 @@ func (s *Store) logFailure(src *source, err error, msg string) {
 	level := s.log.Error()
 	if err.Error() == src.status.LastError {
 		level = s.log.Debug()
+	}
+	if src.status.LastError == "" {
+		src.status.FailingSince = s.now()
 	}
 	src.status.LastError = err.Error()
 	level.Str("source", Redact(src.status.Name)).Err(err).Uint64("failures", src.status.Failures).Msg(msg)

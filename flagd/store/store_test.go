@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -265,5 +266,46 @@ func TestRepeatedSourceErrorsLogOnce(t *testing.T) {
 	}
 	if st := s.Status()[0]; st.Failures != 6 || st.LastError != "503 Service Unavailable" {
 		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestSourceCredentialsStayInside: the store keeps a source's name as configured
+// (selectors match it), but the sync API's JSON of its flags, the selector's
+// rendering (logs, metrics) and the selector reflection (response metadata) carry
+// it redacted: user info and query never leave the process.
+func TestSourceCredentialsStayInside(t *testing.T) {
+	const name = "https://probe:PASSWORD@flags.example.com/f.json?token=TOKEN&env=prod"
+	s, err := New([]string{name}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(name, []byte(`{"flags":{"f":{"state":"ENABLED","variants":{"on":true},"defaultVariant":"on"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := ParseSelector("source=" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := s.Current().Get("f", sel)
+	if !ok {
+		t.Fatal("the raw source name no longer selects the source's flags")
+	}
+	if e.Source != name {
+		t.Errorf("entry source %q, want the name as configured", e.Source)
+	}
+	const redacted = "https://redacted@flags.example.com/f.json?redacted"
+	out := map[string]string{
+		"sync JSON":    string(e.JSON()),
+		"sync payload": string(s.Current().SyncPayload(sel)),
+		"selector":     sel.String(),
+		"reflection":   fmt.Sprint(sel.Reflection()),
+	}
+	for where, text := range out {
+		if strings.Contains(text, "PASSWORD") || strings.Contains(text, "TOKEN") {
+			t.Errorf("%s carries the credentials: %s", where, text)
+		}
+		if !strings.Contains(text, redacted) {
+			t.Errorf("%s does not name the source as %s: %s", where, redacted, text)
+		}
 	}
 }

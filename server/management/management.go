@@ -1,9 +1,10 @@
 // Package management serves a management port: /healthz (liveness), /readyz (200
-// when the process is ready; 412 Precondition Failed with a JSON body saying why
-// not, and from the start of shutdown), /metrics (Prometheus) and the gRPC health
-// service grpc.health.v1.Health (over gRPC, gRPC-Web or Connect; h2c comes from
+// when the process is ready, with a JSON body saying what is degraded if anything
+// is; 412 Precondition Failed with a JSON body saying why not, and from the start
+// of shutdown), /metrics (Prometheus) and the gRPC health service
+// grpc.health.v1.Health (over gRPC, gRPC-Web or Connect; h2c comes from
 // server.Serve). flagd mode (port 8014) and the operator both use it; what "ready"
-// means is theirs to say.
+// and "degraded" mean is theirs to say.
 package management
 
 import (
@@ -19,6 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // Options configures the management listener.
@@ -28,6 +32,10 @@ type Options struct {
 	// missing (flagd mode: the sources without a payload). Without it the body is
 	// {"reason":"not ready"}.
 	NotReady func() any
+	// Degraded, optional, returns the JSON body of a 200 from /readyz, or nil for
+	// none: ready, but serving in a degraded way (flagd mode: sources failing while
+	// their last good flags are served). Kubelet probes read only the status.
+	Degraded func() any
 	Gatherer prometheus.Gatherer // /metrics; nil: /metrics answers 404
 	Log      zerolog.Logger
 	// Watch, optional, wakes gRPC health Watch streams when readiness may have
@@ -57,7 +65,11 @@ func New(opts Options) *Service {
 	if opts.Watch != nil {
 		checker = healthWatcher{healthChecker{s}}
 	}
-	mux.Handle(grpchealth.NewHandler(checker))
+	// the health request is one string, but unknown fields can nest: every codec
+	// bounds what it decodes (protolimit)
+	mux.Handle(grpchealth.NewHandler(checker, connect.WithCodec(protolimit.ConnectProto{}),
+		connect.WithCodec(protolimit.NewConnectJSON("json", protojson.MarshalOptions{})),
+		connect.WithCodec(protolimit.NewConnectJSON("json; charset=utf-8", protojson.MarshalOptions{}))))
 	s.handler = mux
 	return s
 }
@@ -86,6 +98,12 @@ type reason struct {
 
 func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
 	if s.ready() {
+		if s.opts.Degraded != nil {
+			if body := s.opts.Degraded(); body != nil {
+				writeJSON(w, http.StatusOK, body)
+				return
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -96,13 +114,18 @@ func (s *Service) readyz(w http.ResponseWriter, _ *http.Request) {
 			body = s.opts.NotReady()
 		}
 	}
+	writeJSON(w, http.StatusPreconditionFailed, body)
+}
+
+// writeJSON answers status with body as JSON (no body if it cannot be encoded).
+func writeJSON(w http.ResponseWriter, status int, body any) {
 	b, err := json.Marshal(body)
 	if err != nil {
-		w.WriteHeader(http.StatusPreconditionFailed)
+		w.WriteHeader(status)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusPreconditionFailed)
+	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/flagpole-dev/flagpole/server/management"
@@ -171,5 +173,35 @@ func TestNotReadyWithoutReport(t *testing.T) {
 	mgmt := management.New(management.Options{Ready: func() bool { return false }, Log: zerolog.Nop()})
 	if got := get(t, "http://"+serve(t, mgmt.Handler())+"/readyz"); got != (response{412, "application/json", `{"reason":"not ready"}`}) {
 		t.Errorf("readyz: %+v", got)
+	}
+}
+
+// TestHealthDeepRequestRefused: the gRPC health service decodes with bounded codecs:
+// a request nesting 10,000 levels (unknown JSON members, unknown binary groups),
+// which protobuf-go alone would walk recursively, is refused as InvalidArgument.
+func TestHealthDeepRequestRefused(t *testing.T) {
+	addr := serve(t, management.New(management.Options{Log: zerolog.Nop()}).Handler())
+	url := "http://" + addr + "/grpc.health.v1.Health/Check"
+	deepJSON := `{"service":"","x":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`
+	var deepBinary []byte
+	for range 10000 {
+		deepBinary = protowire.AppendTag(deepBinary, 9, protowire.StartGroupType)
+	}
+	for range 10000 {
+		deepBinary = protowire.AppendTag(deepBinary, 9, protowire.EndGroupType)
+	}
+	for _, c := range []struct{ contentType, body string }{
+		{"application/json", deepJSON},
+		{"application/proto", string(deepBinary)},
+	} {
+		res, err := http.Post(url, c.contentType, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "nested too deeply") {
+			t.Errorf("%s: status %d %s, want 400 invalid_argument saying it is nested too deeply", c.contentType, res.StatusCode, b)
+		}
 	}
 }

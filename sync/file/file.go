@@ -60,6 +60,12 @@ const (
 	// retryInterval is how often the file is re-read and the watches retried while a
 	// watch cannot be set up (inotify limits): a polling fallback until it works.
 	retryInterval = 5 * time.Second
+	// A read that fails for another reason than a missing or empty file (too many
+	// open files, an I/O error, permissions, a file over the size limit) is retried
+	// after minReadRetry, doubling up to maxReadRetry, until a read succeeds: no file
+	// event may ever come to trigger another read.
+	minReadRetry = 100 * time.Millisecond
+	maxReadRetry = 10 * time.Second
 )
 
 // Source watches one file.
@@ -74,6 +80,8 @@ type Source struct {
 	// ("data", "unchanged", "missing", "empty", "incomplete", "error") and after any
 	// update it caused was sent.
 	onLoad func(kind string)
+	// open opens the file (tests inject failures); os.Open when nil.
+	open func(name string) (*os.File, error)
 }
 
 // Option configures a Source.
@@ -116,7 +124,7 @@ func (s *Source) Run(ctx context.Context, out chan<- flagsync.Update) error {
 	}
 	r := &runner{Source: s, ctx: ctx, out: out, path: filepath.Clean(abs),
 		log:  s.log.With().Str("source", s.name).Logger(),
-		wake: stoppedTimer(), settleT: stoppedTimer(), retry: stoppedTimer()}
+		wake: stoppedTimer(), settleT: stoppedTimer(), retry: stoppedTimer(), readRetry: stoppedTimer()}
 	defer r.close()
 	r.refresh(false)
 	for {
@@ -154,6 +162,8 @@ func (s *Source) Run(ctx context.Context, out chan<- flagsync.Update) error {
 			r.refresh(true)
 		case <-r.retry.C:
 			r.refresh(false)
+		case <-r.readRetry.C:
+			r.refresh(false)
 		}
 	}
 }
@@ -176,6 +186,9 @@ type runner struct {
 	settleT    *time.Timer
 	settling   bool
 	retry      *time.Timer
+	readRetry  *time.Timer   // a failed read (see minReadRetry)
+	readDelay  time.Duration // the next readRetry delay; 0 while reads succeed
+	readErr    string        // the failing read's error, for the recovery log
 
 	committed bool // something (data or an error) has been sent
 	dataSent  bool // the last thing sent was data
@@ -193,6 +206,7 @@ func (r *runner) close() {
 	r.wake.Stop()
 	r.settleT.Stop()
 	r.retry.Stop()
+	r.readRetry.Stop()
 	if r.w != nil {
 		_ = r.w.Close()
 	}
@@ -236,7 +250,33 @@ func (r *runner) refresh(confirm bool) {
 	r.settling = false
 	r.settleT.Stop()
 	kind := r.commit(res)
+	r.retryFailedRead(res)
 	r.loaded(kind)
+}
+
+// retryFailedRead schedules the next read after a read error, with backoff, and logs
+// the failure (once per distinct error) and the recovery: until then the store
+// serves flags older than the file.
+func (r *runner) retryFailedRead(res result) {
+	if res.kind != "error" {
+		r.readRetry.Stop()
+		if r.readDelay > 0 {
+			r.log.Info().Str("was", r.readErr).Msg("file source recovered: the file is read again")
+			r.readDelay, r.readErr = 0, ""
+		}
+		return
+	}
+	if r.readDelay == 0 {
+		r.readDelay = minReadRetry
+	} else {
+		r.readDelay = min(2*r.readDelay, maxReadRetry)
+	}
+	if msg := res.err.Error(); msg != r.readErr {
+		r.log.Warn().Err(res.err).Dur("retrying_in", r.readDelay).Dur("retrying_at_most_every", maxReadRetry).
+			Msg("file source cannot read the file; serving the last flags read until a retry succeeds")
+		r.readErr = msg
+	}
+	r.readRetry.Reset(r.readDelay)
 }
 
 func (r *runner) loaded(kind string) {
@@ -330,7 +370,11 @@ type result struct {
 }
 
 func (r *runner) load() result {
-	f, err := os.Open(r.path)
+	open := os.Open
+	if r.open != nil {
+		open = r.open
+	}
+	f, err := open(r.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if r.plan.missingDir != "" {

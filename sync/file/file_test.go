@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -576,4 +579,58 @@ func TestStoreKeepsLastGoodFlags(t *testing.T) {
 	}
 	replace(t, path, doc("v0"))
 	eventually(state{Ready: true, Value: "v0"})
+}
+
+// TestReadErrorIsRetried: a read that fails for a reason other than a missing or
+// empty file (here: too many open files, as under fd exhaustion) is reported and
+// retried with backoff until it succeeds, without waiting for another file event;
+// the source logs that it serves old flags, and that it recovered.
+func TestReadErrorIsRetried(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "flags.json")
+	writeFile(t, path, doc("v0"))
+	var logs syncBuffer
+	w := &watched{t: t, loads: make(chan string, 100000)}
+	s := New(path, WithLogger(zerolog.New(&logs)))
+	s.onLoad = func(kind string) { w.loads <- kind }
+	var failing atomic.Int32
+	s.open = func(name string) (*os.File, error) {
+		if failing.Load() > 0 {
+			failing.Add(-1)
+			return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EMFILE}
+		}
+		return os.Open(name)
+	}
+	w.Updates = sourcetest.Run(t, s)
+	w.Data(doc("v0"))
+	failing.Store(3) // the next three opens fail: the event's read and two retries
+	replace(t, path, doc("v1"))
+	w.errSkipping("too many open files")
+	// no further event: only the retries read the new document
+	w.Data(doc("v1"))
+	out := logs.String()
+	if !strings.Contains(out, "retrying") || !strings.Contains(out, "too many open files") {
+		t.Errorf("the failing read was not logged with its retry:\n%s", out)
+	}
+	if !strings.Contains(out, "recovered") {
+		t.Errorf("the recovery was not logged:\n%s", out)
+	}
+}
+
+// syncBuffer is a log sink safe for the source's goroutine and the test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
 )
 
@@ -98,6 +99,9 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 			Backoff:           backoff.Config{BaseDelay: MinBackoff, Multiplier: 2, Jitter: 0.2, MaxDelay: MaxBackoff},
 			MinConnectTimeout: 20 * time.Second,
 		}),
+		// responses nesting their sync_context deeper than protolimit allows are
+		// refused without being decoded (protobuf-go alone allows 10,000 levels)
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(protolimit.GRPCCodec{})),
 	}
 	if cfg.MaxMsgSize > 0 {
 		s.opts = append(s.opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMsgSize)))

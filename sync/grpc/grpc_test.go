@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/flags"
 	"github.com/flagpole-dev/flagpole/flagd/service/syncserver"
@@ -600,4 +601,39 @@ func TestJitter(t *testing.T) {
 	if out[0] == out[len(out)-1] {
 		t.Error("jitter is constant")
 	}
+}
+
+// deepUpstream sends one response whose sync_context nests 4,000 levels (8,000
+// messages: within protobuf-go's default limit).
+type deepUpstream struct {
+	syncv1grpc.UnimplementedFlagSyncServiceServer
+}
+
+func (deepUpstream) SyncFlags(_ *syncv1.SyncFlagsRequest, stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse]) error {
+	var v *structpb.Value = structpb.NewNumberValue(1)
+	for range 4000 {
+		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
+	}
+	ctx := &structpb.Struct{Fields: map[string]*structpb.Value{"x": v}}
+	if err := stream.Send(&syncv1.SyncFlagsResponse{FlagConfiguration: docA, SyncContext: ctx}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// TestDeepResponseRefused: a response nesting its sync_context deeper than
+// protolimit allows is refused without being decoded (protobuf-go alone decodes it,
+// with a stack of megabytes) and reported as a source error.
+func TestDeepResponseRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	syncv1grpc.RegisterFlagSyncServiceServer(srv, deepUpstream{})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	out := run(t, newSource(t, flagsync.SourceConfig{URI: ln.Addr().String()}))
+	out.Err("nested too deeply")
 }

@@ -29,7 +29,8 @@ func defaultType(f *eval.Flag) eval.Type {
 	if f.DefaultVariant == "" {
 		return eval.TypeAny
 	}
-	switch f.Variants[f.DefaultVariant].(type) {
+	v, _ := f.VariantValue(f.DefaultVariant)
+	switch v.(type) {
 	case bool:
 		return eval.TypeBoolean
 	case string:

@@ -8,11 +8,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/flagpole-dev/flagpole/flagd/service/jsonwire"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
-// maxFastDepth bounds the nesting of the JSON the fast path decodes itself; deeper
-// documents go to connect-go (protojson allows far more).
-const maxFastDepth = 64
+// maxFastDepth bounds the nesting of the JSON the fast path decodes itself (the
+// context is level 1); deeper documents go to connect-go, whose codec refuses them
+// (InvalidArgument) without decoding them.
+const maxFastDepth = protolimit.MaxContextDepth
 
 // requestParser decodes the body of a typed Resolve* request,
 // {"flagKey": "...", "context": {...}}, into the flag key and the evaluation context

@@ -11,7 +11,8 @@ import (
 	evalv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v1"
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // FuzzRequestParser: whatever the fast path's decoder accepts, protojson (the
@@ -41,7 +42,7 @@ func FuzzRequestParser(f *testing.F) {
 			return
 		}
 		var req evalv1.ResolveBooleanRequest
-		codec := &jsonCodec{name: "json", marshal: protojson.MarshalOptions{EmitUnpopulated: true}}
+		codec := protolimit.NewConnectJSON("json", jsonOptions)
 		if err := codec.Unmarshal(data, &req); err != nil {
 			t.Fatalf("the fast path accepts %q, protojson refuses it: %v", data, err)
 		}

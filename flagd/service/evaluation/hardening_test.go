@@ -2,13 +2,16 @@ package evaluation
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 
+	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v1/evaluationv1connect"
 	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v2/evaluationv2connect"
 	"buf.build/gen/go/open-feature/flagd/connectrpc/go/schema/v1/schemav1connect"
+	evalv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v1"
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // corsHeaders returns the CORS response headers of a request.
@@ -225,5 +229,60 @@ func TestContextNeverLogged(t *testing.T) {
 	}
 	if strings.Contains(out, secret) {
 		t.Errorf("the logs contain a context value:\n%s", out)
+	}
+}
+
+// nestedContext is an evaluation context nesting depth levels of objects and arrays
+// (the context itself is level 1).
+func nestedContext(depth int) map[string]any {
+	var v any = 1.0
+	for i := depth - 1; i >= 1; i-- {
+		if i%2 == 1 {
+			v = []any{v}
+		} else {
+			v = map[string]any{"k": v}
+		}
+	}
+	return map[string]any{"x": v}
+}
+
+// TestDeepContextRefused: a context nested deeper than protolimit.MaxContextDepth
+// is refused with InvalidArgument before protobuf-go decodes it (whose default
+// limit, 10,000 levels, costs a request ~64 MB of stack), on every protocol and
+// codec, the fast path included; a context at the limit is evaluated.
+func TestDeepContextRefused(t *testing.T) {
+	srv := start(t, Options{}, server.ListenConfig{})
+	hc := h2cClient(t)
+	ok := outcome{Value: true, Reason: "STATIC", Variant: "on", Metadata: map[string]any{}}
+	for _, p := range protocols() {
+		t.Run(p.name, func(t *testing.T) {
+			c := evaluationv2connect.NewServiceClient(hc, srv.url, p.opts...)
+			if diff := cmp.Diff(ok, callV2(testContext(t), t, c, "bool", "plain", nestedContext(protolimit.MaxContextDepth), nil)); diff != "" {
+				t.Errorf("context at the limit (-want +got):\n%s", diff)
+			}
+			for _, depth := range []int{protolimit.MaxContextDepth + 1, 10000} {
+				got := callV2(testContext(t), t, c, "bool", "plain", nestedContext(depth), nil)
+				if got.Code != "invalid_argument" || !strings.Contains(got.Message, "nested too deeply") {
+					t.Errorf("context of depth %d: %+v, want invalid_argument saying it is nested too deeply", depth, got)
+				}
+			}
+			all := evaluationv1connect.NewServiceClient(hc, srv.url, p.opts...)
+			_, err := all.ResolveAll(testContext(t), connect.NewRequest(&evalv1.ResolveAllRequest{Context: mustStruct(t, nestedContext(10000))}))
+			if connect.CodeOf(err) != connect.CodeInvalidArgument {
+				t.Errorf("ResolveAll with a context of depth 10000: %v, want invalid_argument", err)
+			}
+		})
+	}
+	for name, hc := range map[string]*http.Client{"plain JSON POST": h1Client(t), "plain JSON POST, h2c": h2cClient(t)} {
+		t.Run(name, func(t *testing.T) {
+			url := srv.url + "/flagd.evaluation.v1.Service/ResolveBoolean"
+			for depth, want := range map[int]int{protolimit.MaxContextDepth: http.StatusOK, protolimit.MaxContextDepth + 1: http.StatusBadRequest, 10000: http.StatusBadRequest} {
+				ctx, _ := json.Marshal(nestedContext(depth))
+				status, body := post(t, hc, url, "application/json", `{"flagKey":"plain","context":`+string(ctx)+`}`, nil)
+				if status != want || (want != http.StatusOK && !strings.Contains(body, `"code":"invalid_argument"`)) {
+					t.Errorf("depth %d: status %d body %.200s, want %d", depth, status, body, want)
+				}
+			}
+		})
 	}
 }

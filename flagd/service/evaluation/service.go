@@ -40,6 +40,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // SelectorHeader carries the selector of every evaluation request.
@@ -69,6 +70,9 @@ const (
 	eventKeepAlive        = "keep_alive"
 	eventProviderShutdown = "provider_shutdown"
 )
+
+// jsonOptions are flagd's protojson options for responses (EmitUnpopulated).
+var jsonOptions = protojson.MarshalOptions{EmitUnpopulated: true}
 
 // metricsService is the service_name label of the HTTP metrics.
 const metricsService = "flagd"
@@ -109,14 +113,15 @@ type Service struct {
 	keepAlive  time.Duration
 	maxStreams int64
 
-	streams      atomic.Int64  // open EventStreams
-	shutdown     chan struct{} // closed by Shutdown
+	streams      atomic.Int64       // open EventStreams
+	refusals     server.LogThrottle // "too many open streams" warnings
+	shutdown     chan struct{}      // closed by Shutdown
 	shutdownOnce sync.Once
 
 	cache      structCache
 	procedures map[string]struct{} // known procedure paths: the bounded route label
 	handler    http.Handler
-	codec      *jsonCodec
+	codec      *protolimit.ConnectJSON // flagd's JSON options: unpopulated fields emitted, unknown ones ignored
 
 	// the fast path (fast.go); fast is nil when it is off
 	fast        map[string]fastProcedure
@@ -154,7 +159,10 @@ func newService(opts Options, fast bool) *Service {
 	if s.maxStreams <= 0 {
 		s.maxStreams = DefaultMaxStreams
 	}
-	s.codec = &jsonCodec{name: "json", marshal: protojson.MarshalOptions{EmitUnpopulated: true}}
+	// flagd's JSON codec options: unpopulated fields are emitted (v1 always carries
+	// value, reason, variant and metadata; unset proto3 optional fields of v2 stay
+	// omitted), unknown request fields are ignored, int64 values are JSON strings
+	s.codec = protolimit.NewConnectJSON("json", jsonOptions)
 	if fast {
 		s.fast = fastProcedures()
 		s.fastBufs.New = func() any { return &fastBuffers{in: make([]byte, 0, 512), out: make([]byte, 0, 512)} }
@@ -185,8 +193,10 @@ func (s *Service) Shutdown() {
 
 func (s *Service) buildHandler() http.Handler {
 	handlerOpts := []connect.HandlerOption{
+		// every codec bounds the nesting it decodes (protolimit)
+		connect.WithCodec(protolimit.ConnectProto{}),
 		connect.WithCodec(s.codec),
-		connect.WithCodec(&jsonCodec{name: "json; charset=utf-8", marshal: s.codec.marshal}),
+		connect.WithCodec(protolimit.NewConnectJSON("json; charset=utf-8", jsonOptions)),
 		// tiny responses are not worth gzip (the Go HTTP client asks for it by default)
 		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithRecover(func(_ context.Context, spec connect.Spec, _ http.Header, p any) error {

@@ -30,7 +30,10 @@ func (s *Service) eventStream(ctx context.Context, header http.Header, withDeadl
 	}
 	if n := s.streams.Add(1); n > s.maxStreams {
 		s.streams.Add(-1)
-		s.log.Warn().Int64("limit", s.maxStreams).Msg("refused an event stream: too many open streams")
+		if log, held := s.refusals.Allow(); log {
+			s.log.Warn().Int64("limit", s.maxStreams).Int64("refused_since_last_warning", held).
+				Msg("refused an event stream: too many open streams (logged at most every 10 s)")
+		}
 		return connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("too many open event streams (limit %d)", s.maxStreams))
 	}
 	defer s.streams.Add(-1)

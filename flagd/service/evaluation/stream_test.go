@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -320,5 +321,60 @@ func TestEventStreamLimits(t *testing.T) {
 	want := outcome{Code: "invalid_argument", Message: `invalid selector key "nope", valid keys: "flagSetId", "source"`}
 	if diff := cmp.Diff(want, bad.end(t)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestEventStreamRefusalsLogThrottled: refused EventStreams (over MaxStreams) are
+// each answered ResourceExhausted, but the warning is logged at most once per 10 s
+// (with how many were refused meanwhile), as the sync listener does: a client
+// hammering the limit cannot fill the disk with log lines.
+func TestEventStreamRefusalsLogThrottled(t *testing.T) {
+	var logs syncBuffer
+	srv := start(t, Options{MaxStreams: 1, Log: zerolog.New(&logs).Level(zerolog.InfoLevel)}, server.ListenConfig{})
+	hc := h2cClient(t)
+	ctx := testContext(t)
+	first := openStream(ctx, t, hc, srv.url, "v2", "", connect.WithGRPC())
+	if diff := cmp.Diff(ready(), first.next(t)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	begin := time.Now()
+	const refusals = 200
+	for range refusals {
+		s := openStream(ctx, t, hc, srv.url, "v1", "", connect.WithGRPC())
+		if got := s.end(t); got.Code != "resource_exhausted" {
+			t.Fatalf("stream over the limit: %+v, want resource_exhausted", got)
+		}
+		_ = s.close()
+	}
+	warnings := strings.Count(logs.String(), `"level":"warn"`)
+	if limit := 1 + int(time.Since(begin)/(10*time.Second)); warnings > limit || warnings == 0 {
+		t.Errorf("%d refusals logged %d warnings, want 1 (at most one per 10 s):\n%.2000s", refusals, warnings, logs.String())
+	}
+}
+
+// TestEventStreamOutlivesReadTimeout: the listener's ReadTimeout bounds reading a
+// request (flagd mode sets 5 s, so a body that never comes cannot hold a goroutine),
+// not the response: EventStreams, over HTTP/1.1 and HTTP/2, live on past it.
+func TestEventStreamOutlivesReadTimeout(t *testing.T) {
+	const readTimeout = 50 * time.Millisecond
+	srv := start(t, Options{KeepAlive: 4 * readTimeout}, server.ListenConfig{ReadTimeout: readTimeout})
+	for name, c := range map[string]struct {
+		hc   *http.Client
+		opts []connect.ClientOption
+	}{
+		"connect over HTTP/1.1": {h1Client(t), []connect.ClientOption{connect.WithProtoJSON()}},
+		"gRPC over h2c":         {h2cClient(t), []connect.ClientOption{connect.WithGRPC()}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := openStream(testContext(t), t, c.hc, srv.url, "v1", "", c.opts...)
+			if diff := cmp.Diff(ready(), s.next(t)); diff != "" {
+				t.Fatalf("(-want +got):\n%s", diff)
+			}
+			for range 2 { // each comes 4 read timeouts after the previous event
+				if diff := cmp.Diff(event{Type: "keep_alive"}, s.next(t)); diff != "" {
+					t.Fatalf("(-want +got):\n%s", diff)
+				}
+			}
+		})
 	}
 }

@@ -54,21 +54,22 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	providerID := req.GetProviderId()
 	expr, sel, err := selector(ctx, req.GetSelector()) //nolint:staticcheck // the body selector is deprecated but still honoured, as flagd
 	if err != nil {
-		end := s.opts.Metrics.SyncStreamStarted(s.labels.selector(expr), s.labels.provider(providerID))
+		end := s.opts.Metrics.SyncStreamStarted(s.labels.labels(store.Redact(expr), providerID))
 		end(reasonError)
-		s.opts.Log.Debug().Str("provider_id", providerID).Str("selector", expr).Err(err).Msg("sync stream rejected")
+		s.opts.Log.Debug().Str("provider_id", providerID).Str("selector", store.Redact(expr)).Err(err).Msg("sync stream rejected")
 		return err
 	}
 	if n := s.streams.Add(1); n > s.maxStreams {
 		s.streams.Add(-1)
-		if now, last := time.Now().UnixNano(), s.limitWarned.Load(); now-last >= int64(10*time.Second) && s.limitWarned.CompareAndSwap(last, now) {
-			s.opts.Log.Warn().Int64("limit", s.maxStreams).Msg("sync streams rejected: too many open streams (logged at most every 10 s)")
+		if log, held := s.refusals.Allow(); log {
+			s.opts.Log.Warn().Int64("limit", s.maxStreams).Int64("refused_since_last_warning", held).
+				Msg("sync streams rejected: too many open streams (logged at most every 10 s)")
 		}
 		return status.Errorf(codes.ResourceExhausted, "too many sync streams (limit %d)", s.maxStreams)
 	}
 	defer s.streams.Add(-1)
 
-	end := s.opts.Metrics.SyncStreamStarted(s.labels.selector(sel.String()), s.labels.provider(providerID))
+	end := s.opts.Metrics.SyncStreamStarted(s.labels.labels(sel.String(), providerID))
 	reason := reasonError
 	defer func() { end(reason) }()
 	s.opts.Log.Debug().Str("provider_id", providerID).Str("selector", sel.String()).Msg("sync stream opened")

@@ -6,46 +6,51 @@ import (
 )
 
 const (
-	// maxLabelValues bounds the distinct selector and provider_id label values the
-	// sync metrics get: both come from clients, so without a bound any client could
-	// grow the metric series (and the server's memory) without limit.
-	maxLabelValues = 256
+	// maxSeries bounds the distinct (selector, provider_id) label pairs the sync
+	// metrics get. Both come from clients, so without a bound any client could grow
+	// the metric series, the server's memory and every scrape without limit; a
+	// bound per label is not enough (256 selectors × 256 provider ids are 65,536
+	// pairs, each a gauge and a histogram per end reason: 900k series, a 124 MB
+	// scrape). Real deployments have a few selectors and providers.
+	maxSeries = 256
 	// maxLabelLen bounds one label value, in bytes.
 	maxLabelLen = 128
-	// otherLabel replaces values beyond the bound.
+	// otherLabel replaces both values of a pair beyond the bound.
 	otherLabel = "_other"
 )
 
 // labelLimiter maps client-chosen strings to metric label values: valid UTF-8 (the
 // Prometheus client panics otherwise), at most maxLabelLen bytes, and at most
-// maxLabelValues distinct values per label; later new values become otherLabel.
+// maxSeries distinct (selector, provider_id) pairs; later new pairs become
+// (otherLabel, otherLabel), while pairs seen before keep their own series.
 type labelLimiter struct {
-	mu        sync.Mutex
-	selectors map[string]struct{}
-	providers map[string]struct{}
+	mu    sync.Mutex
+	pairs map[[2]string]struct{}
 }
 
 func newLabelLimiter() *labelLimiter {
-	return &labelLimiter{selectors: map[string]struct{}{}, providers: map[string]struct{}{}}
+	return &labelLimiter{pairs: map[[2]string]struct{}{}}
 }
 
-func (l *labelLimiter) selector(v string) string { return l.value(l.selectors, v) }
+// labels returns the selector and provider_id label values of a stream.
+func (l *labelLimiter) labels(selector, provider string) (string, string) {
+	pair := [2]string{clean(selector), clean(provider)}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.pairs[pair]; ok {
+		return pair[0], pair[1]
+	}
+	if len(l.pairs) >= maxSeries {
+		return otherLabel, otherLabel
+	}
+	l.pairs[pair] = struct{}{}
+	return pair[0], pair[1]
+}
 
-func (l *labelLimiter) provider(v string) string { return l.value(l.providers, v) }
-
-func (l *labelLimiter) value(seen map[string]struct{}, v string) string {
+// clean cuts a value to maxLabelLen bytes and makes it valid UTF-8.
+func clean(v string) string {
 	if len(v) > maxLabelLen {
 		v = v[:maxLabelLen]
 	}
-	v = strings.ToValidUTF8(v, "\uFFFD")
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := seen[v]; ok {
-		return v
-	}
-	if len(seen) >= maxLabelValues {
-		return otherLabel
-	}
-	seen[v] = struct{}{}
-	return v
+	return strings.ToValidUTF8(v, "\uFFFD")
 }

@@ -29,6 +29,8 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
+	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 const (
@@ -48,6 +50,10 @@ const (
 	maxStreamsPerConn = 1000
 	// maxCachedPayloads bounds the payloads cached per snapshot (one per selector).
 	maxCachedPayloads = 1024
+	// defaultRequestTimeout bounds the wait for a request message (Options.RequestTimeout).
+	defaultRequestTimeout = 5 * time.Second
+	// handshakeTimeout bounds a new connection's TLS and HTTP/2 handshake.
+	handshakeTimeout = 10 * time.Second
 )
 
 // Options configures the sync server.
@@ -79,6 +85,12 @@ type Options struct {
 	TLS *tls.Config
 	// MaxStreams caps concurrent SyncFlags streams; more get ResourceExhausted. 0 means 10000.
 	MaxStreams int
+	// IdleTimeout closes a connection without an RPC in progress after this long
+	// (--idle-timeout, with GOAWAY); 0 means never.
+	IdleTimeout time.Duration
+	// RequestTimeout bounds the wait for an RPC's request message once its headers
+	// arrived; 0 means 5 s. SyncFlags streams last as long as they like afterwards.
+	RequestTimeout time.Duration
 }
 
 // Server is the sync listener. Create it with New and run it with Serve (once).
@@ -88,7 +100,7 @@ type Server struct {
 	syncContext *structpb.Struct // static values; shared read-only by every response
 	maxStreams  int64
 	streams     atomic.Int64
-	limitWarned atomic.Int64 // unix nanos of the last "too many streams" warning
+	refusals    server.LogThrottle // "too many streams" warnings
 	labels      *labelLimiter
 	payloads    payloadCache
 
@@ -103,14 +115,19 @@ type Server struct {
 	wakeHook func(sent bool)
 }
 
-// New builds the server: a grpc-go server with keepalive enforcement, request size
-// limits, panic recovery and, if configured, TLS, serving FlagSyncService.
+// New builds the server: a grpc-go server with keepalive enforcement, an idle
+// timeout, deadlines for the handshake and for each request message, request size
+// and nesting limits, panic recovery and, if configured, TLS, serving
+// FlagSyncService.
 func New(opts Options) *Server {
 	if opts.KeepAliveMinTime <= 0 {
 		opts.KeepAliveMinTime = defaultKeepAliveMinTime
 	}
 	if opts.MaxStreams <= 0 {
 		opts.MaxStreams = defaultMaxStreams
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = defaultRequestTimeout
 	}
 	// Static values are strings, so the conversion cannot fail.
 	sc, err := structpb.NewStruct(opts.Enricher.StaticContext())
@@ -131,11 +148,18 @@ func New(opts Options) *Server {
 			MinTime:             opts.KeepAliveMinTime,
 			PermitWithoutStream: opts.KeepAlivePermitWithoutStream,
 		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: opts.IdleTimeout}),
+		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.InTapHandle(requestDeadline{opts.RequestTimeout}.tap),
+		grpc.StatsHandler(requestDeadline{opts.RequestTimeout}),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		// requests nesting messages deeper than protolimit allows are refused
+		// (InvalidArgument) without being decoded
+		grpc.ForceServerCodecV2(protolimit.GRPCServerCodec{}),
 	}
-	unary, stream := []grpc.UnaryServerInterceptor{s.recoverUnary}, []grpc.StreamServerInterceptor{s.recoverStream}
+	unary, stream := []grpc.UnaryServerInterceptor{s.recoverUnary}, []grpc.StreamServerInterceptor{s.recoverStream, protolimit.StreamInterceptor}
 	if opts.Tracing != nil {
 		unary = append([]grpc.UnaryServerInterceptor{s.traceUnary}, unary...)
 		stream = append([]grpc.StreamServerInterceptor{s.traceStream}, stream...)
@@ -145,7 +169,7 @@ func New(opts Options) *Server {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	s.grpc = grpc.NewServer(serverOpts...)
-	syncv1grpc.RegisterFlagSyncServiceServer(s.grpc, &handler{s: s})
+	s.grpc.RegisterService(protolimit.GRPCService(&syncv1grpc.FlagSyncService_ServiceDesc), &handler{s: s})
 	return s
 }
 

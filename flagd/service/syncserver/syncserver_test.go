@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,12 +27,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
@@ -99,6 +103,7 @@ func readyStore(t *testing.T) *store.Store {
 }
 
 type harness struct {
+	target string // the listener, for clients of their own
 	srv    *Server
 	reg    *prometheus.Registry
 	client syncv1grpc.FlagSyncServiceClient
@@ -186,7 +191,7 @@ func start(t *testing.T, opts Options, cfg startConfig) *harness {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &harness{srv: srv, reg: reg, client: syncv1grpc.NewFlagSyncServiceClient(conn), stop: stop}
+	return &harness{target: target, srv: srv, reg: reg, client: syncv1grpc.NewFlagSyncServiceClient(conn), stop: stop}
 }
 
 // testCtx bounds a test's RPCs, so that a missing message fails instead of hanging.
@@ -710,27 +715,26 @@ func testCertificates(t *testing.T) (server, client *tls.Config) {
 
 func TestLabelLimiter(t *testing.T) {
 	l := newLabelLimiter()
-	for i := range maxLabelValues - 2 {
-		l.provider(fmt.Sprintf("p%d", i))
+	for i := range maxSeries - 2 {
+		l.labels("flagSetId=a", fmt.Sprintf("p%d", i))
 	}
 	cases := []struct {
-		name, in, want string
+		name, selector, provider string
+		want                     [2]string
 	}{
-		{name: "known value", in: "p0", want: "p0"},
-		{name: "invalid UTF-8 is repaired", in: "a\xffb", want: "a\uFFFDb"},
-		{name: "long values are cut", in: strings.Repeat("x", 300), want: strings.Repeat("x", maxLabelLen)},
-		{name: "beyond the bound", in: "new", want: otherLabel},
-		{name: "known values stay after the bound", in: "p7", want: "p7"},
+		{name: "known pair", selector: "flagSetId=a", provider: "p0", want: [2]string{"flagSetId=a", "p0"}},
+		{name: "invalid UTF-8 is repaired", selector: "x", provider: "a\xffb", want: [2]string{"x", "a\uFFFDb"}},
+		{name: "long values are cut", selector: strings.Repeat("s", 300), provider: "p1", want: [2]string{strings.Repeat("s", maxLabelLen), "p1"}},
+		{name: "a new pair of known values beyond the bound", selector: "flagSetId=a", provider: "new", want: [2]string{otherLabel, otherLabel}},
+		{name: "known pairs stay after the bound", selector: "flagSetId=a", provider: "p7", want: [2]string{"flagSetId=a", "p7"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := l.provider(tc.in); got != tc.want {
-				t.Errorf("provider(%q) = %q, want %q", tc.in, got, tc.want)
+			sel, prov := l.labels(tc.selector, tc.provider)
+			if got := [2]string{sel, prov}; got != tc.want {
+				t.Errorf("labels(%q, %q) = %q, want %q", tc.selector, tc.provider, got, tc.want)
 			}
 		})
-	}
-	if got := l.selector("flagSetId=a"); got != "flagSetId=a" {
-		t.Errorf("selector labels share the provider bound: got %q", got)
 	}
 }
 
@@ -869,5 +873,277 @@ func TestPanicRecovery(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantStatus(t, tc.call(), codes.Internal, "internal error")
 		})
+	}
+}
+
+// rawCodec sends and receives messages as raw bytes, for requests no generated
+// client would send.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+// TestDeepRequestRefused: a request nesting messages deeper than protolimit allows
+// (here unknown groups, which protobuf-go skips recursively up to 10,000 levels) is
+// refused with InvalidArgument before it is decoded, on unary and streaming RPCs.
+func TestDeepRequestRefused(t *testing.T) {
+	h := start(t, Options{Store: readyStore(t)}, startConfig{})
+	conn, err := grpc.NewClient(h.target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	groups := func(n int) []byte {
+		var b []byte
+		for range n {
+			b = protowire.AppendTag(b, 9, protowire.StartGroupType)
+		}
+		for range n {
+			b = protowire.AppendTag(b, 9, protowire.EndGroupType)
+		}
+		return b
+	}
+	for _, method := range []string{syncv1grpc.FlagSyncService_FetchAllFlags_FullMethodName, syncv1grpc.FlagSyncService_GetMetadata_FullMethodName} {
+		req, resp := groups(10000), []byte(nil)
+		err := conn.Invoke(testCtx(t), method, &req, &resp)
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "nested too deeply") {
+			t.Errorf("%s with 10,000 nested groups: %v, want InvalidArgument saying it is nested too deeply", method, err)
+		}
+		req = groups(3)
+		if err := conn.Invoke(testCtx(t), method, &req, &resp); err != nil {
+			t.Errorf("%s with 3 nested unknown groups: %v", method, err)
+		}
+	}
+	desc := &grpc.StreamDesc{ServerStreams: true}
+	stream, err := conn.NewStream(testCtx(t), desc, syncv1grpc.FlagSyncService_SyncFlags_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := groups(10000)
+	if err := stream.SendMsg(&req); err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	var resp []byte
+	err = stream.RecvMsg(&resp)
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "nested too deeply") {
+		t.Errorf("SyncFlags with 10,000 nested groups: %v, want InvalidArgument saying it is nested too deeply", err)
+	}
+}
+
+// TestSourceCredentialsNotServed: a source named by a URL with user info and a
+// query (an http source with basic auth or a token parameter) is served with its
+// name redacted, to any caller of the unauthenticated sync port: in FetchAllFlags and
+// SyncFlags payloads and in the sync metrics' selector label, including a selector
+// that names the source verbatim (which still selects it).
+func TestSourceCredentialsNotServed(t *testing.T) {
+	const name = "https://probe:PASSWORD@flags.example.com/f.json?token=TOKEN"
+	st := newStore(t, name)
+	apply(t, st, name, docB)
+	h := start(t, Options{Store: st}, startConfig{})
+	ctx := withSelectorHeader(testCtx(t), ptr("source="+name))
+	all, err := h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := recv(t, stream)
+	bad := withSelectorHeader(testCtx(t), ptr("bogus=https://probe:PASSWORD@h/?token=TOKEN"))
+	if s, err := h.client.SyncFlags(bad, &syncv1.SyncFlagsRequest{ProviderId: "p"}); err == nil {
+		_, _ = s.Recv()
+	}
+	families, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels strings.Builder
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels.WriteString(l.GetValue() + "\n")
+			}
+		}
+	}
+	for where, text := range map[string]string{"FetchAllFlags": all.GetFlagConfiguration(),
+		"SyncFlags": first.GetFlagConfiguration(), "metric labels": labels.String()} {
+		if strings.Contains(text, "PASSWORD") || strings.Contains(text, "TOKEN") {
+			t.Errorf("%s carries the source's credentials:\n%s", where, text)
+		}
+		if !strings.Contains(text, "https://redacted@flags.example.com/f.json?redacted") {
+			t.Errorf("%s does not name the source redacted:\n%s", where, text)
+		}
+	}
+}
+
+// TestSyncMetricSeriesBounded: clients choose provider ids and selectors freely, so
+// the sync metrics bound the number of (selector, provider_id) series, not only the
+// values per label (256 × 256 values made 900k series): streams beyond the bound
+// are counted under _other/_other, and known pairs keep their own series.
+func TestSyncMetricSeriesBounded(t *testing.T) {
+	h := start(t, Options{Store: readyStore(t)}, startConfig{})
+	const side = 17 // 289 pairs: more than the bound, fewer values per label than 256
+	for p := range side {
+		for s := range side {
+			ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), ptr(fmt.Sprintf("flagSetId=set-%d", s))))
+			stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: fmt.Sprintf("provider-%d", p)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recv(t, stream)
+			cancel()
+		}
+	}
+	// a pair seen before the bound was reached keeps its series
+	ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), ptr("flagSetId=set-0")))
+	defer cancel()
+	stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: "provider-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, stream)
+	pairs := map[[2]string]float64{}
+	eventually(t, "every stream's end to be recorded", func() bool {
+		families, err := h.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(pairs)
+		var ended uint64
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				var pair [2]string
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "selector":
+						pair[0] = l.GetValue()
+					case "provider_id":
+						pair[1] = l.GetValue()
+					}
+				}
+				switch f.GetName() {
+				case "feature_flag_flagd_sync_active_streams":
+					pairs[pair] += m.GetGauge().GetValue()
+				case "feature_flag_flagd_sync_stream_duration_seconds":
+					ended += m.GetHistogram().GetSampleCount()
+					if _, ok := pairs[pair]; !ok {
+						pairs[pair] = 0
+					}
+				}
+			}
+		}
+		return ended == side*side
+	})
+	if len(pairs) > maxSeries+1 {
+		t.Errorf("%d (selector, provider_id) series for %d pairs, want at most %d + _other", len(pairs), side*side, maxSeries)
+	}
+	if _, ok := pairs[[2]string{otherLabel, otherLabel}]; !ok {
+		t.Errorf("no _other/_other series for the pairs beyond the bound")
+	}
+	if got := pairs[[2]string{"flagSetId=set-0", "provider-0"}]; got != 1 {
+		t.Errorf("open streams of the first pair: %v, want 1 (its own series)", got)
+	}
+}
+
+// rawH2 opens an HTTP/2 connection to addr and reads its frames in the background:
+// ended receives the stream ids the server ends (trailers or RST_STREAM), closed is
+// closed on GOAWAY or when the connection ends.
+func rawH2(t *testing.T, addr string) (fr *http2.Framer, ended chan uint32, closed chan struct{}) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr = http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	ended, closed = make(chan uint32, 16), make(chan struct{})
+	go func() {
+		defer close(closed)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					_ = fr.WriteSettingsAck()
+				}
+			case *http2.MetaHeadersFrame:
+				if f.StreamEnded() {
+					ended <- f.StreamID
+				}
+			case *http2.RSTStreamFrame:
+				ended <- f.StreamID
+			case *http2.GoAwayFrame:
+				return
+			}
+		}
+	}()
+	return fr, ended, closed
+}
+
+// TestHalfSentRPCsAndIdleConnections: an RPC whose request message never comes is
+// ended after RequestTimeout (grpc-go alone would hold its goroutine forever), a
+// connection without an RPC is closed after IdleTimeout, and a SyncFlags stream
+// whose request came lives on past both.
+func TestHalfSentRPCsAndIdleConnections(t *testing.T) {
+	st := readyStore(t)
+	h := start(t, Options{Store: st, RequestTimeout: 100 * time.Millisecond, IdleTimeout: 100 * time.Millisecond}, startConfig{})
+	fr, ended, _ := rawH2(t, h.target)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i, method := range []string{syncv1grpc.FlagSyncService_FetchAllFlags_FullMethodName, syncv1grpc.FlagSyncService_SyncFlags_FullMethodName} {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "x"}, {":path", method},
+			{"content-type", "application/grpc"}, {"te", "trailers"}} {
+			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		id := uint32(2*i + 1)
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		timeout := time.After(waitFor)
+		for got := uint32(0); got != id; {
+			select {
+			case got = <-ended: // trailers, then maybe RST_STREAM, of earlier streams too
+			case <-timeout:
+				t.Fatalf("%s without its request message was not ended", method)
+			}
+		}
+	}
+	_, _, closed := rawH2(t, h.target)
+	select {
+	case <-closed:
+	case <-time.After(waitFor):
+		t.Error("a connection without an RPC was not closed")
+	}
+	stream, err := h.client.SyncFlags(testCtx(t), &syncv1.SyncFlagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, stream)
+	time.Sleep(300 * time.Millisecond) // three request timeouts and idle timeouts
+	apply(t, st, srcB, `{"flags":{}}`)
+	if got := recv(t, stream).GetFlagConfiguration(); !strings.Contains(got, "bool-flag") || strings.Contains(got, `"other"`) {
+		t.Errorf("the stream did not live on: %s", got)
 	}
 }
