@@ -45,7 +45,7 @@ func serveFlagd(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
-	if err := kctx.Run(zerolog.New(os.Stderr).Level(zerolog.InfoLevel)); err != nil {
+	if err := kctx.Run(zerolog.New(os.Stderr).Level(zerolog.InfoLevel), modes.BuildInfo{Version: "hostile-test"}); err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
 		return 1
 	}
