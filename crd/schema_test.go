@@ -73,7 +73,7 @@ func TestCRDNamesAndColumns(t *testing.T) {
 		"Flagd": {
 			Group: v1beta1.GroupName, Scope: "Namespaced", Plural: "flagds", Singular: "flagd",
 			Categories: []string{"openfeature"}, Versions: []string{"v1beta1"}, StatusSubresource: true,
-			Columns: []string{"Replicas=.spec.replicas", "Ready=" + ready, "Source=.spec.featureFlagSource", "Age=.metadata.creationTimestamp"},
+			Columns: []string{"Replicas=.spec.replicas", "Available=.status.readyReplicas", "Ready=" + ready, `Reason=.status.conditions[?(@.type=="Ready")].reason`, "Address=.status.address", "Source=.spec.featureFlagSource", "Age=.metadata.creationTimestamp"},
 		},
 		"InProcessConfiguration": {
 			Group: v1beta1.GroupName, Scope: "Namespaced", Plural: "inprocessconfigurations", Singular: "inprocessconfiguration",

@@ -17,7 +17,10 @@ import (
 // +kubebuilder:subresource:status
 // +kubebuilder:storageversion
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`,description="Desired number of flagd pods"
+// +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.readyReplicas`,description="flagd pods ready to serve"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,description="Whether the deployment is available"
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why the Ready condition has its status"
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`,priority=1,description="Where clients reach the evaluation API"
 // +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.spec.featureFlagSource`,priority=1,description="The FeatureFlagSource it serves"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Flagd struct {
@@ -199,6 +202,17 @@ type ParentReference struct {
 // FlagdStatus is the observed state of a Flagd.
 type FlagdStatus struct {
 	Status `json:",inline"`
+
+	// address is where clients in the cluster reach the evaluation API:
+	// <name>.<namespace>.svc:<port>.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Address string `json:"address,omitempty"`
+
+	// readyReplicas is the number of flagd pods ready to serve.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 }
 
 // FlagdList is a list of Flagds.

@@ -613,6 +613,9 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         map:
           fields:
+          - name: address
+            type:
+              scalar: string
           - name: conditions
             type:
               list:
@@ -641,6 +644,9 @@ var schemaYAML = typed.YAMLObject(`types:
                 keys:
                 - type
           - name: observedGeneration
+            type:
+              scalar: numeric
+          - name: readyReplicas
             type:
               scalar: numeric
 - name: com.github.flagpole-dev.flagpole.crd.apis.core.v1beta1.InProcessConfiguration

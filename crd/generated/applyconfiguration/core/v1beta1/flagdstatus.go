@@ -10,6 +10,8 @@ import (
 // with apply.
 type FlagdStatusApplyConfiguration struct {
 	StatusApplyConfiguration `json:",inline"`
+	Address                  *string `json:"address,omitempty"`
+	ReadyReplicas            *int32  `json:"readyReplicas,omitempty"`
 }
 
 // FlagdStatusApplyConfiguration constructs a declarative configuration of the FlagdStatus type for use with
@@ -36,5 +38,21 @@ func (b *FlagdStatusApplyConfiguration) WithConditions(values ...*v1.ConditionAp
 		}
 		b.StatusApplyConfiguration.Conditions = append(b.StatusApplyConfiguration.Conditions, *values[i])
 	}
+	return b
+}
+
+// WithAddress sets the Address field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Address field is set to the value of the last call.
+func (b *FlagdStatusApplyConfiguration) WithAddress(value string) *FlagdStatusApplyConfiguration {
+	b.Address = &value
+	return b
+}
+
+// WithReadyReplicas sets the ReadyReplicas field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the ReadyReplicas field is set to the value of the last call.
+func (b *FlagdStatusApplyConfiguration) WithReadyReplicas(value int32) *FlagdStatusApplyConfiguration {
+	b.ReadyReplicas = &value
 	return b
 }
