@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
@@ -44,7 +43,8 @@ type Cluster struct {
 	core, rbac, flags rest.Interface
 	log               zerolog.Logger
 
-	sources, featureFlags, inProcess, serviceAccounts, roles, bindings, configMaps cache.SharedIndexInformer
+	// The caches; the controllers add their event handlers to them.
+	Sources, FeatureFlags, InProcess, ServiceAccounts, Roles, RoleBindings, ConfigMaps cache.SharedIndexInformer
 
 	createdSecrets sync.Map // names of Secrets known to exist: "ns/name"
 }
@@ -68,18 +68,19 @@ func NewCluster(cfg *rest.Config, log zerolog.Logger) (*Cluster, error) {
 
 func newCluster(core, rbac, flags rest.Interface, log zerolog.Logger) *Cluster {
 	c := &Cluster{core: core, rbac: rbac, flags: flags, log: log}
-	c.sources = newInformer(flags, "featureflagsources", &v1beta1.FeatureFlagSource{}, &v1beta1.FeatureFlagSourceList{}, "", stripManaged)
-	c.featureFlags = newInformer(flags, "featureflags", &v1beta1.FeatureFlag{}, &v1beta1.FeatureFlagList{}, "", stripManaged)
-	c.inProcess = newInformer(flags, "inprocessconfigurations", &v1beta1.InProcessConfiguration{}, &v1beta1.InProcessConfigurationList{}, "", stripManaged)
-	c.serviceAccounts = newInformer(core, "serviceaccounts", &corev1.ServiceAccount{}, &corev1.ServiceAccountList{}, "", stripServiceAccount)
-	c.roles = newInformer(rbac, "roles", &rbacv1.Role{}, &rbacv1.RoleList{}, managedSelector, stripManaged)
-	c.bindings = newInformer(rbac, "rolebindings", &rbacv1.RoleBinding{}, &rbacv1.RoleBindingList{}, managedSelector, stripManaged)
-	c.configMaps = newInformer(core, "configmaps", &corev1.ConfigMap{}, &corev1.ConfigMapList{}, managedSelector, stripConfigMap)
+	managed := kube.InformerOptions{LabelSelector: managedSelector}
+	c.Sources = kube.NewInformer(flags, "featureflagsources", &v1beta1.FeatureFlagSource{}, &v1beta1.FeatureFlagSourceList{}, kube.InformerOptions{})
+	c.FeatureFlags = kube.NewInformer(flags, "featureflags", &v1beta1.FeatureFlag{}, &v1beta1.FeatureFlagList{}, kube.InformerOptions{})
+	c.InProcess = kube.NewInformer(flags, "inprocessconfigurations", &v1beta1.InProcessConfiguration{}, &v1beta1.InProcessConfigurationList{}, kube.InformerOptions{})
+	c.ServiceAccounts = kube.NewInformer(core, "serviceaccounts", &corev1.ServiceAccount{}, &corev1.ServiceAccountList{}, kube.InformerOptions{Transform: stripServiceAccount})
+	c.Roles = kube.NewInformer(rbac, "roles", &rbacv1.Role{}, &rbacv1.RoleList{}, managed)
+	c.RoleBindings = kube.NewInformer(rbac, "rolebindings", &rbacv1.RoleBinding{}, &rbacv1.RoleBindingList{}, managed)
+	c.ConfigMaps = kube.NewInformer(core, "configmaps", &corev1.ConfigMap{}, &corev1.ConfigMapList{}, kube.InformerOptions{LabelSelector: managedSelector, Transform: stripConfigMap})
 	return c
 }
 
 func (c *Cluster) informers() []cache.SharedIndexInformer {
-	return []cache.SharedIndexInformer{c.sources, c.featureFlags, c.inProcess, c.serviceAccounts, c.roles, c.bindings, c.configMaps}
+	return []cache.SharedIndexInformer{c.Sources, c.FeatureFlags, c.InProcess, c.ServiceAccounts, c.Roles, c.RoleBindings, c.ConfigMaps}
 }
 
 // Run fills and follows the caches until ctx ends.
@@ -99,33 +100,6 @@ func (c *Cluster) Synced() bool {
 		}
 	}
 	return true
-}
-
-// newInformer watches one resource (all namespaces) through a REST client.
-func newInformer(rc rest.Interface, resource string, obj, list runtime.Object, labelSelector string, transform cache.TransformFunc) cache.SharedIndexInformer {
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			opts.LabelSelector = labelSelector
-			out := list.DeepCopyObject()
-			err := rc.Get().Resource(resource).VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(out)
-			return out, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.LabelSelector, opts.Watch = labelSelector, true
-			return rc.Get().Resource(resource).VersionedParams(&opts, metav1.ParameterCodec).Watch(ctx)
-		},
-	}
-	inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	_ = inf.SetTransform(transform) // only fails once the informer runs
-	return inf
-}
-
-// stripManaged drops server-side apply bookkeeping the caches do not need.
-func stripManaged(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // stripServiceAccount keeps only the identity: admissions ask whether it exists.
@@ -164,22 +138,22 @@ func cached[T runtime.Object](ctx context.Context, inf cache.SharedIndexInformer
 
 // FeatureFlagSource implements Objects.
 func (c *Cluster) FeatureFlagSource(ctx context.Context, r Ref) (*v1beta1.FeatureFlagSource, error) {
-	return cached[*v1beta1.FeatureFlagSource](ctx, c.sources, c.flags, "featureflagsources", resourceFeatureFlagSources, r, &v1beta1.FeatureFlagSource{})
+	return cached[*v1beta1.FeatureFlagSource](ctx, c.Sources, c.flags, "featureflagsources", resourceFeatureFlagSources, r, &v1beta1.FeatureFlagSource{})
 }
 
 // FeatureFlag implements Objects.
 func (c *Cluster) FeatureFlag(ctx context.Context, r Ref) (*v1beta1.FeatureFlag, error) {
-	return cached[*v1beta1.FeatureFlag](ctx, c.featureFlags, c.flags, "featureflags", resourceFeatureFlags, r, &v1beta1.FeatureFlag{})
+	return cached[*v1beta1.FeatureFlag](ctx, c.FeatureFlags, c.flags, "featureflags", resourceFeatureFlags, r, &v1beta1.FeatureFlag{})
 }
 
 // InProcessConfiguration implements Objects.
 func (c *Cluster) InProcessConfiguration(ctx context.Context, r Ref) (*v1beta1.InProcessConfiguration, error) {
-	return cached[*v1beta1.InProcessConfiguration](ctx, c.inProcess, c.flags, "inprocessconfigurations", resourceInProcessConfigs, r, &v1beta1.InProcessConfiguration{})
+	return cached[*v1beta1.InProcessConfiguration](ctx, c.InProcess, c.flags, "inprocessconfigurations", resourceInProcessConfigs, r, &v1beta1.InProcessConfiguration{})
 }
 
 // ServiceAccount implements Objects.
 func (c *Cluster) ServiceAccount(ctx context.Context, r Ref) (*corev1.ServiceAccount, error) {
-	sa, err := cached[*corev1.ServiceAccount](ctx, c.serviceAccounts, c.core, "serviceaccounts", resourceServiceAccounts, r, &corev1.ServiceAccount{})
+	sa, err := cached[*corev1.ServiceAccount](ctx, c.ServiceAccounts, c.core, "serviceaccounts", resourceServiceAccounts, r, &corev1.ServiceAccount{})
 	if apierrors.IsNotFound(err) {
 		return nil, apierrors.NewNotFound(resourceServiceAccounts, r.Name)
 	}
@@ -188,7 +162,7 @@ func (c *Cluster) ServiceAccount(ctx context.Context, r Ref) (*corev1.ServiceAcc
 
 // ConfigMapExists implements Objects.
 func (c *Cluster) ConfigMapExists(ns, name string) bool {
-	_, ok, err := c.configMaps.GetIndexer().GetByKey(ns + "/" + name)
+	_, ok, err := c.ConfigMaps.GetIndexer().GetByKey(ns + "/" + name)
 	return err == nil && ok
 }
 
@@ -196,12 +170,12 @@ func (c *Cluster) ConfigMapExists(ns, name string) bool {
 func (c *Cluster) Grant(ns string, sa Ref) ([]string, bool) {
 	key := ns + "/" + GrantName(sa)
 	var flags []string
-	if obj, ok, err := c.roles.GetIndexer().GetByKey(key); err == nil && ok {
+	if obj, ok, err := c.Roles.GetIndexer().GetByKey(key); err == nil && ok {
 		if role, ok := obj.(*rbacv1.Role); ok {
 			flags = grantedFlags(role)
 		}
 	}
-	_, bound, err := c.bindings.GetIndexer().GetByKey(key)
+	_, bound, err := c.RoleBindings.GetIndexer().GetByKey(key)
 	return flags, bound && err == nil
 }
 
