@@ -65,6 +65,11 @@ func Apply(ctx context.Context, rc rest.Interface, resource string, namespace, n
 	if err != nil {
 		return err
 	}
+	return ApplyBytes(ctx, rc, resource, namespace, name, patch)
+}
+
+// ApplyBytes server-side applies an apply patch (see ApplyPatch).
+func ApplyBytes(ctx context.Context, rc rest.Interface, resource string, namespace, name string, patch []byte) error {
 	req := rc.Patch(types.ApplyPatchType).Resource(resource).Name(name).
 		Param("fieldManager", FieldManager).Param("force", "true").Body(patch)
 	if namespace != "" {
@@ -152,4 +157,21 @@ func isEmpty(v any) bool {
 		return t == 0
 	}
 	return v == nil
+}
+
+// patchStatus replaces an object's status through its status subresource with a
+// JSON merge patch ({"status": ...}); the controllers own the whole status.
+func patchStatus(ctx context.Context, rc rest.Interface, resource, namespace, name string, status any) error {
+	body, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		return err
+	}
+	err = rc.Patch(types.MergePatchType).Namespace(namespace).Resource(resource).Name(name).SubResource("status").Body(body).Do(ctx).Error()
+	if apierrors.IsNotFound(err) {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("updating the status of %s %s/%s: %w", resource, namespace, name, err)
+	}
+	return nil
 }
