@@ -28,11 +28,13 @@ var (
 type cli struct {
 	modes.Globals
 
-	Flagd   modes.FlagdCmd      `cmd:"" help:"Run as flagd: serve flags over gRPC, Connect, OFREP and the sync API."`
-	Start   modes.FlagdStartCmd `cmd:"" hidden:"" help:"Alias of \"flagd start\", so flagd's and the OpenFeature Operator's pod args work unchanged."`
-	Webhook modes.WebhookCmd    `cmd:"" help:"Run the admission webhooks: sidecar injection and validation of the core.openfeature.dev kinds."`
-	Version modes.VersionCmd    `cmd:"" help:"Print the version and build information."`
-	Debug   modes.DebugCmd      `cmd:"" help:"Answer \"what would happen\" offline: evaluate flags, validate flag files."`
+	Flagd      modes.FlagdCmd      `cmd:"" help:"Run as flagd: serve flags over gRPC, Connect, OFREP and the sync API."`
+	Start      modes.FlagdStartCmd `cmd:"" hidden:"" help:"Alias of \"flagd start\", so flagd's and the OpenFeature Operator's pod args work unchanged."`
+	Operator   modes.OperatorCmd   `cmd:"" help:"Run the OpenFeature Operator: admission webhooks and reconcilers in one process (the default deployment)."`
+	Webhook    modes.WebhookCmd    `cmd:"" help:"Run the admission webhooks only: sidecar injection and validation of the core.openfeature.dev kinds."`
+	Controller modes.ControllerCmd `cmd:"" help:"Run the reconcilers only (Flagd, FeatureFlag, FeatureFlagSource), on the elected leader."`
+	Version    modes.VersionCmd    `cmd:"" help:"Print the version and build information."`
+	Debug      modes.DebugCmd      `cmd:"" help:"Answer \"what would happen\" offline: evaluate flags, validate flag files."`
 }
 
 func main() {

@@ -291,15 +291,49 @@ func (r *Flagd) apply(ctx context.Context, cached cache.SharedIndexInformer, rc 
 	if err != nil {
 		return err
 	}
-	if live, ok, _ := cached.GetIndexer().GetByKey(m.GetNamespace() + "/" + m.GetName()); ok {
+	live, exists, _ := cached.GetIndexer().GetByKey(m.GetNamespace() + "/" + m.GetName())
+	if exists {
 		if lo, ok := live.(runtime.Object); ok && UpToDate(patch, lo) {
 			return nil
 		}
 	}
-	if err := ApplyBytes(ctx, rc, resource, m.GetNamespace(), m.GetName(), patch); err != nil {
+	err = ApplyBytes(ctx, rc, resource, m.GetNamespace(), m.GetName(), patch)
+	if apierrors.IsInvalid(err) && exists {
+		// Someone else's edit made the object one that our fields cannot be merged into
+		// (a Service port changed under its name: the apply would add a second port of
+		// that name). Server-side apply cannot remove fields another manager owns, so a
+		// child we control is replaced.
+		if err := r.recreate(ctx, rc, resource, live, m); err != nil {
+			return err
+		}
+		err = ApplyBytes(ctx, rc, resource, m.GetNamespace(), m.GetName(), patch)
+	}
+	if err != nil {
 		return err
 	}
 	r.log.Info().Str("key", m.GetNamespace()+"/"+m.GetName()).Str("resource", resource).Msg("applied")
+	return nil
+}
+
+// recreate deletes a child we control (only that exact object: a UID precondition)
+// so that it can be applied afresh.
+func (r *Flagd) recreate(ctx context.Context, rc rest.Interface, resource string, live any, desired metav1.Object) error {
+	lm, err := meta.Accessor(live)
+	if err != nil {
+		return err
+	}
+	ref := metav1.GetControllerOf(lm)
+	if ref == nil || ref.Kind != "Flagd" {
+		return fmt.Errorf("%s %s/%s cannot be repaired by an apply and is not controlled by a Flagd", resource, lm.GetNamespace(), lm.GetName())
+	}
+	uid := lm.GetUID()
+	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}
+	err = rc.Delete().Namespace(lm.GetNamespace()).Resource(resource).Name(lm.GetName()).Body(&opts).Do(ctx).Error()
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("replacing %s %s/%s: %w", resource, lm.GetNamespace(), lm.GetName(), err)
+	}
+	r.log.Warn().Str("key", desired.GetNamespace()+"/"+desired.GetName()).Str("resource", resource).
+		Msg("an edit made the object unmergeable with its desired state; re-created")
 	return nil
 }
 

@@ -163,3 +163,55 @@ func (w *Webhook) waitReady(ctx context.Context, timeout time.Duration) error {
 
 // Logs parses the webhook's log written so far.
 func (w *Webhook) Logs() []LogEntry { return ReadLogs(w.Proc.LogPath) }
+
+// Operator is a `flagpole operator` or `flagpole controller` subprocess.
+type Operator struct {
+	Proc *Process
+	// Management is the bound host:port of its management listener; Webhook, of its
+	// admission server ("" for `flagpole controller`).
+	Management, Webhook string
+}
+
+// StartOperator runs `flagpole <command>` (operator or controller) with c's admin
+// kubeconfig, 127.0.0.1 and free ports, and the extra args, and stops it when the
+// test ends. For `operator` the webhook uses a serving certificate of dir/certs.
+func (s *Suite) StartOperator(t testing.TB, c *Cluster, dir, command string, args ...string) *Operator {
+	t.Helper()
+	if c.ControlPlane == nil {
+		t.Skip("needs the local control plane")
+	}
+	all := []string{command, "--kubeconfig", c.ControlPlane.Kubeconfig, "--health-probe-bind-address", "127.0.0.1:0"}
+	listeners := []string{"management"}
+	if command == "operator" {
+		certDir := filepath.Join(dir, "certs")
+		if err := os.MkdirAll(certDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ServingCert(certDir); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, "--cert-dir", certDir, "--webhook-bind-address", "127.0.0.1", "--webhook-port", "0")
+		listeners = append(listeners, "webhook")
+	}
+	p, addrs, err := StartFlagpole(t.Context(), s.Janitor, s.Flagpole, dir, nil, listeners, append(all, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &Operator{Proc: p, Management: addrs["management"], Webhook: addrs["webhook"]}
+	t.Cleanup(func() {
+		if p.Running() {
+			if err := p.Stop(stopGrace); err != nil {
+				t.Error(err)
+			} else if err := p.Err(); err != nil {
+				t.Errorf("flagpole %s exited with %v after SIGTERM (want a clean shutdown)", command, err)
+			}
+		}
+		if t.Failed() {
+			t.Logf("flagpole %s log (last lines):\n%s", command, p.Tail(80))
+		}
+	})
+	return o
+}
+
+// Logs parses the operator's log written so far.
+func (o *Operator) Logs() []LogEntry { return ReadLogs(o.Proc.LogPath) }

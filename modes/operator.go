@@ -1,0 +1,413 @@
+package modes
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/flagpole-dev/flagpole/controller"
+	"github.com/flagpole-dev/flagpole/controller/leader"
+	"github.com/flagpole-dev/flagpole/kube"
+	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/management"
+	"github.com/flagpole-dev/flagpole/sidecar"
+	"github.com/flagpole-dev/flagpole/webhook"
+	"github.com/flagpole-dev/flagpole/webhook/certs"
+)
+
+// The operator's commands share these flag groups. They keep the OpenFeature
+// Operator's names and environment variables where they mean the same
+// (ofo-compat §5.1, §5.2; docs/compatibility.md lists the rest).
+
+// KubeFlags say how to reach the cluster and where the operator lives.
+type KubeFlags struct {
+	Namespace  string  `name:"namespace" help:"The operator's namespace (its TLS Secret, its webhook Service)." env:"POD_NAMESPACE" default:"flagpole-system"`
+	Kubeconfig string  `name:"kubeconfig" help:"Kubeconfig file; empty: KUBECONFIG, in-cluster, ~/.kube/config." type:"path"`
+	KubeQPS    float32 `name:"kube-api-qps" help:"Requests per second to the API server." default:"50"`
+	KubeBurst  int     `name:"kube-api-burst" help:"Burst of requests to the API server." default:"100"`
+	HealthAddr string  `name:"health-probe-bind-address" help:"Management listener: /healthz, /readyz, /metrics, gRPC health." default:":8081"`
+}
+
+// SidecarFlags configure the flagd the operator renders: the injected sidecar and
+// the standalone Flagd Deployments.
+type SidecarFlags struct {
+	SidecarImage      string `name:"sidecar-image" help:"Image of the injected sidecar: the operator's own image, so operator and sidecar are the same version. Default: $SIDECAR_IMAGE:$SIDECAR_TAG." env:"FLAGPOLE_SIDECAR_IMAGE"`
+	OFOSidecarImage   string `name:"ofo-sidecar-image" hidden:"" env:"SIDECAR_IMAGE"`
+	OFOSidecarTag     string `name:"ofo-sidecar-tag" hidden:"" env:"SIDECAR_TAG"`
+	SidecarPullPolicy string `name:"sidecar-image-pull-policy" help:"imagePullPolicy of the sidecar (OFO hard-codes Always)." default:"IfNotPresent" enum:"Always,IfNotPresent,Never"`
+	SidecarCPULimit   string `name:"sidecar-cpu-limit" help:"Sidecar CPU limit." default:"500m"`
+	SidecarRAMLimit   string `name:"sidecar-ram-limit" help:"Sidecar memory limit." default:"64Mi"`
+	SidecarCPURequest string `name:"sidecar-cpu-request" help:"Sidecar CPU request." default:"200m"`
+	SidecarRAMRequest string `name:"sidecar-ram-request" help:"Sidecar memory request." default:"32Mi"`
+
+	SidecarPort           int32  `name:"sidecar-port" help:"Default evaluation port of the sidecar." env:"SIDECAR_PORT" default:"8013"`
+	SidecarManagementPort int32  `name:"sidecar-management-port" help:"Default management port of the sidecar." env:"SIDECAR_MANAGEMENT_PORT" default:"8014"`
+	SidecarSocketPath     string `name:"sidecar-socket-path" help:"Default socket path (environment of the sidecar and the apps)." env:"SIDECAR_SOCKET_PATH"`
+	SidecarEvaluator      string `name:"sidecar-evaluator" help:"Default evaluator (environment)." env:"SIDECAR_EVALUATOR" default:"json"`
+	SidecarSyncProvider   string `name:"sidecar-sync-provider" help:"Provider of sources that name none." env:"SIDECAR_SYNC_PROVIDER" default:"kubernetes"`
+	SidecarEnvVarPrefix   string `name:"sidecar-env-var-prefix" help:"Prefix of the environment given to the sidecar and the apps." env:"SIDECAR_ENV_VAR_PREFIX" default:"FLAGD"`
+	SidecarLogFormat      string `name:"sidecar-log-format" help:"Default log format of the sidecar." env:"SIDECAR_LOG_FORMAT" default:"json"`
+	SidecarProbesEnabled  bool   `name:"sidecar-probes-enabled" help:"Probes on the sidecar." env:"SIDECAR_PROBES_ENABLED" default:"true" negatable:""`
+
+	InProcessPort         int32  `name:"in-process-port" help:"In-process mode: sync port the apps connect to." env:"IN_PROCESS_PORT" default:"8015"`
+	InProcessSocketPath   string `name:"in-process-socket-path" help:"In-process mode: socket path." env:"IN_PROCESS_SOCKET_PATH"`
+	InProcessHost         string `name:"in-process-host" help:"In-process mode: sync host." env:"IN_PROCESS_HOST" default:"localhost"`
+	InProcessTLS          bool   `name:"in-process-tls" help:"In-process mode: TLS to the sync host." env:"IN_PROCESS_TLS"`
+	InProcessOfflinePath  string `name:"in-process-offline-flag-source-path" help:"In-process mode: offline flag file." env:"IN_PROCESS_OFFLINE_FLAG_SOURCE_PATH"`
+	InProcessSelector     string `name:"in-process-selector" help:"In-process mode: source selector." env:"IN_PROCESS_SELECTOR"`
+	InProcessCache        string `name:"in-process-cache" help:"In-process mode: cache (lru or disabled)." env:"IN_PROCESS_CACHE" default:"lru" enum:"lru,disabled"`
+	InProcessCacheMaxSize int32  `name:"in-process-cache-max-size" help:"In-process mode: cache size." env:"IN_PROCESS_CACHE_MAX_SIZE" default:"1000"`
+	InProcessEnvVarPrefix string `name:"in-process-env-var-prefix" help:"In-process mode: environment prefix." env:"IN_PROCESS_ENV_VAR_PREFIX" default:"FLAGD"`
+
+	CrossNamespace string `name:"cross-namespace" help:"Pods may reference FeatureFlagSources and FeatureFlags of other namespaces: deny (unless the object lists the pod's namespace in its flagpole.dev/allowed-namespaces annotation) or allow (OFO's behaviour, for migrations)." default:"deny" enum:"deny,allow"`
+}
+
+// WebhookFlags configure the admission server.
+type WebhookFlags struct {
+	BindAddress string `name:"webhook-bind-address" help:"Address the HTTPS admission server listens on." default:""`
+	Port        uint16 `name:"webhook-port" help:"Port of the HTTPS admission server (OFO: 9443)." default:"9443"`
+
+	CertDir        string   `name:"cert-dir" help:"Serve tls.crt/tls.key from this directory (a mounted Secret, e.g. cert-manager's), reloaded on rotation, instead of the self-managed certificate. OFO: --webhook-cert-path." aliases:"webhook-cert-path" type:"path"`
+	TLSSecret      string   `name:"tls-secret" help:"Self-managed mode: the Secret (in --namespace) holding the webhook's CA and serving certificate." default:"flagpole-webhook-tls"`
+	ServiceName    string   `name:"service-name" help:"The webhook's Service: the serving certificate is for <service>.<namespace>.svc[.<cluster domain>]." default:"flagpole-webhook"`
+	ClusterDomain  string   `name:"cluster-domain" help:"The cluster's DNS domain." env:"FLAGD_CLUSTER_DOMAIN" default:"cluster.local"`
+	CertHosts      []string `name:"cert-extra-hosts" help:"More DNS names or IP addresses for the serving certificate (a webhook registered by URL)." sep:","`
+	MutatingName   string   `name:"mutating-webhook-configuration" help:"The MutatingWebhookConfiguration whose caBundle the operator keeps current." default:"flagpole-mutating-webhook"`
+	ValidatingName string   `name:"validating-webhook-configuration" help:"The ValidatingWebhookConfiguration whose caBundle the operator keeps current." default:"flagpole-validating-webhook"`
+	Validation     bool     `name:"flags-validation" help:"Serve the validating webhooks of the four kinds (OFO: FLAGS_VALIDATION_ENABLED)." env:"FLAGS_VALIDATION_ENABLED" default:"true" negatable:""`
+}
+
+// ControllerFlags configure the reconcilers and leader election.
+type ControllerFlags struct {
+	LeaderElect      bool          `name:"leader-elect" help:"Elect one leader among the replicas with a Lease; only the leader reconciles (the webhook serves on every replica)." default:"true" negatable:""`
+	LeaderElectionID string        `name:"leader-election-id" help:"Name of the Lease (in --namespace)." default:"flagpole.openfeature.dev"`
+	LeaseDuration    time.Duration `name:"leader-election-lease-duration" help:"How long a lease that is not renewed keeps other replicas away." default:"15s"`
+	RenewDeadline    time.Duration `name:"leader-election-renew-deadline" help:"How long the leader keeps trying to renew before it stops leading." default:"10s"`
+	RetryPeriod      time.Duration `name:"leader-election-retry-period" help:"How often replicas try, and the leader renews." default:"2s"`
+	Workers          int           `name:"workers" help:"Workers per reconciler." default:"2"`
+	ImagePullSecrets []string      `name:"image-pull-secrets" help:"Image pull secrets of the Flagd Deployments (OFO's --image-pull-secrets)." sep:","`
+	Labels           string        `name:"labels" help:"Labels added to the Flagd Deployments and their pods, k1:v1,k2:v2 (OFO's format)."`
+	Annotations      string        `name:"annotations" help:"Annotations added to the Flagd Deployments and their pods, k1:v1,k2:v2 (OFO's format)."`
+}
+
+// parsePairs reads OFO's "k1:v1,k2:v2".
+func parsePairs(flag, s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), ":")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s %q: want key:value pairs separated by commas", flag, s)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// injectorConfig builds the injection settings from the flags.
+func (c *SidecarFlags) injectorConfig() (webhook.InjectorConfig, error) {
+	image := c.SidecarImage
+	if image == "" && c.OFOSidecarImage != "" {
+		image = c.OFOSidecarImage
+		if c.OFOSidecarTag != "" {
+			image += ":" + c.OFOSidecarTag
+		}
+	}
+	cfg := webhook.DefaultInjectorConfig(image)
+	cfg.Sidecar.ImagePullPolicy = corev1.PullPolicy(c.SidecarPullPolicy)
+	quantities := map[string]string{"--sidecar-cpu-limit": c.SidecarCPULimit, "--sidecar-ram-limit": c.SidecarRAMLimit,
+		"--sidecar-cpu-request": c.SidecarCPURequest, "--sidecar-ram-request": c.SidecarRAMRequest}
+	parsed := map[string]resource.Quantity{}
+	for flag, v := range quantities {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return cfg, fmt.Errorf("%s %q: %w", flag, v, err)
+		}
+		parsed[flag] = q
+	}
+	cfg.Sidecar.Resources = corev1.ResourceRequirements{
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: parsed["--sidecar-cpu-limit"], corev1.ResourceMemory: parsed["--sidecar-ram-limit"]},
+		Requests: corev1.ResourceList{corev1.ResourceCPU: parsed["--sidecar-cpu-request"], corev1.ResourceMemory: parsed["--sidecar-ram-request"]},
+	}
+	cfg.Sidecar.Defaults = sidecar.Defaults{Port: c.SidecarPort, ManagementPort: c.SidecarManagementPort, SocketPath: c.SidecarSocketPath,
+		Evaluator: c.SidecarEvaluator, DefaultSyncProvider: c.SidecarSyncProvider, EnvVarPrefix: c.SidecarEnvVarPrefix,
+		LogFormat: c.SidecarLogFormat, ProbesEnabled: c.SidecarProbesEnabled, OfrepPort: 8016}
+	cfg.InProcess = sidecar.InProcessDefaults{Port: c.InProcessPort, SocketPath: c.InProcessSocketPath, Host: c.InProcessHost,
+		TLS: c.InProcessTLS, OfflineFlagSourcePath: c.InProcessOfflinePath, Selector: c.InProcessSelector, Cache: c.InProcessCache,
+		CacheMaxSize: c.InProcessCacheMaxSize, EnvVarPrefix: c.InProcessEnvVarPrefix}
+	cfg.Sidecar.CrossNamespace = sidecar.CrossNamespace(c.CrossNamespace)
+	return cfg, cfg.Validate()
+}
+
+// OperatorAddresses are the bound addresses of a running operator (tests).
+type OperatorAddresses struct {
+	Webhook, Management string
+}
+
+// operatorParts says which parts of the operator a command runs.
+type operatorParts struct {
+	kube       KubeFlags
+	sidecar    SidecarFlags
+	webhook    *WebhookFlags    // nil: no admission server
+	controller *ControllerFlags // nil: no reconcilers
+}
+
+// runOperator wires the parts: one set of informer caches, the admission server
+// (every replica), the reconcilers (on the elected leader), and the management
+// listener; everything stops when ctx ends.
+func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p operatorParts, started func(OperatorAddresses)) error {
+	injector, err := p.sidecar.injectorConfig()
+	if err != nil {
+		return err
+	}
+	routeKlog(log)
+	restCfg, err := kube.Config(kube.Options{Kubeconfig: p.kube.Kubeconfig, QPS: p.kube.KubeQPS, Burst: p.kube.KubeBurst,
+		UserAgent: "flagpole/" + build.Version})
+	if err != nil {
+		return fmt.Errorf("kubernetes: %w", err)
+	}
+	cluster, err := sidecar.NewCluster(restCfg, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ready := []func() (bool, string){func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" }}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg gosync.WaitGroup
+	var errs []error
+	var mu gosync.Mutex
+	goRun := func(name string, fn func() error) {
+		wg.Go(func() {
+			if err := fn(); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				mu.Unlock()
+				cancel()
+			}
+		})
+	}
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, ln := range listeners {
+			_ = ln.Close()
+		}
+	}
+	var addrs OperatorAddresses
+	var serve []func()
+
+	if w := p.webhook; w != nil {
+		hook, err := webhookServer(restCfg, log, reg, cluster, injector, p.kube, *w)
+		if err != nil {
+			return err
+		}
+		ln, err := server.Listen(hook.cfg)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, ln)
+		addrs.Webhook = ln.Addr().String()
+		ready = append(ready, func() (bool, string) {
+			if err := hook.certs.Healthy(); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
+		serve = append(serve, func() {
+			goRun("certificates", func() error { return hook.certs.Run(ctx) })
+			goRun("webhook", func() error { return server.Serve(ctx, ln, hook.cfg, hook.handler, log, nil) })
+		})
+		log.Info().Str("sidecar_image", injector.Sidecar.Image).Str("cross_namespace", string(injector.Sidecar.CrossNamespace)).
+			Strs("paths", hook.paths).Msg("admission webhooks configured")
+	}
+	if c := p.controller; c != nil {
+		ctrl, err := newControllers(restCfg, log, reg, cluster, injector, *c)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		elector, err := c.elector(restCfg, p.kube.Namespace, log)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		serve = append(serve, func() {
+			for _, inf := range ctrl.informers {
+				goRun("informers", func() error { inf.RunWithContext(ctx); return nil })
+			}
+			lead := func(ctx context.Context) {
+				if !cache.WaitForCacheSync(ctx.Done(), append([]cache.InformerSynced{cluster.Synced}, synced(ctrl.informers)...)...) {
+					return
+				}
+				var workers gosync.WaitGroup
+				for _, r := range ctrl.reconcilers {
+					workers.Go(func() { r.Run(ctx, c.Workers) })
+				}
+				workers.Wait()
+			}
+			if elector == nil {
+				goRun("controllers", func() error { lead(ctx); return nil })
+				return
+			}
+			goRun("leader election", func() error { elector.Run(ctx, lead); return nil })
+		})
+	}
+
+	mgmt := management.New(management.Options{Gatherer: reg, Log: log,
+		Ready: func() bool {
+			for _, r := range ready {
+				if ok, _ := r(); !ok {
+					return false
+				}
+			}
+			return true
+		},
+		NotReady: func() any {
+			var why []string
+			for _, r := range ready {
+				if ok, reason := r(); !ok {
+					why = append(why, reason)
+				}
+			}
+			return map[string]any{"reason": "not ready", "checks": why}
+		}})
+	mgmtCfg := server.ListenConfig{Name: "management", Address: p.kube.HealthAddr, ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second}
+	mgmtLn, err := server.Listen(mgmtCfg)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	addrs.Management = mgmtLn.Addr().String()
+	goRun("caches", func() error { cluster.Run(ctx); return nil })
+	for _, s := range serve {
+		s()
+	}
+	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
+	if started != nil {
+		started(addrs)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func synced(infs []cache.SharedIndexInformer) []cache.InformerSynced {
+	out := make([]cache.InformerSynced, len(infs))
+	for i, inf := range infs {
+		out[i] = inf.HasSynced
+	}
+	return out
+}
+
+// admissionServer is the configured admission server.
+type admissionServer struct {
+	cfg     server.ListenConfig
+	handler http.Handler
+	certs   *certs.Source
+	paths   []string
+}
+
+// webhookServer builds the admission server: the pod webhook, the validating
+// webhooks, and its TLS (self-managed, or mounted with --cert-dir).
+func webhookServer(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, k KubeFlags, w WebhookFlags) (*admissionServer, error) {
+	tlsSource, err := certs.New(certs.Options{CertDir: w.CertDir, Config: restCfg, Namespace: k.Namespace, SecretName: w.TLSSecret,
+		ServiceName: w.ServiceName, ClusterDomain: w.ClusterDomain, Hosts: w.CertHosts,
+		MutatingWebhookConfigurations: []string{w.MutatingName}, ValidatingWebhookConfigurations: []string{w.ValidatingName}, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := webhook.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := tlsSource.RegisterMetrics(reg); err != nil {
+		return nil, err
+	}
+	inj := &webhook.Injector{Config: injector, Objects: cluster}
+	handlers := map[string]http.Handler{
+		webhook.PathMutatePod: &webhook.Handler{Name: "mutate-pods", Admit: inj.Admit, Effects: cluster, Log: log, Metrics: metrics},
+	}
+	paths := []string{webhook.PathMutatePod}
+	if w.Validation {
+		opts := webhook.ValidationOptions{CrossNamespace: injector.Sidecar.CrossNamespace, DefaultSyncProvider: injector.Sidecar.Defaults.DefaultSyncProvider}
+		for _, v := range webhook.ValidatingWebhooks(opts) {
+			handlers[v.Path] = &webhook.Handler{Name: "validate-" + strings.ToLower(v.Kind), Admit: v.Admit, Log: log, Metrics: metrics}
+			paths = append(paths, v.Path)
+		}
+	}
+	tlsConf := tlsSource.TLSConfig()
+	tlsConf.MinVersion = tls.VersionTLS12
+	cfg := server.ListenConfig{Name: "webhook", Address: net.JoinHostPort(w.BindAddress, strconv.Itoa(int(w.Port))), TLS: tlsConf,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, MaxHeaderBytes: 1 << 20}
+	return &admissionServer{cfg: cfg, handler: webhook.Mux(handlers), certs: tlsSource, paths: paths}, nil
+}
+
+// controllers are the reconcilers and the informers they own.
+type controllers struct {
+	reconcilers []*controller.Controller
+	informers   []cache.SharedIndexInformer
+}
+
+// newControllers builds the reconcilers.
+func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, c ControllerFlags) (*controllers, error) {
+	clients, err := controller.NewClients(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := controller.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	labels, err := parsePairs("--labels", c.Labels)
+	if err != nil {
+		return nil, err
+	}
+	annotations, err := parsePairs("--annotations", c.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	recorder, _ := controller.NewRecorder(clients.Core)
+	renderer := &sidecar.Renderer{Config: injector.Sidecar, Objects: cluster}
+	flagd, err := controller.NewFlagd(renderer, cluster, clients, controller.FlagdOptions{Labels: labels, Annotations: annotations,
+		ImagePullSecrets: c.ImagePullSecrets}, recorder, metrics, log)
+	if err != nil {
+		return nil, err
+	}
+	return &controllers{reconcilers: []*controller.Controller{flagd.Controller}, informers: flagd.Informers()}, nil
+}
+
+// elector returns the leader elector, or nil when leader election is off.
+func (c ControllerFlags) elector(restCfg *rest.Config, namespace string, log zerolog.Logger) (*leader.Elector, error) {
+	if !c.LeaderElect {
+		return nil, nil
+	}
+	identity := os.Getenv("POD_NAME")
+	if identity == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("leader election: no POD_NAME and no hostname: %w", err)
+		}
+		identity = host
+	}
+	identity += "_" + strconv.Itoa(os.Getpid())
+	return leader.NewREST(leader.Config{Namespace: namespace, Name: c.LeaderElectionID, Identity: identity,
+		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod, Log: log}, restCfg)
+}
