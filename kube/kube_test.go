@@ -101,3 +101,20 @@ func TestRESTClientCoreGroup(t *testing.T) {
 		t.Errorf("path %q, user agent %q, object %q", gotPath, gotAgent, sa.Name)
 	}
 }
+
+func TestResourceOf(t *testing.T) {
+	for path, want := range map[string]string{
+		"/api/v1/namespaces/ns/pods":                                       "pods",
+		"/api/v1/namespaces/ns/pods/p/status":                              "pods/status",
+		"/apis/core.openfeature.dev/v1beta1/namespaces/ns/flagds/f/status": "flagds/status",
+		"/apis/coordination.k8s.io/v1/namespaces/ops/leases/flagpole":      "leases",
+		"/api/v1/namespaces/ns":                                            "namespaces",
+		"/apis/gateway.networking.k8s.io/v1":                               "discovery",
+		"/apis/rbac.authorization.k8s.io/v1/clusterroles":                  "clusterroles",
+		"/healthz": "other",
+	} {
+		if got := resourceOf(path); got != want {
+			t.Errorf("resourceOf(%q) = %q, want %q", path, got, want)
+		}
+	}
+}

@@ -184,12 +184,17 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	if err != nil {
 		return fmt.Errorf("kubernetes: %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	requests, err := kube.NewRequestMetrics(reg)
+	if err != nil {
+		return err
+	}
+	requests.Instrument(restCfg)
 	cluster, err := sidecar.NewCluster(restCfg, log)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := []func() (bool, string){func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" }}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
