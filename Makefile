@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 FUZZTIME ?= 60s
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load
+.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -25,6 +25,9 @@ e2e: ## end-to-end tests on a local kube-apiserver + etcd (see e2e/README.md; th
 
 admission-load: ## pod creates with and without the webhook (p50/p99, pods/s) and the webhook's RSS up to 3,000 pods, on the e2e control plane (a benchmark: prints figures)
 	cd e2e && $(GO) run ./bench/admissionload $(ADMISSIONFLAGS)
+
+controller-scale: ## 1,000 FeatureFlags and 200 Flagds: time to reconcile all (cold and restart), RSS, API requests, writes in a steady state (a benchmark: prints figures)
+	cd e2e && $(GO) run ./bench/controllerscale $(SCALEFLAGS)
 
 lint: ## go vet + gofmt check
 	$(GO) vet ./...
