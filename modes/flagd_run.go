@@ -3,9 +3,11 @@ package modes
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	gosync "sync"
 	"time"
@@ -94,15 +96,31 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 			return err
 		}
 		serverTLS = reloader.TLSConfig()
+		if c.ClientCAPath != "" {
+			pool, err := loadCAs(c.ClientCAPath)
+			if err != nil {
+				return err
+			}
+			serverTLS.ClientCAs, serverTLS.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+	}
+	var auth *server.Tokens
+	if c.AuthTokenFile != "" {
+		if auth, err = server.NewTokens(c.AuthTokenFile); err != nil {
+			return fmt.Errorf("--auth-token-file: %w", err)
+		}
+		if err := auth.CountFailures(reg); err != nil {
+			return err
+		}
 	}
 
-	evalSvc := evaluation.New(evaluation.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
+	evalSvc := evaluation.New(evaluation.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log, Auth: auth,
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody, StreamDeadline: c.StreamDeadline})
-	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
+	ofrepSvc := ofrep.New(ofrep.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log, Auth: auth,
 		CORSOrigins: c.CORSOrigin, MaxRequestBody: c.MaxRequestBody})
 	mgmt := management.New(management.Options{Ready: st.Ready, NotReady: service.ReadinessReport(st.Status),
 		Degraded: service.DegradedReport(st.Status), Watch: st.Watch, Gatherer: reg, Log: log})
-	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log,
+	syncSrv := syncserver.New(syncserver.Options{Store: st, Enricher: enricher, Metrics: m, Tracing: trc, Log: log, Auth: auth,
 		DisableMetadata: c.DisableSyncMetadata, StreamDeadline: c.StreamDeadline, KeepAliveMinTime: c.KeepAliveMinTime,
 		KeepAlivePermitWithoutStream: c.KeepAlivePermitWithoutStream, TLS: serverTLS,
 		IdleTimeout: c.IdleTimeout, RequestTimeout: requestReadTimeout})
@@ -238,3 +256,16 @@ const (
 // telemetryFlushTimeout bounds the export of the last spans and metrics at
 // shutdown: a collector that is down cannot hold the process longer.
 const telemetryFlushTimeout = 5 * time.Second
+
+// loadCAs reads a PEM bundle of CA certificates.
+func loadCAs(path string) (*x509.CertPool, error) {
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca-path: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("--client-ca-path %s: no PEM certificate in it", path)
+	}
+	return pool, nil
+}

@@ -103,3 +103,77 @@ func TestFlagdServesTLS(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// clientCert issues a client certificate from a CA of its own and returns the CA
+// file and the certificate for a TLS client.
+func clientCert(t *testing.T) (caFile string, cert tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(10), Subject: pkix.Name{CommonName: "clients"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(11), Subject: pkix.Name{CommonName: "app"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "clients.crt")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestFlagdRequiresClientCertificate: with --client-ca-path the TLS listeners refuse
+// a client without a certificate of that CA (mutual TLS).
+func TestFlagdRequiresClientCertificate(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	caFile, cert := clientCert(t)
+	c, err := parseStart(t, "-f", "file:"+examplesJSON, "-p", "0", "-m", "0", "-g", "0", "-r", "0",
+		"--bind-address", "127.0.0.1", "-c", certFile, "-k", keyFile, "--ofrep-tls", "--client-ca-path", caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan Addresses, 1)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, zerolog.Nop(), BuildInfo{}, func(a Addresses) { addrs <- a }) }()
+	a := <-addrs
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitReady(t, "http://"+a.Management+"/readyz")
+	client := func(certs ...tls.Certificate) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}, ForceAttemptHTTP2: true}}
+	}
+	for _, url := range []string{"https://" + a.Evaluation + "/flagd.evaluation.v2.Service/ResolveBoolean", "https://" + a.OFREP + "/ofrep/v1/evaluate/flags/new-checkout"} {
+		if resp, err := client().Post(url, "application/json", strings.NewReader(`{"flagKey":"new-checkout","context":{}}`)); err == nil {
+			resp.Body.Close()
+			t.Errorf("%s answered %d to a client without a certificate", url, resp.StatusCode)
+		}
+		resp, err := client(cert).Post(url, "application/json", strings.NewReader(`{"flagKey":"new-checkout","context":{}}`))
+		if err != nil {
+			t.Fatalf("%s with a client certificate: %v", url, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s with a client certificate: %d", url, resp.StatusCode)
+		}
+	}
+}

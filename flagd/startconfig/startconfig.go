@@ -42,6 +42,8 @@ type Config struct {
 	ServerCertPath string `name:"server-cert-path" short:"c" help:"TLS certificate for the evaluation and sync listeners (reloaded when it changes)." env:"FLAGD_SERVER_CERT_PATH"`
 	ServerKeyPath  string `name:"server-key-path" short:"k" help:"TLS key for the evaluation and sync listeners." env:"FLAGD_SERVER_KEY_PATH"`
 	OfrepTLS       bool   `name:"ofrep-tls" help:"Serve OFREP over TLS too, with the same certificate (flagd's OFREP has no TLS)." env:"FLAGD_OFREP_TLS"`
+	ClientCAPath   string `name:"client-ca-path" help:"Require client certificates signed by these CAs (PEM) on the TLS listeners (mutual TLS; needs --server-cert-path)." env:"FLAGD_CLIENT_CA_PATH"`
+	AuthTokenFile  string `name:"auth-token-file" help:"Require \"Authorization: Bearer <token>\" on the evaluation, OFREP and sync listeners, with a token listed in this file (one per line; re-read when it changes). Management stays open for probes." env:"FLAGD_AUTH_TOKEN_FILE"`
 
 	CORSOrigin        []string          `name:"cors-origin" short:"C" help:"Allowed CORS origins: exact, \"*\" for all, or one \"*\" inside (https://*.example.com). Empty: no CORS (flagd allows every origin)." env:"FLAGD_CORS_ORIGIN" sep:","`
 	ContextValue      map[string]string `name:"context-value" short:"X" help:"Static evaluation context entries, key=value (comma-separated)." env:"FLAGD_CONTEXT_VALUE" mapsep:","`
@@ -80,6 +82,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OfrepTLS && c.ServerCertPath == "" {
 		return errors.New("--ofrep-tls needs --server-cert-path and --server-key-path")
+	}
+	if c.ClientCAPath != "" && c.ServerCertPath == "" {
+		return errors.New("--client-ca-path needs --server-cert-path and --server-key-path (client certificates are checked in TLS)")
 	}
 	switch strings.ToLower(c.MetricsExporter) {
 	case "", "prometheus":
@@ -226,6 +231,8 @@ func (c *Config) Args() ([]string, error) {
 	if c.OfrepTLS {
 		args = append(args, "--ofrep-tls")
 	}
+	args = appendString(args, "--client-ca-path", c.ClientCAPath)
+	args = appendString(args, "--auth-token-file", c.AuthTokenFile)
 	if c.StreamDeadline != def.StreamDeadline {
 		args = append(args, "--stream-deadline", c.StreamDeadline.String())
 	}

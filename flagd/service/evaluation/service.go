@@ -88,6 +88,9 @@ type Options struct {
 	// "*" allows all, "https://*.example.com" a pattern). Empty: no CORS headers at
 	// all (flagd allows every origin then: a documented difference).
 	CORSOrigins []string
+	// Auth, when set, requires a bearer token on every request (--auth-token-file);
+	// CORS preflights are answered before it.
+	Auth *server.Tokens
 	// MaxRequestBody limits a request body, and a decompressed message, in bytes;
 	// 0 means unlimited.
 	MaxRequestBody int64
@@ -252,7 +255,7 @@ func (s *Service) buildHandler() http.Handler {
 	if s.opts.MaxRequestBody > 0 {
 		h = http.MaxBytesHandler(h, s.opts.MaxRequestBody)
 	}
-	h = s.metrics.Middleware(metricsService, s.route, h)
+	h = s.metrics.Middleware(metricsService, s.route, s.opts.Auth.Handler("evaluation", h))
 	return server.NewCORS(s.opts.CORSOrigins).Handler(corsRules, h)
 }
 

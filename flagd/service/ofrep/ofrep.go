@@ -47,8 +47,9 @@ type Options struct {
 	Metrics        *metrics.Metrics  // may be nil
 	Tracing        *tracing.Tracing  // may be nil: no spans
 	Log            zerolog.Logger
-	CORSOrigins    []string // server.CORS; empty: no CORS headers, "*" all
-	MaxRequestBody int64    // 0 unlimited; over the limit → 413 {"errorDetails":"request body too large"}
+	CORSOrigins    []string       // server.CORS; empty: no CORS headers, "*" all
+	Auth           *server.Tokens // when set, a bearer token is required (--auth-token-file)
+	MaxRequestBody int64          // 0 unlimited; over the limit → 413 {"errorDetails":"request body too large"}
 }
 
 // Service is the OFREP HTTP handler.
@@ -73,7 +74,7 @@ func New(opts Options) *Service {
 	s.encoders.New = func() any { return &encoder{buf: make([]byte, 0, 1024)} }
 	s.single = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return SingleRoute }, http.HandlerFunc(s.serveSingle))
 	s.bulk = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return BulkRoute }, http.HandlerFunc(s.serveBulk))
-	s.handler = server.NewCORS(opts.CORSOrigins).Handler(corsRules, s)
+	s.handler = server.NewCORS(opts.CORSOrigins).Handler(corsRules, opts.Auth.Handler("ofrep", s))
 	return s
 }
 

@@ -65,6 +65,8 @@ type Options struct {
 	Enricher *service.Enricher
 	// Metrics records one sync stream per SyncFlags call. May be nil.
 	Metrics *metrics.Metrics
+	// Auth, when set, requires a bearer token on every RPC (--auth-token-file).
+	Auth *server.Tokens
 	// Tracing makes a server span of every RPC. May be nil (no spans).
 	Tracing *tracing.Tracing
 	// Log receives the server's logs; per-stream logs are at debug level.
@@ -160,6 +162,10 @@ func New(opts Options) *Server {
 		grpc.ForceServerCodecV2(protolimit.GRPCServerCodec{}),
 	}
 	unary, stream := []grpc.UnaryServerInterceptor{s.recoverUnary}, []grpc.StreamServerInterceptor{s.recoverStream, protolimit.StreamInterceptor}
+	if opts.Auth != nil {
+		u, st := opts.Auth.GRPCInterceptors("sync")
+		unary, stream = append([]grpc.UnaryServerInterceptor{u}, unary...), append([]grpc.StreamServerInterceptor{st}, stream...)
+	}
 	if opts.Tracing != nil {
 		unary = append([]grpc.UnaryServerInterceptor{s.traceUnary}, unary...)
 		stream = append([]grpc.StreamServerInterceptor{s.traceStream}, stream...)
