@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	"github.com/flagpole-dev/flagpole/flagd/startconfig"
 	"github.com/flagpole-dev/flagpole/kube"
 	"github.com/flagpole-dev/flagpole/sidecar"
 )
@@ -209,8 +210,9 @@ func (r *Flagd) sync(ctx context.Context, key cache.ObjectName) error {
 			return err
 		}
 	}
-	rendered, denial := r.renderer.Render(ctx, sidecar.Workload{Namespace: f.Namespace, ServiceAccount: sa, Owners: ownerRef(f), Standalone: true},
-		[]*v1beta1.FeatureFlagSource{ffs})
+	w := sidecar.Workload{Namespace: f.Namespace, ServiceAccount: sa, Owners: ownerRef(f), Standalone: true}
+	withAuth(&w, f.Spec.Auth)
+	rendered, denial := r.renderer.Render(ctx, w, []*v1beta1.FeatureFlagSource{ffs})
 	if denial != nil {
 		if denial.Code >= http.StatusInternalServerError {
 			return denial
@@ -242,6 +244,47 @@ func (r *Flagd) sync(ctx context.Context, key cache.ObjectName) error {
 		return err
 	}
 	return r.readiness(ctx, f, ports)
+}
+
+// Where a standalone flagd's access-control Secrets are mounted.
+const (
+	authMountPath = "/etc/flagpole/auth"
+	tlsMountPath  = "/etc/flagpole/tls"
+	caMountPath   = "/etc/flagpole/client-ca"
+)
+
+// withAuth mounts the Secrets of a Flagd's auth and passes them to flagd:
+// --auth-token-file, --server-cert-path/--server-key-path with --ofrep-tls, and
+// --client-ca-path. Secret volumes are updated in place by the kubelet, and flagd
+// re-reads the files, so rotations need no restart.
+func withAuth(w *sidecar.Workload, auth *v1beta1.FlagdAuth) {
+	if auth == nil {
+		return
+	}
+	secretVolume := func(name, secret, path string, items ...corev1.KeyToPath) {
+		w.Volumes = append(w.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, Items: items}}})
+		w.Mounts = append(w.Mounts, corev1.VolumeMount{Name: name, MountPath: path, ReadOnly: true})
+	}
+	var configure []func(*startconfig.Config)
+	if ref := auth.TokenSecretRef; ref != nil {
+		secretVolume("flagpole-auth-token", ref.Name, authMountPath, corev1.KeyToPath{Key: ref.Key, Path: "tokens"})
+		configure = append(configure, func(c *startconfig.Config) { c.AuthTokenFile = authMountPath + "/tokens" })
+	}
+	if t := auth.TLS; t != nil {
+		secretVolume("flagpole-tls", t.SecretName, tlsMountPath)
+		configure = append(configure, func(c *startconfig.Config) {
+			c.ServerCertPath, c.ServerKeyPath, c.OfrepTLS = tlsMountPath+"/tls.crt", tlsMountPath+"/tls.key", true
+		})
+		if ref := t.ClientCASecretRef; ref != nil {
+			secretVolume("flagpole-client-ca", ref.Name, caMountPath, corev1.KeyToPath{Key: ref.Key, Path: "ca.crt"})
+			configure = append(configure, func(c *startconfig.Config) { c.ClientCAPath = caMountPath + "/ca.crt" })
+		}
+	}
+	w.Configure = func(c *startconfig.Config) {
+		for _, f := range configure {
+			f(c)
+		}
+	}
 }
 
 // deployment renders the Flagd's Deployment.

@@ -277,3 +277,44 @@ func TestSyncPortIsTheSidecarContractDefault(t *testing.T) {
 		t.Errorf("the Service's sync port %d is not flagd mode's default %d", syncPort, startconfig.Default().SyncPort)
 	}
 }
+
+// TestFlagdAuth: a Flagd's token Secret, TLS Secret and client CA are mounted and
+// passed to flagd, through the sidecar contract (the args parse back).
+func TestFlagdAuth(t *testing.T) {
+	f := newFlagdFixture(t)
+	f.seed(f.objs.Sources, fixtureSource())
+	f.seed(f.objs.FeatureFlags, fixtureFlag())
+	f.seed(f.objs.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
+	f.seed(f.r.flagds, fixtureFlagd(func(fd *v1beta1.Flagd) {
+		fd.Spec.Auth = &v1beta1.FlagdAuth{TokenSecretRef: &v1beta1.SecretKeyRef{Name: "flagd-tokens", Key: "apps"},
+			TLS: &v1beta1.FlagdTLS{SecretName: "flagd-tls", ClientCASecretRef: &v1beta1.SecretKeyRef{Name: "clients", Key: "ca.pem"}}}
+	}))
+	if err := f.sync("shared"); err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	decodeInto(t, f.api.body("PATCH", "/apis/apps/v1/namespaces/ns/deployments/shared"), &d)
+	c := d.Spec.Template.Spec.Containers[0]
+	cfg, err := startconfig.Parse(c.Args)
+	if err != nil {
+		t.Fatalf("args %q: %v", c.Args, err)
+	}
+	type view struct{ Token, Cert, Key, CA string }
+	if diff := cmp.Diff(view{"/etc/flagpole/auth/tokens", "/etc/flagpole/tls/tls.crt", "/etc/flagpole/tls/tls.key", "/etc/flagpole/client-ca/ca.crt"},
+		view{cfg.AuthTokenFile, cfg.ServerCertPath, cfg.ServerKeyPath, cfg.ClientCAPath}); diff != "" || !cfg.OfrepTLS {
+		t.Errorf("flagd configuration (-want +got):\n%s\nofrep TLS %v", diff, cfg.OfrepTLS)
+	}
+	var secrets []string
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets = append(secrets, v.Name+"="+v.Secret.SecretName)
+		}
+	}
+	want := []string{"flagpole-auth-token=flagd-tokens", "flagpole-tls=flagd-tls", "flagpole-client-ca=clients"}
+	if diff := cmp.Diff(want, secrets); diff != "" {
+		t.Errorf("secret volumes (-want +got):\n%s", diff)
+	}
+	if len(c.VolumeMounts) != 3 {
+		t.Errorf("mounts %v", c.VolumeMounts)
+	}
+}

@@ -91,6 +91,9 @@ func appEnv(spec *v1beta1.FeatureFlagSourceSpec) []corev1.EnvVar {
 // container renders the flagd container.
 func (r *Renderer) container(w Workload, spec *v1beta1.FeatureFlagSourceSpec, plan *sidecarPlan) (corev1.Container, error) {
 	contract := sidecarContract(spec, plan.sources, w.Standalone)
+	if w.Configure != nil {
+		w.Configure(&contract)
+	}
 	args, err := contract.Args()
 	if err != nil {
 		return corev1.Container{}, fmt.Errorf("rendering the sidecar's arguments: %w", err)
@@ -107,7 +110,7 @@ func (r *Renderer) container(w Workload, spec *v1beta1.FeatureFlagSourceSpec, pl
 			{Name: "ofrep", ContainerPort: spec.OfrepPort},
 		},
 		Resources:    mergeResources(*r.Config.Resources.DeepCopy(), *spec.Resources.DeepCopy()),
-		VolumeMounts: plan.mounts,
+		VolumeMounts: append(plan.mounts, w.Mounts...),
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			Privileged:               ptr(false),

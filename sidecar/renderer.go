@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	"github.com/flagpole-dev/flagpole/flagd/startconfig"
 )
 
 // Renderer renders flagd for workloads.
@@ -27,6 +28,12 @@ type Workload struct {
 	ServiceAccount string // "" is "default"
 	Owners         []metav1.OwnerReference
 	Standalone     bool
+	// Configure, when set, adjusts flagd's configuration after the
+	// FeatureFlagSources are applied (a standalone Flagd's TLS and tokens); Volumes
+	// and Mounts are what those settings read.
+	Configure func(*startconfig.Config)
+	Volumes   []corev1.Volume
+	Mounts    []corev1.VolumeMount
 }
 
 // Rendered is flagd for one workload.
@@ -76,7 +83,7 @@ func (r *Renderer) Render(ctx context.Context, w Workload, sources []*v1beta1.Fe
 	if err != nil {
 		return nil, deny(http.StatusBadRequest, "%v", err)
 	}
-	out := &Rendered{Spec: spec, Container: c, Volumes: plan.volumes, AppEnv: appEnv(&spec), KubernetesSync: plan.k8sSync, Effects: plan.effects}
+	out := &Rendered{Spec: spec, Container: c, Volumes: append(plan.volumes, w.Volumes...), AppEnv: appEnv(&spec), KubernetesSync: plan.k8sSync, Effects: plan.effects}
 	if len(spec.SyncProviderArgs) > 0 {
 		out.Warnings = append(out.Warnings, "syncProviderArgs are ignored: flagd removed --sync-provider-args (flagd #1075) and flagpole's sidecar has no such option")
 	}

@@ -32,10 +32,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &corev1beta1.FlagApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("Flagd"):
 		return &corev1beta1.FlagdApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("FlagdAuth"):
+		return &corev1beta1.FlagdAuthApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("FlagdSpec"):
 		return &corev1beta1.FlagdSpecApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("FlagdStatus"):
 		return &corev1beta1.FlagdStatusApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("FlagdTLS"):
+		return &corev1beta1.FlagdTLSApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("FlagSpec"):
 		return &corev1beta1.FlagSpecApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("GatewayAPISpec"):
@@ -50,6 +54,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &corev1beta1.InProcessConfigurationStatusApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("ParentReference"):
 		return &corev1beta1.ParentReferenceApplyConfiguration{}
+	case v1beta1.SchemeGroupVersion.WithKind("SecretKeyRef"):
+		return &corev1beta1.SecretKeyRefApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("Source"):
 		return &corev1beta1.SourceApplyConfiguration{}
 	case v1beta1.SchemeGroupVersion.WithKind("Status"):

@@ -74,6 +74,61 @@ type FlagdSpec struct {
 	// gatewayApiRoutes exposes flagd through a Gateway API HTTPRoute.
 	// +optional
 	GatewayAPIRoutes *GatewayAPISpec `json:"gatewayApiRoutes,omitempty"`
+
+	// auth restricts who may evaluate and sync flags: a bearer token, client
+	// certificates, or both (flagd itself has no access control). The management
+	// port stays open for probes.
+	// +optional
+	Auth *FlagdAuth `json:"auth,omitempty"`
+}
+
+// FlagdAuth is the access control of a standalone flagd.
+type FlagdAuth struct {
+	// tokenSecretRef names the key of a Secret in the Flagd's namespace holding the
+	// accepted bearer tokens, one per line. Clients send "Authorization: Bearer
+	// <token>" (gRPC: the authorization metadata). The Secret is mounted, so a
+	// rotation takes effect without a restart.
+	// +optional
+	TokenSecretRef *SecretKeyRef `json:"tokenSecretRef,omitempty"`
+
+	// tls serves evaluation, OFREP and sync over TLS with a certificate from a
+	// Secret, optionally requiring client certificates.
+	// +optional
+	TLS *FlagdTLS `json:"tls,omitempty"`
+}
+
+// SecretKeyRef names a key of a Secret in the same namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// key in the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// FlagdTLS is the TLS of a standalone flagd.
+type FlagdTLS struct {
+	// secretName is a kubernetes.io/tls Secret (tls.crt, tls.key) in the Flagd's
+	// namespace, e.g. issued by cert-manager for <name>.<namespace>.svc; a rotation
+	// is picked up without a restart.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	SecretName string `json:"secretName"`
+
+	// clientCASecretRef, when set, requires client certificates signed by the CA
+	// certificates (PEM) at this key of a Secret (mutual TLS).
+	// +optional
+	ClientCASecretRef *SecretKeyRef `json:"clientCASecretRef,omitempty"`
 }
 
 // IngressSpec describes the Ingress of a Flagd: one rule per host, each with a path

@@ -497,6 +497,37 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         map:
           fields:
+          - name: auth
+            type:
+              map:
+                fields:
+                - name: tls
+                  type:
+                    map:
+                      fields:
+                      - name: clientCASecretRef
+                        type:
+                          map:
+                            fields:
+                            - name: key
+                              type:
+                                scalar: string
+                            - name: name
+                              type:
+                                scalar: string
+                      - name: secretName
+                        type:
+                          scalar: string
+                - name: tokenSecretRef
+                  type:
+                    map:
+                      fields:
+                      - name: key
+                        type:
+                          scalar: string
+                      - name: name
+                        type:
+                          scalar: string
           - name: featureFlagSource
             type:
               scalar: string

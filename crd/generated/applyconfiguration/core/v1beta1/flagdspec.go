@@ -15,6 +15,7 @@ type FlagdSpecApplyConfiguration struct {
 	FeatureFlagSource  *string                           `json:"featureFlagSource,omitempty"`
 	Ingress            *IngressSpecApplyConfiguration    `json:"ingress,omitempty"`
 	GatewayAPIRoutes   *GatewayAPISpecApplyConfiguration `json:"gatewayApiRoutes,omitempty"`
+	Auth               *FlagdAuthApplyConfiguration      `json:"auth,omitempty"`
 }
 
 // FlagdSpecApplyConfiguration constructs a declarative configuration of the FlagdSpec type for use with
@@ -68,5 +69,13 @@ func (b *FlagdSpecApplyConfiguration) WithIngress(value *IngressSpecApplyConfigu
 // If called multiple times, the GatewayAPIRoutes field is set to the value of the last call.
 func (b *FlagdSpecApplyConfiguration) WithGatewayAPIRoutes(value *GatewayAPISpecApplyConfiguration) *FlagdSpecApplyConfiguration {
 	b.GatewayAPIRoutes = value
+	return b
+}
+
+// WithAuth sets the Auth field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Auth field is set to the value of the last call.
+func (b *FlagdSpecApplyConfiguration) WithAuth(value *FlagdAuthApplyConfiguration) *FlagdSpecApplyConfiguration {
+	b.Auth = value
 	return b
 }
