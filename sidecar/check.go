@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
@@ -26,6 +27,9 @@ func (r *Renderer) CheckSources(ctx context.Context, namespace string, ffs *v1be
 		plan, d := r.planSources(ctx, w, []plannedSource{src}, spec.DefaultSyncProvider)
 		if d == nil {
 			d = checkRemote(src, plan.sources)
+		}
+		if d != nil && !strings.HasPrefix(d.Message, src.where()) { // a cross-namespace refusal names no source
+			d = deny(d.Code, "%s: %s", src.where(), d.Message)
 		}
 		if d != nil {
 			out = append(out, d)
