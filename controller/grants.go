@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +30,13 @@ const (
 	indexGrantsByFlag    = "flagpole.grants.byFlag"           // Roles by the FeatureFlags ("namespace/name") they grant
 )
 
+// GrantGrace is how long what a grant depends on (its ServiceAccount, a
+// FeatureFlag, its Role) must have been seen gone before the grant is narrowed or
+// removed: an object deleted and created again under the same name (kubectl replace
+// --force, a GitOps replace) keeps its grant, which the webhook — trusting its cache
+// — would not make again for the pods admitted meanwhile.
+const GrantGrace = time.Minute
+
 // Grants removes the RBAC grants the webhook made (a Role and a RoleBinding named
 // sidecar.GrantName(sa) in a FeatureFlag's namespace, labelled as flagpole's and
 // annotated flagpole.dev/grant-for) once they are no longer needed: when the
@@ -37,13 +46,18 @@ const (
 // lives as long as its ServiceAccount and one of its FeatureFlags. Every removal is
 // decided on a live read of what looks gone (caches lag behind creations) and
 // written with the resourceVersion it was decided on, so a grant the webhook widens
-// meanwhile is not narrowed by a stale decision.
+// meanwhile is not narrowed by a stale decision; and only after GrantGrace.
 type Grants struct {
 	*Controller
 	cluster  *sidecar.Cluster
 	rbac     rest.Interface
 	recorder record.EventRecorder
 	log      zerolog.Logger
+	grace    time.Duration
+	now      func() time.Time
+
+	mu        sync.Mutex
+	goneSince map[string]time.Time // "<grant key>|<what>" → when it was first seen gone
 }
 
 // NewRBACClient is the rbac.authorization.k8s.io/v1 REST client NewGrants writes
@@ -55,7 +69,8 @@ func NewRBACClient(cfg *rest.Config) (rest.Interface, error) {
 // NewGrants builds the grant clean-up controller on the cluster's Role,
 // RoleBinding, ServiceAccount and FeatureFlag caches; it writes through rbac.
 func NewGrants(cluster *sidecar.Cluster, rbac rest.Interface, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*Grants, error) {
-	r := &Grants{cluster: cluster, rbac: rbac, recorder: recorder, log: log.With().Str("controller", "grants").Logger()}
+	r := &Grants{cluster: cluster, rbac: rbac, recorder: recorder, log: log.With().Str("controller", "grants").Logger(),
+		grace: GrantGrace, now: time.Now, goneSince: map[string]time.Time{}}
 	r.Controller = New("grants", r.sync, log, metrics)
 	errs := []error{
 		cluster.Roles.AddIndexers(cache.Indexers{indexGrantsByAccount: grantAccount, indexGrantsByFlag: grantFlags}),
@@ -161,28 +176,36 @@ func (r *Grants) sync(ctx context.Context, key cache.ObjectName) error {
 		sa, ok = grantSubject(binding)
 	}
 	if !ok {
+		r.forgetAll(key)
 		return nil
 	}
 	_, err := r.cluster.ServiceAccount(ctx, sa) // the cache, then a live read
 	if apierrors.IsNotFound(err) {
+		if !r.settled(key, "serviceaccount") {
+			return nil
+		}
 		return r.remove(ctx, key, role, binding, fmt.Sprintf("ServiceAccount %s is gone", sa))
 	}
 	if err != nil {
 		return err
 	}
+	r.present(key, "serviceaccount")
 	if role == nil {
 		return r.danglingBinding(ctx, key, binding)
 	}
-	granted := sidecar.GrantedFlags(role)
+	r.present(key, "role")
 	var keep, gone []string
-	for _, f := range granted {
+	for _, f := range sidecar.GrantedFlags(role) {
 		_, err := r.cluster.FeatureFlag(ctx, sidecar.Ref{Namespace: key.Namespace, Name: f}) // the cache, then a live read
 		switch {
-		case apierrors.IsNotFound(err):
+		case apierrors.IsNotFound(err) && r.settled(key, "featureflag "+f):
 			gone = append(gone, f)
+		case apierrors.IsNotFound(err): // gone, but not for long enough: kept for now
+			keep = append(keep, f)
 		case err != nil:
 			return err
 		default:
+			r.present(key, "featureflag "+f)
 			keep = append(keep, f)
 		}
 	}
@@ -193,6 +216,46 @@ func (r *Grants) sync(ctx context.Context, key cache.ObjectName) error {
 		return r.remove(ctx, key, role, binding, fmt.Sprintf("no FeatureFlag it grants is left (%s gone)", strings.Join(gone, ", ")))
 	}
 	return r.narrow(ctx, role, sa, keep, gone)
+}
+
+// settled reports whether what a grant depends on has been gone for the grace
+// period, remembering when it was first seen gone; if not, the grant is checked
+// again when it will have been.
+func (r *Grants) settled(key cache.ObjectName, what string) bool {
+	id := key.String() + "|" + what
+	now := r.now()
+	r.mu.Lock()
+	since, ok := r.goneSince[id]
+	if !ok {
+		since = now
+		r.goneSince[id] = now
+	}
+	r.mu.Unlock()
+	if wait := r.grace - now.Sub(since); wait > 0 {
+		r.log.Debug().Str("grant", key.String()).Str("gone", what).Dur("wait", wait).Msg("gone; checked again after the grace period")
+		r.EnqueueAfter(key, wait)
+		return false
+	}
+	return true
+}
+
+// present forgets that what a grant depends on was seen gone.
+func (r *Grants) present(key cache.ObjectName, what string) {
+	r.mu.Lock()
+	delete(r.goneSince, key.String()+"|"+what)
+	r.mu.Unlock()
+}
+
+// forgetAll forgets what was seen gone for a grant that is no more.
+func (r *Grants) forgetAll(key cache.ObjectName) {
+	prefix := key.String() + "|"
+	r.mu.Lock()
+	for id := range r.goneSince {
+		if strings.HasPrefix(id, prefix) {
+			delete(r.goneSince, id)
+		}
+	}
+	r.mu.Unlock()
 }
 
 // narrow rewrites the Role's rule to the FeatureFlags that are left.
@@ -209,6 +272,9 @@ func (r *Grants) narrow(ctx context.Context, role *rbacv1.Role, sa sidecar.Ref, 
 	case err != nil:
 		return writeError("updating", "update", "Role", role.Namespace, role.Name, "roles", err)
 	}
+	for _, f := range gone {
+		r.present(cache.ObjectName{Namespace: role.Namespace, Name: role.Name}, "featureflag "+f)
+	}
 	r.log.Info().Str("role", role.Namespace+"/"+role.Name).Str("serviceaccount", sa.String()).Strs("removed", gone).Strs("kept", keep).
 		Msg("grant narrowed: FeatureFlags gone")
 	r.event(role, fmt.Sprintf("no longer grants ServiceAccount %s the FeatureFlags %s (gone); still grants %s",
@@ -223,9 +289,12 @@ func (r *Grants) danglingBinding(ctx context.Context, key cache.ObjectName, bind
 	err := r.rbac.Get().Namespace(key.Namespace).Resource("roles").Name(key.Name).Do(ctx).Error()
 	switch {
 	case err == nil:
+		r.present(key, "role")
 		return nil
 	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("reading Role %s: %w", key, err)
+	case !r.settled(key, "role"):
+		return nil
 	}
 	return r.remove(ctx, key, nil, binding, "its Role is gone")
 }
@@ -254,6 +323,7 @@ func (r *Grants) remove(ctx context.Context, key cache.ObjectName, role *rbacv1.
 			removed = append(removed, "Role")
 		}
 	}
+	r.forgetAll(key)
 	if len(removed) == 0 {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
@@ -163,6 +164,7 @@ func TestGrantsSync(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			r.grace = 0 // TestGrantsGracePeriod
 			for _, role := range tc.roles {
 				f.seed(f.cluster.Roles, role)
 			}
@@ -187,6 +189,45 @@ func TestGrantsSync(t *testing.T) {
 			f.check(tc.name, tc.want, tc.wantEvents)
 		})
 	}
+}
+
+// TestGrantsGracePeriod: what is found gone is acted on only once it has been gone
+// for the grace period; an object created again meanwhile keeps its grant.
+func TestGrantsGracePeriod(t *testing.T) {
+	f := newFixture(t)
+	r, err := NewGrants(f.cluster, f.rbac, f.events, nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := testNow
+	r.now = func() time.Time { return now }
+	f.seed(f.cluster.Roles, grantRole("a", "b"))
+	f.seed(f.cluster.RoleBindings, grantBinding())
+	f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web"}})
+	f.seed(f.cluster.FeatureFlags, flagIn("team", "a"))
+	getB := action{Verb: "GET", Path: "/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b"}
+	sync := func(step string, want []action, wantEvents []event) {
+		t.Helper()
+		if err := r.sync(context.Background(), grantKey); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		f.check(step, want, wantEvents)
+	}
+
+	sync("b found gone", []action{getB}, nil)
+	now = now.Add(GrantGrace / 2)
+	f.api.live[getB.Path] = flagIn("team", "b") // created again
+	sync("b created again within the grace period", []action{getB}, nil)
+	delete(f.api.live, getB.Path) // deleted again: the grace period starts over
+	now = now.Add(GrantGrace / 2)
+	sync("b gone again", []action{getB}, nil)
+	now = now.Add(GrantGrace - time.Second)
+	sync("not yet", []action{getB}, nil)
+	now = now.Add(time.Second)
+	narrowed := grantRole("a")
+	narrowed.TypeMeta = metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"}
+	sync("gone for the grace period", []action{getB, {Verb: "PUT", Path: rolePath, Body: asJSON(t, narrowed)}},
+		[]event{removed("Role", "no longer grants ServiceAccount apps/web the FeatureFlags b (gone); still grants a")})
 }
 
 // TestGrantsHandlers: a deleted ServiceAccount enqueues its grants in every
