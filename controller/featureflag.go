@@ -44,9 +44,13 @@ const indexConfigMapsByFlag = "flagpole.featureflag.configMapsByFlag"
 // each keeps holding the document of the FeatureFlag's current spec, as long as it
 // is valid (an invalid spec leaves the last good flags served, and the status says
 // why). Only the webhook's ConfigMaps (label app.kubernetes.io/managed-by=flagpole)
-// are written, in whichever namespace their pods run.
+// are written, in whichever namespace their pods run — as long as the FeatureFlag
+// admits that namespace under the cross-namespace rule: a label and an annotation
+// are no credentials, and the document must not be copied where its owner did not
+// allow pods to read it.
 type FeatureFlag struct {
 	*Controller
+	renderer *sidecar.Renderer
 	cluster  *sidecar.Cluster
 	clients  Clients
 	recorder record.EventRecorder
@@ -67,9 +71,10 @@ type knownContent struct {
 
 // NewFeatureFlag builds the FeatureFlag controller on the cluster's FeatureFlag and
 // ConfigMap caches, whose transform it widens to keep the two file-source
-// annotations (sidecar.KeepFileConfigMap): build it before the caches run.
-func NewFeatureFlag(cluster *sidecar.Cluster, clients Clients, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*FeatureFlag, error) {
-	r := &FeatureFlag{cluster: cluster, clients: clients, recorder: recorder, log: log.With().Str("controller", "featureflag").Logger(),
+// annotations (sidecar.KeepFileConfigMap): build it before the caches run. renderer
+// carries the cross-namespace policy the webhook applies.
+func NewFeatureFlag(renderer *sidecar.Renderer, cluster *sidecar.Cluster, clients Clients, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*FeatureFlag, error) {
+	r := &FeatureFlag{renderer: renderer, cluster: cluster, clients: clients, recorder: recorder, log: log.With().Str("controller", "featureflag").Logger(),
 		now: time.Now, content: map[string]knownContent{}}
 	r.Controller = New("featureflag", r.sync, log, metrics)
 	if err := cluster.ConfigMaps.SetTransform(sidecar.KeepFileConfigMap); err != nil {
@@ -178,6 +183,10 @@ func (r *FeatureFlag) syncConfigMaps(ctx context.Context, ff *v1beta1.FeatureFla
 func (r *FeatureFlag) syncConfigMap(ctx context.Context, ff *v1beta1.FeatureFlag, ref sidecar.Ref, cm *corev1.ConfigMap, doc []byte, hash string) error {
 	key := cm.Namespace + "/" + cm.Name
 	if cm.Annotations[sidecar.AnnotationFlagsHash] == hash || r.knows(key, cm.ResourceVersion, hash) {
+		return nil
+	}
+	if d := r.renderer.CrossNamespaceCheck(cm.Namespace, "FeatureFlag", ff); d != nil {
+		r.log.Info().Str("featureflag", ref.String()).Str("configmap", key).Str("reason", d.Message).Msg("file-source ConfigMap not updated")
 		return nil
 	}
 	dataKey := sidecar.FileConfigMapKey(ref)

@@ -29,7 +29,8 @@ const (
 // defaultVariant, and the status the controller writes for it when valid.
 func featureFlag(defaultVariant string, status *v1beta1.FeatureFlagStatus) *v1beta1.FeatureFlag {
 	ff := &v1beta1.FeatureFlag{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "flags", Generation: 2, ResourceVersion: "10"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "flags", Generation: 2, ResourceVersion: "10",
+			Annotations: map[string]string{sidecar.AnnotationAllowedNamespaces: "apps,other"}},
 		Spec: v1beta1.FeatureFlagSpec{FlagSpec: v1beta1.FlagSpec{Flags: map[string]v1beta1.Flag{
 			"new-ui": {State: "ENABLED", Variants: json.RawMessage(`{"on":true,"off":false}`), DefaultVariant: defaultVariant},
 		}}},
@@ -82,7 +83,8 @@ func liveConfigMap(cm *corev1.ConfigMap, rv, data string) *corev1.ConfigMap {
 
 func newFeatureFlagController(t *testing.T, f *fixture) *FeatureFlag {
 	t.Helper()
-	r, err := NewFeatureFlag(f.cluster, f.clients, f.events, nil, zerolog.Nop())
+	renderer := &sidecar.Renderer{Config: sidecar.DefaultConfig("flagpole:test"), Objects: f.cluster}
+	r, err := NewFeatureFlag(renderer, f.cluster, f.clients, f.events, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +177,11 @@ func TestFeatureFlagSync(t *testing.T) {
 		flag:       valid,
 		configMaps: []*corev1.ConfigMap{configMap("apps", "flagpole-team-other", "team/other", "0123", "5", true)},
 	}, {
+		name: "ConfigMap in a namespace the FeatureFlag does not admit (forged label and annotation): not written",
+		flag: valid,
+		configMaps: []*corev1.ConfigMap{configMap("elsewhere", "flagpole-team-flags", "team/flags", "", "5", true),
+			configMap("elsewhere", "copy", "team/flags", "0123", "5", true)},
+	}, {
 		name:       "invalid FeatureFlag: its ConfigMaps keep the last good flags",
 		flag:       featureFlag("missing", invalidStatus),
 		configMaps: []*corev1.ConfigMap{stale},
@@ -213,6 +220,23 @@ func TestFeatureFlagSync(t *testing.T) {
 			f.check(tc.name, tc.want, tc.wantEvents)
 		})
 	}
+}
+
+// TestFeatureFlagCrossNamespaceAllow: with --cross-namespace=allow (OFO's
+// behaviour) the ConfigMaps of every namespace are kept in sync.
+func TestFeatureFlagCrossNamespaceAllow(t *testing.T) {
+	f := newFixture(t)
+	r := newFeatureFlagController(t, f)
+	r.renderer.Config.CrossNamespace = sidecar.CrossNamespaceAllow
+	f.seed(f.cluster.FeatureFlags, featureFlag("off", validStatus))
+	f.seed(f.cluster.ConfigMaps, configMap("elsewhere", "flagpole-team-flags", "team/flags", "0123", "5", true))
+	if err := r.sync(context.Background(), cache.ObjectName{Namespace: "team", Name: "flags"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.api.take(); len(got) != 1 || got[0].Path != "/api/v1/namespaces/elsewhere/configmaps/flagpole-team-flags" {
+		t.Errorf("requests: %v", got)
+	}
+	f.events.take()
 }
 
 // TestFeatureFlagRemembersItsWrites: right after an update the ConfigMap cache may
