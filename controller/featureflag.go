@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -105,11 +106,10 @@ func configMapFlag(obj any) ([]string, error) {
 	if !ok || cm.Labels[sidecar.LabelManagedBy] != sidecar.ManagedBy {
 		return nil, nil
 	}
-	ref, err := sidecar.ParseRef(cm.Annotations[sidecar.AnnotationFeatureFlag], cm.Namespace)
-	if err != nil {
-		return nil, nil
+	if ref, err := sidecar.ParseRef(cm.Annotations[sidecar.AnnotationFeatureFlag], cm.Namespace); err == nil {
+		return []string{ref.String()}, nil
 	}
-	return []string{ref.String()}, nil
+	return nil, nil // names no FeatureFlag: not indexed
 }
 
 func (r *FeatureFlag) enqueueFlagOf(obj any) {
@@ -156,7 +156,7 @@ func (r *FeatureFlag) syncConfigMaps(ctx context.Context, ff *v1beta1.FeatureFla
 	}
 	doc, err := flagdoc.Encode(&ff.Spec.FlagSpec)
 	if err != nil {
-		return nil // Validate reported it
+		return err // Validate encodes it first: not reached
 	}
 	hash := sidecar.FlagsHash(doc)
 	cms := make([]*corev1.ConfigMap, 0, len(objs))
@@ -185,8 +185,8 @@ func (r *FeatureFlag) syncConfigMap(ctx context.Context, ff *v1beta1.FeatureFlag
 	if cm.Annotations[sidecar.AnnotationFlagsHash] == hash || r.knows(key, cm.ResourceVersion, hash) {
 		return nil
 	}
-	if d := r.renderer.CrossNamespaceCheck(cm.Namespace, "FeatureFlag", ff); d != nil {
-		r.log.Info().Str("featureflag", ref.String()).Str("configmap", key).Str("reason", d.Message).Msg("file-source ConfigMap not updated")
+	if reason := refusal(r.renderer, cm.Namespace, "FeatureFlag", ff); reason != "" {
+		r.log.Info().Str("featureflag", ref.String()).Str("configmap", key).Str("reason", reason).Msg("file-source ConfigMap not updated")
 		return nil
 	}
 	dataKey := sidecar.FileConfigMapKey(ref)
@@ -235,6 +235,15 @@ func (r *FeatureFlag) syncConfigMap(ctx context.Context, ff *v1beta1.FeatureFlag
 	return nil
 }
 
+// refusal says why the cross-namespace rule keeps obj (of kind) from workloads of
+// namespace, or "".
+func refusal(r *sidecar.Renderer, namespace, kind string, obj metav1.Object) string {
+	if d := r.CrossNamespaceCheck(namespace, kind, obj); d != nil {
+		return d.Message
+	}
+	return ""
+}
+
 func (r *FeatureFlag) knows(key, rv, hash string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -252,7 +261,7 @@ func (r *FeatureFlag) remember(key, hash, cachedRV, liveRV string) {
 func (r *FeatureFlag) setStatus(ctx context.Context, ff *v1beta1.FeatureFlag, problems eval.Problems) error {
 	next := ff.Status.DeepCopy()
 	next.ObservedGeneration = ff.Generation
-	count := int32(len(ff.Spec.FlagSpec.Flags))
+	count := int32(min(len(ff.Spec.FlagSpec.Flags), math.MaxInt32))
 	next.FlagCount = &count
 	cond := metav1.Condition{Type: v1beta1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonValid,
 		Message: fmt.Sprintf("the flags compile with flagd's strict rules (flagCount %d)", count), ObservedGeneration: ff.Generation,

@@ -42,7 +42,7 @@ type action struct {
 type fakeAPI struct {
 	mu      sync.Mutex
 	live    map[string]runtime.Object // path → what a GET answers
-	fail    map[string]int            // "VERB path" → the status code to answer
+	fail    map[string]int32          // "VERB path" → the status code to answer
 	actions []action
 }
 
@@ -79,28 +79,42 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	w.Header().Set("Content-Type", "application/json")
 	kind := kinds[resourceOf(req.URL.Path)]
+	var out any
 	switch {
 	case failing:
 		writeStatus(w, code)
+		return
 	case req.Method == http.MethodGet && obj == nil:
 		writeStatus(w, http.StatusNotFound)
+		return
 	case req.Method == http.MethodGet:
-		out, _ := json.Marshal(obj)
 		var doc map[string]any
-		_ = json.Unmarshal(out, &doc)
+		data, err := json.Marshal(obj)
+		if err == nil {
+			err = json.Unmarshal(data, &doc)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		doc["apiVersion"], doc["kind"] = kind[0], kind[1]
-		_ = json.NewEncoder(w).Encode(doc)
+		out = doc
 	default:
-		_ = json.NewEncoder(w).Encode(map[string]any{"apiVersion": kind[0], "kind": kind[1], "metadata": map[string]any{"resourceVersion": "written"}})
+		out = map[string]any{"apiVersion": kind[0], "kind": kind[1], "metadata": map[string]any{"resourceVersion": "written"}}
+	}
+	if err := json.NewEncoder(w).Encode(out); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
 	}
 }
 
-func writeStatus(w http.ResponseWriter, code int) {
-	reason := map[int]metav1.StatusReason{http.StatusNotFound: metav1.StatusReasonNotFound, http.StatusConflict: metav1.StatusReasonConflict,
+func writeStatus(w http.ResponseWriter, code int32) {
+	reason := map[int32]metav1.StatusReason{http.StatusNotFound: metav1.StatusReasonNotFound, http.StatusConflict: metav1.StatusReasonConflict,
 		http.StatusForbidden: metav1.StatusReasonForbidden}[code]
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}, Status: metav1.StatusFailure,
-		Code: int32(code), Reason: reason, Message: http.StatusText(code)})
+	w.WriteHeader(int(code))
+	if err := json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}, Status: metav1.StatusFailure,
+		Code: code, Reason: reason, Message: http.StatusText(int(code))}); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
 }
 
 // take returns the recorded actions and forgets them.
@@ -163,7 +177,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	api := &fakeAPI{live: map[string]runtime.Object{}, fail: map[string]int{}}
+	api := &fakeAPI{live: map[string]runtime.Object{}, fail: map[string]int32{}}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	cfg := &rest.Config{Host: srv.URL, QPS: -1}
@@ -219,6 +233,7 @@ func asJSON(t *testing.T, v any) any {
 
 // statusPatch is the body of a status merge patch.
 func statusPatch(t *testing.T, status any) any {
+	t.Helper()
 	return asJSON(t, map[string]any{"status": status})
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -53,6 +54,7 @@ var (
 
 // document is what the file-source ConfigMaps of a FeatureFlag must hold.
 func document(t *testing.T, ff *v1beta1.FeatureFlag) string {
+	t.Helper()
 	doc, err := flagdoc.Encode(&ff.Spec.FlagSpec)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +119,7 @@ func TestFeatureFlagSync(t *testing.T) {
 		flag       *v1beta1.FeatureFlag
 		configMaps []*corev1.ConfigMap
 		live       map[string]runtime.Object
-		fail       map[string]int
+		fail       map[string]int32
 		want       []action
 		wantEvents []event
 	}{{
@@ -189,7 +191,7 @@ func TestFeatureFlagSync(t *testing.T) {
 		name:       "ConfigMap changed while being updated (conflict): no error, no Event (its update re-enqueues)",
 		flag:       valid,
 		configMaps: []*corev1.ConfigMap{stale},
-		fail:       map[string]int{"PATCH " + cmPath: http.StatusConflict},
+		fail:       map[string]int32{"PATCH " + cmPath: http.StatusConflict},
 		want:       []action{patchCM("5")},
 	}, {
 		name: "several ConfigMaps, own namespace and others: each written",
@@ -210,9 +212,7 @@ func TestFeatureFlagSync(t *testing.T) {
 			for _, cm := range tc.configMaps {
 				f.seed(f.cluster.ConfigMaps, cm)
 			}
-			for k, v := range tc.live {
-				f.api.live[k] = v
-			}
+			maps.Copy(f.api.live, tc.live)
 			f.api.fail = tc.fail
 			if err := r.sync(context.Background(), cache.ObjectName{Namespace: "team", Name: "flags"}); err != nil {
 				t.Fatalf("sync: %v", err)

@@ -233,12 +233,12 @@ func workloadSources(obj any) ([]string, error) {
 		return nil, nil
 	}
 	refs, err := sidecar.ParseRefList(list, m.GetNamespace())
-	if err != nil {
-		return nil, nil // the webhook refuses its pods; nothing to restart
+	keys := make([]string, 0, len(refs))
+	for _, ref := range refs {
+		keys = append(keys, ref.String())
 	}
-	keys := make([]string, len(refs))
-	for i, ref := range refs {
-		keys[i] = ref.String()
+	if err != nil {
+		keys = nil // the webhook refuses its pods: nothing to restart
 	}
 	return keys, nil
 }
@@ -260,7 +260,10 @@ func (r *FeatureFlagSource) sync(ctx context.Context, key cache.ObjectName) erro
 	if err != nil {
 		return err
 	}
-	spec := effectiveSpec(&ffs.Spec)
+	spec, err := effectiveSpec(&ffs.Spec)
+	if err != nil {
+		return err
+	}
 	r.mu.Lock()
 	last := r.acted[key]
 	if last == nil {
@@ -307,12 +310,15 @@ func (r *FeatureFlagSource) problems(ctx context.Context, namespace string, ffs 
 }
 
 // effectiveSpec hashes what of a spec reaches the sidecar: all but rolloutOnChange.
-func effectiveSpec(spec *v1beta1.FeatureFlagSourceSpec) string {
+func effectiveSpec(spec *v1beta1.FeatureFlagSourceSpec) (string, error) {
 	s := spec.DeepCopy()
 	s.RolloutOnChange = nil
-	data, _ := json.Marshal(s)
+	data, err := json.Marshal(s)
+	if err != nil {
+		return "", err
+	}
 	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // rollout restarts the workloads whose pods use ffs, by setting their pod
@@ -348,10 +354,10 @@ func (r *FeatureFlagSource) rollout(ctx context.Context, ffs *v1beta1.FeatureFla
 			if done {
 				continue
 			}
-			if d := r.renderer.CrossNamespaceCheck(m.GetNamespace(), "FeatureFlagSource", ffs); d != nil {
+			if refused := refusal(r.renderer, m.GetNamespace(), "FeatureFlagSource", ffs); refused != "" {
 				// its pods are refused already; no Event: the FeatureFlagSource's
 				// namespace learns nothing of a namespace it does not admit
-				r.log.Info().Str("featureflagsource", ref).Str("workload", id).Str("reason", d.Message).Msg("not restarted")
+				r.log.Info().Str("featureflagsource", ref).Str("workload", id).Str("reason", refused).Msg("not restarted")
 			} else if skip, err := r.unresolved(ctx, ffs, m.GetNamespace(), checked); err != nil {
 				return err
 			} else if skip != "" {

@@ -70,6 +70,7 @@ var workloads = []runtime.Object{
 }
 
 func restartAction(t *testing.T, resource, ns, name string) action {
+	t.Helper()
 	return action{Verb: "PATCH", Path: "/apis/apps/v1/namespaces/" + ns + "/" + resource + "/" + name, Body: asJSON(t, map[string]any{
 		"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{"annotations": map[string]string{
 			AnnotationRestartedAt: "2025-01-02T03:04:05Z"}}}}})}
@@ -130,7 +131,7 @@ func TestFeatureFlagSourceSync(t *testing.T) {
 	cases := []struct {
 		name       string
 		source     *v1beta1.FeatureFlagSource
-		fail       map[string]int
+		fail       map[string]int32
 		want       []action
 		wantEvents []event
 		wantErr    bool
@@ -170,7 +171,7 @@ func TestFeatureFlagSourceSync(t *testing.T) {
 	}, {
 		name:       "a restart fails: retried (error), status not recorded",
 		source:     source(3, 2, true, k8sSource),
-		fail:       map[string]int{"PATCH /apis/apps/v1/namespaces/team/statefulsets/db": http.StatusInternalServerError},
+		fail:       map[string]int32{"PATCH /apis/apps/v1/namespaces/team/statefulsets/db": http.StatusInternalServerError},
 		want:       allRestarted[:3],
 		wantErr:    true,
 		wantEvents: []event{skippedApps2, rolledOut("Deployment team/web"), rolledOut("DaemonSet apps/agent")},
@@ -199,7 +200,7 @@ func TestFeatureFlagSourceRetryRestartsOnlyTheRest(t *testing.T) {
 	ffs := source(3, 2, true, k8sSource)
 	f.seed(f.cluster.Sources, ffs)
 	key := cache.ObjectName{Namespace: "team", Name: "flags"}
-	f.api.fail = map[string]int{"PATCH /apis/apps/v1/namespaces/team/statefulsets/db": http.StatusInternalServerError}
+	f.api.fail = map[string]int32{"PATCH /apis/apps/v1/namespaces/team/statefulsets/db": http.StatusInternalServerError}
 	if err := r.sync(context.Background(), key); err == nil {
 		t.Fatal("a failed restart was not retried")
 	}
@@ -237,7 +238,7 @@ func TestFeatureFlagSourceRolloutOnChangeAloneRestartsNothing(t *testing.T) {
 
 	after := before.DeepCopy()
 	after.Generation = 3
-	after.Spec.RolloutOnChange = ptrTo(true)
+	after.Spec.RolloutOnChange = new(true)
 	f.seed(f.cluster.Sources, after)
 	if err := r.sync(context.Background(), key); err != nil {
 		t.Fatal(err)
@@ -302,14 +303,12 @@ func endsWith(s, suffix string) bool {
 	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
 // TestStripWorkload: the workload caches keep identity and the two OpenFeature
 // annotations of the pod template only.
 func TestStripWorkload(t *testing.T) {
 	in := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "web", ResourceVersion: "7", Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"x": "y"}},
-		Spec: appsv1.DeploymentSpec{Replicas: ptrTo(int32(3)), Template: corev1.PodTemplateSpec{
+		Spec: appsv1.DeploymentSpec{Replicas: new(int32(3)), Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{AnnotationEnabled: "true", AnnotationFeatureFlagSource: "flags", "other": "z"}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 		}},

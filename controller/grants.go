@@ -96,12 +96,10 @@ func (r *Grants) Informers() []cache.SharedIndexInformer { return nil }
 
 // grantAccount indexes a grant by the ServiceAccount it is for.
 func grantAccount(obj any) ([]string, error) {
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return nil, nil
-	}
-	if sa, ok := grantSubject(m); ok {
-		return []string{sa.String()}, nil
+	if m, err := meta.Accessor(obj); err == nil {
+		if sa, ok := grantSubject(m); ok {
+			return []string{sa.String()}, nil
+		}
 	}
 	return nil, nil
 }

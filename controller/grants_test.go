@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"testing"
 	"time"
@@ -39,15 +40,15 @@ func grantBinding() *rbacv1.RoleBinding {
 	return b
 }
 
-func flagIn(ns, name string) *v1beta1.FeatureFlag {
-	return &v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+func teamFlag(name string) *v1beta1.FeatureFlag {
+	return &v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name}}
 }
 
 func deleteAt(path, rv string) action {
 	return action{Verb: "DELETE", Path: path, Body: map[string]any{"preconditions": map[string]any{"resourceVersion": rv}}}
 }
 
-func removed(kind, message string) event {
+func removed(message string) event {
 	return event{Object: "team/" + grantName, Type: "Normal", Reason: ReasonGrantRemoved, Message: message}
 }
 
@@ -63,42 +64,42 @@ func TestGrantsSync(t *testing.T) {
 		bindings   []*rbacv1.RoleBinding
 		cached     []runtime.Object // ServiceAccounts and FeatureFlags in the caches
 		live       map[string]runtime.Object
-		fail       map[string]int
+		fail       map[string]int32
 		want       []action
 		wantEvents []event
 	}{{
 		name:     "ServiceAccount and FeatureFlags exist: nothing to do, nothing read",
 		roles:    []*rbacv1.Role{grantRole("a", "b")},
 		bindings: []*rbacv1.RoleBinding{grantBinding()},
-		cached:   []runtime.Object{sa, flagIn("team", "a"), flagIn("team", "b")},
+		cached:   []runtime.Object{sa, teamFlag("a"), teamFlag("b")},
 	}, {
 		name:       "ServiceAccount gone (confirmed live): RoleBinding, then Role deleted",
 		roles:      []*rbacv1.Role{grantRole("a", "b")},
 		bindings:   []*rbacv1.RoleBinding{grantBinding()},
-		cached:     []runtime.Object{flagIn("team", "a"), flagIn("team", "b")},
+		cached:     []runtime.Object{teamFlag("a"), teamFlag("b")},
 		want:       []action{{Verb: "GET", Path: saPath}, deleteAt(bindPath, "8"), deleteAt(rolePath, "7")},
-		wantEvents: []event{removed("Role", "RoleBinding and Role deleted: ServiceAccount apps/web is gone")},
+		wantEvents: []event{removed("RoleBinding and Role deleted: ServiceAccount apps/web is gone")},
 	}, {
 		name:     "ServiceAccount not cached yet but there (live): nothing deleted",
 		roles:    []*rbacv1.Role{grantRole("a")},
 		bindings: []*rbacv1.RoleBinding{grantBinding()},
-		cached:   []runtime.Object{flagIn("team", "a")},
+		cached:   []runtime.Object{teamFlag("a")},
 		live:     map[string]runtime.Object{saPath: sa},
 		want:     []action{{Verb: "GET", Path: saPath}},
 	}, {
 		name:     "one FeatureFlag gone (confirmed live): dropped from the Role",
 		roles:    []*rbacv1.Role{grantRole("a", "b")},
 		bindings: []*rbacv1.RoleBinding{grantBinding()},
-		cached:   []runtime.Object{sa, flagIn("team", "a")},
+		cached:   []runtime.Object{sa, teamFlag("a")},
 		want: []action{{Verb: "GET", Path: "/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b"},
 			{Verb: "PUT", Path: rolePath, Body: asJSON(t, narrowed)}},
-		wantEvents: []event{removed("Role", "no longer grants ServiceAccount apps/web the FeatureFlags b (gone); still grants a")},
+		wantEvents: []event{removed("no longer grants ServiceAccount apps/web the FeatureFlags b (gone); still grants a")},
 	}, {
 		name:     "FeatureFlag not cached yet but there (live): kept",
 		roles:    []*rbacv1.Role{grantRole("a", "b")},
 		bindings: []*rbacv1.RoleBinding{grantBinding()},
-		cached:   []runtime.Object{sa, flagIn("team", "a")},
-		live:     map[string]runtime.Object{"/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b": flagIn("team", "b")},
+		cached:   []runtime.Object{sa, teamFlag("a")},
+		live:     map[string]runtime.Object{"/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b": teamFlag("b")},
 		want:     []action{{Verb: "GET", Path: "/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b"}},
 	}, {
 		name:     "every FeatureFlag gone: RoleBinding and Role deleted",
@@ -108,26 +109,26 @@ func TestGrantsSync(t *testing.T) {
 		want: []action{{Verb: "GET", Path: "/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/a"},
 			{Verb: "GET", Path: "/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b"},
 			deleteAt(bindPath, "8"), deleteAt(rolePath, "7")},
-		wantEvents: []event{removed("Role", "RoleBinding and Role deleted: no FeatureFlag it grants is left (a, b gone)")},
+		wantEvents: []event{removed("RoleBinding and Role deleted: no FeatureFlag it grants is left (a, b gone)")},
 	}, {
 		name:       "RoleBinding already gone: the Role is still deleted",
 		roles:      []*rbacv1.Role{grantRole("a")},
 		bindings:   []*rbacv1.RoleBinding{grantBinding()},
-		fail:       map[string]int{"DELETE " + bindPath: http.StatusNotFound},
+		fail:       map[string]int32{"DELETE " + bindPath: http.StatusNotFound},
 		want:       []action{{Verb: "GET", Path: saPath}, deleteAt(bindPath, "8"), deleteAt(rolePath, "7")},
-		wantEvents: []event{removed("Role", "Role deleted: ServiceAccount apps/web is gone")},
+		wantEvents: []event{removed("Role deleted: ServiceAccount apps/web is gone")},
 	}, {
 		name:     "RoleBinding changed since it was cached (conflict): nothing more deleted, no Event",
 		roles:    []*rbacv1.Role{grantRole("a")},
 		bindings: []*rbacv1.RoleBinding{grantBinding()},
-		fail:     map[string]int{"DELETE " + bindPath: http.StatusConflict},
+		fail:     map[string]int32{"DELETE " + bindPath: http.StatusConflict},
 		want:     []action{{Verb: "GET", Path: saPath}, deleteAt(bindPath, "8")},
 	}, {
 		name:     "Role widened by the webhook meanwhile (conflict): not narrowed, no Event",
 		roles:    []*rbacv1.Role{grantRole("a", "b")},
 		bindings: []*rbacv1.RoleBinding{grantBinding()},
-		cached:   []runtime.Object{sa, flagIn("team", "a")},
-		fail:     map[string]int{"PUT " + rolePath: http.StatusConflict},
+		cached:   []runtime.Object{sa, teamFlag("a")},
+		fail:     map[string]int32{"PUT " + rolePath: http.StatusConflict},
 		want: []action{{Verb: "GET", Path: "/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b"},
 			{Verb: "PUT", Path: rolePath, Body: asJSON(t, narrowed)}},
 	}, {
@@ -135,7 +136,7 @@ func TestGrantsSync(t *testing.T) {
 		bindings:   []*rbacv1.RoleBinding{grantBinding()},
 		cached:     []runtime.Object{sa},
 		want:       []action{{Verb: "GET", Path: rolePath}, deleteAt(bindPath, "8")},
-		wantEvents: []event{removed("RoleBinding", "RoleBinding deleted: its Role is gone")},
+		wantEvents: []event{removed("RoleBinding deleted: its Role is gone")},
 	}, {
 		name:     "RoleBinding whose Role is not cached yet but there (live): kept",
 		bindings: []*rbacv1.RoleBinding{grantBinding()},
@@ -179,9 +180,7 @@ func TestGrantsSync(t *testing.T) {
 					f.seed(f.cluster.FeatureFlags, o)
 				}
 			}
-			for k, v := range tc.live {
-				f.api.live[k] = v
-			}
+			maps.Copy(f.api.live, tc.live)
 			f.api.fail = tc.fail
 			if err := r.sync(context.Background(), grantKey); err != nil {
 				t.Fatalf("sync: %v", err)
@@ -204,7 +203,7 @@ func TestGrantsGracePeriod(t *testing.T) {
 	f.seed(f.cluster.Roles, grantRole("a", "b"))
 	f.seed(f.cluster.RoleBindings, grantBinding())
 	f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web"}})
-	f.seed(f.cluster.FeatureFlags, flagIn("team", "a"))
+	f.seed(f.cluster.FeatureFlags, teamFlag("a"))
 	getB := action{Verb: "GET", Path: "/apis/core.openfeature.dev/v1beta1/namespaces/team/featureflags/b"}
 	sync := func(step string, want []action, wantEvents []event) {
 		t.Helper()
@@ -216,7 +215,7 @@ func TestGrantsGracePeriod(t *testing.T) {
 
 	sync("b found gone", []action{getB}, nil)
 	now = now.Add(GrantGrace / 2)
-	f.api.live[getB.Path] = flagIn("team", "b") // created again
+	f.api.live[getB.Path] = teamFlag("b") // created again
 	sync("b created again within the grace period", []action{getB}, nil)
 	delete(f.api.live, getB.Path) // deleted again: the grace period starts over
 	now = now.Add(GrantGrace / 2)
@@ -227,7 +226,7 @@ func TestGrantsGracePeriod(t *testing.T) {
 	narrowed := grantRole("a")
 	narrowed.TypeMeta = metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"}
 	sync("gone for the grace period", []action{getB, {Verb: "PUT", Path: rolePath, Body: asJSON(t, narrowed)}},
-		[]event{removed("Role", "no longer grants ServiceAccount apps/web the FeatureFlags b (gone); still grants a")})
+		[]event{removed("no longer grants ServiceAccount apps/web the FeatureFlags b (gone); still grants a")})
 }
 
 // TestGrantsHandlers: a deleted ServiceAccount enqueues its grants in every
@@ -246,7 +245,7 @@ func TestGrantsHandlers(t *testing.T) {
 	if r.Len() != 2 {
 		t.Errorf("ServiceAccount deleted: %d keys queued, want 2 (team and shared)", r.Len())
 	}
-	r.enqueueIndexed(cache.DeletedFinalStateUnknown{Obj: flagIn("team", "c")}, indexGrantsByFlag, f.cluster.Roles)
+	r.enqueueIndexed(cache.DeletedFinalStateUnknown{Obj: teamFlag("c")}, indexGrantsByFlag, f.cluster.Roles)
 	if r.Len() != 3 {
 		t.Errorf("FeatureFlag deleted: %d keys queued, want 3", r.Len())
 	}
