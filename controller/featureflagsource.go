@@ -199,7 +199,7 @@ func stripWorkload(obj any) (any, error) {
 	if m == nil {
 		return obj, nil
 	}
-	om := metav1.ObjectMeta{Namespace: m.GetNamespace(), Name: m.GetName(), UID: m.GetUID(), ResourceVersion: m.GetResourceVersion()}
+	om := metav1.ObjectMeta{Namespace: m.GetNamespace(), Name: m.GetName(), ResourceVersion: m.GetResourceVersion()}
 	var ann map[string]string
 	for _, k := range []string{AnnotationEnabled, AnnotationFeatureFlagSource} {
 		if v, ok := tmpl.Annotations[k]; ok {
