@@ -242,3 +242,29 @@ func readyCondition(status metav1.ConditionStatus, reason, message string, gener
 	return metav1.Condition{Type: "Ready", Status: status, Reason: reason, Message: message, ObservedGeneration: generation,
 		LastTransitionTime: metav1.NewTime(testNow)}
 }
+
+// writes returns "VERB path" of every write so far, reads and Events left out.
+func (f *fakeAPI) writes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, a := range f.actions {
+		if a.Verb != http.MethodGet && !strings.Contains(a.Path, "/events") {
+			out = append(out, a.Verb+" "+a.Path)
+		}
+	}
+	return out
+}
+
+// body returns the JSON body of the last request with this verb and path.
+func (f *fakeAPI) body(verb, path string) map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.actions) - 1; i >= 0; i-- {
+		if a := f.actions[i]; a.Verb == verb && a.Path == path {
+			doc, _ := a.Body.(map[string]any)
+			return doc
+		}
+	}
+	return nil
+}

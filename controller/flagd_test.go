@@ -32,22 +32,14 @@ type flagdFixture struct {
 
 func newFlagdFixture(t *testing.T) *flagdFixture {
 	t.Helper()
-	api := newFakeAPI(t)
-	cluster, err := sidecar.NewCluster(api.config(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	clients, err := NewClients(api.config())
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx := newFixture(t)
 	rec := record.NewFakeRecorder(16)
-	renderer := &sidecar.Renderer{Config: sidecar.DefaultConfig("flagpole:test"), Objects: cluster}
-	r, err := NewFlagd(renderer, cluster, clients, FlagdOptions{Labels: map[string]string{"team": "web"}}, rec, nil, zerolog.Nop())
+	renderer := &sidecar.Renderer{Config: sidecar.DefaultConfig("flagpole:test"), Objects: fx.cluster}
+	r, err := NewFlagd(renderer, fx.cluster, fx.clients, FlagdOptions{Labels: map[string]string{"team": "web"}}, rec, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &flagdFixture{t: t, api: api, r: r, rec: rec, objs: cluster}
+	return &flagdFixture{t: t, api: fx.api, r: r, rec: rec, objs: fx.cluster}
 }
 
 func (f *flagdFixture) seed(inf cache.SharedIndexInformer, objs ...runtime.Object) {
@@ -165,7 +157,7 @@ func TestFlagdSteadyState(t *testing.T) {
 	decodeSeed(f.r.deployments, "/apis/apps/v1/namespaces/ns/deployments/shared", &appsv1.Deployment{})
 	decodeSeed(f.r.services, "/api/v1/namespaces/ns/services/shared", &corev1.Service{})
 	var role rbacv1.Role
-	decodeInto(t, f.api.actions[1].Body, &role)
+	decodeInto(t, f.api.body("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles"), &role)
 	f.seed(f.objs.Roles, &role)
 	f.seed(f.objs.RoleBindings, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: role.Name}})
 	// the Deployment now in the cache changes the status once; feed that back too
@@ -181,7 +173,7 @@ func TestFlagdSteadyState(t *testing.T) {
 		t.Fatal(err)
 	}
 	feedStatus()
-	f.api.reset()
+	f.api.take()
 	if err := f.sync("shared"); err != nil {
 		t.Fatal(err)
 	}
