@@ -71,16 +71,13 @@ type knownContent struct {
 }
 
 // NewFeatureFlag builds the FeatureFlag controller on the cluster's FeatureFlag and
-// ConfigMap caches, whose transform it widens to keep the two file-source
-// annotations (sidecar.KeepFileConfigMap): build it before the caches run. renderer
-// carries the cross-namespace policy the webhook applies.
+// ConfigMap caches (the latter keeps the two file-source annotations it reads,
+// sidecar.KeepFileConfigMap). renderer carries the cross-namespace policy the
+// webhook applies.
 func NewFeatureFlag(renderer *sidecar.Renderer, cluster *sidecar.Cluster, clients Clients, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*FeatureFlag, error) {
 	r := &FeatureFlag{renderer: renderer, cluster: cluster, clients: clients, recorder: recorder, log: log.With().Str("controller", "featureflag").Logger(),
 		now: time.Now, content: map[string]knownContent{}}
 	r.Controller = New("featureflag", r.sync, log, metrics)
-	if err := cluster.ConfigMaps.SetTransform(sidecar.KeepFileConfigMap); err != nil {
-		return nil, fmt.Errorf("the FeatureFlag controller must be built before the ConfigMap cache runs: %w", err)
-	}
 	if err := cluster.ConfigMaps.AddIndexers(cache.Indexers{indexConfigMapsByFlag: configMapFlag}); err != nil {
 		return nil, err
 	}

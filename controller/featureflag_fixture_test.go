@@ -171,7 +171,6 @@ type fixture struct {
 	api     *fakeAPI
 	cluster *sidecar.Cluster
 	clients Clients
-	rbac    rest.Interface
 	events  *events
 }
 
@@ -189,11 +188,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rbac, err := NewRBACClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, api: api, cluster: cluster, clients: clients, rbac: rbac, events: &events{}}
+	return &fixture{t: t, api: api, cluster: cluster, clients: clients, events: &events{}}
 }
 
 // seed adds objects to an informer's cache, as if listed.

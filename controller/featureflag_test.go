@@ -103,16 +103,16 @@ func TestFeatureFlagSync(t *testing.T) {
 	doc := document(t, valid)
 	hash := sidecar.FlagsHash([]byte(doc))
 	oldDoc := document(t, featureFlag("on", nil))
-	cmPath := "/api/v1/namespaces/apps/configmaps/flagpole-team-flags"
+	cmPath := "/api/v1/namespaces/apps/configmaps/flagpole-team.flags"
 	patchCM := func(rv string) action {
 		return action{Verb: "PATCH", Path: cmPath, Body: asJSON(t, map[string]any{
 			"metadata": map[string]any{"resourceVersion": rv, "annotations": map[string]string{sidecar.AnnotationFlagsHash: hash}},
 			"data":     map[string]string{"team_flags.flagd.json": doc}})}
 	}
 	updated := event{Object: "team/flags", Type: "Normal", Reason: ReasonConfigMapUpdated,
-		Message: "ConfigMap apps/flagpole-team-flags now holds the flags of generation 2"}
-	stale := configMap("apps", "flagpole-team-flags", "team/flags", "0123", "5", true)
-	unhashed := configMap("apps", "flagpole-team-flags", "team/flags", "", "5", true)
+		Message: "ConfigMap apps/flagpole-team.flags now holds the flags of generation 2"}
+	stale := configMap("apps", "flagpole-team.flags", "team/flags", "0123", "5", true)
+	unhashed := configMap("apps", "flagpole-team.flags", "team/flags", "", "5", true)
 
 	cases := []struct {
 		name       string
@@ -146,7 +146,7 @@ func TestFeatureFlagSync(t *testing.T) {
 	}, {
 		name:       "ConfigMap with the current hash: nothing written",
 		flag:       valid,
-		configMaps: []*corev1.ConfigMap{configMap("apps", "flagpole-team-flags", "team/flags", hash, "5", true)},
+		configMaps: []*corev1.ConfigMap{configMap("apps", "flagpole-team.flags", "team/flags", hash, "5", true)},
 	}, {
 		name:       "ConfigMap created by the webhook (no hash) holding the current document: read once, not written",
 		flag:       valid,
@@ -173,15 +173,15 @@ func TestFeatureFlagSync(t *testing.T) {
 	}, {
 		name:       "ConfigMap not created by flagpole (no label): not written",
 		flag:       valid,
-		configMaps: []*corev1.ConfigMap{configMap("apps", "flagpole-team-flags", "team/flags", "0123", "5", false)},
+		configMaps: []*corev1.ConfigMap{configMap("apps", "flagpole-team.flags", "team/flags", "0123", "5", false)},
 	}, {
 		name:       "ConfigMap of another FeatureFlag: not written",
 		flag:       valid,
-		configMaps: []*corev1.ConfigMap{configMap("apps", "flagpole-team-other", "team/other", "0123", "5", true)},
+		configMaps: []*corev1.ConfigMap{configMap("apps", "flagpole-team.other", "team/other", "0123", "5", true)},
 	}, {
 		name: "ConfigMap in a namespace the FeatureFlag does not admit (forged label and annotation): not written",
 		flag: valid,
-		configMaps: []*corev1.ConfigMap{configMap("elsewhere", "flagpole-team-flags", "team/flags", "", "5", true),
+		configMaps: []*corev1.ConfigMap{configMap("elsewhere", "flagpole-team.flags", "team/flags", "", "5", true),
 			configMap("elsewhere", "copy", "team/flags", "0123", "5", true)},
 	}, {
 		name:       "invalid FeatureFlag: its ConfigMaps keep the last good flags",
@@ -197,7 +197,7 @@ func TestFeatureFlagSync(t *testing.T) {
 		name: "several ConfigMaps, own namespace and others: each written",
 		flag: valid,
 		configMaps: []*corev1.ConfigMap{stale, configMap("team", "flags", "team/flags", "0123", "3", true),
-			configMap("other", "flagpole-team-flags", "team/flags", hash, "4", true)},
+			configMap("other", "flagpole-team.flags", "team/flags", hash, "4", true)},
 		want: []action{patchCM("5"), {Verb: "PATCH", Path: "/api/v1/namespaces/team/configmaps/flags", Body: asJSON(t, map[string]any{
 			"metadata": map[string]any{"resourceVersion": "3", "annotations": map[string]string{sidecar.AnnotationFlagsHash: hash}},
 			"data":     map[string]string{"team_flags.flagd.json": doc}})}},
@@ -229,11 +229,11 @@ func TestFeatureFlagCrossNamespaceAllow(t *testing.T) {
 	r := newFeatureFlagController(t, f)
 	r.renderer.Config.CrossNamespace = sidecar.CrossNamespaceAllow
 	f.seed(f.cluster.FeatureFlags, featureFlag("off", validStatus))
-	f.seed(f.cluster.ConfigMaps, configMap("elsewhere", "flagpole-team-flags", "team/flags", "0123", "5", true))
+	f.seed(f.cluster.ConfigMaps, configMap("elsewhere", "flagpole-team.flags", "team/flags", "0123", "5", true))
 	if err := r.sync(context.Background(), cache.ObjectName{Namespace: "team", Name: "flags"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.api.take(); len(got) != 1 || got[0].Path != "/api/v1/namespaces/elsewhere/configmaps/flagpole-team-flags" {
+	if got := f.api.take(); len(got) != 1 || got[0].Path != "/api/v1/namespaces/elsewhere/configmaps/flagpole-team.flags" {
 		t.Errorf("requests: %v", got)
 	}
 	f.events.take()
@@ -246,7 +246,7 @@ func TestFeatureFlagRemembersItsWrites(t *testing.T) {
 	f := newFixture(t)
 	r := newFeatureFlagController(t, f)
 	f.seed(f.cluster.FeatureFlags, featureFlag("off", validStatus))
-	f.seed(f.cluster.ConfigMaps, configMap("apps", "flagpole-team-flags", "team/flags", "0123", "5", true))
+	f.seed(f.cluster.ConfigMaps, configMap("apps", "flagpole-team.flags", "team/flags", "0123", "5", true))
 	key := cache.ObjectName{Namespace: "team", Name: "flags"}
 	if err := r.sync(context.Background(), key); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +35,7 @@ import (
 // Clients are the REST clients the controllers read and write through, one per
 // API group version, each with a scheme of only the types it carries.
 type Clients struct {
-	Core, Apps, Networking, Flags rest.Interface
+	Core, Apps, Networking, RBAC, Flags rest.Interface
 }
 
 // NewClients builds the REST clients from cfg.
@@ -51,6 +52,8 @@ func NewClients(cfg *rest.Config) (Clients, error) {
 	add(&c.Apps, rc, err)
 	rc, err = kube.RESTClient(cfg, networkingv1.SchemeGroupVersion, networkingv1.AddToScheme)
 	add(&c.Networking, rc, err)
+	rc, err = kube.RESTClient(cfg, rbacv1.SchemeGroupVersion, rbacv1.AddToScheme)
+	add(&c.RBAC, rc, err)
 	rc, err = kube.RESTClient(cfg, v1beta1.SchemeGroupVersion, v1beta1.AddToScheme)
 	add(&c.Flags, rc, err)
 	return c, errors.Join(errs...)

@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/flagpole-dev/flagpole/kube"
 	"github.com/flagpole-dev/flagpole/sidecar"
 )
 
@@ -60,16 +59,10 @@ type Grants struct {
 	goneSince map[string]time.Time // "<grant key>|<what>" → when it was first seen gone
 }
 
-// NewRBACClient is the rbac.authorization.k8s.io/v1 REST client NewGrants writes
-// through.
-func NewRBACClient(cfg *rest.Config) (rest.Interface, error) {
-	return kube.RESTClient(cfg, rbacv1.SchemeGroupVersion, rbacv1.AddToScheme)
-}
-
 // NewGrants builds the grant clean-up controller on the cluster's Role,
-// RoleBinding, ServiceAccount and FeatureFlag caches; it writes through rbac.
-func NewGrants(cluster *sidecar.Cluster, rbac rest.Interface, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*Grants, error) {
-	r := &Grants{cluster: cluster, rbac: rbac, recorder: recorder, log: log.With().Str("controller", "grants").Logger(),
+// RoleBinding, ServiceAccount and FeatureFlag caches; it writes through clients.RBAC.
+func NewGrants(cluster *sidecar.Cluster, clients Clients, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*Grants, error) {
+	r := &Grants{cluster: cluster, rbac: clients.RBAC, recorder: recorder, log: log.With().Str("controller", "grants").Logger(),
 		grace: GrantGrace, now: time.Now, goneSince: map[string]time.Time{}}
 	r.Controller = New("grants", r.sync, log, metrics)
 	errs := []error{

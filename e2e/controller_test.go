@@ -123,7 +123,7 @@ func TestFlagdReconciled(t *testing.T) {
 	if _, err := e.c.Kube.CoreV1().ServiceAccounts(e.ns).Get(ctx, "shared", metav1.GetOptions{}); err != nil {
 		t.Errorf("ServiceAccount: %v", err)
 	}
-	if _, err := e.c.Kube.RbacV1().Roles(e.ns).Get(ctx, "flagpole-featureflags-"+e.ns+"-shared", metav1.GetOptions{}); err != nil {
+	if _, err := e.c.Kube.RbacV1().Roles(e.ns).Get(ctx, "flagpole-featureflags-"+e.ns+".shared", metav1.GetOptions{}); err != nil {
 		t.Errorf("grant Role: %v", err)
 	}
 	waitFor(t, "status", reconcileTimeout, func() (bool, error) {

@@ -119,7 +119,7 @@ func TestWebhookInjectsKubernetesSource(t *testing.T) {
 	}
 
 	// The grant: a Role listing exactly the flag, bound to the pod's ServiceAccount.
-	grant := "flagpole-featureflags-" + e.ns + "-web"
+	grant := "flagpole-featureflags-" + e.ns + ".web"
 	role, err := e.c.Kube.RbacV1().Roles(e.ns).Get(ctx, grant, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ func golden(t *testing.T, name, got string) {
 func TestDebugInject(t *testing.T) {
 	dir := filepath.Join("testdata", "inject")
 	objects := []string{filepath.Join(dir, "objects.yaml")}
-	const grant = "would grant ServiceAccount shop/storefront get/list/watch on FeatureFlags checkout in namespace shop (Role and RoleBinding flagpole-featureflags-shop-storefront)\n"
+	const grant = "would grant ServiceAccount shop/storefront get/list/watch on FeatureFlags checkout in namespace shop (Role and RoleBinding flagpole-featureflags-shop.storefront)\n"
 
 	out, stderr, code := runInject(t, DebugInjectCmd{File: filepath.Join(dir, "deployment.yaml"), Objects: objects, SidecarImage: "flagpole:test"})
 	if code != 0 || stderr != grant {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -250,6 +251,7 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 			closeAll()
 			return err
 		}
+		defer ctrl.stop()
 		elector, err := c.elector(restCfg, p.kube.Namespace, log)
 		if err != nil {
 			closeAll()
@@ -369,6 +371,7 @@ func webhookServer(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Reg
 type controllers struct {
 	reconcilers []*controller.Controller
 	informers   []cache.SharedIndexInformer
+	stop        func() // stops the Event recorder
 }
 
 // newControllers builds the reconcilers.
@@ -389,14 +392,31 @@ func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Re
 	if err != nil {
 		return nil, err
 	}
-	recorder, _ := controller.NewRecorder(clients.Core)
+	recorder, stopRecorder := controller.NewRecorder(clients.Core)
 	renderer := &sidecar.Renderer{Config: injector.Sidecar, Objects: cluster}
 	flagd, err := controller.NewFlagd(renderer, cluster, clients, controller.FlagdOptions{Labels: labels, Annotations: annotations,
 		ImagePullSecrets: c.ImagePullSecrets}, recorder, metrics, log)
+	var flags *controller.FeatureFlag
+	if err == nil {
+		flags, err = controller.NewFeatureFlag(renderer, cluster, clients, recorder, metrics, log)
+	}
+	var sources *controller.FeatureFlagSource
+	if err == nil {
+		sources, err = controller.NewFeatureFlagSource(renderer, cluster, clients, recorder, metrics, log)
+	}
+	var grants *controller.Grants
+	if err == nil {
+		grants, err = controller.NewGrants(cluster, clients, recorder, metrics, log)
+	}
 	if err != nil {
+		stopRecorder()
 		return nil, err
 	}
-	return &controllers{reconcilers: []*controller.Controller{flagd.Controller}, informers: flagd.Informers()}, nil
+	return &controllers{
+		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller},
+		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers()),
+		stop:        stopRecorder,
+	}, nil
 }
 
 // elector returns the leader elector, or nil when leader election is off.

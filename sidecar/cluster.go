@@ -75,7 +75,7 @@ func newCluster(core, rbac, flags rest.Interface, log zerolog.Logger) *Cluster {
 	c.ServiceAccounts = kube.NewInformer(core, "serviceaccounts", &corev1.ServiceAccount{}, &corev1.ServiceAccountList{}, kube.InformerOptions{Transform: stripServiceAccount})
 	c.Roles = kube.NewInformer(rbac, "roles", &rbacv1.Role{}, &rbacv1.RoleList{}, managed)
 	c.RoleBindings = kube.NewInformer(rbac, "rolebindings", &rbacv1.RoleBinding{}, &rbacv1.RoleBindingList{}, managed)
-	c.ConfigMaps = kube.NewInformer(core, "configmaps", &corev1.ConfigMap{}, &corev1.ConfigMapList{}, kube.InformerOptions{LabelSelector: managedSelector, Transform: stripConfigMap})
+	c.ConfigMaps = kube.NewInformer(core, "configmaps", &corev1.ConfigMap{}, &corev1.ConfigMapList{}, kube.InformerOptions{LabelSelector: managedSelector, Transform: KeepFileConfigMap})
 	return c
 }
 
@@ -106,14 +106,6 @@ func (c *Cluster) Synced() bool {
 func stripServiceAccount(obj any) (any, error) {
 	if sa, ok := obj.(*corev1.ServiceAccount); ok {
 		return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: sa.Namespace, Name: sa.Name, UID: sa.UID, ResourceVersion: sa.ResourceVersion}}, nil
-	}
-	return obj, nil
-}
-
-// stripConfigMap keeps only the identity and labels: admissions ask whether it exists.
-func stripConfigMap(obj any) (any, error) {
-	if cm, ok := obj.(*corev1.ConfigMap); ok {
-		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID, Labels: cm.Labels, ResourceVersion: cm.ResourceVersion}}, nil
 	}
 	return obj, nil
 }

@@ -27,10 +27,10 @@ func FlagsHash(doc []byte) string {
 	return shortHash(32, string(doc))
 }
 
-// KeepFileConfigMap is the ConfigMap cache's transform for the controllers: the
-// identity and labels the webhook needs (as its own transform) plus the two
-// annotations the FeatureFlag controller reads (AnnotationFeatureFlag,
-// AnnotationFlagsHash); data is still dropped, so the cache stays small.
+// KeepFileConfigMap is the ConfigMap cache's transform: the identity and labels
+// the webhook needs plus the two annotations the FeatureFlag controller reads
+// (AnnotationFeatureFlag, AnnotationFlagsHash); data is dropped, so the cache
+// stays small.
 func KeepFileConfigMap(obj any) (any, error) {
 	cm, ok := obj.(*corev1.ConfigMap)
 	if !ok {

@@ -72,10 +72,11 @@ func (s EnsureSecret) Describe() string {
 }
 
 // GrantName names the Role and RoleBinding that grant a service account its
-// FeatureFlags: "flagpole-featureflags-<sa namespace>-<sa name>", shortened with a
-// hash when that is longer than a Role name may be.
+// FeatureFlags: "flagpole-featureflags-<sa namespace>.<sa name>" (a namespace has
+// no dots, so the name is unambiguous), shortened with a hash when that is longer
+// than a Role name may be.
 func GrantName(sa Ref) string {
-	return boundedName("flagpole-featureflags-"+sa.Namespace+"-"+sa.Name, 253, sa.String())
+	return boundedName("flagpole-featureflags-"+sa.Namespace+"."+sa.Name, 253, sa.String())
 }
 
 // union returns the sorted union of two name lists.

@@ -38,3 +38,15 @@ func TestParseRefList(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesAreUnambiguous: names joining a namespace and a name keep apart the
+// pairs a dash would merge ("a-b"/"c" and "a"/"b-c").
+func TestNamesAreUnambiguous(t *testing.T) {
+	one, other := Ref{Namespace: "a-b", Name: "c"}, Ref{Namespace: "a", Name: "b-c"}
+	if GrantName(one) == GrantName(other) {
+		t.Errorf("GrantName: %s and %s share %q", one, other, GrantName(one))
+	}
+	if got := GrantName(Ref{Namespace: "shop", Name: "web"}); got != "flagpole-featureflags-shop.web" {
+		t.Errorf("GrantName(shop/web) = %q", got)
+	}
+}

@@ -157,8 +157,9 @@ func (r *Renderer) planKubernetes(ctx context.Context, w Workload, src plannedSo
 // created in the workload's namespace (a pod cannot mount another namespace's; OFO
 // creates it in the FeatureFlag's), named after the FeatureFlag for a flag of the
 // workload's namespace (as OFO; owned by the FeatureFlag) and
-// "flagpole-<namespace>-<name>" for another's (owned by the workload's owners); the
-// volume name is derived from the flag so it cannot collide with the app's.
+// "flagpole-<namespace>.<name>" for another's (owned by the workload's owners; a
+// namespace has no dots, so the name is unambiguous); the volume name is derived
+// from the flag so it cannot collide with the app's.
 func (r *Renderer) planFile(ctx context.Context, w Workload, src plannedSource, plan *sidecarPlan) *Denial {
 	ff, ref, d := r.featureFlag(ctx, w, src)
 	if d != nil {
@@ -169,7 +170,7 @@ func (r *Renderer) planFile(ctx context.Context, w Workload, src plannedSource, 
 	cmName := ref.Name
 	owners := []metav1.OwnerReference{{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "FeatureFlag", Name: ff.Name, UID: ff.UID, Controller: ptr(true)}}
 	if ref.Namespace != w.Namespace {
-		cmName = boundedName("flagpole-"+ref.Namespace+"-"+ref.Name, 253, ref.String())
+		cmName = boundedName("flagpole-"+ref.Namespace+"."+ref.Name, 253, ref.String())
 		owners = w.Owners
 	}
 	volume := "flagd-file-" + shortHash(10, ref.String())
