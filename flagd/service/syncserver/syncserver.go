@@ -58,8 +58,14 @@ const (
 
 // Options configures the sync server.
 type Options struct {
-	// Store holds the flags being served. Required.
+	// Store holds the flags being served. Required unless Service is set.
 	Store *store.Store
+	// Service, when set, answers the RPCs instead of the store-backed handler (the
+	// flagd-proxy's FeatureFlag streams): the server keeps its listener hardening,
+	// TLS, interceptors and graceful shutdown; Store, Enricher, Metrics,
+	// DisableMetadata, StreamDeadline and MaxStreams are then the Service's business.
+	// Its streams must end when the context given to Serve ends.
+	Service syncv1grpc.FlagSyncServiceServer
 	// Enricher supplies the static --context-value entries, sent as sync_context and
 	// returned by GetMetadata. May be nil (no static values).
 	Enricher *service.Enricher
@@ -175,7 +181,11 @@ func New(opts Options) *Server {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	s.grpc = grpc.NewServer(serverOpts...)
-	s.grpc.RegisterService(protolimit.GRPCService(&syncv1grpc.FlagSyncService_ServiceDesc), &handler{s: s})
+	var impl syncv1grpc.FlagSyncServiceServer = &handler{s: s}
+	if opts.Service != nil {
+		impl = opts.Service
+	}
+	s.grpc.RegisterService(protolimit.GRPCService(&syncv1grpc.FlagSyncService_ServiceDesc), impl)
 	return s
 }
 
@@ -186,7 +196,9 @@ func New(opts Options) *Server {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	gateCtx, stopGate := context.WithCancel(ctx)
 	defer stopGate()
-	go s.gate(gateCtx)
+	if s.opts.Store != nil {
+		go s.gate(gateCtx)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(ln) }()
