@@ -77,6 +77,8 @@ type SidecarFlags struct {
 	InProcessEnvVarPrefix string `name:"in-process-env-var-prefix" help:"In-process mode: environment prefix." env:"IN_PROCESS_ENV_VAR_PREFIX" default:"FLAGD"`
 
 	CrossNamespace string `name:"cross-namespace" help:"Pods may reference FeatureFlagSources and FeatureFlags of other namespaces: deny (unless the object lists the pod's namespace in its flagpole.dev/allowed-namespaces annotation) or allow (OFO's behaviour, for migrations)." default:"deny" enum:"deny,allow"`
+
+	FlagdProxyFlags
 }
 
 // WebhookFlags configure the admission server.
@@ -196,7 +198,16 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	if err != nil {
 		return err
 	}
-	ready := []func() (bool, string){func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" }}
+	if injector.Sidecar.FlagdProxy, err = p.sidecar.flagdProxy(p.kube.Namespace); err != nil {
+		return err
+	}
+	proxyStatus, err := newFlagdProxyStatus(restCfg, p.kube.Namespace)
+	if err != nil {
+		return err
+	}
+	injector.Sidecar.FlagdProxy.Ready = proxyStatus.ready
+	ready := []func() (bool, string){func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" },
+		func() (bool, string) { return proxyStatus.informer.HasSynced(), "flagd-proxy Deployment cache not synced yet" }}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg gosync.WaitGroup
@@ -246,7 +257,12 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 			Strs("paths", hook.paths).Msg("admission webhooks configured")
 	}
 	if c := p.controller; c != nil {
-		ctrl, err := newControllers(restCfg, log, reg, cluster, injector, *c)
+		proxyOpts, err := p.sidecar.controllerOptions(p.kube.Namespace, injector, c, build)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		ctrl, err := newControllers(restCfg, log, reg, cluster, injector, *c, proxyOpts)
 		if err != nil {
 			closeAll()
 			return err
@@ -305,6 +321,7 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	}
 	addrs.Management = mgmtLn.Addr().String()
 	goRun("caches", func() error { cluster.Run(ctx); return nil })
+	goRun("flagd-proxy status", func() error { proxyStatus.informer.RunWithContext(ctx); return nil })
 	for _, s := range serve {
 		s()
 	}
@@ -375,7 +392,7 @@ type controllers struct {
 }
 
 // newControllers builds the reconcilers.
-func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, c ControllerFlags) (*controllers, error) {
+func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, c ControllerFlags, proxyOpts controller.FlagdProxyOptions) (*controllers, error) {
 	clients, err := controller.NewClients(restCfg)
 	if err != nil {
 		return nil, err
@@ -408,13 +425,17 @@ func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Re
 	if err == nil {
 		grants, err = controller.NewGrants(cluster, clients, recorder, metrics, log)
 	}
+	var flagdProxy *controller.FlagdProxy
+	if err == nil {
+		flagdProxy, err = controller.NewFlagdProxy(restCfg, cluster, clients, injector.Sidecar.UsesFlagdProxy, proxyOpts, metrics, log)
+	}
 	if err != nil {
 		stopRecorder()
 		return nil, err
 	}
 	return &controllers{
-		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller},
-		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers()),
+		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller, flagdProxy.Controller},
+		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers(), flagdProxy.Informers()),
 		stop:        stopRecorder,
 	}, nil
 }
