@@ -63,13 +63,13 @@ type FlagdProxyOptions struct {
 // reported.
 type FlagdProxy struct {
 	*Controller
-	cluster  *sidecar.Cluster
-	uses     func(*v1beta1.FeatureFlagSource) bool
-	opts     FlagdProxyOptions
-	key      cache.ObjectName
-	log      zerolog.Logger
-	clients  Clients
-	policy   rest.Interface
+	cluster *sidecar.Cluster
+	uses    func(*v1beta1.FeatureFlagSource) bool
+	opts    FlagdProxyOptions
+	key     cache.ObjectName
+	log     zerolog.Logger
+	clients Clients
+	policy  rest.Interface
 	// children are the proxy's objects, deployments among them.
 	children    []proxyChild
 	deployments proxyChild

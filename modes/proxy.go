@@ -118,7 +118,9 @@ func (c *FlagdProxyStartCmd) Serve(ctx context.Context, log zerolog.Logger, buil
 		return err
 	}
 	mgmt := management.New(management.Options{Gatherer: reg, Log: log, Ready: flags.Synced,
-		NotReady: func() any { return map[string]any{"reason": "the FeatureFlags are not listed yet (see the log for the API server's answer)"} }})
+		NotReady: func() any {
+			return map[string]any{"reason": "the FeatureFlags are not listed yet (see the log for the API server's answer)"}
+		}})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
