@@ -3,11 +3,12 @@
 // watching the API server. A request's selector "core.openfeature.dev/<namespace>/<name>"
 // names a FeatureFlag (the OpenFeature Operator's wire contract, ofo-compat §2.7).
 //
-// Flags follows every FeatureFlag through one shared informer and keeps, per
-// FeatureFlag that at least one stream asks for, the encoded flag document: a change
-// is encoded once and handed to every subscribed stream (the newest document wins for
-// a stream that has not sent the previous one yet). A deleted FeatureFlag keeps its
-// streams open with its last flags, as the kubernetes source does.
+// Flags follows every FeatureFlag through one shared informer, which keeps each as
+// its encoded flag document (encoded once per change, when it arrives); the
+// document of a FeatureFlag that streams follow is handed to every one of them as
+// the same string (the newest document wins for a stream that has not sent the
+// previous one yet). A deleted FeatureFlag keeps its streams open with its last
+// flags, as the kubernetes source does.
 //
 // Authorizer checks who is asking: the caller presents its pod's projected
 // ServiceAccount token (audience of the proxy's choosing) as "authorization: Bearer"

@@ -73,14 +73,25 @@ func newFlags(inf cache.SharedIndexInformer, log zerolog.Logger, metrics *Metric
 	return f, err
 }
 
-// slim keeps what the proxy serves of a FeatureFlag: its identity, version and flags.
+// cached is what the informer keeps of a FeatureFlag: its identity, version and
+// flag document, encoded when the informer receives it — once per change, and
+// much smaller than the decoded spec.
+type cached struct {
+	metav1.ObjectMeta
+	doc string
+	err error // why spec.flagSpec could not be encoded
+}
+
+// slim replaces a FeatureFlag by what the proxy serves of it (cached).
 func slim(obj any) (any, error) {
 	ff, ok := obj.(*v1beta1.FeatureFlag)
 	if !ok {
 		return obj, nil
 	}
-	return &v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{Namespace: ff.Namespace, Name: ff.Name, ResourceVersion: ff.ResourceVersion},
-		Spec: ff.Spec}, nil
+	c := &cached{ObjectMeta: metav1.ObjectMeta{Namespace: ff.Namespace, Name: ff.Name, ResourceVersion: ff.ResourceVersion}}
+	doc, err := flagdoc.Encode(&ff.Spec.FlagSpec)
+	c.doc, c.err = string(doc), err
+	return c, nil
 }
 
 // Run follows the FeatureFlags until ctx ends.
@@ -221,21 +232,21 @@ func (f *Flags) encode(ref Ref) (*Payload, error) {
 	if err != nil || !exists {
 		return nil, err
 	}
-	ff, ok := obj.(*v1beta1.FeatureFlag)
+	c, ok := obj.(*cached)
 	if !ok {
 		return nil, fmt.Errorf("FeatureFlag %s: unexpected %T in the cache", ref, obj)
 	}
-	doc, err := flagdoc.Encode(&ff.Spec.FlagSpec)
-	if err != nil {
-		return nil, fmt.Errorf("FeatureFlag %s: %w", ref, err)
+	if c.err != nil {
+		return nil, fmt.Errorf("FeatureFlag %s: %w", ref, c.err)
 	}
-	return &Payload{Doc: string(doc), ResourceVersion: ff.ResourceVersion}, nil
+	return &Payload{Doc: c.doc, ResourceVersion: c.ResourceVersion}, nil
 }
 
 // refresh brings a followed FeatureFlag's document up to date with the informer's
 // cache after a notification. It reads the cache rather than the notification's
 // object, so a subscription that loaded a newer version first never gets an older
-// one after it; a version already served is not encoded again.
+// one after it; a version already served, or a change that leaves the document as
+// it was (labels, status), sends nothing.
 func (f *Flags) refresh(ref Ref) {
 	f.mu.Lock()
 	t := f.topics[ref]
@@ -257,11 +268,11 @@ func (f *Flags) refresh(ref Ref) {
 		}
 		return
 	}
-	if ff, ok := obj.(*v1beta1.FeatureFlag); ok && t.cur != nil && !t.gone && ff.ResourceVersion == t.cur.ResourceVersion {
+	if c, ok := obj.(*cached); ok && t.cur != nil && !t.gone && c.ResourceVersion == t.cur.ResourceVersion {
 		return
 	}
 	start := time.Now()
-	p, err := f.encode(ref)
+	p, err := f.encode(ref) // encoded already: this reads the cache
 	if err != nil || p == nil {
 		if err != nil {
 			f.log.Error().Err(err).Str("featureflag", ref.String()).Msg("FeatureFlag change not served; its streams keep the previous flags")
