@@ -317,6 +317,9 @@ func (r *FlagdProxy) deployment() (*appsv1.Deployment, error) {
 						Args:            args,
 						Ports: []corev1.ContainerPort{{Name: "port", ContainerPort: r.opts.Port, Protocol: corev1.ProtocolTCP},
 							{Name: "management-port", ContainerPort: r.opts.ManagementPort, Protocol: corev1.ProtocolTCP}},
+						// the Go runtime collects harder as it nears the container's limit
+						Env: []corev1.EnvVar{{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+							Resource: "limits.memory", Divisor: resource.MustParse("1")}}}},
 						LivenessProbe:  probe("/healthz"),
 						ReadinessProbe: probe("/readyz"),
 						Resources: corev1.ResourceRequirements{

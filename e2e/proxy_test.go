@@ -295,7 +295,16 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 		}
 		t.Cleanup(unregister)
 	}
-	suite.StartOperator(t, c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false", "--namespace", ops)
+	op := suite.StartOperator(t, c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false", "--namespace", ops)
+	proxyApplies := func() int {
+		n := 0
+		for _, e := range op.Logs() {
+			if e.Message() == "applied" && e.String("controller") == "flagd-proxy" {
+				n++
+			}
+		}
+		return n
+	}
 
 	// The controller deploys the proxy: this image, `flagd-proxy start` with the port.
 	var d *appsv1.Deployment
@@ -349,6 +358,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	applies := proxyApplies()
 	d.Status.Replicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1
 	if _, err := c.Kube.AppsV1().Deployments(ops).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -385,6 +395,12 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 		if m := sc[0].VolumeMounts; len(m) != 1 || m[0].MountPath != "/var/run/secrets/flagpole.dev/flagd-proxy" || !m[0].ReadOnly {
 			t.Errorf("%s: mounts %+v", tm.ns, m)
 		}
+	}
+
+	// Steady state: the status change re-reconciled the proxy, and nothing was applied
+	// (the API server's defaults do not look like drift).
+	if n := proxyApplies(); n != applies {
+		t.Errorf("the controller applied %d proxy objects again in a steady state", n-applies)
 	}
 
 	// The sidecars: the injected sources, pointed here, with tokens bound to their pods.

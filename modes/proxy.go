@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime/debug"
 	"strconv"
 	gosync "sync"
 	"time"
@@ -53,12 +55,21 @@ func (c *FlagdProxyStartCmd) Run(ctx context.Context, log zerolog.Logger, build 
 // proxyReadHeaderTimeout bounds the arrival of a management request's headers.
 const proxyReadHeaderTimeout = 3 * time.Second
 
+// proxyGCPercent is the proxy's GC target unless GOGC is set.
+const proxyGCPercent = 50
+
 // Serve wires the proxy: the FeatureFlag informer, the caller checks (unless
 // --auth=none), the sync listener and the management listener; it reports the
 // bound addresses on started (if not nil) and shuts everything down when ctx ends.
 func (c *FlagdProxyStartCmd) Serve(ctx context.Context, log zerolog.Logger, build BuildInfo, started func(ProxyAddresses)) error {
 	if c.Debug {
 		log = log.Level(zerolog.DebugLevel)
+	}
+	if os.Getenv("GOGC") == "" {
+		// The proxy's live memory is mostly per-connection state that lives as long
+		// as the sidecars: a GC target of 50% instead of 100% keeps RSS close to it
+		// (measured with 1,000 streams: 106 → 96 MiB) for a few % more GC CPU.
+		debug.SetGCPercent(proxyGCPercent)
 	}
 	routeKlog(log)
 	restCfg, err := kube.Config(kube.Options{Kubeconfig: c.Kubeconfig, QPS: c.KubeQPS, Burst: c.KubeBurst, UserAgent: "flagpole-flagd-proxy/" + build.Version})
@@ -140,7 +151,8 @@ func (c *FlagdProxyStartCmd) Serve(ctx context.Context, log zerolog.Logger, buil
 	goRun("featureflags", func() error { flags.Run(ctx); return nil })
 	goRun("sync", func() error {
 		return svc.Serve(ctx, dataConns.Listener(syncLn, "sync", nil), syncserver.Options{Log: log, TLS: serverTLS,
-			KeepAliveMinTime: 30 * time.Second, KeepAlivePermitWithoutStream: true, IdleTimeout: 2 * time.Minute, RequestTimeout: requestReadTimeout})
+			KeepAliveMinTime: 30 * time.Second, KeepAlivePermitWithoutStream: true, IdleTimeout: 2 * time.Minute, RequestTimeout: requestReadTimeout,
+			SmallConnectionBuffers: true})
 	})
 	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
 	goRun("memory", func() error {

@@ -45,7 +45,7 @@ func defaultVariant(t *testing.T, doc string) string {
 }
 
 // fakeFlags runs Flags over a fake API server source holding the given FeatureFlags.
-func fakeFlags(t *testing.T, reg prometheus.Registerer, flags ...*v1beta1.FeatureFlag) (*Flags, *fcache.FakeControllerSource, *Metrics) {
+func fakeFlags(t testing.TB, reg prometheus.Registerer, flags ...*v1beta1.FeatureFlag) (*Flags, *fcache.FakeControllerSource, *Metrics) {
 	t.Helper()
 	src := fcache.NewFakeControllerSource()
 	t.Cleanup(src.Shutdown)

@@ -43,9 +43,11 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	"github.com/flagpole-dev/flagpole/crd/generated/clientset/versioned"
 	"github.com/flagpole-dev/flagpole/e2e/harness"
 	"github.com/flagpole-dev/flagpole/proxy"
 )
@@ -58,7 +60,9 @@ func main() {
 	flag.IntVar(&o.updates, "updates", 200, "updates of one FeatureFlag at a time")
 	flag.IntVar(&o.bursts, "bursts", 20, "rounds updating every FeatureFlag at once")
 	flag.IntVar(&o.hot, "hot-updates", 50, "updates of one FeatureFlag followed by every stream")
-	flag.IntVar(&o.extra, "extra", 1000, "FeatureFlags no stream asks for, created last (the shared informer's cost)")
+	flag.IntVar(&o.extra, "extra", 1000, "FeatureFlags no stream asks for, created first (the shared informer's cost)")
+	flag.StringVar(&o.proxyEnv, "proxy-env", "", "environment of the proxy, space-separated (GODEBUG=gctrace=1, GOGC=50, ...)")
+	flag.StringVar(&o.proxyLog, "proxy-log", "", "copy the proxy's log to this file at the end")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -70,6 +74,7 @@ func main() {
 
 type options struct {
 	streams, flags, namespaces, updates, bursts, hot, extra int
+	proxyEnv, proxyLog                                      string
 }
 
 // waitTimeout bounds every wait for messages (a broken run, not a measurement).
@@ -90,7 +95,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	c := s.Cluster
-	b := &bench{o: o, c: c, track: &tracker{pending: map[int]*round{}}}
+	fast := rest.CopyConfig(c.Config)
+	fast.QPS, fast.Burst = -1, 0 // no client-side rate limit
+	flags, err := versioned.NewForConfig(fast)
+	if err != nil {
+		return err
+	}
+	b := &bench{o: o, c: c, track: &tracker{pending: map[int]*revision{}}, flags: flags, last: map[int]*v1beta1.FeatureFlag{}}
 	if err := b.populate(ctx); err != nil {
 		return err
 	}
@@ -102,12 +113,19 @@ func run(ctx context.Context, o options) error {
 	if err := c.TokenKubeconfig(ctx, "fanout-ops", "flagd-proxy", kubeconfig); err != nil {
 		return err
 	}
-	p, addrs, err := harness.StartFlagpole(ctx, s.Janitor, s.Flagpole, dir, nil, []string{"sync", "management"},
+	p, addrs, err := harness.StartFlagpole(ctx, s.Janitor, s.Flagpole, dir, strings.Fields(o.proxyEnv), []string{"sync", "management"},
 		"flagd-proxy", "start", "--kubeconfig", kubeconfig, "--bind-address", "127.0.0.1", "--port", "0", "--management-port", "0")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = p.Stop(30 * time.Second) }()
+	defer func() {
+		_ = p.Stop(30 * time.Second)
+		if o.proxyLog != "" {
+			if data, err := os.ReadFile(p.LogPath); err == nil {
+				_ = os.WriteFile(o.proxyLog, data, 0o600)
+			}
+		}
+	}()
 	b.proxy, b.mgmt = addrs["sync"], addrs["management"]
 	if err := b.waitReady(ctx); err != nil {
 		return err
@@ -116,6 +134,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// The shared informer's cost, measured first, on a quiet process.
+	informer, err := b.informerCost(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%d FeatureFlags no stream asks for: heap %+.1f MiB, RSS %+.1f MiB\n", o.extra, float64(informer.heap)/(1<<20), float64(informer.rss)/(1<<20))
 
 	// Every stream on its own connection, as every sidecar has.
 	tokens, err := b.tokens(ctx)
@@ -173,28 +197,26 @@ func run(ctx context.Context, o options) error {
 	atHot, _ := b.scrape()
 	b.close(hotStreams)
 
-	informer, err := b.informerCost(ctx)
-	if err != nil {
-		return err
-	}
-
 	fmt.Printf("### flagd-proxy fan-out, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Printf("`flagpole flagd-proxy start` (defaults: caller authentication on, GOMAXPROCS = %d cores shared with the API server, etcd and this client) against a local kube-apiserver + etcd; "+
 		"%d SyncFlags streams, each on its own connection with a ServiceAccount token of its own (TokenRequest, the proxy's audience), over %d FeatureFlags in %d namespaces. "+
-		"Latency: from the start of the FeatureFlag Update call to the stream receiving the new document.\n\n", nproc(), o.streams, o.flags, o.namespaces)
+		"Latency: from the start of the FeatureFlag's Update call (one call, no read before it; a round's calls go out at once, without client-side rate limit) to the stream receiving the new document. "+
+		"First → last is the spread of one round, what the fan-out itself adds after the first stream has the change.\n\n", nproc(), o.streams, o.flags, o.namespaces)
 	fmt.Println("| | value |")
 	fmt.Println("|---|---:|")
-	fmt.Printf("| proxy RSS, no stream | %s |\n", mib(idle.rss))
+	fmt.Printf("| proxy RSS, no stream, %d FeatureFlags | %s |\n", o.flags, mib(idle.rss))
 	fmt.Printf("| all %d streams served after | %s (%d TokenReviews, %d SubjectAccessReviews) |\n", o.streams, connect.Round(time.Millisecond),
 		int(afterConnect.requests["POST tokenreviews"]-before.requests["POST tokenreviews"]), int(afterConnect.requests["POST subjectaccessreviews"]-before.requests["POST subjectaccessreviews"]))
-	fmt.Printf("| proxy RSS with %d streams (Go heap in use) | %s (%s) |\n", o.streams, mib(afterConnect.rss), mib(afterConnect.heap))
-	fmt.Printf("| proxy RSS with %d streams on one FeatureFlag (Go heap in use) | %s (%s) |\n", o.streams, mib(atHot.rss), mib(atHot.heap))
+	fmt.Printf("| proxy RSS with %d streams over %d FeatureFlags (%d more FeatureFlags in the cache): Go heap in use, goroutine stacks, goroutines | %s: %s, %s, %d |\n",
+		o.streams, o.flags, o.extra, mib(afterConnect.rss), mib(afterConnect.heap), mib(afterConnect.stacks), afterConnect.goroutines)
+	fmt.Printf("| proxy RSS with %d streams on one FeatureFlag: Go heap in use, goroutine stacks, goroutines | %s: %s, %s, %d |\n",
+		o.streams, mib(atHot.rss), mib(atHot.heap), mib(atHot.stacks), atHot.goroutines)
 	fmt.Println()
-	fmt.Println("| updates | streams each reaches | to the first stream p50 | to the last stream p50 | p99 | max | proxy CPU per update |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| rounds | streams a round reaches | to the first stream p50 | to the last stream p50 | p99 | max | first → last p50 / p99 | proxy CPU per round |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range []*result{single, burst, hot} {
-		fmt.Printf("| %s (%d×) | %d | %s | %s | %s | %s | %s |\n", r.name, r.rounds, r.need, ms(pct(r.first, 50)), ms(pct(r.last, 50)), ms(pct(r.last, 99)),
-			ms(slices.Max(r.last)), ms(r.cpu/time.Duration(r.rounds)))
+		fmt.Printf("| %s (%d×) | %d | %s | %s | %s | %s | %s / %s | %s |\n", r.name, r.rounds, r.need, ms(pct(r.first, 50)), ms(pct(r.last, 50)), ms(pct(r.last, 99)),
+			ms(slices.Max(r.last)), ms(pct(r.spread, 50)), ms(pct(r.spread, 99)), ms(r.cpu/time.Duration(r.rounds)))
 	}
 	fmt.Println()
 	fmt.Printf("Every stream's own latency, all %d updates of every FeatureFlag at once: p50 %s, p99 %s.\n\n", burst.rounds*o.streams, ms(pct(burst.each, 50)), ms(pct(burst.each, 99)))
@@ -209,6 +231,11 @@ type bench struct {
 	proxy, mgmt string
 	track       *tracker
 	rev         int // the last revision written
+	// flags is a client without client-side throttling (the updates of a round
+	// go out at once); last holds each FeatureFlag as this client last wrote it.
+	flags versioned.Interface
+	mu    sync.Mutex
+	last  map[int]*v1beta1.FeatureFlag
 }
 
 // namespace of FeatureFlag i.
@@ -326,13 +353,18 @@ type stream struct {
 // tracker records when each stream receives each revision.
 type tracker struct {
 	mu      sync.Mutex
-	pending map[int]*round // revision → the round waiting for it
+	pending map[int]*revision // revision → its update and round
+}
+
+// revision is one update: when its Update call started, and its round.
+type revision struct {
+	start time.Time
+	round *round
 }
 
 type round struct {
-	start    time.Time
 	need     int
-	arrivals []time.Duration
+	arrivals []time.Duration // from the start of the Update call of the revision received
 	done     chan struct{}
 }
 
@@ -340,13 +372,20 @@ func (t *tracker) arrived(rev int, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.pending[rev]
-	if r == nil {
+	if r == nil || r.start.IsZero() {
 		return
 	}
-	r.arrivals = append(r.arrivals, at.Sub(r.start))
-	if len(r.arrivals) == r.need {
-		close(r.done)
+	r.round.arrivals = append(r.round.arrivals, at.Sub(r.start))
+	if len(r.round.arrivals) == r.round.need {
+		close(r.round.done)
 	}
+}
+
+// started records the start of revision rev's Update call.
+func (t *tracker) started(rev int) {
+	t.mu.Lock()
+	t.pending[rev].start = time.Now()
+	t.mu.Unlock()
 }
 
 // revOf finds the revision in a document without parsing it.
@@ -422,6 +461,7 @@ type result struct {
 	name              string
 	rounds, need      int
 	first, last, each []time.Duration
+	spread            []time.Duration // last - first, per round
 	cpu               time.Duration
 }
 
@@ -441,9 +481,8 @@ func (b *bench) measure(ctx context.Context, name string, rounds int, flagsOf fu
 		for i := range flags {
 			b.rev++
 			revs[i] = b.rev
-			b.track.pending[revs[i]] = rd
+			b.track.pending[revs[i]] = &revision{round: rd}
 		}
-		rd.start = time.Now()
 		b.track.mu.Unlock()
 		var wg sync.WaitGroup
 		errs := make(chan error, len(flags))
@@ -470,6 +509,7 @@ func (b *bench) measure(ctx context.Context, name string, rounds int, flagsOf fu
 		b.track.mu.Unlock()
 		r.first = append(r.first, slices.Min(arrivals))
 		r.last = append(r.last, slices.Max(arrivals))
+		r.spread = append(r.spread, slices.Max(arrivals)-slices.Min(arrivals))
 		r.each = append(r.each, arrivals...)
 	}
 	after, err := b.scrape()
@@ -481,18 +521,34 @@ func (b *bench) measure(ctx context.Context, name string, rounds int, flagsOf fu
 	return r, nil
 }
 
-// update sets FeatureFlag i's document to revision rev.
+// update sets FeatureFlag i's document to revision rev: one Update call from the
+// version this client wrote last (a conflict reads it again, and is not timed).
 func (b *bench) update(ctx context.Context, i, rev int) error {
-	ffs := b.c.Flags.CoreV1beta1().FeatureFlags(b.namespace(i))
+	ffs := b.flags.CoreV1beta1().FeatureFlags(b.namespace(i))
+	b.mu.Lock()
+	ff := b.last[i]
+	b.mu.Unlock()
 	for {
-		ff, err := ffs.Get(ctx, b.flagName(i), metav1.GetOptions{})
+		if ff == nil {
+			var err error
+			if ff, err = ffs.Get(ctx, b.flagName(i), metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
+		ff.Spec.FlagSpec = document(rev)
+		b.track.started(rev)
+		updated, err := ffs.Update(ctx, ff, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			ff = nil
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		ff.Spec.FlagSpec = document(rev)
-		if _, err = ffs.Update(ctx, ff, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
-			return err
-		}
+		b.mu.Lock()
+		b.last[i] = updated
+		b.mu.Unlock()
+		return nil
 	}
 }
 
@@ -523,9 +579,10 @@ func (b *bench) informerCost(ctx context.Context) (struct{ heap, rss, docBytes i
 
 // scraped is what the proxy's /metrics say.
 type scraped struct {
-	rss, heap int64
-	cpu       float64
-	requests  map[string]float64 // "VERB resource" → count
+	rss, heap, stacks int64
+	goroutines        int
+	cpu               float64
+	requests          map[string]float64 // "VERB resource" → count
 }
 
 func (b *bench) scrape() (scraped, error) {
@@ -552,6 +609,10 @@ func (b *bench) scrape() (scraped, error) {
 			out.rss = int64(v)
 		case name == "go_memstats_heap_inuse_bytes":
 			out.heap = int64(v)
+		case name == "go_memstats_stack_inuse_bytes":
+			out.stacks = int64(v)
+		case name == "go_goroutines":
+			out.goroutines = int(v)
 		case name == "process_cpu_seconds_total":
 			out.cpu = v
 		case strings.HasPrefix(name, "flagpole_kube_requests_total{"):

@@ -99,6 +99,11 @@ type Options struct {
 	// RequestTimeout bounds the wait for an RPC's request message once its headers
 	// arrived; 0 means 5 s. SyncFlags streams last as long as they like afterwards.
 	RequestTimeout time.Duration
+	// SmallConnectionBuffers shares one write buffer between connections and keeps
+	// each connection's read buffer at 4 KiB (grpc-go's defaults: 32 KiB each, per
+	// connection), for a server holding thousands of connections that are idle
+	// between small messages (the flagd-proxy: one connection per sidecar).
+	SmallConnectionBuffers bool
 }
 
 // Server is the sync listener. Create it with New and run it with Serve (once).
@@ -179,6 +184,9 @@ func New(opts Options) *Server {
 	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 	if opts.TLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	if opts.SmallConnectionBuffers {
+		serverOpts = append(serverOpts, grpc.SharedWriteBuffer(true), grpc.ReadBufferSize(4<<10))
 	}
 	s.grpc = grpc.NewServer(serverOpts...)
 	var impl syncv1grpc.FlagSyncServiceServer = &handler{s: s}
