@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -35,6 +36,7 @@ import (
 
 	"buf.build/gen/go/open-feature/flagd/grpc/go/flagd/sync/v1/syncv1grpc"
 	syncv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/sync/v1"
+	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -50,6 +52,8 @@ import (
 	"github.com/flagpole-dev/flagpole/crd/generated/clientset/versioned"
 	"github.com/flagpole-dev/flagpole/e2e/harness"
 	"github.com/flagpole-dev/flagpole/proxy"
+	flagsync "github.com/flagpole-dev/flagpole/sync"
+	kubesource "github.com/flagpole-dev/flagpole/sync/kubernetes"
 )
 
 func main() {
@@ -141,6 +145,13 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(os.Stderr, "%d FeatureFlags no stream asks for: heap %+.1f MiB, RSS %+.1f MiB\n", o.extra, float64(informer.heap)/(1<<20), float64(informer.rss)/(1<<20))
 
+	// The alternative to the shared informer: one watch per followed FeatureFlag.
+	watches, err := b.perFlagWatches(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "one watch per FeatureFlag: %d watches, heap %s, %d goroutines\n", o.flags, mib(watches.heap), watches.goroutines)
+
 	// Every stream on its own connection, as every sidecar has.
 	tokens, err := b.tokens(ctx)
 	if err != nil {
@@ -220,8 +231,10 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Println()
 	fmt.Printf("Every stream's own latency, all %d updates of every FeatureFlag at once: p50 %s, p99 %s.\n\n", burst.rounds*o.streams, ms(pct(burst.each, 50)), ms(pct(burst.each, 99)))
-	fmt.Printf("Shared informer: %d FeatureFlags that no stream asks for add %s of Go heap (%s per FeatureFlag of %d bytes of flags) and %s of RSS.\n",
-		o.extra, mib(informer.heap), kib(informer.heap/int64(o.extra)), informer.docBytes, mib(informer.rss))
+	fmt.Printf("Shared informer: %d FeatureFlags that no stream asks for add %s of Go heap (%s per FeatureFlag of %d bytes of flags) and %s of RSS; it holds one watch. "+
+		"One watch per followed FeatureFlag instead (the kubernetes source's informer, %d of them in one process, measured after a GC): %s of heap (%s per FeatureFlag), %d goroutines and %d watches on the API server.\n",
+		o.extra, mib(informer.heap), kib(informer.heap/int64(o.extra)), informer.docBytes, mib(informer.rss),
+		o.flags, mib(watches.heap), kib(watches.heap/int64(o.flags)), watches.goroutines, o.flags)
 	return nil
 }
 
@@ -665,4 +678,52 @@ func nproc() int {
 		return 0
 	}
 	return strings.Count(string(data), "processor\t:")
+}
+
+// perFlagWatches runs the kubernetes source (an informer on one FeatureFlag, by
+// field selector) for every FeatureFlag in this process, until each has delivered
+// its flags, and returns what they hold: heap after a GC and goroutines.
+func (b *bench) perFlagWatches(ctx context.Context) (struct {
+	heap       int64
+	goroutines int
+}, error) {
+	var out struct {
+		heap       int64
+		goroutines int
+	}
+	client, err := kubesource.NewRESTClient(rest.CopyConfig(b.c.Config))
+	if err != nil {
+		return out, err
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	g0 := runtime.NumGoroutine()
+	wctx, cancel := context.WithCancel(ctx)
+	updates := make(chan flagsync.Update, b.o.flags)
+	var wg sync.WaitGroup
+	for i := range b.o.flags {
+		src, err := kubesource.New(flagsync.SourceConfig{URI: b.namespace(i) + "/" + b.flagName(i), Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), client)
+		if err != nil {
+			cancel()
+			return out, err
+		}
+		wg.Go(func() { _ = src.Run(wctx, updates) })
+	}
+	defer func() { cancel(); wg.Wait() }()
+	seen := map[string]bool{}
+	for len(seen) < b.o.flags {
+		select {
+		case u := <-updates:
+			if u.Err == nil {
+				seen[u.Source] = true
+			}
+		case <-time.After(waitTimeout):
+			return out, fmt.Errorf("per-flag watches: %d of %d FeatureFlags delivered", len(seen), b.o.flags)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	out.heap, out.goroutines = int64(m1.HeapInuse)-int64(m0.HeapInuse), runtime.NumGoroutine()-g0
+	return out, nil
 }
