@@ -102,6 +102,7 @@ type ControllerFlags struct {
 	RenewDeadline    time.Duration `name:"leader-election-renew-deadline" help:"How long the leader keeps trying to renew before it stops leading." default:"10s"`
 	RetryPeriod      time.Duration `name:"leader-election-retry-period" help:"How often replicas try, and the leader renews." default:"2s"`
 	Workers          int           `name:"workers" help:"Workers per reconciler." default:"2"`
+	GrantGrace       time.Duration `name:"grant-grace" help:"How long a ServiceAccount or FeatureFlag must have been gone before the RBAC grant the webhook made for it is removed (a delete and re-create within it keeps the grant)." default:"1m"`
 	ImagePullSecrets []string      `name:"image-pull-secrets" help:"Image pull secrets of the Flagd Deployments (OFO's --image-pull-secrets)." sep:","`
 	Labels           string        `name:"labels" help:"Labels added to the Flagd Deployments and their pods, k1:v1,k2:v2 (OFO's format)."`
 	Annotations      string        `name:"annotations" help:"Annotations added to the Flagd Deployments and their pods, k1:v1,k2:v2 (OFO's format)."`
@@ -406,7 +407,7 @@ func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Re
 	}
 	var grants *controller.Grants
 	if err == nil {
-		grants, err = controller.NewGrants(cluster, clients, recorder, metrics, log)
+		grants, err = controller.NewGrants(cluster, clients, c.GrantGrace, recorder, metrics, log)
 	}
 	if err != nil {
 		stopRecorder()
