@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -263,6 +264,52 @@ func TestFlagdDecisions(t *testing.T) {
 		})
 	}
 }
+
+// TestFlagdLeavesOthersObjectsAlone: a Deployment of the Flagd's name that it does
+// not control (not in the labelled cache, found by a live read) is not taken over:
+// no write to it, a Conflict status and Event naming it. Its own Deployment, not
+// cached yet, is applied.
+func TestFlagdLeavesOthersObjectsAlone(t *testing.T) {
+	const path = "/apis/apps/v1/namespaces/ns/deployments/shared"
+	for _, tc := range []struct {
+		name       string
+		owners     []metav1.OwnerReference
+		wantApply  bool
+		wantReason string
+	}{
+		{name: "someone else's", wantReason: ReasonConflict},
+		{name: "another Flagd's", owners: []metav1.OwnerReference{{Kind: "Flagd", Name: "shared", UID: "older-uid", Controller: ptrTo(true)}}, wantReason: ReasonConflict},
+		{name: "its own, not cached yet", owners: ownerRef(fixtureFlagd(nil)), wantApply: true, wantReason: "Progressing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFlagdFixture(t)
+			f.seed(f.r.flagds, fixtureFlagd(nil))
+			f.seed(f.objs.Sources, fixtureSource())
+			f.seed(f.objs.FeatureFlags, fixtureFlag())
+			f.seed(f.objs.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
+			f.api.live[path] = &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared", OwnerReferences: tc.owners}}
+			if err := f.sync("shared"); err != nil {
+				t.Fatal(err)
+			}
+			if applied := slices.Contains(f.api.writes(), "PATCH "+path); applied != tc.wantApply {
+				t.Errorf("applied: %v, want %v (writes %v)", applied, tc.wantApply, f.api.writes())
+			}
+			var st struct {
+				Status v1beta1.FlagdStatus `json:"status"`
+			}
+			decodeInto(t, f.api.body("PATCH", "/apis/core.openfeature.dev/v1beta1/namespaces/ns/flagds/shared/status"), &st)
+			c := st.Status.Conditions[0]
+			if c.Reason != tc.wantReason {
+				t.Errorf("status reason %s (%s), want %s", c.Reason, c.Message, tc.wantReason)
+			}
+			if tc.wantReason == ReasonConflict && c.Message != "deployments ns/shared exists and is not controlled by this Flagd; rename the Flagd or remove that object" {
+				t.Errorf("message %q", c.Message)
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 func TestSyncPortIsTheSidecarContractDefault(t *testing.T) {
 	if startconfig.Default().SyncPort != syncPort {

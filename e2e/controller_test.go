@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -230,10 +232,12 @@ func deref(s *string) string {
 
 // TestFlagdWithoutSource: a Flagd whose FeatureFlagSource does not exist reports it
 // in its status (and a Warning Event) and is reconciled once the source appears.
+// The operator also serves /metrics, and only that, on OFO's --metrics-bind-address.
 func TestFlagdWithoutSource(t *testing.T) {
 	e := &flagdEnv{c: suite.Cluster, ns: harness.Namespace(t, suite.Cluster, "flagdnosrc")}
 	ctx := t.Context()
-	suite.StartOperator(t, e.c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false")
+	op := suite.StartOperator(t, e.c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false",
+		"--metrics-bind-address", "127.0.0.1:0")
 	e.flagd(t, "lonely", nil)
 	waitFor(t, "a FeatureFlagSourceNotFound status", reconcileTimeout, func() (bool, error) {
 		f, err := e.c.Flags.CoreV1beta1().Flagds(e.ns).Get(ctx, "lonely", metav1.GetOptions{})
@@ -265,6 +269,37 @@ func TestFlagdWithoutSource(t *testing.T) {
 		_, err := e.deployment(ctx, "lonely")
 		return err == nil, err
 	})
+
+	metrics := httpGet(t, "http://"+op.Metrics+"/metrics")
+	if metrics.code != http.StatusOK || !strings.Contains(metrics.body, `controller_runtime_reconcile_total{controller="flagd",result="success"}`) {
+		t.Errorf("/metrics on --metrics-bind-address: %d %.200s", metrics.code, metrics.body)
+	}
+	if readyz := httpGet(t, "http://"+op.Metrics+"/readyz"); readyz.code != http.StatusNotFound {
+		t.Errorf("/readyz on the metrics listener: %d, want 404 (metrics only)", readyz.code)
+	}
+}
+
+type httpAnswer struct {
+	code int
+	body string
+}
+
+func httpGet(t *testing.T, url string) httpAnswer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpAnswer{resp.StatusCode, string(body)}
 }
 
 // TestLeaderElection: two controllers, one Lease. Only the leader reconciles; when

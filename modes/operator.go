@@ -43,6 +43,8 @@ type KubeFlags struct {
 	KubeQPS    float32 `name:"kube-api-qps" help:"Requests per second to the API server." default:"50"`
 	KubeBurst  int     `name:"kube-api-burst" help:"Burst of requests to the API server." default:"100"`
 	HealthAddr string  `name:"health-probe-bind-address" help:"Management listener: /healthz, /readyz, /metrics, gRPC health." default:":8081"`
+	// MetricsAddr keeps OFO's flag: its manifests scrape a port of their own.
+	MetricsAddr string `name:"metrics-bind-address" help:"Also serve /metrics (only) on this address, as OFO's manifests expect (:8080); empty or 0: /metrics on the management listener only." default:""`
 }
 
 // SidecarFlags configure the flagd the operator renders: the injected sidecar and
@@ -161,7 +163,7 @@ func (c *SidecarFlags) injectorConfig() (webhook.InjectorConfig, error) {
 
 // OperatorAddresses are the bound addresses of a running operator (tests).
 type OperatorAddresses struct {
-	Webhook, Management string
+	Webhook, Management, Metrics string
 }
 
 // operatorParts says which parts of the operator a command runs.
@@ -305,6 +307,20 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 		return err
 	}
 	addrs.Management = mgmtLn.Addr().String()
+	if a := p.kube.MetricsAddr; a != "" && a != "0" {
+		metricsCfg := mgmtCfg
+		metricsCfg.Name, metricsCfg.Address = "metrics", a
+		metricsLn, err := server.Listen(metricsCfg)
+		if err != nil {
+			_ = mgmtLn.Close()
+			closeAll()
+			return err
+		}
+		addrs.Metrics = metricsLn.Addr().String()
+		metricsOnly := http.NewServeMux()
+		metricsOnly.Handle("GET /metrics", mgmt.Handler())
+		goRun("metrics", func() error { return server.Serve(ctx, metricsLn, metricsCfg, metricsOnly, log, nil) })
+	}
 	goRun("caches", func() error { cluster.Run(ctx); return nil })
 	for _, s := range serve {
 		s()
