@@ -403,10 +403,7 @@ func TestExportLogIsRateLimited(t *testing.T) {
 	l.report(fail) // logged with 5 left out
 	l.report(nil)  // recovered
 	l.report(nil)  // nothing
-	var got []string
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		got = append(got, line)
-	}
+	got := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	want := []string{
 		`{"level":"warn","signal":"traces","error":"connection refused","failures_not_logged":0,"next_log_after":60000,"message":"otel: export to the collector failed; the data is dropped and serving goes on"}`,
 		`{"level":"warn","signal":"traces","error":"connection refused","failures_not_logged":5,"next_log_after":60000,"message":"otel: export to the collector failed; the data is dropped and serving goes on"}`,

@@ -94,7 +94,7 @@ func TestHandler(t *testing.T) {
 			return Deny(0, "no %s", "way")
 		case strings.HasSuffix(string(req.UID), "panic"):
 			var m map[string]int
-			m["boom"]++ // a nil-map write: the handler must not crash
+			m["boom"]++ //nolint:staticcheck // SA5000: a nil-map write on purpose: the handler must not crash
 		case strings.HasSuffix(string(req.UID), "effects"):
 			return Decision{Allowed: true, Patch: []byte(patch), Effects: []Effect{testEffect("grant a"), testEffect("grant b")}, Warnings: []string{"careful"}}
 		case strings.HasSuffix(string(req.UID), "refuse"):

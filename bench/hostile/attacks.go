@@ -242,7 +242,7 @@ func syncCredentials(ctx context.Context, e *env) (outcome, error) {
 		return outcome{}, fmt.Errorf("SyncFlags: %w", err)
 	}
 	check("SyncFlags", first.GetFlagConfiguration()+first.GetSyncContext().String())
-	if md, err := client.GetMetadata(cctx, &syncv1.GetMetadataRequest{}); err == nil { //nolint:staticcheck // deprecated but served
+	if md, err := client.GetMetadata(cctx, &syncv1.GetMetadataRequest{}); err == nil { // deprecated but served
 		check("GetMetadata", md.String())
 	}
 	var metrics strings.Builder

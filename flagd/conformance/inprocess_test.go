@@ -54,7 +54,7 @@ func newInProcessProvider(ctx context.Context, d *daemon, selector string) (*inP
 		streamCtx = metadata.AppendToOutgoingContext(streamCtx, "flagd-selector", selector)
 	}
 	req := &syncv1.SyncFlagsRequest{ProviderId: providerID}
-	req.Selector = selector //nolint:staticcheck // deprecated, still sent by providers
+	req.Selector = selector // deprecated, still sent by providers
 	stream, err := client.SyncFlags(streamCtx, req)
 	if err != nil {
 		cancel()

@@ -386,7 +386,7 @@ func (r *recorder) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStr
 		}
 	}
 	r.mu.Lock()
-	r.requests = append(r.requests, recorded{ProviderID: req.GetProviderId(), BodySelector: req.GetSelector(), Header: h}) //nolint:staticcheck // the deprecated body selector is what we check
+	r.requests = append(r.requests, recorded{ProviderID: req.GetProviderId(), BodySelector: req.GetSelector(), Header: h}) // the deprecated body selector is what we check
 	r.mu.Unlock()
 	for _, p := range r.payloads {
 		if err := stream.Send(&syncv1.SyncFlagsResponse{FlagConfiguration: p}); err != nil {
@@ -610,7 +610,7 @@ type deepUpstream struct {
 }
 
 func (deepUpstream) SyncFlags(_ *syncv1.SyncFlagsRequest, stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse]) error {
-	var v *structpb.Value = structpb.NewNumberValue(1)
+	v := structpb.NewNumberValue(1)
 	for range 4000 {
 		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
 	}

@@ -116,7 +116,7 @@ func (m *manager) run(ctx context.Context) error {
 		default: // the loop is busy; the informer retries and reports again
 		}
 	}
-	inf, err := newInformer(ctx, m.api.secrets, m.name, &corev1.Secret{}, m.kick, func(err error) { onError(m.explainSecret("list and watch", err)) })
+	inf, err := newInformer(m.api.secrets, m.name, &corev1.Secret{}, m.kick, func(err error) { onError(m.explainSecret("list and watch", err)) })
 	if err != nil {
 		return fmt.Errorf("webhook certificates: Secret %s: %w", m.key, err)
 	}

@@ -94,7 +94,7 @@ func validatingTarget(api objects[*admissionregistrationv1.ValidatingWebhookConf
 func (t *webhookTarget[T]) describe() string { return t.kind + " " + t.name }
 
 func (t *webhookTarget[T]) start(ctx context.Context, onChange func(), onError func(error)) error {
-	inf, err := newInformer(ctx, t.api, t.name, t.example, onChange, func(err error) { onError(t.explain("list and watch", err)) })
+	inf, err := newInformer(t.api, t.name, t.example, onChange, func(err error) { onError(t.explain("list and watch", err)) })
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.describe(), err)
 	}

@@ -223,7 +223,7 @@ func specialFlags(t *testing.T) *flags.Set {
 			"list": []any{1.0, "two", nil, map[string]any{"k": []any{}}}, "obj": map[string]any{"z": 1.0, "a": map[string]any{}}})},
 		{Key: "objects", DefaultVariant: "small", Targeting: pick, Metadata: md(nil), Variants: map[string]any{
 			"small": map[string]any{"a": 1.0}, "empty": map[string]any{}, "big": bigObject,
-			"nested": map[string]any{"a": map[string]any{"b": []any{1.0, "x", nil, true, 1e21, -0.0}}, "<&>": "\u2028"},
+			"nested": map[string]any{"a": map[string]any{"b": []any{1.0, "x", nil, true, 1e21, math.Copysign(0, -1)}}, "<&>": "\u2028"},
 			"nan":    map[string]any{"x": math.NaN()}, "unrepresentable": map[string]any{"x": struct{}{}},
 			"list": []any{1.0}, "scalar": "s"}},
 		{Key: "ints", DefaultVariant: "zero", Targeting: pick, Metadata: md(nil), Variants: map[string]any{
