@@ -35,7 +35,9 @@ func serveTest(t *testing.T, cfg ListenConfig, h http.Handler) string {
 	go func() { done <- Serve(ctx, ln, cfg, h, zerolog.Nop(), nil) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
 	})
 	return ln.Addr().String()
 }
@@ -181,7 +183,7 @@ func TestIdleTimeout(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hold" {
 			w.WriteHeader(http.StatusOK)
-			http.NewResponseController(w).Flush()
+			_ = http.NewResponseController(w).Flush()
 			select {
 			case <-release:
 			case <-r.Context().Done():

@@ -137,12 +137,12 @@ func startOnce(ctx context.Context, o serverOptions) (*server, error) {
 		case <-s.exited:
 			return nil, fmt.Errorf("%w (%v): %s", errExitedEarly, s.exitErr, s.log.String())
 		case <-ctx.Done():
-			s.stop()
+			_ = s.stop() // cancelled: the cancellation is the news
 			return nil, ctx.Err()
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.stop()
+			_ = s.stop() // the server log below says more than how it stopped
 			return nil, fmt.Errorf("no correct answer within %v (last: status %d, error %v, body %.200q); server log:\n%s",
 				o.timeout, status, err, body, s.log.String())
 		}

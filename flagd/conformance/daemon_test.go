@@ -199,8 +199,8 @@ func stop(t *testing.T, cmd *exec.Cmd, exited chan error, config daemonConfig) {
 		}
 	case <-time.After(stopTimeout):
 		_ = cmd.Process.Kill()
-		<-exited
-		t.Errorf("daemon %s did not stop within %s of SIGINT; killed", config, stopTimeout)
+		err := <-exited
+		t.Errorf("daemon %s did not stop within %s of SIGINT; killed (%v)", config, stopTimeout, err)
 	}
 }
 

@@ -116,7 +116,10 @@ func serveService(t *testing.T, svc *Service, cfg server.ListenConfig) *testServ
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("server did not stop within 10s")
 		}
