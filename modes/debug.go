@@ -96,7 +96,7 @@ func newFlagLookup(files []string, sets []*flags.Set, sel store.Selector) (flagL
 		return flagLookup{}, err
 	}
 	for i, set := range sets {
-		if err := st.ApplyParsed(files[i], set); err != nil {
+		if err := st.ApplyParsed(files[i], set); err != nil { //nolint:gosec // G602: sets are loadFlagFiles(files), one per file
 			return flagLookup{}, err
 		}
 	}

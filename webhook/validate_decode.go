@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -137,7 +138,7 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 		text := string(bytes.TrimSpace(raw))
 		if _, err := strconv.ParseInt(text, 10, t.Bits()); err != nil {
 			if errors.Is(err, strconv.ErrRange) {
-				maxInt := int64(^uint64(0) >> (65 - t.Bits()))
+				maxInt := int64(math.MaxInt64) >> (64 - t.Bits())
 				r.problem(path, "must be an integer from %d to %d, got %s", -maxInt-1, maxInt, text)
 			} else {
 				r.problem(path, "must be an integer, got %s", text)

@@ -124,6 +124,7 @@ func checkFeatureFlagSource(r *report, spec *v1beta1.FeatureFlagSourceSpec, name
 	// rendering (what a command line cannot carry) must pass, so that no admitted
 	// FeatureFlagSource gives a sidecar that refuses to start.
 	cfg := startconfig.Default()
+	//nolint:gosec // G115: port() returns 0 or a port from 1 to 65535, and any other value is a problem that returned above
 	cfg.Port, cfg.ManagementPort, cfg.OfrepPort = uint16(ports[0].value), uint16(ports[1].value), uint16(ports[2].value)
 	cfg.Sources = sources
 	cfg.Debug = spec.DebugLogging != nil && *spec.DebugLogging
@@ -315,6 +316,7 @@ func httpSource(r *report, p string, src v1beta1.Source) (*flagsync.SourceConfig
 	if u.Scheme == "http" && !flagsync.IsLoopbackHost(u.Hostname()) {
 		r.warn(p+".source", "plain http:// to %s: flags (and any token) travel unencrypted; the injected sidecar allows it (allowInsecure, as flagd and OFO do), but use https://", u.Hostname())
 	}
+	//nolint:gosec // G115: the caller refuses a negative interval before it checks the source
 	cfg := flagsync.SourceConfig{URI: src.Source, Provider: flagsync.ProviderHTTP, Interval: uint32(src.Interval), AllowInsecure: true}
 	if tok := src.HTTPSyncBearerToken; tok != "" {
 		tp := p + ".httpSyncBearerToken"

@@ -237,7 +237,7 @@ func compileFractional(c *compiler, args []any, path string) node {
 			if !ok {
 				return null
 			}
-			cumulative += uint64(w)
+			cumulative += uint64(w) //nolint:gosec // G115: resolve returns weights from 0 to maxTotalWeight
 			if bucket < cumulative {
 				v := variant(e)
 				switch v.k {
@@ -354,7 +354,7 @@ func murmur3(a, b string) uint32 {
 		k *= c2
 		h ^= k
 	}
-	h ^= uint32(n)
+	h ^= uint32(n) //nolint:gosec // G115: murmur3 mixes in the length modulo 2^32, by definition
 	h ^= h >> 16
 	h *= 0x85ebca6b
 	h ^= h >> 13

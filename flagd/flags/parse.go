@@ -146,26 +146,26 @@ func yamlError(doc []byte, err error) error {
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 	}
-	token := "" // the quoted token, only to find its line
+	quoted := "" // the quoted token, only to find its line
 	if m := quotedName.FindStringSubmatch(msg); m != nil {
-		token = m[1] + m[2]
+		quoted = m[1] + m[2]
 	}
 	var what string
 	switch {
 	case strings.Contains(msg, "unknown anchor"):
-		what, token = "an alias refers to an anchor that is not defined", "*"+token
+		what, quoted = "an alias refers to an anchor that is not defined", "*"+quoted
 	case strings.Contains(msg, "value contains itself"):
-		what, token = "an anchor's value contains an alias to itself", "&"+token
+		what, quoted = "an anchor's value contains an alias to itself", "&"+quoted
 	case strings.Contains(msg, "cannot decode"), strings.Contains(msg, "cannot unmarshal"):
 		what = "a value does not match its tag (e.g. !!int on text)"
 	case strings.Contains(msg, "invalid map key"), strings.Contains(msg, "unsupported map key"):
-		what, token = "a map key is a list or a map, which JSON cannot represent", ""
+		what, quoted = "a map key is a list or a map, which JSON cannot represent", ""
 	case strings.Contains(msg, "!!binary"):
-		what, token = "a !!binary value is not valid base64", ""
+		what, quoted = "a !!binary value is not valid base64", ""
 	case strings.Contains(msg, "excessive aliasing"):
-		what, token = "the document expands too many aliases", ""
+		what, quoted = "the document expands too many aliases", ""
 	default:
-		what, token = "the document is not valid YAML", ""
+		what, quoted = "the document is not valid YAML", ""
 		if i := strings.Index(msg, "line "); i >= 0 && line > 0 {
 			// the scanner's and parser's own phrases, kept if they quote nothing
 			// but a punctuation character
@@ -174,8 +174,8 @@ func yamlError(doc []byte, err error) error {
 			}
 		}
 	}
-	if line == 0 && token != "" {
-		if i := bytes.Index(doc, []byte(token)); i >= 0 {
+	if line == 0 && quoted != "" {
+		if i := bytes.Index(doc, []byte(quoted)); i >= 0 {
 			line = bytes.Count(doc[:i], []byte("\n")) + 1
 		}
 	}

@@ -110,7 +110,7 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	if cfg.IntervalSeed != "" {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(cfg.IntervalSeed))
-		s.offset = time.Duration(h.Sum32()%uint32(s.interval/time.Second)) * time.Second
+		s.offset = time.Duration(h.Sum32()%uint32(s.interval/time.Second)) * time.Second //nolint:gosec // G115: the interval is a uint32 count of seconds (cfg.Interval) or the default
 	}
 	s.next = func(now time.Time) time.Time { return nextPoll(now, s.interval, s.offset) }
 	timeout := DefaultTimeout
@@ -423,7 +423,7 @@ func jitterBackoff(min, max time.Duration, attempt int, resp *http.Response) tim
 		d = max
 	}
 	half := d / 2
-	return half + rand.N(d-half+1)
+	return half + rand.N(d-half+1) //nolint:gosec // G404: backoff jitter needs no cryptographic randomness
 }
 
 // giveUp turns the last failure of a poll into an error that names the status or

@@ -378,7 +378,7 @@ func (s *Service) writeFastResult(w http.ResponseWriter, r *http.Request, conten
 	}
 	// no Content-Length: net/http sets it for a body written at once, as for connect-go
 	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write(body); err != nil {
+	if _, err := w.Write(body); err != nil { //nolint:gosec // G705: a JSON or protobuf body of the content type set above, never HTML
 		s.log.Debug().Err(err).Msg("writing an evaluation response")
 	}
 }
@@ -403,7 +403,7 @@ func (s *Service) writeFastError(w http.ResponseWriter, err error, fb *fastBuffe
 	h["Content-Type"] = s.hdrJSON
 	h["Accept-Encoding"] = s.hdrGzip
 	w.WriteHeader(connectHTTPStatus(code))
-	if _, err := w.Write(b); err != nil {
+	if _, err := w.Write(b); err != nil { //nolint:gosec // G705: a JSON body (Content-Type application/json), never HTML
 		s.log.Debug().Err(err).Msg("writing an evaluation error")
 	}
 }
