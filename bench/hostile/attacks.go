@@ -264,8 +264,9 @@ func fdExhaustion(ctx context.Context, e *env) (outcome, error) {
 	var conns []net.Conn
 	refused := 0
 	req := postRequest(e.d.eval, resolveBoolean, "application/json", []byte(`{"flagKey":"new-checkout"}`))
+	dialer := &net.Dialer{Timeout: 2 * time.Second}
 	for range n {
-		conn, err := net.DialTimeout("tcp", e.d.eval, 2*time.Second)
+		conn, err := dialer.DialContext(ctx, "tcp", e.d.eval)
 		if err != nil {
 			refused++
 			continue
@@ -451,12 +452,13 @@ func idleConns(ctx context.Context, e *env) (outcome, error) {
 	var refused atomic.Int64
 	jobs := make(chan struct{})
 	var wg sync.WaitGroup
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	for range 64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range jobs {
-				conn, err := net.DialTimeout("tcp", e.d.eval, 5*time.Second)
+				conn, err := dialer.DialContext(ctx, "tcp", e.d.eval)
 				if err != nil {
 					refused.Add(1)
 					continue
