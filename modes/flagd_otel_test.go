@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -304,12 +305,7 @@ func TestFlagdExportsOverMutualTLS(t *testing.T) {
 	}
 	presented := func(cn string) bool {
 		evaluate()
-		for _, c := range rcv.Clients() {
-			if c == cn {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(rcv.Clients(), cn)
 	}
 	otlptest.Eventually(t, "an export with the client certificate", func() bool { return presented("flagd-1") })
 	otlptest.Eventually(t, "a span over mutual TLS", func() bool {

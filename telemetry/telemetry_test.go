@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -300,12 +301,7 @@ func TestExportMutualTLS(t *testing.T) {
 		ReloadInterval: 20 * time.Millisecond, Metrics: true, Log: zerolog.Nop()})
 	clientSeen := func(cn string) bool {
 		emitSpan(tel.TracerProvider(), "mtls")
-		for _, c := range rcv.Clients() {
-			if c == cn {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(rcv.Clients(), cn)
 	}
 	otlptest.Eventually(t, "an export with the first client certificate", func() bool { return clientSeen("flagd-client-1") })
 

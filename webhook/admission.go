@@ -101,8 +101,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			h.reply(w, http.StatusRequestEntityTooLarge, "", Deny(http.StatusRequestEntityTooLarge, "AdmissionReview larger than %d bytes", limit), start)
 			return
 		}

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -55,10 +56,8 @@ var (
 // checkProvider records a problem for a provider flagpole cannot run and reports
 // whether it can.
 func checkProvider(r *report, path, provider, whose string) bool {
-	for _, p := range knownProviders {
-		if provider == p {
-			return true
-		}
+	if slices.Contains(knownProviders, provider) {
+		return true
 	}
 	if blobProviders[provider] {
 		r.problem(path, "%sprovider %q: flagpole's sidecar does not implement the cloud blob providers (gcs, azblob, s3); serve the document over https (an http source) or put it in a FeatureFlag (kubernetes, file or flagd-proxy)", whose, provider)

@@ -95,9 +95,7 @@ func parallelPosts(addr string, req []byte, n int, timeout time.Duration) ([]net
 	conns := make([]net.Conn, 0, n)
 	var wg sync.WaitGroup
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			status := "dial error"
 			conn, err := net.DialTimeout("tcp", addr, timeout)
 			if err == nil {
@@ -122,7 +120,7 @@ func parallelPosts(addr string, req []byte, n int, timeout time.Duration) ([]net
 				conns = append(conns, conn)
 			}
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	return conns, statuses
@@ -340,9 +338,7 @@ func syncCardinality(ctx context.Context, e *env) (outcome, error) {
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for j := range jobs {
 				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				sctx = metadata.AppendToOutgoingContext(sctx, "flagd-selector", fmt.Sprintf("flagSetId=set-%d", j[1]))
@@ -355,7 +351,7 @@ func syncCardinality(ctx context.Context, e *env) (outcome, error) {
 				}
 				cancel()
 			}
-		}()
+		})
 	}
 	start := time.Now()
 	for p := range providers {
@@ -454,9 +450,7 @@ func idleConns(ctx context.Context, e *env) (outcome, error) {
 	var wg sync.WaitGroup
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range jobs {
 				conn, err := dialer.DialContext(ctx, "tcp", e.d.eval)
 				if err != nil {
@@ -482,7 +476,7 @@ func idleConns(ctx context.Context, e *env) (outcome, error) {
 				conns = append(conns, conn)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	for range n {
 		jobs <- struct{}{}
@@ -692,9 +686,7 @@ func parallelStreams(addr string, req []byte, n int) ([]net.Conn, map[string]int
 	jobs := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range jobs {
 				status := "dial error"
 				conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -708,7 +700,7 @@ func parallelStreams(addr string, req []byte, n int) ([]net.Conn, map[string]int
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	for range n {
 		jobs <- struct{}{}

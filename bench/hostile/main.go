@@ -119,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		for _, n := range attackNames() {
 			known[n] = true
 		}
-		for _, a := range strings.Split(attacks, ",") {
+		for a := range strings.SplitSeq(attacks, ",") {
 			if a = strings.TrimSpace(a); a == "" {
 				continue
 			}

@@ -97,7 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	for _, w := range strings.Split(workloads, ",") {
+	for w := range strings.SplitSeq(workloads, ",") {
 		if w = strings.TrimSpace(w); w != "" {
 			cfg.workloads = append(cfg.workloads, w)
 		}
@@ -318,7 +318,7 @@ func cpuModel() string {
 	if err != nil {
 		return "unknown CPU"
 	}
-	for _, line := range bytes.Split(data, []byte("\n")) {
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
 		if name, value, ok := bytes.Cut(line, []byte(":")); ok && string(bytes.TrimSpace(name)) == "model name" {
 			return string(bytes.TrimSpace(value))
 		}

@@ -77,7 +77,7 @@ type serverOptions struct {
 // just before the process is started.
 func startServer(ctx context.Context, o serverOptions) (*server, error) {
 	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
+	for range 3 {
 		s, err := startOnce(ctx, o)
 		if err == nil {
 			return s, nil
@@ -193,7 +193,7 @@ func procStatus(pid int, field string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.SplitSeq(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			if err != nil {
@@ -343,7 +343,7 @@ func serverRuntime(mgmt string) (procs, goVersion string) {
 	if err != nil || status != 200 {
 		return procs, goVersion
 	}
-	for _, line := range strings.Split(string(body), "\n") {
+	for line := range strings.SplitSeq(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
 			procs = strings.TrimSpace(v)
 		}

@@ -100,7 +100,7 @@ func parseWrk(out []byte, res *result) error {
 			res.errors += n
 			res.firstError = "non-2xx/3xx responses"
 		case len(f) > 2 && f[0] == "Socket" && f[1] == "errors:":
-			for _, part := range strings.Split(strings.Join(f[2:], " "), ",") {
+			for part := range strings.SplitSeq(strings.Join(f[2:], " "), ",") {
 				kv := strings.Fields(part)
 				if len(kv) == 2 {
 					n, _ := strconv.ParseInt(kv[1], 10, 64)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -180,11 +181,7 @@ func (p *inProcessProvider) Resolve(_ context.Context, key string, typ eval.Type
 		return steps.FromResolution(eval.NotFound(key)), nil
 	}
 	ctx := make(map[string]any, len(evalCtx)+len(enrichment))
-	for k, v := range evalCtx {
-		ctx[k] = v
-	}
-	for k, v := range enrichment {
-		ctx[k] = v
-	}
+	maps.Copy(ctx, evalCtx)
+	maps.Copy(ctx, enrichment)
 	return steps.FromResolution(f.EvaluateAs(typ, ctx, nil)), nil
 }

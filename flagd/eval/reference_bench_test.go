@@ -3,6 +3,7 @@ package eval_test
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,7 @@ import (
 // baseline for docs/performance.md, measured on the same machine as our benchmarks.
 func flagdPath(b *testing.B, rule string, ctx map[string]any) string {
 	withFlagd := make(map[string]any, len(ctx)+1)
-	for k, v := range ctx {
-		withFlagd[k] = v
-	}
+	maps.Copy(withFlagd, ctx)
 	withFlagd["$flagd"] = map[string]any{"flagKey": "flag", "timestamp": time.Now().Unix()}
 	data, err := json.Marshal(withFlagd)
 	if err != nil {

@@ -368,8 +368,7 @@ func check(cfg flagsync.SourceConfig, u *url.URL) error {
 // URL (url.Error's text would, query and password included).
 func parseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
 		err = ue.Err
 	}
 	if err == nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
@@ -396,8 +395,7 @@ func (e *redirectError) Unwrap() error { return e.err }
 // except 501; never TLS verification errors or a cancelled context) that also
 // does not retry a refused redirect.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	var re *redirectError
-	if errors.As(err, &re) {
+	if _, ok := errors.AsType[*redirectError](err); ok {
 		return false, nil
 	}
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
@@ -433,8 +431,7 @@ func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) { // the client failed (connection, TLS, refused redirect)
+	if ue, ok := errors.AsType[*url.Error](err); ok { // the client failed (connection, TLS, refused redirect)
 		err = ue.Err
 	} else if resp != nil { // the server answered with a status worth retrying
 		return nil, fmt.Errorf("%s (%s)", resp.Status, plural(attempts, "attempt"))

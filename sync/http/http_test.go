@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -368,12 +369,7 @@ func TestCredentials(t *testing.T) {
 	saw := func(v string) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, s := range seen {
-			if s == v {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(seen, v)
 	}
 	var logs logBuffer
 	var errs []string

@@ -86,11 +86,8 @@ func Generate(n int) ([]byte, error) {
 			map[string]any{"ends_with": []any{map[string]any{"var": "email"}, TargetingEmailSuffix}}, "on", "off"}},
 		"metadata": map[string]any{"owner": "load-harness"},
 	}
-	width := len(strconv.Itoa(n - MinFlags))
-	if width < 4 {
-		width = 4
-	}
-	for i := 0; i < n-MinFlags; i++ {
+	width := max(len(strconv.Itoa(n-MinFlags)), 4)
+	for i := range n - MinFlags {
 		kind, f := generated(i)
 		all[fmt.Sprintf("flag-%0*d-%s", width, i, kind)] = f
 	}

@@ -107,8 +107,7 @@ func TestRunFails(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestRunFails$", "-test.count=1")
 			cmd.Env = append(os.Environ(), failingSuiteEnv+"="+name)
 			out, err := cmd.CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) {
+			if _, ok := errors.AsType[*exec.ExitError](err); !ok {
 				t.Fatalf("suite %q: want the test to fail, got %v\n%s", name, err, out)
 			}
 			if !strings.Contains(string(out), "godog suite "+name) {

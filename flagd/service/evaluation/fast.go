@@ -387,8 +387,7 @@ func (s *Service) writeFastResult(w http.ResponseWriter, r *http.Request, conten
 // {"code","message"} with the code's HTTP status, always application/json.
 func (s *Service) writeFastError(w http.ResponseWriter, err error, fb *fastBuffers) {
 	code, msg := connect.CodeUnknown, err.Error()
-	var ce *connect.Error
-	if errors.As(err, &ce) {
+	if ce, ok := errors.AsType[*connect.Error](err); ok {
 		code, msg = ce.Code(), ce.Message()
 	}
 	b := append(fb.out[:0], `{"code":`...)

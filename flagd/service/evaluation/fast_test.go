@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -94,9 +95,7 @@ func (d *diffPair) send(t *testing.T, base string, c rawCall) wire {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	for k, vs := range c.header {
-		req.Header[k] = vs
-	}
+	maps.Copy(req.Header, c.header)
 	hc := d.hc
 	if c.h2 {
 		hc = d.hc2
@@ -202,9 +201,7 @@ func specialFlags(t *testing.T) *flags.Set {
 	}
 	md := func(extra map[string]any) map[string]any {
 		m := map[string]any{"flagSetId": "special"}
-		for k, v := range extra {
-			m[k] = v
-		}
+		maps.Copy(m, extra)
 		return m
 	}
 	defs := []eval.Flag{

@@ -198,8 +198,7 @@ type outcome struct {
 }
 
 func errOutcome(err error) outcome {
-	var ce *connect.Error
-	if errors.As(err, &ce) {
+	if ce, ok := errors.AsType[*connect.Error](err); ok {
 		return outcome{Code: ce.Code().String(), Message: ce.Message()}
 	}
 	return outcome{Code: "non-connect error", Message: err.Error()}

@@ -1,6 +1,7 @@
 package ofrep_test
 
 import (
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,9 +71,7 @@ func TestSpans(t *testing.T) {
 		if route != "" {
 			m["http.route"] = route
 		}
-		for k, v := range more {
-			m[k] = v
-		}
+		maps.Copy(m, more)
 		return m
 	}
 	span := func(status string, events int, attrs map[string]string) view {
@@ -90,9 +89,7 @@ func TestSpans(t *testing.T) {
 	}
 	single := "/ofrep/v1/evaluate/flags/{key}"
 	merge := func(a, b map[string]string) map[string]string {
-		for k, v := range b {
-			a[k] = v
-		}
+		maps.Copy(a, b)
 		return a
 	}
 	flagCount := strconv.Itoa(strings.Count(bulk.body, `"key":`))
