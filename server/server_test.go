@@ -72,7 +72,9 @@ func TestCertReloaderPicksUpRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := ListenConfig{Name: "test", TLS: r.TLSConfig()}
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), zerolog.Nop(), nil) }()
+	go func() {
+		done <- Serve(ctx, ln, cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), zerolog.Nop(), nil)
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

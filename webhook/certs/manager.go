@@ -341,7 +341,8 @@ func (m *manager) writeSecret(ctx context.Context, sec *corev1.Secret, exists bo
 
 // sleep waits a little before re-reading after a lost race, longer each time.
 func (m *manager) sleep(ctx context.Context, attempt int) error {
-	d := time.Duration(attempt) * (20*time.Millisecond + rand.N(30*time.Millisecond)) //nolint:gosec // G404: retry jitter needs no cryptographic randomness
+	//nolint:gosec // G404: retry jitter needs no cryptographic randomness
+	d := time.Duration(attempt) * (20*time.Millisecond + rand.N(30*time.Millisecond))
 	t := time.NewTimer(d) // real time: a race with another writer, not a renewal
 	defer t.Stop()
 	select {
