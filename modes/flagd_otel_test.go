@@ -43,6 +43,7 @@ func traceparent(n byte) (header, traceID, spanID string) {
 
 // fastExport makes the SDK export every few milliseconds (standard variables).
 func fastExport(t *testing.T) {
+	t.Helper()
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
 }

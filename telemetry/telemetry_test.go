@@ -135,6 +135,7 @@ func TestNothingConfiguredExportsNothing(t *testing.T) {
 // fastExport makes the SDK export spans and metrics every few milliseconds
 // (standard variables, so this also shows they are honoured).
 func fastExport(t *testing.T) {
+	t.Helper()
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "50")
 }

@@ -42,6 +42,7 @@ func BenchmarkAdmitPod(b *testing.B) {
 }
 
 func request(tb testing.TB, pod any) *admissionv1.AdmissionRequest {
+	tb.Helper()
 	raw, err := json.Marshal(pod)
 	if err != nil {
 		tb.Fatal(err)

@@ -113,6 +113,7 @@ func cleanEnv() []string {
 // clients. Everything is stopped in t.Cleanup, also when the test fails. It may run
 // in its own goroutine: it reports failures as errors.
 func startDaemon(t *testing.T, bin, testbed string, config daemonConfig) (*daemon, error) {
+	t.Helper()
 	d := &daemon{config: config, dir: t.TempDir(), testbed: testbed}
 	settings, err := d.layout(config)
 	if err != nil {
@@ -188,6 +189,7 @@ func startDaemon(t *testing.T, bin, testbed string, config daemonConfig) (*daemo
 // stop ends the subprocess gracefully (SIGINT, as a terminal or the kubelet's
 // SIGTERM), and kills it if it is still running after stopTimeout.
 func stop(t *testing.T, cmd *exec.Cmd, exited chan error, config daemonConfig) {
+	t.Helper()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		_ = cmd.Process.Kill() // already gone, or no SIGINT on this OS
 	}

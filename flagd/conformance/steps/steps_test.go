@@ -120,6 +120,7 @@ func TestRunFails(t *testing.T) {
 // runFailingSuite runs one of failingSuites with an evaluator whose only flag "on"
 // resolves to true.
 func runFailingSuite(t *testing.T, name, feature string) {
+	t.Helper()
 	evaluator := ResolverFunc(func(_ context.Context, key string, typ eval.Type, _ map[string]any) (Outcome, error) {
 		if key != "on" {
 			return FromResolution(eval.NotFound(key)), nil

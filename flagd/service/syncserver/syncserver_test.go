@@ -96,6 +96,7 @@ func apply(t *testing.T, st *store.Store, source, doc string) {
 
 // readyStore holds docA and docB, both applied.
 func readyStore(t *testing.T) *store.Store {
+	t.Helper()
 	st := newStore(t, srcA, srcB)
 	apply(t, st, srcA, docA)
 	apply(t, st, srcB, docB)
@@ -196,6 +197,7 @@ func start(t *testing.T, opts Options, cfg startConfig) *harness {
 
 // testCtx bounds a test's RPCs, so that a missing message fails instead of hanging.
 func testCtx(t *testing.T) context.Context {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	t.Cleanup(cancel)
 	return ctx
@@ -512,7 +514,7 @@ func TestStreamEnds(t *testing.T) {
 		},
 		{
 			name: "graceful shutdown",
-			end: func(t *testing.T, h *harness, _ context.CancelFunc) {
+			end: func(t *testing.T, h *harness, _ context.CancelFunc) { //nolint:thelper // a step of this test case, not a helper: its failures point here
 				if err := h.stop(); err != nil {
 					t.Errorf("Serve returned %v after a clean shutdown, want nil", err)
 				}
