@@ -73,7 +73,7 @@ func TestCertReloaderPicksUpRotation(t *testing.T) {
 	cfg := ListenConfig{Name: "test", TLS: r.TLSConfig()}
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(ctx, ln, cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), zerolog.Nop(), nil)
+		done <- Serve(ctx, ln, cfg, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), zerolog.Nop(), nil)
 	}()
 	defer func() {
 		cancel()

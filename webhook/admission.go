@@ -57,10 +57,12 @@ func Deny(code int32, format string, args ...any) Decision {
 	return Decision{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Effect and EffectApplier are the side effects of admissions (package sidecar
-// defines the kinds: RBAC grants, ConfigMaps, Secrets).
+// The side effects of admissions; package sidecar defines the kinds (RBAC grants,
+// ConfigMaps, Secrets).
 type (
-	Effect        = sidecar.Effect
+	// Effect is one side effect of an admission.
+	Effect = sidecar.Effect
+	// EffectApplier applies the effects of admissions.
 	EffectApplier = sidecar.EffectApplier
 )
 

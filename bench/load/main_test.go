@@ -167,21 +167,21 @@ func TestParseFlags(t *testing.T) {
 func TestRawConn(t *testing.T) {
 	big := strings.Repeat("0123456789", 10_000)
 	mux := http.NewServeMux()
-	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/small", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("ETag", `"abc"`)
 		_, _ = w.Write([]byte(`{"value":true}`))
 	})
-	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, _ *http.Request) {
 		for i := 0; i < len(big); i += 30_000 {
 			_, _ = w.Write([]byte(big[i:min(i+30_000, len(big))]))
 			w.(http.Flusher).Flush()
 		}
 	})
-	mux.HandleFunc("/close", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/close", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Connection", "close")
 		_, _ = w.Write([]byte("bye"))
 	})
-	mux.HandleFunc("/not-modified", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/not-modified", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 	})
 	srv := httptest.NewServer(mux)

@@ -195,15 +195,16 @@ func argList(args any) []any {
 	return []any{args}
 }
 
-// arity checks the argument count of an operator against [min, max] (max < 0: no upper bound).
-func (c *compiler) arity(op string, n, min, max int, path string) {
+// arity checks the argument count of an operator against [least, most] (most < 0:
+// no upper bound).
+func (c *compiler) arity(op string, n, least, most int, path string) {
 	switch {
-	case max >= 0 && min == max && n != min:
-		c.problem(path, "%q takes exactly %d argument%s, got %d", op, min, plural(min), n)
-	case n < min:
-		c.problem(path, "%q takes at least %d argument%s, got %d", op, min, plural(min), n)
-	case max >= 0 && n > max:
-		c.problem(path, "%q takes at most %d arguments, got %d", op, max, n)
+	case most >= 0 && least == most && n != least:
+		c.problem(path, "%q takes exactly %d argument%s, got %d", op, least, plural(least), n)
+	case n < least:
+		c.problem(path, "%q takes at least %d argument%s, got %d", op, least, plural(least), n)
+	case most >= 0 && n > most:
+		c.problem(path, "%q takes at most %d arguments, got %d", op, most, n)
 	}
 }
 

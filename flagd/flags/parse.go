@@ -32,9 +32,10 @@ const (
 	Strict
 )
 
-// Problem and Problems are the findings of parsing, with JSON paths.
 type (
-	Problem  = eval.Problem
+	// Problem is a finding of parsing, with its JSON path.
+	Problem = eval.Problem
+	// Problems are the findings of parsing.
 	Problems = eval.Problems
 )
 
@@ -227,7 +228,7 @@ func (p *parser) document(doc any) *Set {
 			p.warnings = append(p.warnings, Problem{Path: eval.Key("", k), Message: "unknown member, ignored"})
 		}
 	}
-	set.Metadata = p.metadata(root["metadata"], "metadata", true)
+	set.Metadata = p.metadata(root["metadata"], "metadata")
 	p.loadEvaluators(root)
 
 	rawFlags, present := root["flags"]
@@ -273,7 +274,7 @@ func (p *parser) document(doc any) *Set {
 	default:
 		p.fail("flags", "must be an object or an array of flags, got %s", typeName(rawFlags))
 	}
-	p.checkEvaluators(set)
+	p.checkEvaluators()
 	return set
 }
 
@@ -331,7 +332,7 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 		p.fail(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
 	}
 
-	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"), false)
+	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"))
 	if meta == nil {
 		if !p.setMetaDone {
 			p.setMeta, p.setMetaDone = mergeMetadata(setMeta, nil), true
@@ -412,7 +413,7 @@ func (p *parser) variants(f *eval.Flag, obj map[string]any, path string) {
 
 // metadata validates a metadata object: string, number or boolean values; flagSetId
 // and version must be strings.
-func (p *parser) metadata(raw any, path string, isSet bool) map[string]any {
+func (p *parser) metadata(raw any, path string) map[string]any {
 	if raw == nil {
 		return nil
 	}
@@ -619,7 +620,7 @@ func (p *parser) inline(x any, path string, stack []string) (any, int) {
 
 // checkEvaluators compiles every evaluator on its own, so its mistakes are reported
 // at its own path (and unused evaluators are checked too).
-func (p *parser) checkEvaluators(set *Set) {
+func (p *parser) checkEvaluators() {
 	if len(p.evaluators) == 0 {
 		return
 	}

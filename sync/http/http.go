@@ -55,8 +55,8 @@ const (
 	// DefaultRetries is how many times one poll retries a transient failure.
 	DefaultRetries = 2
 	// Backoff bounds between the attempts of one poll (before jitter).
-	retryWaitMin = 250 * time.Millisecond
-	retryWaitMax = 5 * time.Second
+	minRetryWait = 250 * time.Millisecond
+	maxRetryWait = 5 * time.Second
 	// maxRedirects bounds redirects, as net/http's default.
 	maxRedirects = 10
 )
@@ -155,8 +155,8 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	}
 	s.client = &retryablehttp.Client{
 		HTTPClient:   httpClient,
-		RetryWaitMin: retryWaitMin,
-		RetryWaitMax: retryWaitMax,
+		RetryWaitMin: minRetryWait,
+		RetryWaitMax: maxRetryWait,
 		RetryMax:     DefaultRetries,
 		CheckRetry:   checkRetry,
 		Backoff:      jitterBackoff,
@@ -401,24 +401,24 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 }
 
-// jitterBackoff waits min·2^attempt capped at max, with "equal jitter" (a random
+// jitterBackoff waits base·2^attempt capped at ceiling, with "equal jitter" (a random
 // duration between half and all of it), so that replicas that failed together do
-// not retry together. A Retry-After of 429 and 503 answers is honoured up to max
+// not retry together. A Retry-After of 429 and 503 answers is honoured up to ceiling
 // (the next poll is the longer wait).
-func jitterBackoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+func jitterBackoff(base, ceiling time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) &&
 		resp.Header.Get("Retry-After") != "" {
-		if d := retryablehttp.DefaultBackoff(min, max, attempt, resp); d < max {
+		if d := retryablehttp.DefaultBackoff(base, ceiling, attempt, resp); d < ceiling {
 			return d
 		}
-		return max
+		return ceiling
 	}
-	d := max
+	d := ceiling
 	if attempt < 30 {
-		d = min << attempt
+		d = base << attempt
 	}
-	if d > max || d <= 0 {
-		d = max
+	if d > ceiling || d <= 0 {
+		d = ceiling
 	}
 	half := d / 2
 	return half + rand.N(d-half+1) //nolint:gosec // G404: backoff jitter needs no cryptographic randomness

@@ -122,7 +122,7 @@ func (m *manager) run(ctx context.Context) error {
 	}
 	m.secrets = inf
 	for _, t := range m.targets {
-		if err := t.start(ctx, m.kick, onError); err != nil {
+		if err := t.start(m.kick, onError); err != nil {
 			return fmt.Errorf("webhook certificates: %w", err)
 		}
 	}

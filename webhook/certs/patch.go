@@ -20,7 +20,7 @@ var errRetry = errors.New("conflict; retrying")
 // target is one webhook configuration whose caBundle is kept current.
 type target interface {
 	// start creates the informer; run runs it until ctx ends.
-	start(ctx context.Context, onChange func(), onError func(error)) error
+	start(onChange func(), onError func(error)) error
 	run(ctx context.Context)
 	// sync makes every webhook's caBundle equal to bundle. It reports whether the
 	// configuration, as read, already carried bundle everywhere (true also when it
@@ -93,7 +93,7 @@ func validatingTarget(api objects[*admissionregistrationv1.ValidatingWebhookConf
 
 func (t *webhookTarget[T]) describe() string { return t.kind + " " + t.name }
 
-func (t *webhookTarget[T]) start(ctx context.Context, onChange func(), onError func(error)) error {
+func (t *webhookTarget[T]) start(onChange func(), onError func(error)) error {
 	inf, err := newInformer(t.api, t.name, t.example, onChange, func(err error) { onError(t.explain("list and watch", err)) })
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.describe(), err)

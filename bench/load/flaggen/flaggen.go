@@ -43,7 +43,7 @@ func generated(i int) (string, map[string]any) {
 	case r < 15:
 		return "semver", semVer(i)
 	case r < 17:
-		return "ref", refRule(i)
+		return "ref", refRule()
 	case r < 18:
 		return number(i)
 	case r < 19:
@@ -164,7 +164,7 @@ func semVer(i int) map[string]any {
 }
 
 // refRule combines shared evaluators with $ref.
-func refRule(i int) map[string]any {
+func refRule() map[string]any {
 	return map[string]any{"state": "ENABLED",
 		"variants":       map[string]any{"staff": "staff", "beta": "beta", "eu": "eu", "none": "none"},
 		"defaultVariant": "none",

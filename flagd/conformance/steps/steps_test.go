@@ -121,7 +121,7 @@ func TestRunFails(t *testing.T) {
 // resolves to true.
 func runFailingSuite(t *testing.T, name, feature string) {
 	t.Helper()
-	evaluator := ResolverFunc(func(_ context.Context, key string, typ eval.Type, _ map[string]any) (Outcome, error) {
+	evaluator := ResolverFunc(func(_ context.Context, key string, _ eval.Type, _ map[string]any) (Outcome, error) {
 		if key != "on" {
 			return FromResolution(eval.NotFound(key)), nil
 		}
