@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -494,7 +495,7 @@ func idleConns(ctx context.Context, e *env) (outcome, error) {
 	for _, c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
 		if _, err := c.Read(buf); err != nil {
-			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			if ne, ok := errors.AsType[net.Error](err); !ok || !ne.Timeout() {
 				closedByServer++
 			}
 		}

@@ -126,7 +126,7 @@ func startDaemon(ctx context.Context, cfg config, o daemonOptions) (*daemon, err
 			break
 		}
 		if !d.alive() {
-			return nil, fmt.Errorf("daemon exited before answering (%v): %s", d.exitErr, d.log.tail(4096))
+			return nil, fmt.Errorf("daemon exited before answering (%v): %s", d.exitErr, d.log.tail(4096)) //nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, fmt.Errorf("daemon not answering %s within %v: %s", path, cfg.startTO, d.log.tail(4096))

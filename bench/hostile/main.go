@@ -220,7 +220,7 @@ func runAttack(ctx context.Context, cfg config, a attack) (r result) {
 		r.note += fmt.Sprintf(" (normal requests during the attack: %d of %d failed)", r.probeErrorsDuring, r.probesDuring)
 	}
 	if !d.alive() {
-		r.err = errors.Join(r.err, fmt.Errorf("the daemon died: %v; log tail:\n%s", d.exitErr, d.log.tail(4096)))
+		r.err = errors.Join(r.err, fmt.Errorf("the daemon died: %v; log tail:\n%s", d.exitErr, d.log.tail(4096))) //nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 	}
 	return r
 }

@@ -177,8 +177,12 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 	if err != nil {
 		return rep, err
 	}
-	if set, err := flags.Parse(doc, flags.Strict); err != nil || len(set.Flags) != cfg.flagCount {
-		return rep, fmt.Errorf("generated flag file is not valid (%d flags wanted): %v", cfg.flagCount, err)
+	set, err := flags.Parse(doc, flags.Strict)
+	if err != nil {
+		return rep, fmt.Errorf("generated flag file is not valid (%d flags wanted): %w", cfg.flagCount, err)
+	}
+	if len(set.Flags) != cfg.flagCount {
+		return rep, fmt.Errorf("generated flag file has %d flags, %d wanted", len(set.Flags), cfg.flagCount)
 	}
 	rep.flagsBytes = len(doc)
 	flagsFile := filepath.Join(tmp, "flags.json")

@@ -35,7 +35,7 @@ func buildPackage(ctx context.Context, dir, pkg string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	return bin, nil
 }
@@ -135,7 +135,7 @@ func startOnce(ctx context.Context, o serverOptions) (*server, error) {
 		}
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("%w (%v): %s", errExitedEarly, s.exitErr, s.log.String())
+			return nil, fmt.Errorf("%w (%v): %s", errExitedEarly, s.exitErr, s.log.String()) //nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 		case <-ctx.Done():
 			_ = s.stop() // cancelled: the cancellation is the news
 			return nil, ctx.Err()
@@ -143,6 +143,7 @@ func startOnce(ctx context.Context, o serverOptions) (*server, error) {
 		}
 		if time.Now().After(deadline) {
 			_ = s.stop() // the server log below says more than how it stopped
+			//nolint:errorlint // %v: the last probe's error is nil when it got a wrong answer, which %w would print as %!w(<nil>)
 			return nil, fmt.Errorf("no correct answer within %v (last: status %d, error %v, body %.200q); server log:\n%s",
 				o.timeout, status, err, body, s.log.String())
 		}

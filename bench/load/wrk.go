@@ -62,7 +62,7 @@ func runWrk(ctx context.Context, wrk, dir, name string, s *server, o runOptions)
 	res.serverCPU = srvCPU1 - srvCPU0
 	res.serverDiedEarly = cpuErr != nil || !s.alive()
 	if err != nil {
-		return res, fmt.Errorf("%s: wrk: %v\n%s", name, err, out)
+		return res, fmt.Errorf("%s: wrk: %w\n%s", name, err, out)
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.harnessCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())

@@ -277,7 +277,7 @@ func subscribe(ctx context.Context, base string) (<-chan string, error) {
 	select {
 	case typ, ok := <-events:
 		if !ok || typ != "provider_ready" {
-			return nil, fmt.Errorf("event stream: got %q first, want provider_ready (%v)", typ, stream.Err())
+			return nil, fmt.Errorf("event stream: got %q first, want provider_ready (%v)", typ, stream.Err()) //nolint:errorlint // %v: nil when the stream ended cleanly, which %w would print as %!w(<nil>)
 		}
 	case <-time.After(waitLimit):
 		return nil, errors.New("event stream: no provider_ready")

@@ -173,6 +173,7 @@ func startDaemon(t *testing.T, bin, testbed string, config daemonConfig) (*daemo
 		d.evalAddr, d.syncAddr, d.mgmtAddr = a["evaluation"], a["sync"], a["management"]
 	case err := <-exited:
 		exited <- err // for the cleanup
+		//nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 		return nil, fmt.Errorf("daemon %s exited before serving: %v\n%s", config, err, logs.String())
 	case <-timeout.C:
 		return nil, fmt.Errorf("daemon %s did not report its listeners within %s\n%s", config, startTimeout, logs.String())
@@ -445,7 +446,7 @@ func waitReady(mgmtAddr string) error {
 			err = fmt.Errorf("status %s", resp.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("/readyz not 200 within %s: %v", startTimeout, err)
+			return fmt.Errorf("/readyz not 200 within %s: %w", startTimeout, err)
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval, not a synchronisation
 	}

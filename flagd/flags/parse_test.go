@@ -18,7 +18,7 @@ func problems(t *testing.T, doc string, mode flags.Mode) []string {
 	if err == nil {
 		return nil
 	}
-	ps, ok := err.(flags.Problems)
+	ps, ok := err.(flags.Problems) //nolint:errorlint // the contract: Parse returns Problems itself, unwrapped
 	if !ok {
 		t.Fatalf("error is %T, want flags.Problems", err)
 	}

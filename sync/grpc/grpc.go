@@ -287,7 +287,7 @@ func (s *Source) stream(ctx context.Context, client syncv1grpc.FlagSyncServiceCl
 	received := false
 	for {
 		msg, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return received, errors.New("the server ended the SyncFlags stream")
 		}
 		if err != nil {
