@@ -190,11 +190,11 @@ func (h *Handler) reply(w http.ResponseWriter, status int, uid types.UID, d Deci
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	h.Metrics.observe(h.Name, d, time.Since(start))
-	ev := h.Log.Debug()
+	level := zerolog.DebugLevel
 	if !d.Allowed {
-		ev = h.Log.Info()
+		level = zerolog.InfoLevel
 	}
-	ev.Str("webhook", h.Name).Str("uid", string(uid)).Bool("allowed", d.Allowed).Int("patch_bytes", len(d.Patch)).
+	h.Log.WithLevel(level).Str("webhook", h.Name).Str("uid", string(uid)).Bool("allowed", d.Allowed).Int("patch_bytes", len(d.Patch)).
 		Int("effects", len(d.Effects)).Str("message", d.Message).Msg("admission")
 }
 

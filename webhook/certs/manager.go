@@ -234,11 +234,11 @@ func (m *manager) reconcile(ctx context.Context) (time.Time, error) {
 		written, err := m.writeSecret(ctx, sec, exists, p.changes)
 		switch {
 		case err == nil:
-			ev := m.log.Info()
+			level := zerolog.InfoLevel
 			if p.repair {
-				ev = m.log.Warn()
+				level = zerolog.WarnLevel
 			}
-			ev.Strs("changes", p.why).Str("resourceVersion", written.ResourceVersion).Msg("wrote the Secret")
+			m.log.WithLevel(level).Strs("changes", p.why).Str("resourceVersion", written.ResourceVersion).Msg("wrote the Secret")
 			sec, exists = written, true
 			continue
 		case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err), apierrors.IsNotFound(err):

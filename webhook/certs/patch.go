@@ -149,16 +149,16 @@ func (t *webhookTarget[T]) sync(ctx context.Context, bundle []byte) (bool, error
 		return false, t.explain("update", err)
 	}
 	t.staleRV = meta.GetResourceVersion()
-	ev := t.log.Info()
+	level := zerolog.InfoLevel
 	if hadBundle(bundles) {
-		ev = t.log.Warn() // someone (kubectl apply, a GitOps tool) changed it
+		level = zerolog.WarnLevel // someone (kubectl apply, a GitOps tool) changed it
 	}
 	newMeta, _ := metaOf(updated)
 	rv := ""
 	if newMeta != nil {
 		rv = newMeta.GetResourceVersion()
 	}
-	ev.Str("webhookConfiguration", t.describe()).Int("webhooks", len(bundles)).Int("drifted", drifted).Str("resourceVersion", rv).
+	t.log.WithLevel(level).Str("webhookConfiguration", t.describe()).Int("webhooks", len(bundles)).Int("drifted", drifted).Str("resourceVersion", rv).
 		Msg("set caBundle of the webhook configuration to the current CA bundle")
 	return false, nil
 }
