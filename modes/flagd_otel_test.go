@@ -144,6 +144,8 @@ func spanIn(rcv *otlptest.Receiver, scope, name, traceID string) (otlptest.Span,
 // OFREP and a sync fetch become spans joined to the callers' traces, flagd's
 // metrics arrive under their OTel names, /metrics keeps serving, and nothing the
 // callers sent in evaluation contexts or headers is in anything the receiver got.
+//
+//nolint:gocognit // an end-to-end script: call every API, then check every span and metric; its steps read in order
 func TestFlagdExportsTelemetry(t *testing.T) {
 	fastExport(t)
 	rcv := otlptest.Start(t, nil)

@@ -83,21 +83,7 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 			want("an object")
 			return
 		}
-		fields := structFields(t)
-		seen := map[string]bool{}
-		for _, m := range objectMembers(raw) {
-			p := eval.Key(path, m.key)
-			if seen[m.key] {
-				r.warn(p, "duplicate field: the last value is used (kubectl apply refuses the manifest)")
-			}
-			seen[m.key] = true
-			ft, ok := fields[m.key]
-			if !ok {
-				r.warn(p, "unknown field: the API server drops it (kubectl apply refuses the manifest)")
-				continue
-			}
-			checkShape(r, p, m.value, ft)
-		}
+		checkFields(r, path, raw, t)
 	case reflect.Map:
 		if kind != "object" {
 			want("an object")
@@ -135,15 +121,7 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 			want("an integer")
 			return
 		}
-		text := string(bytes.TrimSpace(raw))
-		if _, err := strconv.ParseInt(text, 10, t.Bits()); err != nil {
-			if errors.Is(err, strconv.ErrRange) {
-				maxInt := int64(math.MaxInt64) >> (64 - t.Bits())
-				r.problem(path, "must be an integer from %d to %d, got %s", -maxInt-1, maxInt, text)
-			} else {
-				r.problem(path, "must be an integer, got %s", text)
-			}
-		}
+		checkInt(r, path, raw, t.Bits())
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		if kind != "number" {
 			want("an integer")
@@ -156,6 +134,39 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 	case reflect.Float32, reflect.Float64:
 		if kind != "number" {
 			want("a number")
+		}
+	}
+}
+
+// checkFields checks the members of a JSON object against the fields of struct type t.
+func checkFields(r *report, path string, raw []byte, t reflect.Type) {
+	fields := structFields(t)
+	seen := map[string]bool{}
+	for _, m := range objectMembers(raw) {
+		p := eval.Key(path, m.key)
+		if seen[m.key] {
+			r.warn(p, "duplicate field: the last value is used (kubectl apply refuses the manifest)")
+		}
+		seen[m.key] = true
+		ft, ok := fields[m.key]
+		if !ok {
+			r.warn(p, "unknown field: the API server drops it (kubectl apply refuses the manifest)")
+			continue
+		}
+		checkShape(r, p, m.value, ft)
+	}
+}
+
+// checkInt checks that the JSON number raw is an integer that fits a signed integer
+// of the given size in bits.
+func checkInt(r *report, path string, raw []byte, bits int) {
+	text := string(bytes.TrimSpace(raw))
+	if _, err := strconv.ParseInt(text, 10, bits); err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			maxInt := int64(math.MaxInt64) >> (64 - bits)
+			r.problem(path, "must be an integer from %d to %d, got %s", -maxInt-1, maxInt, text)
+		} else {
+			r.problem(path, "must be an integer, got %s", text)
 		}
 	}
 }

@@ -173,22 +173,11 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 	}
 	defer os.RemoveAll(tmp)
 
-	doc, err := flaggen.Generate(cfg.flagCount)
+	flagsFile, flagsBytes, err := writeFlagFile(tmp, cfg.flagCount)
 	if err != nil {
 		return rep, err
 	}
-	set, err := flags.Parse(doc, flags.Strict)
-	if err != nil {
-		return rep, fmt.Errorf("generated flag file is not valid (%d flags wanted): %w", cfg.flagCount, err)
-	}
-	if len(set.Flags) != cfg.flagCount {
-		return rep, fmt.Errorf("generated flag file has %d flags, %d wanted", len(set.Flags), cfg.flagCount)
-	}
-	rep.flagsBytes = len(doc)
-	flagsFile := filepath.Join(tmp, "flags.json")
-	if err := os.WriteFile(flagsFile, doc, 0o600); err != nil {
-		return rep, err
-	}
+	rep.flagsBytes = flagsBytes
 	wrk := ""
 	if cfg.wrk {
 		if wrk, err = exec.LookPath("wrk"); err != nil {
@@ -294,6 +283,24 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 		rep.stopErr = err.Error()
 	}
 	return rep, nil
+}
+
+// writeFlagFile generates a flag file of n flags in dir, checks that flagd would load
+// all n of them, and returns its path and size in bytes.
+func writeFlagFile(dir string, n int) (string, int, error) {
+	doc, err := flaggen.Generate(n)
+	if err != nil {
+		return "", 0, err
+	}
+	set, err := flags.Parse(doc, flags.Strict)
+	if err != nil {
+		return "", 0, fmt.Errorf("generated flag file is not valid (%d flags wanted): %w", n, err)
+	}
+	if len(set.Flags) != n {
+		return "", 0, fmt.Errorf("generated flag file has %d flags, %d wanted", len(set.Flags), n)
+	}
+	path := filepath.Join(dir, "flags.json")
+	return path, len(doc), os.WriteFile(path, doc, 0o600)
 }
 
 // median returns the median of durations (the lower middle one for an even count).

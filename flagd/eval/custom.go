@@ -150,6 +150,8 @@ func (b bucketEntry) resolve(e *env) (variant node, weight int64, ok bool) {
 // bucket = murmur3_x86_32(key, seed 0) * totalWeight >> 32, walked over the entries.
 // The key is the first argument when it evaluates to a string, otherwise
 // flagKey+targetingKey.
+//
+//nolint:gocognit // half the score is the returned evaluation closure, fractional's hot path, kept flat and next to the compile-time checks it is specialised by
 func compileFractional(c *compiler, args []any, path string) node {
 	var keyNode node
 	entryArgs, first := args, 0

@@ -34,6 +34,8 @@ type requestParser struct {
 
 // parse decodes the whole body. ctx is nil when the context is absent, null or {}
 // (as the slow path skips AsMap for an empty Struct).
+//
+//nolint:gocognit // a single-pass scanner of the request object on the evaluation hot path: one loop over its members by design
 func (p *requestParser) parse(body []byte) (key string, ctx map[string]any, ok bool) {
 	p.b, p.i = body, 0
 	p.ws()
