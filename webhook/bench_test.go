@@ -27,8 +27,11 @@ func BenchmarkAdmitPod(b *testing.B) {
 		objs.RoleBindings = append(objs.RoleBindings, sidecar.GrantBinding(g))
 	}
 	h := &Handler{Name: "mutate-pods", Admit: in.Admit, Log: zerolog.Nop()}
-	review, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+	review, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: request(b, rpcPod("flags"))})
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequest("POST", PathMutatePod, strings.NewReader(string(review)))

@@ -244,7 +244,10 @@ func TestDecisionFlow(t *testing.T) {
 func TestNotMutatedTwice(t *testing.T) {
 	in := newInjector(baseObjects())
 	_, injected := admitted(t, in, rpcPod("flags"))
-	raw, _ := json.Marshal(injected)
+	raw, err := json.Marshal(injected)
+	if err != nil {
+		t.Fatal(err)
+	}
 	update := in.Admit(context.Background(), &admissionv1.AdmissionRequest{Operation: admissionv1.Update, Object: runtime.RawExtension{Raw: raw}})
 	if !update.Allowed || update.Patch != nil || update.Message != msgNotCreated {
 		t.Errorf("UPDATE: %+v", update)
