@@ -47,14 +47,18 @@ type config struct {
 	progress io.Writer
 }
 
-func main() {
+func main() { os.Exit(realMain()) }
+
+// realMain runs the command and returns its exit code, so that deferred cleanups
+// (the signal handler, temporary directories) run before the process exits.
+func realMain() int {
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "hostile:", err)
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,14 +66,14 @@ func main() {
 		dir, err := os.MkdirTemp("", "flagpole-hostile-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "hostile:", err)
-			os.Exit(1)
+			return 1
 		}
 		defer os.RemoveAll(dir)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "flagpole"), ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "hostile: go build: %v\n%s", err, out)
-			os.Exit(1)
+			return 1
 		}
 		cfg.bin = filepath.Join(dir, "flagpole")
 	}
@@ -79,14 +83,15 @@ func main() {
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "hostile:", err)
-			os.Exit(1)
+			return 1
 		}
 	}
 	for _, r := range results {
 		if r.err != nil {
-			os.Exit(1)
+			return 1
 		}
 	}
+	return 0
 }
 
 // parseFlags reads the command line.

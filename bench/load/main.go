@@ -50,21 +50,26 @@ type config struct {
 	serverArgs, serverEnv []string
 }
 
-func main() {
+func main() { os.Exit(realMain()) }
+
+// realMain runs the command and returns its exit code, so that deferred cleanups
+// (the signal handler, temporary directories) run before the process exits.
+func realMain() int {
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "load:", err)
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // parseFlags reads the command line.

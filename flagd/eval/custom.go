@@ -326,12 +326,13 @@ func murmur3(a, b string) uint32 {
 	i := 0
 	for ; i+4 <= n; i += 4 {
 		var k uint32
-		if i+4 <= len(a) {
+		switch {
+		case i+4 <= len(a):
 			k = uint32(a[i]) | uint32(a[i+1])<<8 | uint32(a[i+2])<<16 | uint32(a[i+3])<<24
-		} else if i >= len(a) {
+		case i >= len(a):
 			j := i - len(a)
 			k = uint32(b[j]) | uint32(b[j+1])<<8 | uint32(b[j+2])<<16 | uint32(b[j+3])<<24
-		} else {
+		default:
 			k = at(i) | at(i+1)<<8 | at(i+2)<<16 | at(i+3)<<24
 		}
 		k *= c1

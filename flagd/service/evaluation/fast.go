@@ -390,7 +390,7 @@ func (s *Service) writeFastError(w http.ResponseWriter, err error, fb *fastBuffe
 	if ce, ok := errors.AsType[*connect.Error](err); ok {
 		code, msg = ce.Code(), ce.Message()
 	}
-	b := append(fb.out[:0], `{"code":`...)
+	b := append(fb.out[:0], `{"code":`...) //nolint:gocritic // appendAssign: reuses fb.out's array in a local; stored back in fb.out below
 	b = jsonwire.AppendString(b, code.String())
 	if msg != "" {
 		b = append(b, `,"message":`...)

@@ -397,7 +397,7 @@ func (p *requestParser) stringBytes() ([]byte, bool) {
 // unescape continues stringBytes at the first backslash (index i).
 func (p *requestParser) unescape(start, i int) ([]byte, bool) {
 	b := p.b
-	out := append(p.scratch[:0], b[start:i]...)
+	out := append(p.scratch[:0], b[start:i]...) //nolint:gocritic // appendAssign: reuses the scratch array in a local; stored back by the defer
 	defer func() { p.scratch = out[:0] }()
 	for i < len(b) {
 		c := b[i]
