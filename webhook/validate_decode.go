@@ -34,11 +34,11 @@ const (
 func decodeObject(raw []byte, obj any, r *report) decodeResult {
 	var probe any
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		r.problem("", "the object is not valid JSON: %v", err)
+		r.problemf("", "the object is not valid JSON: %v", err)
 		return notJSON
 	}
 	if k := jsonKind(raw); k != "object" {
-		r.problem("", "the object must be a JSON object, got %s", k)
+		r.problemf("", "the object must be a JSON object, got %s", k)
 		return notJSON
 	}
 	before := len(r.problems)
@@ -47,7 +47,7 @@ func decodeObject(raw []byte, obj any, r *report) decodeResult {
 		return wrongTypes
 	}
 	if err := utiljson.Unmarshal(raw, obj); err != nil { // the walk should have found it
-		r.problem("", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		r.problemf("", "%s", strings.TrimPrefix(err.Error(), "json: "))
 		return wrongTypes
 	}
 	return decoded
@@ -69,11 +69,11 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 		// metav1.Time, resource.Quantity, intstr.IntOrString, ...: their own decoder
 		// knows what fits.
 		if err := utiljson.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
-			r.problem(path, "%s", strings.TrimPrefix(err.Error(), "json: "))
+			r.problemf(path, "%s", strings.TrimPrefix(err.Error(), "json: "))
 		}
 		return
 	}
-	want := func(what string) { r.problem(path, "must be %s, got %s", what, kind) }
+	want := func(what string) { r.problemf(path, "must be %s, got %s", what, kind) }
 	switch t.Kind() {
 	case reflect.Pointer:
 		checkShape(r, path, raw, t.Elem())
@@ -129,7 +129,7 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 		}
 		text := string(bytes.TrimSpace(raw))
 		if _, err := strconv.ParseUint(text, 10, t.Bits()); err != nil {
-			r.problem(path, "must be an integer from 0 to %d, got %s", ^uint64(0)>>(64-t.Bits()), text)
+			r.problemf(path, "must be an integer from 0 to %d, got %s", ^uint64(0)>>(64-t.Bits()), text)
 		}
 	case reflect.Float32, reflect.Float64:
 		if kind != "number" {
@@ -145,12 +145,12 @@ func checkFields(r *report, path string, raw []byte, t reflect.Type) {
 	for _, m := range objectMembers(raw) {
 		p := eval.Key(path, m.key)
 		if seen[m.key] {
-			r.warn(p, "duplicate field: the last value is used (kubectl apply refuses the manifest)")
+			r.warnf(p, "duplicate field: the last value is used (kubectl apply refuses the manifest)")
 		}
 		seen[m.key] = true
 		ft, ok := fields[m.key]
 		if !ok {
-			r.warn(p, "unknown field: the API server drops it (kubectl apply refuses the manifest)")
+			r.warnf(p, "unknown field: the API server drops it (kubectl apply refuses the manifest)")
 			continue
 		}
 		checkShape(r, p, m.value, ft)
@@ -164,9 +164,9 @@ func checkInt(r *report, path string, raw []byte, bits int) {
 	if _, err := strconv.ParseInt(text, 10, bits); err != nil {
 		if errors.Is(err, strconv.ErrRange) {
 			maxInt := int64(math.MaxInt64) >> (64 - bits)
-			r.problem(path, "must be an integer from %d to %d, got %s", -maxInt-1, maxInt, text)
+			r.problemf(path, "must be an integer from %d to %d, got %s", -maxInt-1, maxInt, text)
 		} else {
-			r.problem(path, "must be an integer, got %s", text)
+			r.problemf(path, "must be an integer, got %s", text)
 		}
 	}
 }

@@ -199,13 +199,13 @@ type parser struct {
 	literals    *eval.Interner // shared by every rule of the document
 }
 
-// fail records a finding that makes flagd reject the payload, in both modes.
-func (p *parser) fail(path, format string, args ...any) {
+// failf records a finding that makes flagd reject the payload, in both modes.
+func (p *parser) failf(path, format string, args ...any) {
 	p.errors = append(p.errors, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-// schema records a schema violation: an error in strict mode, a warning otherwise.
-func (p *parser) schema(path, format string, args ...any) {
+// schemaf records a schema violation: an error in strict mode, a warning otherwise.
+func (p *parser) schemaf(path, format string, args ...any) {
 	pr := Problem{Path: path, Message: fmt.Sprintf(format, args...)}
 	if p.strict {
 		p.errors = append(p.errors, pr)
@@ -218,7 +218,7 @@ func (p *parser) document(doc any) *Set {
 	set := &Set{}
 	root, ok := doc.(map[string]any)
 	if !ok {
-		p.fail("", "the document must be a JSON object with a \"flags\" member, got %s", typeName(doc))
+		p.failf("", "the document must be a JSON object with a \"flags\" member, got %s", typeName(doc))
 		return set
 	}
 	for _, k := range sortedKeys(root) {
@@ -237,7 +237,7 @@ func (p *parser) document(doc any) *Set {
 		for _, key := range sortedKeys(fl) {
 			path := eval.Key("flags", key)
 			if key == "" {
-				p.fail(path, "a flag key must not be empty")
+				p.failf(path, "a flag key must not be empty")
 				continue
 			}
 			set.Flags = p.appendFlag(set.Flags, key, fl[key], path, set.Metadata, false)
@@ -249,7 +249,7 @@ func (p *parser) document(doc any) *Set {
 			obj, _ := raw.(map[string]any)
 			key, _ := obj["key"].(string)
 			if obj != nil && key == "" {
-				p.fail(eval.Key(path, "key"), "a flag in the array form needs a non-empty string \"key\"")
+				p.failf(eval.Key(path, "key"), "a flag in the array form needs a non-empty string \"key\"")
 				continue
 			}
 			before := len(set.Flags)
@@ -260,19 +260,19 @@ func (p *parser) document(doc any) *Set {
 			f := set.Flags[len(set.Flags)-1]
 			id := [2]string{f.FlagSetID, f.Key}
 			if prev, dup := seen[id]; dup {
-				p.schema(path, "flag %q is defined again in flag set %q (first at %s); the last definition wins", f.Key, f.FlagSetID, prev)
+				p.schemaf(path, "flag %q is defined again in flag set %q (first at %s); the last definition wins", f.Key, f.FlagSetID, prev)
 				set.Flags = removeFlag(set.Flags[:len(set.Flags)-1], id, f)
 			}
 			seen[id] = path
 		}
 	case nil:
 		if !present {
-			p.fail("flags", "is required")
+			p.failf("flags", "is required")
 		} else {
-			p.schema("flags", "is null, which removes every flag of this source")
+			p.schemaf("flags", "is null, which removes every flag of this source")
 		}
 	default:
-		p.fail("flags", "must be an object or an array of flags, got %s", typeName(rawFlags))
+		p.failf("flags", "must be an object or an array of flags, got %s", typeName(rawFlags))
 	}
 	p.checkEvaluators()
 	return set
@@ -295,13 +295,13 @@ var flagFields = map[string]bool{"state": true, "variants": true, "defaultVarian
 func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, setMeta map[string]any, arrayForm bool) []*eval.Flag {
 	obj, ok := raw.(map[string]any)
 	if !ok {
-		p.fail(path, "a flag must be an object, got %s", typeName(raw))
+		p.failf(path, "a flag must be an object, got %s", typeName(raw))
 		return out
 	}
 	errorsBefore := len(p.errors)
 	for _, k := range sortedKeys(obj) {
 		if !flagFields[k] || (k == "key" && !arrayForm) {
-			p.schema(eval.Key(path, k), "unknown flag member")
+			p.schemaf(eval.Key(path, k), "unknown flag member")
 		}
 	}
 	f := &eval.Flag{Key: strings.Clone(key)}
@@ -310,16 +310,16 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 	case string:
 		f.State = stateName(st)
 		if st != "ENABLED" && st != "DISABLED" {
-			p.schema(eval.Key(path, "state"), "must be \"ENABLED\" or \"DISABLED\", got %q (flagd treats it as enabled)", st)
+			p.schemaf(eval.Key(path, "state"), "must be \"ENABLED\" or \"DISABLED\", got %q (flagd treats it as enabled)", st)
 		}
 	case nil:
 		if _, present := obj["state"]; present {
-			p.fail(eval.Key(path, "state"), "must be a string, got null")
+			p.failf(eval.Key(path, "state"), "must be a string, got null")
 		} else {
-			p.schema(eval.Key(path, "state"), "is required (flagd treats a missing state as enabled)")
+			p.schemaf(eval.Key(path, "state"), "is required (flagd treats a missing state as enabled)")
 		}
 	default:
-		p.fail(eval.Key(path, "state"), "must be a string, got %s", typeName(st))
+		p.failf(eval.Key(path, "state"), "must be a string, got %s", typeName(st))
 	}
 
 	p.variants(f, obj, path)
@@ -329,7 +329,7 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 		f.DefaultVariant = strings.Clone(dv)
 	case nil:
 	default:
-		p.fail(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
+		p.failf(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
 	}
 
 	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"))
@@ -382,31 +382,31 @@ func (p *parser) variants(f *eval.Flag, obj map[string]any, path string) {
 	vs, ok := raw.(map[string]any)
 	switch {
 	case !present:
-		p.schema(vpath, "is required")
+		p.schemaf(vpath, "is required")
 		return
 	case !ok:
-		p.fail(vpath, "must be an object of variant name to value, got %s", typeName(raw))
+		p.failf(vpath, "must be an object of variant name to value, got %s", typeName(raw))
 		return
 	case len(vs) == 0:
-		p.schema(vpath, "must have at least one variant")
+		p.schemaf(vpath, "must have at least one variant")
 	}
 	f.Variants = vs
 	first, firstName := "", ""
 	for _, name := range sortedKeys(vs) {
 		vp := eval.Key(vpath, name)
 		if name == "" {
-			p.schema(vp, "a variant name must not be empty")
+			p.schemaf(vp, "a variant name must not be empty")
 		}
 		t := typeName(vs[name])
 		switch t {
 		case "array", "null":
-			p.schema(vp, "a variant value must be a boolean, string, number or object, got %s", t)
+			p.schemaf(vp, "a variant value must be a boolean, string, number or object, got %s", t)
 			continue
 		}
 		if first == "" {
 			first, firstName = t, name
 		} else if t != first {
-			p.schema(vp, "is a %s, but variant %q is a %s: all variants of a flag must have one type", t, firstName, first)
+			p.schemaf(vp, "is a %s, but variant %q is a %s: all variants of a flag must have one type", t, firstName, first)
 		}
 	}
 }
@@ -419,17 +419,17 @@ func (p *parser) metadata(raw any, path string) map[string]any {
 	}
 	m, ok := raw.(map[string]any)
 	if !ok {
-		p.fail(path, "must be an object, got %s", typeName(raw))
+		p.failf(path, "must be an object, got %s", typeName(raw))
 		return nil
 	}
 	for _, k := range sortedKeys(m) {
 		switch v := m[k].(type) {
 		case string, float64, bool:
 			if (k == "flagSetId" || k == "version") && typeName(v) != "string" {
-				p.schema(eval.Key(path, k), "must be a string, got %s", typeName(v))
+				p.schemaf(eval.Key(path, k), "must be a string, got %s", typeName(v))
 			}
 		default:
-			p.schema(eval.Key(path, k), "metadata values must be strings, numbers or booleans, got %s", typeName(v))
+			p.schemaf(eval.Key(path, k), "metadata values must be strings, numbers or booleans, got %s", typeName(v))
 		}
 	}
 	return m
@@ -499,7 +499,7 @@ func (p *parser) loadEvaluators(root map[string]any) {
 	}
 	evs, ok := raw.(map[string]any)
 	if !ok {
-		p.fail("$evaluators", "must be an object of evaluator name to JsonLogic rule, got %s", typeName(raw))
+		p.failf("$evaluators", "must be an object of evaluator name to JsonLogic rule, got %s", typeName(raw))
 		return
 	}
 	p.evaluators = evs
@@ -507,11 +507,11 @@ func (p *parser) loadEvaluators(root map[string]any) {
 	for _, name := range sortedKeys(evs) {
 		path := eval.Key("$evaluators", name)
 		if isEmptyEvaluator(evs[name]) {
-			p.fail(path, "evaluator is empty")
+			p.failf(path, "evaluator is empty")
 			continue
 		}
 		if r, _ := p.resolveEvaluator(name, nil); r.size > MaxRuleNodes {
-			p.fail(path, "the evaluator expands to more than %d nodes after inlining $ref (evaluators that reference each other several times multiply)", MaxRuleNodes)
+			p.failf(path, "the evaluator expands to more than %d nodes after inlining $ref (evaluators that reference each other several times multiply)", MaxRuleNodes)
 		}
 	}
 }
@@ -555,7 +555,7 @@ func (p *parser) resolveEvaluator(name string, stack []string) (resolved, bool) 
 	for i, s := range stack {
 		if s == name {
 			cycle := append(append([]string{}, stack[i:]...), name)
-			p.fail(eval.Key("$evaluators", stack[i]), "$ref cycle: %s", strings.Join(cycle, " -> "))
+			p.failf(eval.Key("$evaluators", stack[i]), "$ref cycle: %s", strings.Join(cycle, " -> "))
 			p.resolved[name] = resolved{}
 			return resolved{}, true
 		}
@@ -571,7 +571,7 @@ func (p *parser) resolveEvaluator(name string, stack []string) (resolved, bool) 
 func (p *parser) inlineRule(x any, path string) any {
 	tree, size := p.inline(x, path, nil)
 	if size > MaxRuleNodes {
-		p.fail(path, "the rule expands to %d nodes after inlining $ref, more than %d (evaluators that reference each other several times multiply)", size, MaxRuleNodes)
+		p.failf(path, "the rule expands to %d nodes after inlining $ref, more than %d (evaluators that reference each other several times multiply)", size, MaxRuleNodes)
 		return nil
 	}
 	return tree
