@@ -175,7 +175,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	}}
 	f.Fuzz(func(t *testing.T, body string) {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("POST", "/validate", strings.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, "/validate", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {

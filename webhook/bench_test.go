@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func BenchmarkAdmitPod(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("POST", PathMutatePod, strings.NewReader(string(review)))
+		req := httptest.NewRequest(http.MethodPost, PathMutatePod, strings.NewReader(string(review)))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

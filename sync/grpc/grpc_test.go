@@ -326,7 +326,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestUnixSocket(t *testing.T) {
-	dir, err := os.MkdirTemp("", "fp") // short: socket paths are limited to ~100 bytes
+	dir, err := os.MkdirTemp("", "fp") //nolint:usetesting // short: socket paths are limited to ~100 bytes, t.TempDir's holds the test name
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -461,7 +461,7 @@ func nextPoll(now time.Time, interval, offset time.Duration) time.Time {
 	if since < offset {
 		t = midnight.Add(offset)
 	} else {
-		t = midnight.Add(offset + ((since-offset)/interval+1)*interval)
+		t = midnight.Add(offset + (since - offset).Truncate(interval) + interval)
 	}
 	if nextMidnight := time.Date(y, m, d+1, 0, 0, 0, 0, now.Location()); !t.Before(nextMidnight) {
 		t = nextMidnight.Add(offset)

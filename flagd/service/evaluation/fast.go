@@ -301,11 +301,11 @@ func (s *Service) appendResponse(b []byte, p fastProcedure, r result) (out []byt
 			return b, false, err
 		}
 		if obj != nil && obj.err != nil {
-			return b, false, nil
+			return b, false, nil //nolint:nilerr // protojson would refuse the value: not exact, and the caller's marshal reports it
 		}
 	}
 	if r.meta.err != nil {
-		return b, false, nil
+		return b, false, nil //nolint:nilerr // protojson would refuse the metadata: not exact, and the caller's marshal reports it
 	}
 	var hasValue bool
 	switch p.typ {

@@ -135,7 +135,7 @@ func start(t *testing.T, opts Options, cfg startConfig) *harness {
 	var target string
 	switch cfg.network {
 	case "unix":
-		dir, err := os.MkdirTemp("", "syncsrv") // short: unix socket paths are limited to ~100 bytes
+		dir, err := os.MkdirTemp("", "syncsrv") //nolint:usetesting // short: unix socket paths are limited to ~100 bytes, t.TempDir's holds the test name
 		if err != nil {
 			t.Fatal(err)
 		}
