@@ -177,14 +177,12 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 	var wg gosync.WaitGroup
 	errs := make(chan error, 6)
 	goRun := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := fn(); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
 				cancel()
 			}
-		}()
+		})
 	}
 	goRun("sources", func() error { flagsync.Feed(ctx, st, sources); return nil })
 	goRun("evaluation", func() error { return server.Serve(ctx, evalLn, evalCfg, evalSvc.Handler(), log, evalSvc.Shutdown) })

@@ -119,7 +119,7 @@ func (w *Webhook) Stop() error {
 		return err
 	}
 	if err := w.Proc.Err(); err != nil {
-		return fmt.Errorf("flagpole webhook exited with %v after SIGTERM (want a clean shutdown)", err)
+		return fmt.Errorf("flagpole webhook exited with %w after SIGTERM (want a clean shutdown)", err)
 	}
 	return nil
 }

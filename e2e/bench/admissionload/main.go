@@ -40,8 +40,9 @@ func main() {
 	rssPods := flag.Int("rss-pods", 3000, "pods created in all for the webhook's RSS curve")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *pods, *rssPods); err != nil {
+	err := run(ctx, *pods, *rssPods)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "admissionload:", err)
 		os.Exit(1)
 	}
@@ -276,7 +277,7 @@ func rssOf(pid int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.SplitSeq(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
