@@ -54,7 +54,7 @@ func TestFeatureFlagReconciled(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags := e.c.Flags.CoreV1beta1().FeatureFlags(e.ns)
-	waitFor(t, "FeatureFlag status", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "FeatureFlag status", func() (bool, error) {
 		ff, err := flags.Get(ctx, "checkout", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -90,11 +90,11 @@ func TestFeatureFlagReconciled(t *testing.T) {
 	if _, err := flags.Patch(ctx, "checkout", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the ConfigMap following the FeatureFlag", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the ConfigMap following the FeatureFlag", func() (bool, error) {
 		c, hash, err := color()
 		return c == "teal" && len(hash) == 32, err
 	})
-	waitFor(t, "the ConfigMapUpdated Event", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the ConfigMapUpdated Event", func() (bool, error) {
 		return strings.Contains(strings.Join(e.events(t, "FeatureFlag", "checkout"), "\n"), "ConfigMapUpdated: ConfigMap "+e.ns+"/checkout"), nil
 	})
 
@@ -104,7 +104,7 @@ func TestFeatureFlagReconciled(t *testing.T) {
 	if _, err := flags.Patch(ctx, "checkout", types.MergePatchType, bad, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the Invalid status", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the Invalid status", func() (bool, error) {
 		ff, err := flags.Get(ctx, "checkout", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -158,7 +158,7 @@ func TestFeatureFlagSourceRollout(t *testing.T) {
 			return err == nil && got.Status.ObservedGeneration == want, err
 		}
 	}
-	waitFor(t, "the first sight recorded", reconcileTimeout, generation(1))
+	waitFor(t, "the first sight recorded", generation(1))
 	if at := restarted("uses"); at != "" {
 		t.Errorf("first sight restarted the Deployment (restartedAt %s)", at)
 	}
@@ -167,7 +167,7 @@ func TestFeatureFlagSourceRollout(t *testing.T) {
 	if _, err := sources.Patch(ctx, "rolling", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the change acted on", reconcileTimeout, generation(2))
+	waitFor(t, "the change acted on", generation(2))
 	at := restarted("uses")
 	if _, err := time.Parse(time.RFC3339, at); err != nil {
 		t.Errorf("the Deployment using the source: restartedAt %q (%v)", at, err)
@@ -214,7 +214,7 @@ func TestGrantsRemoved(t *testing.T) {
 	if err := e.c.Flags.CoreV1beta1().FeatureFlags(e.ns).Delete(ctx, "search", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the grant narrowed", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the grant narrowed", func() (bool, error) {
 		got, err := names()
 		return cmp.Equal(got, []string{"checkout"}), err
 	})
@@ -222,12 +222,12 @@ func TestGrantsRemoved(t *testing.T) {
 	if err := e.c.Kube.CoreV1().ServiceAccounts(e.ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the grant removed", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the grant removed", func() (bool, error) {
 		_, errRole := roles.Get(ctx, grant, metav1.GetOptions{})
 		_, errBinding := bindings.Get(ctx, grant, metav1.GetOptions{})
 		return apierrors.IsNotFound(errRole) && apierrors.IsNotFound(errBinding), nil
 	})
-	waitFor(t, "the GrantRemoved Event", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the GrantRemoved Event", func() (bool, error) {
 		return strings.Contains(strings.Join(e.events(t, "Role", grant), "\n"), "GrantRemoved"), nil
 	})
 }

@@ -36,10 +36,10 @@ type webhookEnv struct {
 
 // startWebhook runs the webhook, registers it for a new namespace of the test's own
 // (the configuration is deleted when the test ends) and prepares that namespace.
-func startWebhook(t *testing.T, args ...string) *webhookEnv {
+func startWebhook(t *testing.T) *webhookEnv {
 	t.Helper()
 	c := suite.Cluster
-	hook := suite.StartWebhook(t, c, suite.TempDir(t), append([]string{"--sidecar-image", sidecarImage}, args...)...)
+	hook := suite.StartWebhook(t, c, suite.TempDir(t), "--sidecar-image", sidecarImage)
 	env := &webhookEnv{c: c, hook: hook, ns: harness.Namespace(t, c, "inject")}
 	ctx := t.Context()
 	unregister, err := hook.Register(ctx, c, "flagpole-e2e-"+env.ns, env.ns)
