@@ -215,4 +215,3 @@ func (r *Renderer) planHTTP(w Workload, src plannedSource, i int, plan *sidecarP
 	plan.sources = append(plan.sources, cfg)
 	return nil
 }
-
