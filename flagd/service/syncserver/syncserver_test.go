@@ -1107,7 +1107,9 @@ func rawH2(t *testing.T, addr string) (fr *http2.Framer, ended chan uint32, clos
 // whose request came lives on past both.
 func TestHalfSentRPCsAndIdleConnections(t *testing.T) {
 	st := readyStore(t)
-	h := start(t, Options{Store: st, RequestTimeout: 100 * time.Millisecond, IdleTimeout: 100 * time.Millisecond}, startConfig{})
+	// IdleTimeout long enough that a loaded machine still sends the first RPC
+	// before the first connection counts as idle (a short write otherwise).
+	h := start(t, Options{Store: st, RequestTimeout: 100 * time.Millisecond, IdleTimeout: time.Second}, startConfig{})
 	fr, ended, _ := rawH2(t, h.target)
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
