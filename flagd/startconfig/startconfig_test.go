@@ -16,6 +16,7 @@ import (
 // every source field, negated booleans. Every flag of Config but --config (which
 // Args refuses: TestArgsRefusesWhatACommandLineCannotCarry) must have an entry.
 func options(t *testing.T) map[string]func(*Config) {
+	t.Helper()
 	return map[string]func(*Config){
 		"uri": func(c *Config) {
 			c.URI = []string{"file:/etc/flags/a,b.json", `https://flags.example.com/f.json?a=1,2&b=\x`, "core.openfeature.dev/ns/name"}
