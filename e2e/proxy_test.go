@@ -91,7 +91,7 @@ func startProxy(t *testing.T, dir, kubeconfig, port string, args ...string) *pro
 			t.Logf("flagd-proxy log (last lines):\n%s", p.Tail(60))
 		}
 	})
-	waitFor(t, "the flagd-proxy ready", readyTimeout, func() (bool, error) {
+	waitFor(t, "the flagd-proxy ready", func() (bool, error) {
 		resp, err := http.Get("http://" + pp.management + "/readyz")
 		if err != nil {
 			return false, err
@@ -172,7 +172,7 @@ func color(ctx context.Context, f *harness.Flagd) (string, error) {
 func waitSidecarColor(t *testing.T, f *harness.Flagd, want string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	waitFor(t, "color "+want+" served", timeout, func() (bool, error) {
+	waitWithin(t, "color "+want+" served", timeout, func() (bool, error) {
 		got, err := color(t.Context(), f)
 		return got == want, fmt.Errorf("color %q (%v)", got, err)
 	})
@@ -308,7 +308,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 
 	// The controller deploys the proxy: this image, `flagd-proxy start` with the port.
 	var d *appsv1.Deployment
-	waitFor(t, "the flagd-proxy Deployment", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the flagd-proxy Deployment", func() (bool, error) {
 		var err error
 		d, err = c.Kube.AppsV1().Deployments(ops).Get(ctx, "flagd-proxy", metav1.GetOptions{})
 		return err == nil, err
@@ -335,7 +335,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 			return err
 		},
 	} {
-		waitFor(t, what, reconcileTimeout, func() (bool, error) { err := get(); return err == nil, err })
+		waitFor(t, what, func() (bool, error) { err := get(); return err == nil, err })
 	}
 
 	// Not ready yet (no kubelet here): pods are deferred with OFO's message.
@@ -364,7 +364,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tm := range []*proxyTeam{a, b} {
-		waitFor(t, "the pod admitted in "+tm.ns, reconcileTimeout, func() (bool, error) {
+		waitFor(t, "the pod admitted in "+tm.ns, func() (bool, error) {
 			var err error
 			tm.pod, err = c.Kube.CoreV1().Pods(tm.ns).Create(ctx, tm.podSpec("web"), metav1.CreateOptions{})
 			return err == nil, err
@@ -419,7 +419,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 
 	// Another namespace's flag: refused, to a sidecar and to direct calls.
 	intruder := proxySidecar(t, localSources(t, []flagsync.SourceConfig{{URI: "x", Provider: "grpc", Selector: b.selector(), AllowInsecure: true}}, px.sync, tokenA))
-	waitFor(t, "the intruder's source refused", readyTimeout, func() (bool, error) {
+	waitFor(t, "the intruder's source refused", func() (bool, error) {
 		code, body, err := intruder.Readyz(ctx)
 		return code == http.StatusPreconditionFailed && strings.Contains(body, "PermissionDenied") &&
 			strings.Contains(body, "system:serviceaccount:"+a.ns+":web may not get FeatureFlag "+b.ns+"/search"), fmt.Errorf("/readyz %d %s (%v)", code, body, err)
@@ -529,7 +529,7 @@ func TestFlagdProxySurvivesAPIServerRestart(t *testing.T) {
 	if err := c.ControlPlane.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the API server back", recoveryTimeout, func() (bool, error) {
+	waitWithin(t, "the API server back", recoveryTimeout, func() (bool, error) {
 		_, err := c.Flags.CoreV1beta1().FeatureFlags(tm.ns).Get(ctx, "checkout", metav1.GetOptions{})
 		return err == nil, err
 	})
