@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
 
 	"github.com/rs/zerolog"
@@ -263,7 +265,14 @@ func (r *FlagdProxy) binding() *rbacv1.ClusterRoleBinding {
 // deployment renders the proxy's Deployment.
 func (r *FlagdProxy) deployment() (*appsv1.Deployment, error) {
 	cfg := proxy.DefaultConfig()
-	cfg.Port, cfg.ManagementPort, cfg.Debug = uint16(r.opts.Port), uint16(r.opts.ManagementPort), r.opts.Debug
+	var err error
+	if cfg.Port, err = tcpPort("FLAGD_PROXY_PORT", r.opts.Port); err != nil {
+		return nil, err
+	}
+	if cfg.ManagementPort, err = tcpPort("FLAGD_PROXY_MANAGEMENT_PORT", r.opts.ManagementPort); err != nil {
+		return nil, err
+	}
+	cfg.Debug = r.opts.Debug
 	if r.opts.Auth != "" {
 		cfg.Auth = r.opts.Auth
 	}
@@ -278,9 +287,7 @@ func (r *FlagdProxy) deployment() (*appsv1.Deployment, error) {
 		return nil, err
 	}
 	podLabels := r.proxyLabels()
-	for k, v := range r.selector() {
-		podLabels[k] = v
-	}
+	maps.Copy(podLabels, r.selector())
 	for k, v := range r.opts.Labels {
 		if _, ours := podLabels[k]; !ours {
 			podLabels[k] = v
@@ -351,4 +358,12 @@ func (r *FlagdProxy) pdb() *policyv1.PodDisruptionBudget {
 	}
 	return &policyv1.PodDisruptionBudget{TypeMeta: metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"}, ObjectMeta: r.meta(sidecar.FlagdProxyPDB),
 		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &minAvailable, Selector: &metav1.LabelSelector{MatchLabels: r.selector()}}}
+}
+
+// tcpPort is a port setting as a TCP port; out of range is an error naming it.
+func tcpPort(name string, v int32) (uint16, error) {
+	if v < 1 || v > math.MaxUint16 {
+		return 0, fmt.Errorf("flagd-proxy: %s %d: want a TCP port, 1-65535", name, v)
+	}
+	return uint16(v), nil
 }

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -37,8 +36,8 @@ func newProxyController(t *testing.T, f *fixture, opts FlagdProxyOptions) *Flagd
 	return r
 }
 
-func proxySource(ns, name string, sources ...v1beta1.Source) *v1beta1.FeatureFlagSource {
-	return &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1beta1.FeatureFlagSourceSpec{Sources: sources}}
+func proxySource(name string, sources ...v1beta1.Source) *v1beta1.FeatureFlagSource {
+	return &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name}, Spec: v1beta1.FeatureFlagSourceSpec{Sources: sources}}
 }
 
 // applied decodes the apply patches of a sync by path.
@@ -56,14 +55,13 @@ func applied(t *testing.T, actions []action) map[string]map[string]any {
 }
 
 // seedApplied puts what was applied into the caches, as the informers would list it.
-func seedApplied(t *testing.T, f *fixture, r *FlagdProxy, patches map[string]map[string]any) {
+func seedApplied(t *testing.T, r *FlagdProxy, patches map[string]map[string]any) {
 	t.Helper()
 	for _, c := range r.children {
 		for path, body := range patches {
 			if !strings.HasSuffix(path, "/"+c.resource+"/"+c.name) {
 				continue
 			}
-			data, _ := json.Marshal(body)
 			var typed runtime.Object
 			switch c.resource {
 			case "serviceaccounts":
@@ -77,9 +75,7 @@ func seedApplied(t *testing.T, f *fixture, r *FlagdProxy, patches map[string]map
 			case "poddisruptionbudgets":
 				typed = &policyv1.PodDisruptionBudget{}
 			}
-			if err := json.Unmarshal(data, typed); err != nil {
-				t.Fatal(err)
-			}
+			decodeInto(t, body, typed)
 			if err := c.informer.GetIndexer().Add(typed); err != nil {
 				t.Fatal(err)
 			}
@@ -96,14 +92,14 @@ func TestFlagdProxyDeployed(t *testing.T) {
 	f := newFixture(t)
 	r := newProxyController(t, f, FlagdProxyOptions{})
 	ctx := context.Background()
-	f.seed(f.cluster.Sources, proxySource("team", "k8s", v1beta1.Source{Source: "flags", Provider: "kubernetes"}))
+	f.seed(f.cluster.Sources, proxySource("k8s", v1beta1.Source{Source: "flags", Provider: "kubernetes"}))
 	if err := r.sync(ctx, r.key); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.api.take(); len(got) != 0 {
 		t.Fatalf("no FeatureFlagSource uses the proxy, yet: %v", got)
 	}
-	f.seed(f.cluster.Sources, proxySource("team", "proxied", v1beta1.Source{Source: "flags", Provider: "flagd-proxy"}))
+	f.seed(f.cluster.Sources, proxySource("proxied", v1beta1.Source{Source: "flags", Provider: "flagd-proxy"}))
 	if err := r.sync(ctx, r.key); err != nil {
 		t.Fatal(err)
 	}
@@ -125,10 +121,7 @@ func TestFlagdProxyDeployed(t *testing.T) {
 	patches := applied(t, actions)
 
 	var d appsv1.Deployment
-	data, _ := json.Marshal(patches[wantPaths[2]])
-	if err := json.Unmarshal(data, &d); err != nil {
-		t.Fatal(err)
-	}
+	decodeInto(t, patches[wantPaths[2]], &d)
 	c := d.Spec.Template.Spec.Containers[0]
 	cfg, err := proxy.Parse(c.Args)
 	if err != nil {
@@ -153,26 +146,23 @@ func TestFlagdProxyDeployed(t *testing.T) {
 		t.Errorf("pull secrets %v, replicas %d", d.Spec.Template.Spec.ImagePullSecrets, *d.Spec.Replicas)
 	}
 	var crb rbacv1.ClusterRoleBinding
-	data, _ = json.Marshal(patches[wantPaths[1]])
-	_ = json.Unmarshal(data, &crb)
+	decodeInto(t, patches[wantPaths[1]], &crb)
 	if crb.RoleRef.Name != proxy.ClusterRoleName || len(crb.Subjects) != 1 || crb.Subjects[0].Name != "flagd-proxy" || crb.Subjects[0].Namespace != "ops" {
 		t.Errorf("binding %+v", crb)
 	}
 	var svc corev1.Service
-	data, _ = json.Marshal(patches[wantPaths[3]])
-	_ = json.Unmarshal(data, &svc)
+	decodeInto(t, patches[wantPaths[3]], &svc)
 	if p := svc.Spec.Ports; len(p) != 1 || p[0].Port != 8015 || p[0].TargetPort.IntVal != 8015 || *p[0].AppProtocol != "grpc" {
 		t.Errorf("service ports %+v", p)
 	}
 	var pdb policyv1.PodDisruptionBudget
-	data, _ = json.Marshal(patches[wantPaths[4]])
-	_ = json.Unmarshal(data, &pdb)
+	decodeInto(t, patches[wantPaths[4]], &pdb)
 	if pdb.Spec.MinAvailable.IntVal != 0 {
 		t.Errorf("minAvailable %v, want 0 for one replica", pdb.Spec.MinAvailable)
 	}
 
 	// steady state: nothing written
-	seedApplied(t, f, r, patches)
+	seedApplied(t, r, patches)
 	if err := r.sync(ctx, r.key); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +191,7 @@ func TestFlagdProxyDefaultProviderAndReplicas(t *testing.T) {
 	f := newFixture(t)
 	r := newProxyController(t, f, FlagdProxyOptions{Namespace: "ops", Image: "flagpole:test", Replicas: 3, Port: 9015, ManagementPort: 9016,
 		Auth: proxy.AuthNone, Audience: "custom", Debug: true})
-	ffs := proxySource("team", "defaulted", v1beta1.Source{Source: "flags"})
+	ffs := proxySource("defaulted", v1beta1.Source{Source: "flags"})
 	ffs.Spec.DefaultSyncProvider = v1beta1.SyncProviderFlagdProxy
 	f.seed(f.cluster.Sources, ffs)
 	if err := r.sync(context.Background(), r.key); err != nil {
@@ -212,15 +202,13 @@ func TestFlagdProxyDefaultProviderAndReplicas(t *testing.T) {
 		t.Fatalf("applied %d objects, want 5", len(patches))
 	}
 	var d appsv1.Deployment
-	data, _ := json.Marshal(patches["/apis/apps/v1/namespaces/ops/deployments/flagd-proxy"])
-	_ = json.Unmarshal(data, &d)
+	decodeInto(t, patches["/apis/apps/v1/namespaces/ops/deployments/flagd-proxy"], &d)
 	want := []string{"flagd-proxy", "start", "--port", "9015", "--management-port", "9016", "--debug", "--auth", "none", "--token-audience", "custom"}
 	if diff := cmp.Diff(want, d.Spec.Template.Spec.Containers[0].Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
 	var pdb policyv1.PodDisruptionBudget
-	data, _ = json.Marshal(patches["/apis/policy/v1/namespaces/ops/poddisruptionbudgets/flagd-proxy-pdb"])
-	_ = json.Unmarshal(data, &pdb)
+	decodeInto(t, patches["/apis/policy/v1/namespaces/ops/poddisruptionbudgets/flagd-proxy-pdb"], &pdb)
 	if pdb.Spec.MinAvailable.IntVal != 1 {
 		t.Errorf("minAvailable %v, want 1 for three replicas", pdb.Spec.MinAvailable)
 	}
@@ -232,7 +220,7 @@ func TestFlagdProxyDefaultProviderAndReplicas(t *testing.T) {
 func TestFlagdProxyLeavesForeignObjects(t *testing.T) {
 	f := newFixture(t)
 	r := newProxyController(t, f, FlagdProxyOptions{})
-	f.seed(f.cluster.Sources, proxySource("team", "proxied", v1beta1.Source{Source: "flags", Provider: "flagd-proxy"}))
+	f.seed(f.cluster.Sources, proxySource("proxied", v1beta1.Source{Source: "flags", Provider: "flagd-proxy"}))
 	for _, c := range r.children {
 		var obj runtime.Object
 		switch c.resource {

@@ -211,7 +211,9 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	injector.Sidecar.FlagdProxy.Ready = proxyStatus.ready
 	o := &operatorRun{log: log, ready: []func() (bool, string){
 		func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" },
-		func() (bool, string) { return proxyStatus.informer.HasSynced(), "flagd-proxy Deployment cache not synced yet" },
+		func() (bool, string) {
+			return proxyStatus.informer.HasSynced(), "flagd-proxy Deployment cache not synced yet"
+		},
 	}}
 	o.ctx, o.cancel = context.WithCancel(ctx)
 	defer o.cancel()

@@ -162,11 +162,11 @@ func (c *FlagdProxyStartCmd) Serve(ctx context.Context, log zerolog.Logger, buil
 	if started != nil {
 		started(ProxyAddresses{Sync: syncLn.Addr().String(), Management: mgmtLn.Addr().String()})
 	}
-	ev, msg := log.Info(), "flagd-proxy started"
+	level, msg := zerolog.InfoLevel, "flagd-proxy started"
 	if auth == nil {
-		ev, msg = log.Warn(), "flagd-proxy started with --auth=none: every caller that reaches it reads every FeatureFlag"
+		level, msg = zerolog.WarnLevel, "flagd-proxy started with --auth=none: every caller that reaches it reads every FeatureFlag"
 	}
-	ev.Str("auth", c.Auth).Str("token_audience", c.TokenAudience).Bool("tls", serverTLS != nil).Int("max_streams", c.MaxStreams).Msg(msg)
+	log.WithLevel(level).Str("auth", c.Auth).Str("token_audience", c.TokenAudience).Bool("tls", serverTLS != nil).Int("max_streams", c.MaxStreams).Msg(msg)
 	wg.Wait()
 	return errors.Join(errs...)
 }

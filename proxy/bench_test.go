@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -29,8 +28,7 @@ func BenchmarkFanOut(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := b.Context()
 	go func() { _ = svc.Serve(ctx, ln, syncserver.Options{Log: zerolog.Nop(), SmallConnectionBuffers: true}) }()
 	var received sync.WaitGroup
 	for range streams {

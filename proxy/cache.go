@@ -33,8 +33,8 @@ type pending[V any] struct {
 	err   error
 }
 
-func newDecisionCache[K comparable, V any](max int, now func() time.Time) *decisionCache[K, V] {
-	return &decisionCache[K, V]{max: max, now: now, entries: map[K]*list.Element{}, order: list.New(), inflight: map[K]*pending[V]{}}
+func newDecisionCache[K comparable, V any](size int, now func() time.Time) *decisionCache[K, V] {
+	return &decisionCache[K, V]{max: size, now: now, entries: map[K]*list.Element{}, order: list.New(), inflight: map[K]*pending[V]{}}
 }
 
 // get returns the value of key, computing it with compute when it is not cached or

@@ -34,6 +34,11 @@ func TestDecisionCacheExpiresAndIsBounded(t *testing.T) {
 		return func() (int, time.Duration, error) { calls++; return v, ttl, nil }
 	}
 	ctx := context.Background()
+	use := func(key string, v int) {
+		if _, _, err := c.get(ctx, key, compute(v, time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if v, cached, _ := c.get(ctx, "a", compute(1, time.Minute)); v != 1 || cached {
 		t.Fatalf("first get = %d cached %v", v, cached)
 	}
@@ -44,15 +49,15 @@ func TestDecisionCacheExpiresAndIsBounded(t *testing.T) {
 	if v, cached, _ := c.get(ctx, "a", compute(3, time.Minute)); v != 3 || cached {
 		t.Fatalf("after expiry = %d cached %v, want a new 3", v, cached)
 	}
-	c.get(ctx, "b", compute(4, time.Minute))
-	c.get(ctx, "a", compute(0, time.Minute)) // a is now the most recently used
-	c.get(ctx, "c", compute(5, time.Minute)) // evicts b
+	use("b", 4)
+	use("a", 0) // a is now the most recently used
+	use("c", 5) // evicts b
 	if n := c.len(); n != 2 {
 		t.Fatalf("%d entries, want at most 2", n)
 	}
 	before := calls
-	c.get(ctx, "a", compute(0, time.Minute))
-	c.get(ctx, "b", compute(6, time.Minute))
+	use("a", 0)
+	use("b", 6)
 	if calls != before+1 {
 		t.Errorf("a should have stayed and b been evicted: %d computations, want 1", calls-before)
 	}
@@ -107,7 +112,9 @@ func TestDecisionCacheDoesNotKeepErrors(t *testing.T) {
 	}
 	// a waiter whose context ends stops waiting
 	block, started := make(chan struct{}), make(chan struct{})
-	go c.get(context.Background(), "slow", func() (int, time.Duration, error) { close(started); <-block; return 1, time.Minute, nil })
+	go func() {
+		_, _, _ = c.get(context.Background(), "slow", func() (int, time.Duration, error) { close(started); <-block; return 1, time.Minute, nil })
+	}()
 	<-started
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

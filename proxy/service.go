@@ -104,14 +104,15 @@ func (s *Service) refuse(method, selector string, caller *Caller, err error) err
 	code := status.Code(err)
 	s.opts.Metrics.refusedRPC(code.String())
 	if log, held := s.refusals.Allow(); log {
-		ev := s.opts.Log.Warn()
+		level := zerolog.WarnLevel
 		if code == codes.InvalidArgument || code == codes.NotFound {
-			ev = s.opts.Log.Info()
+			level = zerolog.InfoLevel
 		}
-		if caller != nil {
-			ev = ev.Str("caller", caller.Name())
-		}
-		ev.Str("method", method).Str("selector", limit(selector, maxQuoted)).Str("code", code.String()).
+		s.opts.Log.WithLevel(level).Func(func(e *zerolog.Event) {
+			if caller != nil {
+				e.Str("caller", caller.Name())
+			}
+		}).Str("method", method).Str("selector", limit(selector, maxQuoted)).Str("code", code.String()).
 			Str("reason", status.Convert(err).Message()).Int64("refused_since_last_log", held).Msg("flagd-proxy request refused (logged at most every 10 s)")
 	}
 	return err
@@ -122,7 +123,7 @@ func (s *Service) refuse(method, selector string, caller *Caller, err error) err
 // when its token expires; a refusal ends the stream with PermissionDenied.
 func (s *Service) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse]) error {
 	ctx := stream.Context()
-	selector := selectorOf(ctx, req.GetSelector()) //nolint:staticcheck // the deprecated field is what flagd-proxy reads
+	selector := selectorOf(ctx, req.GetSelector())
 	ref, caller, err := s.admit(ctx, "SyncFlags", selector)
 	if err != nil {
 		return err
@@ -215,8 +216,6 @@ func (s *Service) FetchAllFlags(ctx context.Context, req *syncv1.FetchAllFlagsRe
 
 // GetMetadata returns no metadata (the proxy has no static context values), to an
 // authenticated caller.
-//
-//nolint:staticcheck // GetMetadata is deprecated in the protocol but still part of it
 func (s *Service) GetMetadata(ctx context.Context, _ *syncv1.GetMetadataRequest) (*syncv1.GetMetadataResponse, error) {
 	if s.opts.Auth != nil {
 		if _, err := s.opts.Auth.Authenticate(ctx, metadata.ValueFromIncomingContext(ctx, "authorization")); err != nil {

@@ -78,6 +78,7 @@ func as(ctx context.Context, token, selectorHeader string) context.Context {
 }
 
 func testContext(t *testing.T) context.Context {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	t.Cleanup(cancel)
 	return ctx

@@ -33,8 +33,8 @@ var ErrFlagdProxyNotReady = errors.New("flagd-proxy is not ready, deferring pod 
 
 // Where the sidecar's projected ServiceAccount token for the proxy is mounted.
 const (
-	flagdProxyTokenVolume = "flagpole-flagd-proxy-token"
-	flagdProxyTokenDir    = "/var/run/secrets/flagpole.dev/flagd-proxy"
+	flagdProxyTokenVolume = "flagpole-flagd-proxy-token"                //nolint:gosec // G101: a volume name, not a credential
+	flagdProxyTokenDir    = "/var/run/secrets/flagpole.dev/flagd-proxy" //nolint:gosec // G101: a mount path, not a credential
 	flagdProxyTokenFile   = "token"
 	// flagdProxyTokenSeconds is the projected token's lifetime: the kubelet renews
 	// it at 80%, and the proxy ends a stream when its token expires (the sidecar

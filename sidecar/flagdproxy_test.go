@@ -148,7 +148,7 @@ func TestFlagdProxyReadiness(t *testing.T) {
 	if err := FlagdProxyReadiness(nil, now); !errors.Is(err, ErrFlagdProxyNotReady) || err.Error() != "flagd-proxy is not ready, deferring pod admission" {
 		t.Errorf("missing: %v", err)
 	}
-	if err := FlagdProxyReadiness(d(0, time.Minute), now); err != ErrFlagdProxyNotReady {
+	if err := FlagdProxyReadiness(d(0, time.Minute), now); !errors.Is(err, ErrFlagdProxyNotReady) {
 		t.Errorf("starting: %v", err)
 	}
 	if err := FlagdProxyReadiness(d(0, 5*time.Minute), now); !errors.Is(err, ErrFlagdProxyNotReady) || !strings.HasPrefix(err.Error(), "flagd-proxy not ready after 3 minutes, was created at 2025-01-02 02:59:05 +0000 UTC: ") {

@@ -99,9 +99,9 @@ type Options struct {
 	// RequestTimeout bounds the wait for an RPC's request message once its headers
 	// arrived; 0 means 5 s. SyncFlags streams last as long as they like afterwards.
 	RequestTimeout time.Duration
-	// SmallConnectionBuffers shares one write buffer between connections and keeps
-	// each connection's read buffer at 4 KiB (grpc-go's defaults: 32 KiB each, per
-	// connection), for a server holding thousands of connections that are idle
+	// SmallConnectionBuffers keeps each connection's read buffer at 4 KiB
+	// (grpc-go's default: 32 KiB per connection; write buffers are returned
+	// between writes by default), for a server holding thousands of connections that are idle
 	// between small messages (the flagd-proxy: one connection per sidecar).
 	SmallConnectionBuffers bool
 }
@@ -186,7 +186,7 @@ func New(opts Options) *Server {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	if opts.SmallConnectionBuffers {
-		serverOpts = append(serverOpts, grpc.SharedWriteBuffer(true), grpc.ReadBufferSize(4<<10))
+		serverOpts = append(serverOpts, grpc.ReadBufferSize(4<<10))
 	}
 	s.grpc = grpc.NewServer(serverOpts...)
 	var impl syncv1grpc.FlagSyncServiceServer = &handler{s: s}
