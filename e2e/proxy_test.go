@@ -113,19 +113,19 @@ func (p *proxyProcess) stop(t *testing.T) {
 	}
 }
 
-// podToken asks TokenRequest for a token of the ServiceAccount namespace/name with
+// podToken asks TokenRequest for a token of the ServiceAccount namespace/web with
 // the proxy's audience, bound to the pod (nil: unbound), as the kubelet mounts it
 // for the projected volume the webhook adds.
-func podToken(t *testing.T, c *harness.Cluster, namespace, name string, pod *corev1.Pod, audiences ...string) string {
+func podToken(t *testing.T, c *harness.Cluster, namespace string, pod *corev1.Pod, audiences ...string) string {
 	t.Helper()
 	expiry := int64(3600)
 	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: &expiry}}
 	if pod != nil {
 		req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
 	}
-	tr, err := c.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), name, req, metav1.CreateOptions{})
+	tr, err := c.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), "web", req, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("TokenRequest for %s/%s: %v", namespace, name, err)
+		t.Fatalf("TokenRequest for %s/web: %v", namespace, err)
 	}
 	return tr.Status.Token
 }
@@ -174,7 +174,7 @@ func waitSidecarColor(t *testing.T, f *harness.Flagd, want string, timeout time.
 	start := time.Now()
 	waitWithin(t, "color "+want+" served", timeout, func() (bool, error) {
 		got, err := color(t.Context(), f)
-		return got == want, fmt.Errorf("color %q (%v)", got, err)
+		return got == want, fmt.Errorf("color %q (%w)", got, err)
 	})
 	return time.Since(start)
 }
@@ -306,40 +306,10 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 		return n
 	}
 
-	// The controller deploys the proxy: this image, `flagd-proxy start` with the port.
-	var d *appsv1.Deployment
-	waitFor(t, "the flagd-proxy Deployment", func() (bool, error) {
-		var err error
-		d, err = c.Kube.AppsV1().Deployments(ops).Get(ctx, "flagd-proxy", metav1.GetOptions{})
-		return err == nil, err
-	})
-	container := d.Spec.Template.Spec.Containers[0]
-	cfg, err := proxy.Parse(container.Args)
-	if err != nil {
-		t.Fatalf("the proxy would refuse its args %q: %v", container.Args, err)
-	}
-	if container.Image != sidecarImage || cfg.Port != 8015 || cfg.Auth != proxy.AuthServiceAccount || d.Spec.Template.Spec.ServiceAccountName != "flagd-proxy" {
-		t.Errorf("Deployment: image %s, args %q, ServiceAccount %s", container.Image, container.Args, d.Spec.Template.Spec.ServiceAccountName)
-	}
-	for what, get := range map[string]func() error{
-		"Service flagd-proxy-svc": func() error {
-			_, err := c.Kube.CoreV1().Services(ops).Get(ctx, "flagd-proxy-svc", metav1.GetOptions{})
-			return err
-		},
-		"PodDisruptionBudget": func() error {
-			_, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Get(ctx, "flagd-proxy-pdb", metav1.GetOptions{})
-			return err
-		},
-		"ClusterRoleBinding": func() error {
-			_, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, "flagpole-flagd-proxy."+ops, metav1.GetOptions{})
-			return err
-		},
-	} {
-		waitFor(t, what, func() (bool, error) { err := get(); return err == nil, err })
-	}
+	checkProxyDeployed(t, c, ops)
 
 	// Not ready yet (no kubelet here): pods are deferred with OFO's message.
-	_, err = c.Kube.CoreV1().Pods(a.ns).Create(ctx, a.podSpec("early"), metav1.CreateOptions{})
+	_, err := c.Kube.CoreV1().Pods(a.ns).Create(ctx, a.podSpec("early"), metav1.CreateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "flagd-proxy is not ready, deferring pod admission") {
 		t.Fatalf("a pod while the proxy is not ready: %v", err)
 	}
@@ -354,7 +324,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	_, port, _ := net.SplitHostPort(px.sync)
 
 	// The kubelet's part: the Deployment has a ready replica.
-	d, err = c.Kube.AppsV1().Deployments(ops).Get(ctx, "flagd-proxy", metav1.GetOptions{})
+	d, err := c.Kube.AppsV1().Deployments(ops).Get(ctx, "flagd-proxy", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,32 +339,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 			tm.pod, err = c.Kube.CoreV1().Pods(tm.ns).Create(ctx, tm.podSpec("web"), metav1.CreateOptions{})
 			return err == nil, err
 		})
-		sc := tm.pod.Spec.InitContainers
-		if len(sc) != 1 {
-			t.Fatalf("%s: init containers %v", tm.ns, sc)
-		}
-		cfg, err := startconfig.Parse(sc[0].Args)
-		if err != nil {
-			t.Fatalf("the sidecar would refuse its args %q: %v", sc[0].Args, err)
-		}
-		tm.sources = cfg.Sources
-		want := startconfig.SourceList{{URI: "flagd-proxy-svc." + ops + ".svc.cluster.local:8015", Provider: "grpc", Selector: tm.selector(),
-			BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", AllowInsecure: true}}
-		if diff := cmp.Diff(want, cfg.Sources); diff != "" {
-			t.Errorf("%s: sources (-want +got):\n%s", tm.ns, diff)
-		}
-		var projected *corev1.ServiceAccountTokenProjection
-		for _, v := range tm.pod.Spec.Volumes {
-			if v.Name == "flagpole-flagd-proxy-token" && v.Projected != nil && len(v.Projected.Sources) == 1 {
-				projected = v.Projected.Sources[0].ServiceAccountToken
-			}
-		}
-		if projected == nil || projected.Audience != proxyAudience || projected.Path != "token" {
-			t.Errorf("%s: volumes %+v", tm.ns, tm.pod.Spec.Volumes)
-		}
-		if m := sc[0].VolumeMounts; len(m) != 1 || m[0].MountPath != "/var/run/secrets/flagpole.dev/flagd-proxy" || !m[0].ReadOnly {
-			t.Errorf("%s: mounts %+v", tm.ns, m)
-		}
+		checkProxySidecar(t, tm, ops)
 	}
 
 	// Steady state: the status change re-reconciled the proxy, and nothing was applied
@@ -404,8 +349,8 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	}
 
 	// The sidecars: the injected sources, pointed here, with tokens bound to their pods.
-	tokenA := podToken(t, c, a.ns, "web", a.pod, proxyAudience)
-	tokenB := podToken(t, c, b.ns, "web", b.pod, proxyAudience)
+	tokenA := podToken(t, c, a.ns, a.pod, proxyAudience)
+	tokenB := podToken(t, c, b.ns, b.pod, proxyAudience)
 	a.sidecar = proxySidecar(t, localSources(t, a.sources, px.sync, tokenA))
 	b.sidecar = proxySidecar(t, localSources(t, b.sources, px.sync, tokenB))
 	for _, tm := range []*proxyTeam{a, b} {
@@ -422,15 +367,9 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	waitFor(t, "the intruder's source refused", func() (bool, error) {
 		code, body, err := intruder.Readyz(ctx)
 		return code == http.StatusPreconditionFailed && strings.Contains(body, "PermissionDenied") &&
-			strings.Contains(body, "system:serviceaccount:"+a.ns+":web may not get FeatureFlag "+b.ns+"/search"), fmt.Errorf("/readyz %d %s (%v)", code, body, err)
+			strings.Contains(body, "system:serviceaccount:"+a.ns+":web may not get FeatureFlag "+b.ns+"/search"), fmt.Errorf("/readyz %d %s (%w)", code, body, err)
 	})
-	apiToken := podToken(t, c, a.ns, "web", nil) // for the API server, as the pod's default token
-	wantRefused(t, "another namespace's flag", syncCall(ctx, px.sync, tokenA, b.selector()), codes.PermissionDenied, "may not get FeatureFlag "+b.ns+"/search")
-	wantRefused(t, "no token", syncCall(ctx, px.sync, "", a.selector()), codes.PermissionDenied, "no ServiceAccount token")
-	// (the API server itself refuses a token of another audience in the TokenReview)
-	wantRefused(t, "an API server token", syncCall(ctx, px.sync, apiToken, a.selector()), codes.PermissionDenied, `is invalid for the target audiences ["flagpole-flagd-proxy"]`)
-	wantRefused(t, "a forged token", syncCall(ctx, px.sync, tokenA[:len(tokenA)-4]+"AAAA", a.selector()), codes.PermissionDenied, "does not accept the token")
-	wantRefused(t, "a file selector", syncCall(ctx, px.sync, tokenA, "file:/etc/passwd"), codes.InvalidArgument, "unrecognized URI: file:/etc/passwd")
+	checkProxyRefusals(t, c, px.sync, a, b, tokenA)
 	if err := syncCall(ctx, px.sync, tokenA, a.selector()); err != nil {
 		t.Errorf("own flag, direct call: %v", err)
 	}
@@ -505,7 +444,7 @@ func TestFlagdProxySurvivesAPIServerRestart(t *testing.T) {
 	}
 	// short re-check intervals, so that the outage spans several of them
 	px := startProxy(t, dir, kubeconfig, "0", "--access-cache-ttl", "1s", "--token-cache-ttl", "1s")
-	token := podToken(t, c, tm.ns, "web", nil, proxyAudience)
+	token := podToken(t, c, tm.ns, nil, proxyAudience)
 	sidecar := proxySidecar(t, localSources(t, []flagsync.SourceConfig{{URI: "x", Provider: "grpc", Selector: tm.selector(), AllowInsecure: true}}, px.sync, token))
 	if err := sidecar.WaitReadyz(ctx, http.StatusOK, readyTimeout); err != nil {
 		t.Fatal(err)
@@ -540,4 +479,87 @@ func TestFlagdProxySurvivesAPIServerRestart(t *testing.T) {
 	if err := syncCall(ctx, px.sync, token, tm.selector()); err != nil {
 		t.Errorf("a new stream after the restart: %v", err)
 	}
+}
+
+// checkProxyDeployed waits for the controller's flagd-proxy objects: this image,
+// `flagd-proxy start` with the port, as its ServiceAccount; Service, PDB, binding.
+func checkProxyDeployed(t *testing.T, c *harness.Cluster, ops string) {
+	t.Helper()
+	ctx := t.Context()
+	var d *appsv1.Deployment
+	waitFor(t, "the flagd-proxy Deployment", func() (bool, error) {
+		var err error
+		d, err = c.Kube.AppsV1().Deployments(ops).Get(ctx, "flagd-proxy", metav1.GetOptions{})
+		return err == nil, err
+	})
+	container := d.Spec.Template.Spec.Containers[0]
+	cfg, err := proxy.Parse(container.Args)
+	if err != nil {
+		t.Fatalf("the proxy would refuse its args %q: %v", container.Args, err)
+	}
+	if container.Image != sidecarImage || cfg.Port != 8015 || cfg.Auth != proxy.AuthServiceAccount || d.Spec.Template.Spec.ServiceAccountName != "flagd-proxy" {
+		t.Errorf("Deployment: image %s, args %q, ServiceAccount %s", container.Image, container.Args, d.Spec.Template.Spec.ServiceAccountName)
+	}
+	for what, get := range map[string]func() error{
+		"Service flagd-proxy-svc": func() error {
+			_, err := c.Kube.CoreV1().Services(ops).Get(ctx, "flagd-proxy-svc", metav1.GetOptions{})
+			return err
+		},
+		"PodDisruptionBudget": func() error {
+			_, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Get(ctx, "flagd-proxy-pdb", metav1.GetOptions{})
+			return err
+		},
+		"ClusterRoleBinding": func() error {
+			_, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, "flagpole-flagd-proxy."+ops, metav1.GetOptions{})
+			return err
+		},
+	} {
+		waitFor(t, what, func() (bool, error) { err := get(); return err == nil, err })
+	}
+}
+
+// checkProxySidecar checks the sidecar injected into tm's pod: the proxy's source
+// with the projected token, mounted read-only; it keeps the sources for later.
+func checkProxySidecar(t *testing.T, tm *proxyTeam, ops string) {
+	t.Helper()
+	sc := tm.pod.Spec.InitContainers
+	if len(sc) != 1 {
+		t.Fatalf("%s: init containers %v", tm.ns, sc)
+	}
+	cfg, err := startconfig.Parse(sc[0].Args)
+	if err != nil {
+		t.Fatalf("the sidecar would refuse its args %q: %v", sc[0].Args, err)
+	}
+	tm.sources = cfg.Sources
+	want := startconfig.SourceList{{URI: "flagd-proxy-svc." + ops + ".svc.cluster.local:8015", Provider: "grpc", Selector: tm.selector(),
+		BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", AllowInsecure: true}}
+	if diff := cmp.Diff(want, cfg.Sources); diff != "" {
+		t.Errorf("%s: sources (-want +got):\n%s", tm.ns, diff)
+	}
+	var projected *corev1.ServiceAccountTokenProjection
+	for _, v := range tm.pod.Spec.Volumes {
+		if v.Name == "flagpole-flagd-proxy-token" && v.Projected != nil && len(v.Projected.Sources) == 1 {
+			projected = v.Projected.Sources[0].ServiceAccountToken
+		}
+	}
+	if projected == nil || projected.Audience != proxyAudience || projected.Path != "token" {
+		t.Errorf("%s: volumes %+v", tm.ns, tm.pod.Spec.Volumes)
+	}
+	if m := sc[0].VolumeMounts; len(m) != 1 || m[0].MountPath != "/var/run/secrets/flagpole.dev/flagd-proxy" || !m[0].ReadOnly {
+		t.Errorf("%s: mounts %+v", tm.ns, m)
+	}
+}
+
+// checkProxyRefusals: another namespace's flag, no token, a token for the API
+// server, a forged token and a file selector are refused with their codes.
+func checkProxyRefusals(t *testing.T, c *harness.Cluster, addr string, a, b *proxyTeam, tokenA string) {
+	t.Helper()
+	ctx := t.Context()
+	apiToken := podToken(t, c, a.ns, nil) // for the API server, as the pod's default token
+	wantRefused(t, "another namespace's flag", syncCall(ctx, addr, tokenA, b.selector()), codes.PermissionDenied, "may not get FeatureFlag "+b.ns+"/search")
+	wantRefused(t, "no token", syncCall(ctx, addr, "", a.selector()), codes.PermissionDenied, "no ServiceAccount token")
+	// (the API server itself refuses a token of another audience in the TokenReview)
+	wantRefused(t, "an API server token", syncCall(ctx, addr, apiToken, a.selector()), codes.PermissionDenied, `is invalid for the target audiences ["flagpole-flagd-proxy"]`)
+	wantRefused(t, "a forged token", syncCall(ctx, addr, tokenA[:len(tokenA)-4]+"AAAA", a.selector()), codes.PermissionDenied, "does not accept the token")
+	wantRefused(t, "a file selector", syncCall(ctx, addr, tokenA, "file:/etc/passwd"), codes.InvalidArgument, "unrecognized URI: file:/etc/passwd")
 }

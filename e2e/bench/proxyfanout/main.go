@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,8 +68,9 @@ func main() {
 	flag.StringVar(&o.proxyLog, "proxy-log", "", "copy the proxy's log to this file at the end")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
+	err := run(ctx, o)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxyfanout:", err)
 		os.Exit(1)
 	}
@@ -403,11 +403,10 @@ func (t *tracker) started(rev int) {
 
 // revOf finds the revision in a document without parsing it.
 func revOf(doc string) int {
-	i := strings.Index(doc, `"rev":"`)
-	if i < 0 {
+	_, rest, found := strings.Cut(doc, `"rev":"`)
+	if !found {
 		return -1
 	}
-	rest := doc[i+len(`"rev":"`):]
 	n, err := strconv.Atoi(rest[:strings.IndexByte(rest, '"')])
 	if err != nil {
 		return -1
@@ -569,7 +568,10 @@ func (b *bench) update(ctx context.Context, i, rev int) error {
 // proxy's heap and RSS.
 func (b *bench) informerCost(ctx context.Context) (struct{ heap, rss, docBytes int64 }, error) {
 	var out struct{ heap, rss, docBytes int64 }
-	data, _ := json.Marshal(document(0))
+	data, err := json.Marshal(document(0))
+	if err != nil {
+		return out, err
+	}
 	out.docBytes = int64(len(data))
 	before, err := b.scrape()
 	if err != nil {
@@ -630,7 +632,7 @@ func (b *bench) scrape() (scraped, error) {
 			out.cpu = v
 		case strings.HasPrefix(name, "flagpole_kube_requests_total{"):
 			labels := map[string]string{}
-			for _, kv := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(name, "flagpole_kube_requests_total{"), "}"), ",") {
+			for kv := range strings.SplitSeq(strings.TrimSuffix(strings.TrimPrefix(name, "flagpole_kube_requests_total{"), "}"), ",") {
 				k, val, _ := strings.Cut(kv, "=")
 				labels[k] = strings.Trim(val, `"`)
 			}
@@ -658,7 +660,7 @@ func (b *bench) waitReady(ctx context.Context) error {
 
 func pct(d []time.Duration, p int) time.Duration {
 	s := slices.Clone(d)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	slices.Sort(s)
 	i := (len(s)*p + 99) / 100
 	if i > 0 {
 		i--
@@ -724,6 +726,6 @@ func (b *bench) perFlagWatches(ctx context.Context) (struct {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
-	out.heap, out.goroutines = int64(m1.HeapInuse)-int64(m0.HeapInuse), runtime.NumGoroutine()-g0
+	out.heap, out.goroutines = int64(m1.HeapInuse)-int64(m0.HeapInuse), runtime.NumGoroutine()-g0 //nolint:gosec // G115: heap sizes are far below 2^63
 	return out, nil
 }
