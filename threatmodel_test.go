@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// strideHeader is the header row of every STRIDE table of docs/threat-model.md.
+var strideHeader = []string{"STRIDE", "threat", "control", "proof", "residual risk"}
+
+// testName matches a Go test, fuzz target or benchmark named in a proof cell,
+// optionally qualified by its package (`store.TestRedact`) and followed by a
+// subtest path (`TestDecisionTable/invalid_selector`).
+var testName = regexp.MustCompile(`\b(?:([a-z][a-z0-9]*)\.)?((?:Test|Fuzz|Benchmark)(?:[A-Z0-9_][A-Za-z0-9_]*)?)\b`)
+
+// makeTarget matches a Makefile target named in a proof cell (`make hostile`).
+var makeTarget = regexp.MustCompile("`make [a-z][a-z0-9-]*`")
+
+// strideRow is one row of a STRIDE table, with the flow (the ### heading) it
+// belongs to and its line in the document.
+type strideRow struct {
+	flow  string
+	line  int
+	cells []string
+}
+
+// TestThreatModel keeps docs/threat-model.md honest: every row of its STRIDE
+// tables names its STRIDE letters and a proof, every Go test, fuzz target or
+// benchmark a proof names exists in the repository (both modules), a row whose
+// proof names neither a test nor a make target says why in its residual risk
+// ("open gap" or "no automated test"), and every flow covers all six letters.
+func TestThreatModel(t *testing.T) {
+	rows := readStrideTables(t, "docs/threat-model.md")
+	if len(rows) < 150 {
+		t.Fatalf("docs/threat-model.md has %d STRIDE rows; expected every surface's rows (at least 150)", len(rows))
+	}
+	defined := definedTests(t, ".")
+
+	letters := map[string]map[rune]bool{}
+	var flows []string
+	for _, r := range rows {
+		where := r.flow + ", line " + strconv.Itoa(r.line)
+		stride, threat, proof, residual := r.cells[0], r.cells[1], r.cells[3], r.cells[4]
+		if letters[r.flow] == nil {
+			letters[r.flow] = map[rune]bool{}
+			flows = append(flows, r.flow)
+		}
+		if stride == "" {
+			t.Errorf("%s: no STRIDE letter", where)
+		}
+		for _, part := range strings.Split(stride, "/") {
+			part = strings.TrimSpace(part)
+			if len(part) != 1 || !strings.Contains("STRIDE", part) {
+				t.Errorf("%s: STRIDE cell %q: want letters of S, T, R, I, D, E separated by /", where, stride)
+				continue
+			}
+			letters[r.flow][rune(part[0])] = true
+		}
+		if threat == "" {
+			t.Errorf("%s: empty threat", where)
+		}
+		if r.cells[2] == "" {
+			t.Errorf("%s: empty control", where)
+		}
+		if residual == "" {
+			t.Errorf("%s: empty residual risk (write \"none known\" only where true)", where)
+		}
+		if proof == "" {
+			t.Errorf("%s: empty proof", where)
+			continue
+		}
+		named := testName.FindAllStringSubmatch(proof, -1)
+		for _, m := range named {
+			pkg, name := m[1], m[2]
+			dirs, ok := defined[name]
+			if !ok {
+				t.Errorf("%s: proof names %s, but no *_test.go file defines func %s(", where, m[0], name)
+				continue
+			}
+			if pkg != "" && !dirs[pkg] {
+				t.Errorf("%s: proof names %s, but %s is not defined in a package %s (it is in %s)", where, m[0], name, pkg, strings.Join(slices.Sorted(maps.Keys(dirs)), ", "))
+			}
+		}
+		if len(named) == 0 && !makeTarget.MatchString(proof) &&
+			!strings.Contains(strings.ToLower(residual), "open gap") && !strings.Contains(strings.ToLower(residual), "no automated test") {
+			t.Errorf("%s: proof %q names no test and no make target: say so in the residual risk (\"open gap: ...\" or \"no automated test: ...\")", where, proof)
+		}
+	}
+	for _, flow := range flows {
+		for _, l := range "STRIDE" {
+			if !letters[flow][l] {
+				t.Errorf("flow %q has no %c row: add one saying what controls it, why it does not apply, or that it is an open gap", flow, l)
+			}
+		}
+	}
+}
+
+// readStrideTables returns the rows of every table whose header is strideHeader,
+// with the ### heading above it as the flow.
+func readStrideTables(t *testing.T, path string) []strideRow {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rows []strideRow
+	flow, inTable, line := "", false, 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		switch {
+		case strings.HasPrefix(text, "### "):
+			flow, inTable = strings.TrimPrefix(text, "### "), false
+		case !strings.HasPrefix(text, "|"):
+			inTable = false
+		case !inTable:
+			cells := splitRow(text)
+			inTable = slices.Equal(cells, strideHeader)
+			if !inTable && len(cells) > 0 && cells[0] == "STRIDE" {
+				t.Errorf("line %d: STRIDE table header %q, want %q", line, cells, strideHeader)
+			}
+		case strings.HasPrefix(text, "|---"):
+		default:
+			cells := splitRow(text)
+			if len(cells) != len(strideHeader) {
+				t.Errorf("%s, line %d: %d cells, want %d (a | inside a cell must be in backticks or escaped)", flow, line, len(cells), len(strideHeader))
+				continue
+			}
+			rows = append(rows, strideRow{flow: flow, line: line, cells: cells})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// splitRow splits a Markdown table row into trimmed cells; a | inside backticks
+// or escaped as \| does not split.
+func splitRow(row string) []string {
+	row = strings.TrimSpace(row)
+	row = strings.TrimPrefix(row, "|")
+	row = strings.TrimSuffix(row, "|")
+	var cells []string
+	var cur strings.Builder
+	code := false
+	for i := 0; i < len(row); i++ {
+		c := row[i]
+		switch {
+		case c == '\\' && i+1 < len(row) && row[i+1] == '|':
+			cur.WriteByte('|')
+			i++
+		case c == '`':
+			code = !code
+			cur.WriteByte(c)
+		case c == '|' && !code:
+			cells = append(cells, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	return append(cells, strings.TrimSpace(cur.String()))
+}
+
+// definedTests walks the repository (every module under root) and returns, for
+// each Test, Fuzz or Benchmark function defined in a *_test.go file, the names
+// of the directories and packages that define it.
+func definedTests(t *testing.T, root string) map[string]map[string]bool {
+	t.Helper()
+	decl := regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]*)\(`)
+	pkgClause := regexp.MustCompile(`(?m)^package ([A-Za-z0-9_]+)`)
+	defined := map[string]map[string]bool{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Base(filepath.Dir(path))
+		pkg := ""
+		if m := pkgClause.FindSubmatch(src); m != nil {
+			pkg = strings.TrimSuffix(string(m[1]), "_test")
+		}
+		for _, m := range decl.FindAllSubmatch(src, -1) {
+			name := string(m[1])
+			if defined[name] == nil {
+				defined[name] = map[string]bool{}
+			}
+			defined[name][dir] = true
+			if pkg != "" {
+				defined[name][pkg] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(defined) < 300 {
+		t.Fatalf("found only %d test functions under %s", len(defined), root)
+	}
+	return defined
+}
