@@ -16,6 +16,9 @@ import (
 // strideHeader is the header row of every STRIDE table of docs/threat-model.md.
 var strideHeader = []string{"STRIDE", "threat", "control", "proof", "residual risk"}
 
+// gapsHeader is the header row of the summary table of open gaps (section 8).
+var gapsHeader = []string{"flow", "STRIDE", "threat", "what is missing"}
+
 // testName matches a Go test, fuzz target or benchmark named in a proof cell,
 // optionally qualified by its package (`store.TestRedact`) and followed by a
 // subtest path (`TestDecisionTable/invalid_selector`).
@@ -36,76 +39,96 @@ type strideRow struct {
 // tables names its STRIDE letters and a proof, every Go test, fuzz target or
 // benchmark a proof names exists in the repository (both modules), a row whose
 // proof names neither a test nor a make target says why in its residual risk
-// ("open gap" or "no automated test"), and every flow covers all six letters.
+// ("open gap" or "no automated test"), every flow covers all six letters, and
+// the summary of open gaps lists exactly the rows whose residual risk is one.
 func TestThreatModel(t *testing.T) {
-	rows := readStrideTables(t, "docs/threat-model.md")
+	rows, gaps := readStrideTables(t, "docs/threat-model.md")
 	if len(rows) < 150 {
 		t.Fatalf("docs/threat-model.md has %d STRIDE rows; expected every surface's rows (at least 150)", len(rows))
 	}
 	defined := definedTests(t, ".")
 
-	letters := map[string]map[rune]bool{}
+	letters := map[string]map[string]bool{}
 	var flows []string
 	for _, r := range rows {
-		where := r.flow + ", line " + strconv.Itoa(r.line)
-		stride, threat, proof, residual := r.cells[0], r.cells[1], r.cells[3], r.cells[4]
 		if letters[r.flow] == nil {
-			letters[r.flow] = map[rune]bool{}
+			letters[r.flow] = map[string]bool{}
 			flows = append(flows, r.flow)
 		}
-		if stride == "" {
-			t.Errorf("%s: no STRIDE letter", where)
-		}
-		for _, part := range strings.Split(stride, "/") {
-			part = strings.TrimSpace(part)
-			if len(part) != 1 || !strings.Contains("STRIDE", part) {
-				t.Errorf("%s: STRIDE cell %q: want letters of S, T, R, I, D, E separated by /", where, stride)
-				continue
-			}
-			letters[r.flow][rune(part[0])] = true
-		}
-		if threat == "" {
-			t.Errorf("%s: empty threat", where)
-		}
-		if r.cells[2] == "" {
-			t.Errorf("%s: empty control", where)
-		}
-		if residual == "" {
-			t.Errorf("%s: empty residual risk (write \"none known\" only where true)", where)
-		}
-		if proof == "" {
-			t.Errorf("%s: empty proof", where)
-			continue
-		}
-		named := testName.FindAllStringSubmatch(proof, -1)
-		for _, m := range named {
-			pkg, name := m[1], m[2]
-			dirs, ok := defined[name]
-			if !ok {
-				t.Errorf("%s: proof names %s, but no *_test.go file defines func %s(", where, m[0], name)
-				continue
-			}
-			if pkg != "" && !dirs[pkg] {
-				t.Errorf("%s: proof names %s, but %s is not defined in a package %s (it is in %s)", where, m[0], name, pkg, strings.Join(slices.Sorted(maps.Keys(dirs)), ", "))
-			}
-		}
-		if len(named) == 0 && !makeTarget.MatchString(proof) &&
-			!strings.Contains(strings.ToLower(residual), "open gap") && !strings.Contains(strings.ToLower(residual), "no automated test") {
-			t.Errorf("%s: proof %q names no test and no make target: say so in the residual risk (\"open gap: ...\" or \"no automated test: ...\")", where, proof)
-		}
+		checkRow(t, r, defined, letters[r.flow])
 	}
+	checkOpenGaps(t, rows, gaps)
 	for _, flow := range flows {
-		for _, l := range "STRIDE" {
+		for _, l := range strideLetters {
 			if !letters[flow][l] {
-				t.Errorf("flow %q has no %c row: add one saying what controls it, why it does not apply, or that it is an open gap", flow, l)
+				t.Errorf("flow %q has no %s row: add one saying what controls it, why it does not apply, or that it is an open gap", flow, l)
 			}
 		}
 	}
 }
 
+// strideLetters are the six threat categories, in order.
+var strideLetters = []string{"S", "T", "R", "I", "D", "E"}
+
+// checkRow checks one STRIDE row and records its letters in letters.
+func checkRow(t *testing.T, r strideRow, defined map[string]map[string]bool, letters map[string]bool) {
+	t.Helper()
+	where := r.flow + ", line " + strconv.Itoa(r.line)
+	stride, proof, residual := r.cells[0], r.cells[3], strings.ToLower(r.cells[4])
+	for part := range strings.SplitSeq(stride, "/") {
+		part = strings.TrimSpace(part)
+		if !slices.Contains(strideLetters, part) {
+			t.Errorf("%s: STRIDE cell %q: want letters of S, T, R, I, D, E separated by /", where, stride)
+			continue
+		}
+		letters[part] = true
+	}
+	for i, what := range []string{"threat", "control", "proof", "residual risk (write \"none known\" only where true)"} {
+		if r.cells[i+1] == "" {
+			t.Errorf("%s: empty %s", where, what)
+		}
+	}
+	named := testName.FindAllStringSubmatch(proof, -1)
+	for _, m := range named {
+		pkg, name := m[1], m[2]
+		dirs, ok := defined[name]
+		switch {
+		case !ok:
+			t.Errorf("%s: proof names %s, but no *_test.go file defines func %s(", where, m[0], name)
+		case pkg != "" && !dirs[pkg]:
+			t.Errorf("%s: proof names %s, but %s is not defined in a package %s (it is in %s)", where, m[0], name, pkg, strings.Join(slices.Sorted(maps.Keys(dirs)), ", "))
+		}
+	}
+	if proof != "" && len(named) == 0 && !makeTarget.MatchString(proof) &&
+		!strings.Contains(residual, "open gap") && !strings.Contains(residual, "no automated test") {
+		t.Errorf("%s: proof %q names no test and no make target: say so in the residual risk (\"open gap: ...\" or \"no automated test: ...\")", where, proof)
+	}
+}
+
+// checkOpenGaps requires the open-gaps table (section 8) to list exactly the
+// threats of the rows whose residual risk is an open gap.
+func checkOpenGaps(t *testing.T, rows []strideRow, gaps map[string]bool) {
+	t.Helper()
+	open := map[string]bool{}
+	for _, r := range rows {
+		if strings.Contains(strings.ToLower(r.cells[4]), "open gap") {
+			open[r.cells[1]] = true
+			if !gaps[r.cells[1]] {
+				t.Errorf("%s, line %d: residual risk is an open gap, but the open-gaps table (section 8) does not list %q", r.flow, r.line, r.cells[1])
+			}
+		}
+	}
+	for threat := range gaps {
+		if !open[threat] {
+			t.Errorf("the open-gaps table lists %q, but no STRIDE row with that threat has an open gap as its residual risk", threat)
+		}
+	}
+}
+
 // readStrideTables returns the rows of every table whose header is strideHeader,
-// with the ### heading above it as the flow.
-func readStrideTables(t *testing.T, path string) []strideRow {
+// with the ### heading above it as the flow, and the threats listed in the
+// table whose header is gapsHeader.
+func readStrideTables(t *testing.T, path string) ([]strideRow, map[string]bool) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -113,19 +136,28 @@ func readStrideTables(t *testing.T, path string) []strideRow {
 	}
 	defer f.Close()
 	var rows []strideRow
-	flow, inTable, line := "", false, 0
+	gaps := map[string]bool{}
+	flow, inTable, inGaps, line := "", false, false, 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line++
 		text := sc.Text()
 		switch {
-		case strings.HasPrefix(text, "### "):
-			flow, inTable = strings.TrimPrefix(text, "### "), false
+		case strings.HasPrefix(text, "#"):
+			inTable, inGaps = false, false
+			if heading, ok := strings.CutPrefix(text, "### "); ok {
+				flow = heading
+			}
 		case !strings.HasPrefix(text, "|"):
-			inTable = false
+			inTable, inGaps = false, false
+		case inGaps:
+			if cells := splitRow(text); !strings.HasPrefix(text, "|---") && len(cells) == len(gapsHeader) {
+				gaps[cells[2]] = true
+			}
 		case !inTable:
 			cells := splitRow(text)
+			inGaps = slices.Equal(cells, gapsHeader)
 			inTable = slices.Equal(cells, strideHeader)
 			if !inTable && len(cells) > 0 && cells[0] == "STRIDE" {
 				t.Errorf("line %d: STRIDE table header %q, want %q", line, cells, strideHeader)
@@ -143,7 +175,10 @@ func readStrideTables(t *testing.T, path string) []strideRow {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return rows
+	if len(gaps) == 0 {
+		t.Errorf("%s: no open-gaps table (header %q)", path, gapsHeader)
+	}
+	return rows, gaps
 }
 
 // splitRow splits a Markdown table row into trimmed cells; a | inside backticks
