@@ -19,6 +19,10 @@ var strideHeader = []string{"STRIDE", "threat", "control", "proof", "residual ri
 // gapsHeader is the header row of the summary table of open gaps (section 8).
 var gapsHeader = []string{"flow", "STRIDE", "threat", "what is missing"}
 
+// issuesHeader is the header row of the table of previous security issues
+// (section 6), whose last cell names the tests of each fix.
+var issuesHeader = []string{"issue", "what it was", "how flagpole closes it", "test"}
+
 // testName matches a Go test, fuzz target or benchmark named in a proof cell,
 // optionally qualified by its package (`store.TestRedact`) and followed by a
 // subtest path (`TestDecisionTable/invalid_selector`).
@@ -27,8 +31,9 @@ var testName = regexp.MustCompile(`\b(?:([a-z][a-z0-9]*)\.)?((?:Test|Fuzz|Benchm
 // makeTarget matches a Makefile target named in a proof cell (`make hostile`).
 var makeTarget = regexp.MustCompile("`make [a-z][a-z0-9-]*`")
 
-// strideRow is one row of a STRIDE table, with the flow (the ### heading) it
-// belongs to and its line in the document.
+// strideRow is one row of a STRIDE table (or of the previous-issues table),
+// with the flow (the ### or ## heading) it belongs to and its line in the
+// document.
 type strideRow struct {
 	flow  string
 	line  int
@@ -42,11 +47,22 @@ type strideRow struct {
 // ("open gap" or "no automated test"), every flow covers all six letters, and
 // the summary of open gaps lists exactly the rows whose residual risk is one.
 func TestThreatModel(t *testing.T) {
-	rows, gaps := readStrideTables(t, "docs/threat-model.md")
+	doc := readThreatModel(t, "docs/threat-model.md")
+	rows, gaps := doc.stride, doc.gaps
 	if len(rows) < 150 {
 		t.Fatalf("docs/threat-model.md has %d STRIDE rows; expected every surface's rows (at least 150)", len(rows))
 	}
+	if len(doc.issues) == 0 {
+		t.Errorf("docs/threat-model.md: no table of previous security issues (header %q)", issuesHeader)
+	}
 	defined := definedTests(t, ".")
+	for _, r := range doc.issues {
+		where := "previous issues, line " + strconv.Itoa(r.line)
+		if r.cells[3] == "" {
+			t.Errorf("%s: no test named for %s", where, r.cells[0])
+		}
+		checkNames(t, where, r.cells[3], defined)
+	}
 
 	letters := map[string]map[string]bool{}
 	var flows []string
@@ -88,21 +104,30 @@ func checkRow(t *testing.T, r strideRow, defined map[string]map[string]bool, let
 			t.Errorf("%s: empty %s", where, what)
 		}
 	}
-	named := testName.FindAllStringSubmatch(proof, -1)
+	named := checkNames(t, where, proof, defined)
+	if proof != "" && named == 0 && !makeTarget.MatchString(proof) &&
+		!strings.Contains(residual, "open gap") && !strings.Contains(residual, "no automated test") {
+		t.Errorf("%s: proof %q names no test and no make target: say so in the residual risk (\"open gap: ...\" or \"no automated test: ...\")", where, proof)
+	}
+}
+
+// checkNames requires every Go test, fuzz target or benchmark named in cell to
+// be defined (in the package it is qualified with, if any) and returns how many
+// it names.
+func checkNames(t *testing.T, where, cell string, defined map[string]map[string]bool) int {
+	t.Helper()
+	named := testName.FindAllStringSubmatch(cell, -1)
 	for _, m := range named {
 		pkg, name := m[1], m[2]
 		dirs, ok := defined[name]
 		switch {
 		case !ok:
-			t.Errorf("%s: proof names %s, but no *_test.go file defines func %s(", where, m[0], name)
+			t.Errorf("%s: names %s, but no *_test.go file defines func %s(", where, m[0], name)
 		case pkg != "" && !dirs[pkg]:
-			t.Errorf("%s: proof names %s, but %s is not defined in a package %s (it is in %s)", where, m[0], name, pkg, strings.Join(slices.Sorted(maps.Keys(dirs)), ", "))
+			t.Errorf("%s: names %s, but %s is not defined in a package %s (it is in %s)", where, m[0], name, pkg, strings.Join(slices.Sorted(maps.Keys(dirs)), ", "))
 		}
 	}
-	if proof != "" && len(named) == 0 && !makeTarget.MatchString(proof) &&
-		!strings.Contains(residual, "open gap") && !strings.Contains(residual, "no automated test") {
-		t.Errorf("%s: proof %q names no test and no make target: say so in the residual risk (\"open gap: ...\" or \"no automated test: ...\")", where, proof)
-	}
+	return len(named)
 }
 
 // checkOpenGaps requires the open-gaps table (section 8) to list exactly the
@@ -125,60 +150,70 @@ func checkOpenGaps(t *testing.T, rows []strideRow, gaps map[string]bool) {
 	}
 }
 
-// readStrideTables returns the rows of every table whose header is strideHeader,
-// with the ### heading above it as the flow, and the threats listed in the
-// table whose header is gapsHeader.
-func readStrideTables(t *testing.T, path string) ([]strideRow, map[string]bool) {
+// threatModel is what TestThreatModel reads from the document.
+type threatModel struct {
+	stride []strideRow     // rows of every table whose header is strideHeader
+	issues []strideRow     // rows of the table whose header is issuesHeader
+	gaps   map[string]bool // threats listed in the table whose header is gapsHeader
+}
+
+// readThreatModel reads the STRIDE tables (the ### heading above each is its
+// flow), the previous-issues table and the open-gaps table.
+func readThreatModel(t *testing.T, path string) threatModel {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var rows []strideRow
-	gaps := map[string]bool{}
-	flow, inTable, inGaps, line := "", false, false, 0
+	doc := threatModel{gaps: map[string]bool{}}
+	var gapRows []strideRow
+	var current *[]strideRow // the table being read, nil outside one
+	var header []string      // its header
+	flow, line := "", 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line++
 		text := sc.Text()
 		switch {
-		case strings.HasPrefix(text, "#"):
-			inTable, inGaps = false, false
+		case !strings.HasPrefix(text, "|"):
+			current = nil
 			if heading, ok := strings.CutPrefix(text, "### "); ok {
 				flow = heading
 			}
-		case !strings.HasPrefix(text, "|"):
-			inTable, inGaps = false, false
-		case inGaps:
-			if cells := splitRow(text); !strings.HasPrefix(text, "|---") && len(cells) == len(gapsHeader) {
-				gaps[cells[2]] = true
-			}
-		case !inTable:
+		case current == nil:
 			cells := splitRow(text)
-			inGaps = slices.Equal(cells, gapsHeader)
-			inTable = slices.Equal(cells, strideHeader)
-			if !inTable && len(cells) > 0 && cells[0] == "STRIDE" {
+			switch {
+			case slices.Equal(cells, strideHeader):
+				current, header = &doc.stride, strideHeader
+			case slices.Equal(cells, issuesHeader):
+				current, header = &doc.issues, issuesHeader
+			case slices.Equal(cells, gapsHeader):
+				current, header = &gapRows, gapsHeader
+			case cells[0] == "STRIDE":
 				t.Errorf("line %d: STRIDE table header %q, want %q", line, cells, strideHeader)
 			}
 		case strings.HasPrefix(text, "|---"):
 		default:
 			cells := splitRow(text)
-			if len(cells) != len(strideHeader) {
-				t.Errorf("%s, line %d: %d cells, want %d (a | inside a cell must be in backticks or escaped)", flow, line, len(cells), len(strideHeader))
+			if len(cells) != len(header) {
+				t.Errorf("%s, line %d: %d cells, want %d (a | inside a cell must be in backticks or escaped)", flow, line, len(cells), len(header))
 				continue
 			}
-			rows = append(rows, strideRow{flow: flow, line: line, cells: cells})
+			*current = append(*current, strideRow{flow: flow, line: line, cells: cells})
 		}
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(gaps) == 0 {
+	for _, r := range gapRows {
+		doc.gaps[r.cells[2]] = true
+	}
+	if len(gapRows) == 0 {
 		t.Errorf("%s: no open-gaps table (header %q)", path, gapsHeader)
 	}
-	return rows, gaps
+	return doc
 }
 
 // splitRow splits a Markdown table row into trimmed cells; a | inside backticks
