@@ -29,7 +29,7 @@ var issuesHeader = []string{"issue", "what it was", "how flagpole closes it", "t
 var testName = regexp.MustCompile(`\b(?:([a-z][a-z0-9]*)\.)?((?:Test|Fuzz|Benchmark)(?:[A-Z0-9_][A-Za-z0-9_]*)?)\b`)
 
 // makeTarget matches a Makefile target named in a proof cell (`make hostile`).
-var makeTarget = regexp.MustCompile("`make [a-z][a-z0-9-]*`")
+var makeTarget = regexp.MustCompile("`make ([a-z][a-z0-9-]*)`")
 
 // strideRow is one row of a STRIDE table (or of the previous-issues table),
 // with the flow (the ### or ## heading) it belongs to and its line in the
@@ -56,6 +56,14 @@ func TestThreatModel(t *testing.T) {
 		t.Errorf("docs/threat-model.md: no table of previous security issues (header %q)", issuesHeader)
 	}
 	defined := definedTests(t, ".")
+	targets := makeTargets(t, "Makefile")
+	for _, r := range append(slices.Clone(doc.stride), doc.issues...) { // cells[3]: the proof, the test
+		for _, m := range makeTarget.FindAllStringSubmatch(r.cells[3], -1) {
+			if !targets[m[1]] {
+				t.Errorf("line %d: names `make %s`, but the Makefile has no target %s", r.line, m[1], m[1])
+			}
+		}
+	}
 	for _, r := range doc.issues {
 		where := "previous issues, line " + strconv.Itoa(r.line)
 		if r.cells[3] == "" {
@@ -109,6 +117,23 @@ func checkRow(t *testing.T, r strideRow, defined map[string]map[string]bool, let
 		!strings.Contains(residual, "open gap") && !strings.Contains(residual, "no automated test") {
 		t.Errorf("%s: proof %q names no test and no make target: say so in the residual risk (\"open gap: ...\" or \"no automated test: ...\")", where, proof)
 	}
+}
+
+// makeTargets returns the targets the Makefile defines.
+func makeTargets(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^([a-z][a-z0-9-]*):`).FindAllSubmatch(src, -1) {
+		targets[string(m[1])] = true
+	}
+	if len(targets) < 5 {
+		t.Fatalf("%s: found only %d targets", path, len(targets))
+	}
+	return targets
 }
 
 // checkNames requires every Go test, fuzz target or benchmark named in cell to
