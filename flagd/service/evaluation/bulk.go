@@ -70,19 +70,19 @@ func zeroValue(t eval.Type) any {
 //
 // With tracing, the RPC is one span (resolveAll, with feature_flag.count: the
 // number of flags answered, as flagd), not one per flag.
-func (s *Service) resolveAll(ctx context.Context, header http.Header, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
-	span := s.startSpan(ctx, header, resolveSpanName(eval.TypeAny), a)
+func (s *Service) resolveAll(ctx context.Context, m reqMeta, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
+	span := s.startSpan(ctx, m, resolveSpanName(eval.TypeAny), a)
 	if span != nil {
 		defer span.End()
 	}
-	sel, err := store.ParseSelector(header.Get(SelectorHeader))
+	sel, err := store.ParseSelector(m.selector)
 	if err != nil {
 		if span != nil {
 			tracing.Failed(span, tracing.ErrorType(eval.ErrorGeneral), "invalid selector")
 		}
 		return nil, sel, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	items := s.resolveAllIn(sel, header, reqCtx, a)
+	items := s.resolveAllIn(sel, m.header, reqCtx, a)
 	if span != nil {
 		span.SetAttributes(tracing.KeyFlagCount.Int(len(items)))
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"connectrpc.com/connect"
@@ -18,8 +17,8 @@ import (
 // selector sees, keep_alive after KeepAlive without another event, and
 // provider_shutdown when the service shuts down. withDeadline applies
 // StreamDeadline (v1 and v2; schema.v1 ignores it, as in flagd).
-func (s *Service) eventStream(ctx context.Context, header http.Header, withDeadline bool, send func(typ string, data *structpb.Struct) error) error {
-	sel, err := store.ParseSelector(header.Get(SelectorHeader))
+func (s *Service) eventStream(ctx context.Context, selector string, withDeadline bool, send func(typ string, data *structpb.Struct) error) error {
+	sel, err := store.ParseSelector(selector)
 	if err != nil {
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	}

@@ -36,7 +36,7 @@ func (h *v2Service) ResolveObject(ctx context.Context, req *connect.Request[eval
 }
 
 func (h *v2Service) EventStream(ctx context.Context, req *connect.Request[evalv2.EventStreamRequest], stream *connect.ServerStream[evalv2.EventStreamResponse]) error {
-	return h.s.eventStream(ctx, req.Header(), true, func(typ string, data *structpb.Struct) error {
+	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), true, func(typ string, data *structpb.Struct) error {
 		return stream.Send(&evalv2.EventStreamResponse{Type: typ, Data: data})
 	})
 }
