@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,6 +27,7 @@ const (
 	// grpc-go's default (5 min) would cut off providers configured to ping every
 	// minute; pings stay cheap at this rate.
 	grpcMinPingInterval = time.Second
+	grpcWindow          = 1 << 20
 )
 
 // GRPCServerOptions are the grpc-go server options that give a listener's gRPC
@@ -33,9 +35,14 @@ const (
 // concurrent streams per connection, request headers bounded by MaxHeaderBytes, the
 // request message of each RPC within ReadTimeout of its headers (the handler must
 // call RequestReceived once it has it), connections without an RPC closed after
-// IdleTimeout, small per-connection buffers, and keepalive pings from clients
-// accepted down to one a second. Message size limits and codecs are the service's
-// business.
+// IdleTimeout, small per-connection buffers (the write buffer returned to a pool
+// between writes), and keepalive pings from clients accepted down to one a second.
+// Two settings are for speed: RPCs run on GOMAXPROCS worker goroutines (whose
+// stacks have grown already) rather than a new goroutine each, and fixed 1 MiB
+// flow-control windows replace grpc-go's bandwidth estimation, which pings the
+// client on the first data of every quiet period (most unary calls). Together
+// about a sixth of the CPU of a small unary call (floor-grpc). Message size limits
+// and codecs are the service's business.
 func GRPCServerOptions(cfg ListenConfig) []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(maxStreamsPerConnection),
@@ -45,6 +52,9 @@ func GRPCServerOptions(cfg ListenConfig) []grpc.ServerOption {
 		grpc.WriteBufferSize(grpcBufferSize),
 		grpc.SharedWriteBuffer(true),
 		grpc.Creds(splitCredentials{}),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.InitialWindowSize(grpcWindow),
+		grpc.InitialConnWindowSize(grpcWindow),
 	}
 	if cfg.MaxHeaderBytes > 0 && cfg.MaxHeaderBytes <= math.MaxUint32 {
 		opts = append(opts, grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes))) //nolint:gosec // bounded above
