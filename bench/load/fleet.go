@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // fleet holds the server processes of a run: flagpole (the main instance on TCP,
@@ -203,4 +202,3 @@ func (f *fleet) fanout(ctx context.Context, w workload, label string, round int)
 		ms(res.openAll), mib(res.rssBefore), mib(res.rssIdle), us(percentileOf(res.last, 0.5)), us(percentileOf(res.last, 0.99)), res.errors)
 	return res, nil
 }
-
