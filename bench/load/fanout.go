@@ -130,7 +130,7 @@ func runFanout(ctx context.Context, w workload, s *server, o fanoutOptions) (fan
 			st.err = receive(ctx, conn, method, reqBytes, w.name == wlEventFanout, markers, st)
 		}()
 	}
-	openDeadline := time.NewTimer(o.timeout + time.Duration(o.streams)*5*time.Millisecond)
+	openDeadline := time.NewTimer(o.timeout + time.Duration(o.streams)*50*time.Millisecond)
 	defer openDeadline.Stop()
 	for i, st := range streams {
 		select {

@@ -386,20 +386,13 @@ func (s *Service) grpcEventStream(ss grpc.ServerStream, gm *grpcMethod) (err err
 	if req.err != nil {
 		return decodeError(req.msg, req.err)
 	}
-	send := func(typ string, data *structpb.Struct) error {
-		var msg proto.Message
-		switch gm.api {
-		case apiV1:
-			msg = &evalv1.EventStreamResponse{Type: typ, Data: data}
-		case apiV2:
-			msg = &evalv2.EventStreamResponse{Type: typ, Data: data}
-		default:
-			msg = &schemav1.EventStreamResponse{Type: typ, Data: data}
-		}
-		if err := ss.SendMsg(msg); err != nil {
+	// the three services' EventStreamResponse are the same message: one encoding
+	send := func(ev *streamEvent) error {
+		b := ev.encoded()
+		if err := ss.SendMsg(&grpcReply{b: b}); err != nil {
 			return err
 		}
-		size += proto.Size(msg) + 5
+		size += len(b) + 5
 		return nil
 	}
 	return grpcError(s.eventStream(ctx, s.grpcMeta(ctx).selector, gm.api != apiSchemaV1, send))

@@ -68,7 +68,7 @@ func schemaAllResponse(items []bulkItem) *schemav1.ResolveAllResponse {
 }
 
 func (h *schemaV1Service) EventStream(ctx context.Context, req *connect.Request[schemav1.EventStreamRequest], stream *connect.ServerStream[schemav1.EventStreamResponse]) error {
-	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), false, func(typ string, data *structpb.Struct) error {
-		return stream.Send(&schemav1.EventStreamResponse{Type: typ, Data: data})
+	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), false, func(ev *streamEvent) error {
+		return stream.Send(&schemav1.EventStreamResponse{Type: ev.typ, Data: ev.data})
 	})
 }

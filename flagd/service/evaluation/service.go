@@ -117,6 +117,7 @@ type Service struct {
 	keepAlive  time.Duration
 	maxStreams int64
 
+	events       *events            // the events of EventStreams (stream.go)
 	streams      atomic.Int64       // open EventStreams
 	refusals     server.LogThrottle // "too many open streams" warnings
 	shutdown     chan struct{}      // closed by Shutdown
@@ -158,6 +159,7 @@ func newService(opts Options, fast bool) *Service {
 		shutdown:   make(chan struct{}),
 		procedures: map[string]struct{}{},
 		rpcs:       opts.Metrics.RPCs(metricsService),
+		events:     newEvents(),
 	}
 	if s.keepAlive <= 0 {
 		s.keepAlive = DefaultKeepAlive

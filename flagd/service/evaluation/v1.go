@@ -66,7 +66,7 @@ func v1AllResponse(items []bulkItem, sel store.Selector) *evalv1.ResolveAllRespo
 }
 
 func (h *v1Service) EventStream(ctx context.Context, req *connect.Request[evalv1.EventStreamRequest], stream *connect.ServerStream[evalv1.EventStreamResponse]) error {
-	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), true, func(typ string, data *structpb.Struct) error {
-		return stream.Send(&evalv1.EventStreamResponse{Type: typ, Data: data})
+	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), true, func(ev *streamEvent) error {
+		return stream.Send(&evalv1.EventStreamResponse{Type: ev.typ, Data: ev.data})
 	})
 }
