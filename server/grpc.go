@@ -20,7 +20,7 @@ const (
 	// grpcBufferSize is each connection's read buffer and its write buffer's size:
 	// grpc-go's 32 KiB defaults cost 64 KiB a connection, 64 MiB for 1,000 idle
 	// providers, for requests and responses of a few hundred bytes.
-	grpcBufferSize = 8 << 10
+	grpcBufferSize = 4 << 10
 	// grpcMinPingInterval is the shortest interval between a client's keepalive
 	// pings that grpc-go tolerates (it sends GOAWAY "too_many_pings" to faster
 	// clients). net/http, which served these listeners before, enforces nothing, and

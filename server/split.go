@@ -553,7 +553,7 @@ func (c *splitConn) filter(b []byte) []byte {
 		c.hdrLen = 0
 		length := int(c.hdr[0])<<16 | int(c.hdr[1])<<8 | int(c.hdr[2])
 		if c.hdr[3] == frameSettings && c.hdr[4]&flagAck != 0 && length == 0 {
-			c.dropAck = false
+			c.dropAck, c.scratch = false, nil
 			continue
 		}
 		out = append(out, c.hdr[:]...)

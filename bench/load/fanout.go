@@ -34,7 +34,10 @@ import (
 type fanoutResult struct {
 	name, server  string
 	round         int
+	flags         int
 	streams       int
+	heapIdle      int64         // Go heap in use with the streams idle (go_memstats_heap_inuse_bytes; 0: unknown)
+	stacksIdle    int64         // goroutine stacks (go_memstats_stack_inuse_bytes)
 	openAll       time.Duration // until every stream had its first message
 	rssBefore     int64         // server RSS before the streams opened
 	rssIdle       int64         // with every stream open and idle
@@ -145,6 +148,7 @@ func runFanout(ctx context.Context, w workload, s *server, o fanoutOptions) (fan
 	res.messageBytes = streams[0].size
 	sleep(ctx, o.settle)
 	res.rssIdle, _ = rssBytes(s.pid)
+	res.heapIdle, res.stacksIdle = metricInt(s.mgmt, "go_memstats_heap_inuse_bytes"), metricInt(s.mgmt, "go_memstats_stack_inuse_bytes")
 
 	srvCPU0, _ := cpuTime(s.pid)
 	selfCPU0 := selfCPUTime()

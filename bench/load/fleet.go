@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/flagpole-dev/flagpole/bench/load/flaggen"
 )
 
 // fleet holds the server processes of a run: flagpole (the main instance on TCP,
@@ -170,7 +172,13 @@ func (f *fleet) fanout(ctx context.Context, w workload, label string, round int)
 	}
 	defer os.RemoveAll(dir)
 	file := filepath.Join(dir, "flags.json")
-	if err := os.WriteFile(file, f.doc, 0o600); err != nil {
+	doc := f.doc
+	if n := f.cfg.fanoutFlags; n > 0 && n != f.cfg.flagCount {
+		if doc, err = flaggen.Generate(n); err != nil {
+			return fanoutResult{}, err
+		}
+	}
+	if err := os.WriteFile(file, doc, 0o600); err != nil {
 		return fanoutResult{}, err
 	}
 	if f.certs == nil {
@@ -193,11 +201,15 @@ func (f *fleet) fanout(ctx context.Context, w workload, label string, round int)
 	defer func() { _ = s.stop() }()
 	sleep(ctx, f.cfg.settle)
 	res, err := runFanout(ctx, w, s, fanoutOptions{streams: f.cfg.fanout, changes: f.cfg.changes, settle: f.cfg.settle,
-		timeout: f.cfg.timeout, flagsFile: file, doc: f.doc})
+		timeout: f.cfg.timeout, flagsFile: file, doc: doc})
 	if err != nil {
 		return res, fmt.Errorf("%w\n%s log (tail):\n%s", err, label, s.log.String())
 	}
 	res.round = round
+	res.flags = max(f.cfg.fanoutFlags, 0)
+	if res.flags == 0 {
+		res.flags = f.cfg.flagCount
+	}
 	fmt.Fprintf(f.stderr, "  all open after %s; RSS %s -> %s; change heard by the last stream: p50 %s, p99 %s; %d errors\n",
 		ms(res.openAll), mib(res.rssBefore), mib(res.rssIdle), us(percentileOf(res.last, 0.5)), us(percentileOf(res.last, 0.99)), res.errors)
 	return res, nil

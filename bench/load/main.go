@@ -48,6 +48,7 @@ type config struct {
 	compare      string // a flagd-compatible binary run through the same workloads (flagd's CLI)
 	rounds       int    // times the workloads are run (figures: medians)
 	fanout       int    // streams of the fan-out workloads
+	fanoutFlags  int    // flags in the fan-out workloads' document (0: -flags)
 	changes      int    // flag changes of the fan-out workloads
 	// serverArgs go before "flagd start" and serverEnv is added to the server's
 	// environment (tests run the test binary as the server); the same for the
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.rounds, "rounds", 1, "run the workloads this many times (interleaved) and report medians")
 	fs.IntVar(&cfg.fanout, "fanout", 1000, "streams of the fan-out workloads (one connection each)")
 	fs.IntVar(&cfg.changes, "changes", 20, "flag file changes of the fan-out workloads")
+	fs.IntVar(&cfg.fanoutFlags, "fanout-flags", 0, "flags in the fan-out workloads' document (0: -flags); every stream receives the whole document on every change")
 	fs.BoolVar(&cfg.startupOnly, "startup-only", false, "measure the sidecar budgets only (binary size, first correct answer, idle RSS) and run no workload (make size)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: load [flags]\n\nLoad harness for `flagpole flagd start`. Workloads: %s.\n\n", strings.Join(allWorkloads(), ", "))
@@ -159,6 +161,9 @@ func (c config) validate() error {
 	}
 	if c.rounds < 1 || c.rounds > 100 {
 		errs = append(errs, fmt.Errorf("-rounds %d: want 1..100", c.rounds))
+	}
+	if c.fanoutFlags != 0 && (c.fanoutFlags < flaggen.MinFlags || c.fanoutFlags > 1_000_000) {
+		errs = append(errs, fmt.Errorf("-fanout-flags %d: want 0 or %d..1000000", c.fanoutFlags, flaggen.MinFlags))
 	}
 	if c.fanout < 1 || c.fanout > 20000 || c.changes < 1 || c.changes > 10000 {
 		errs = append(errs, fmt.Errorf("-fanout %d, -changes %d: want 1..20000 and 1..10000", c.fanout, c.changes))

@@ -409,3 +409,23 @@ func serverRuntime(mgmt string) (procs, goVersion string) {
 	}
 	return procs, goVersion
 }
+
+// metricInt reads one unlabelled Prometheus gauge from the management listener's
+// /metrics (0 when absent).
+func metricInt(mgmt, name string) int64 {
+	c := newRawConn(mgmt, 2*time.Second)
+	defer c.close()
+	status, body, _, err := c.do([]byte("GET /metrics HTTP/1.1\r\nHost: " + mgmt + "\r\n\r\n"))
+	if err != nil || status != 200 {
+		return 0
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int64(f)
+			}
+		}
+	}
+	return 0
+}
