@@ -49,7 +49,7 @@ type bulkPlan struct {
 	digest  [sha256.Size]byte // of the selection: etagVersion, keys and fingerprints, selector
 	clock   bool              // some flag may read the clock: tag the body instead
 	refl    reflection
-	tail    []byte // `],"metadata":{...}}`
+	tail    []byte       // `],"metadata":{...}}`
 	sizeEst atomic.Int64 // the last answer's size, to size the buffer
 }
 
