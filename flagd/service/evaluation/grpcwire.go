@@ -38,7 +38,7 @@ func (r *resolveRequest) decode(data []byte) {
 func decodeResolve(b []byte) (key string, ctx map[string]any, ok bool) {
 	var seenKey, seenCtx bool
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return "", nil, false
 		}
@@ -93,7 +93,7 @@ func decodeStruct(b []byte, depth int) (map[string]any, bool) {
 	}
 	m := map[string]any{}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return nil, false
 		}
@@ -129,7 +129,7 @@ func decodeEntry(b []byte, depth int) (string, any, bool) {
 	var value any
 	var seenKey, seenValue bool
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return "", nil, false
 		}
@@ -171,7 +171,7 @@ func decodeValue(b []byte, depth int) (any, bool) {
 	var value any
 	seen := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return nil, false
 		}
@@ -243,7 +243,7 @@ func decodeList(b []byte, depth int) ([]any, bool) {
 	}
 	l := []any{}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return nil, false
 		}
@@ -363,4 +363,13 @@ func (s *Service) appendProtoResponse(b []byte, p fastProcedure, r result) (out 
 	b = protowire.AppendTag(b, 4, protowire.BytesType)
 	b = protowire.AppendBytes(b, r.meta.pb)
 	return b, true, nil
+}
+
+// consumeTag is protowire.ConsumeTag refusing field numbers protobuf-go refuses.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
 }
