@@ -304,7 +304,14 @@ func (s *Service) appendProtoResponse(b []byte, p fastProcedure, r result) (out 
 	case eval.TypeObject:
 		hasValue = obj != nil
 	}
+	// v1 and schema.v1 write a plain proto3 field (absent when zero); v2's value is
+	// optional (present whenever there is a value, zero or not), and so is its
+	// variant, which it leaves out without a value
+	v2 := p.api == apiV2
 	reason, variant := string(r.res.Reason), r.res.Variant
+	if v2 && !hasValue {
+		variant = ""
+	}
 	if !utf8.ValidString(reason) || !utf8.ValidString(variant) {
 		return b, false, nil
 	}
@@ -315,9 +322,6 @@ func (s *Service) appendProtoResponse(b []byte, p fastProcedure, r result) (out 
 		}
 		b = make([]byte, 0, n)
 	}
-	// v1 and schema.v1 write a plain proto3 field (absent when zero); v2's value is
-	// optional (present whenever there is a value, zero or not)
-	v2 := p.api == apiV2
 	switch p.typ {
 	case eval.TypeBoolean:
 		if v, _ := r.res.Value.(bool); v || (v2 && hasValue) {
@@ -356,7 +360,7 @@ func (s *Service) appendProtoResponse(b []byte, p fastProcedure, r result) (out 
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
 		b = protowire.AppendString(b, reason)
 	}
-	if variant != "" && (!v2 || hasValue) {
+	if variant != "" {
 		b = protowire.AppendTag(b, 3, protowire.BytesType)
 		b = protowire.AppendString(b, variant)
 	}
