@@ -348,8 +348,15 @@ func TestGRPCResolveAllAndErrors(t *testing.T) {
 	codeOnly("/flagd.evaluation.v1.Service/Nope", nil)
 	codeOnly("/nope.Service/ResolveBoolean", nil)
 	codeOnly("/flagd.evaluation.v2.Service/ResolveBoolean", encodeResolve(t, "plain", map[string]any{"blob": strings.Repeat("x", 8<<10)}))
-	if got := invokeRaw(t, p.fast, "/flagd.evaluation.v2.Service/ResolveBoolean", encodeResolve(t, "plain", map[string]any{"blob": strings.Repeat("x", 8<<10)}), nil); got.Code != codes.ResourceExhausted {
+	over := encodeResolve(t, "plain", map[string]any{"blob": strings.Repeat("x", 8<<10)})
+	if got := invokeRaw(t, p.fast, "/flagd.evaluation.v2.Service/ResolveBoolean", over, nil); got.Code != codes.ResourceExhausted {
 		t.Errorf("over the body limit: %v %q, want ResourceExhausted", got.Code, got.Message)
+	}
+	// a small gzip body that inflates over the limit (8 KiB to about 60 bytes)
+	for _, conn := range []*grpc.ClientConn{p.fast, p.slow} {
+		if got := invokeRaw(t, conn, "/flagd.evaluation.v2.Service/ResolveBoolean", over, nil, grpc.UseCompressor("gzip")); got.Code != codes.ResourceExhausted {
+			t.Errorf("gzip inflating over the body limit: %v %q, want ResourceExhausted", got.Code, got.Message)
+		}
 	}
 }
 
@@ -587,4 +594,43 @@ func FuzzResolveEncoder(f *testing.F) {
 			t.Fatalf("%+v %+v:\n hand        %x\n protobuf-go %x", p, r.res, out, want)
 		}
 	})
+}
+
+// TestGRPCHalfSentRPC: an RPC whose headers arrive but whose request message never
+// does is ended after the listener's ReadTimeout (grpc-go has no such bound of its
+// own: the handler's goroutine and stream slot would be held for ever), and an
+// EventStream whose request arrived outlives it.
+func TestGRPCHalfSentRPC(t *testing.T) {
+	srv := serveWith(t, newService(withDefaults(t, Options{}), true), server.ListenConfig{ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 300 * time.Millisecond}, true)
+	conn := grpcConn(t, srv.ln.Addr().String(), insecure.NewCredentials())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	desc := &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}
+	half, err := conn.NewStream(ctx, desc, "/flagd.evaluation.v2.Service/ResolveBoolean", grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/flagd.evaluation.v2.Service/EventStream", grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.SendMsg(&rawFrame{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = events.CloseSend()
+	var f rawFrame
+	if err := events.RecvMsg(&f); err != nil {
+		t.Fatalf("provider_ready: %v", err)
+	}
+	err = half.RecvMsg(&f) // the request is never sent
+	if st, _ := status.FromError(err); err == nil || ctx.Err() != nil || st.Code() == codes.OK {
+		t.Fatalf("half-sent RPC: %v (test context: %v), want it ended by the server", err, ctx.Err())
+	}
+	// the EventStream is still open: a change reaches it
+	if err := srv.st.Apply("src-plain", []byte(`{"flags": {}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.RecvMsg(&f); err != nil {
+		t.Fatalf("EventStream after the read timeout: %v", err)
+	}
 }
