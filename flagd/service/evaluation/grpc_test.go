@@ -16,6 +16,7 @@ import (
 	evalv2 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v2"
 	schemav1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/schema/v1"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/flagpole-dev/flagpole/server/protolimit"
@@ -632,5 +634,70 @@ func TestGRPCHalfSentRPC(t *testing.T) {
 	}
 	if err := events.RecvMsg(&f); err != nil {
 		t.Fatalf("EventStream after the read timeout: %v", err)
+	}
+}
+
+// gatherMetrics is "name{label=value,...}" → a counter's value or a histogram's
+// sample count and, for the size histograms, "…#sum" → its sum.
+func gatherMetrics(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			var labels []string
+			for _, l := range mt.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			key := f.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case mt.GetCounter() != nil:
+				got[key] = mt.GetCounter().GetValue()
+			case mt.GetHistogram() != nil:
+				got[key] = float64(mt.GetHistogram().GetSampleCount())
+				if strings.HasSuffix(f.GetName(), "_size_bytes") {
+					got[key+"#sum"] = mt.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return got
+}
+
+// TestGRPCMetrics: the same gRPC calls leave the same metrics (evaluation counters,
+// and the HTTP server series: route, status, scheme, response sizes) whether
+// grpc-go or connect-go answers them.
+func TestGRPCMetrics(t *testing.T) {
+	st := newDiffStore(t)
+	var regs [2]*prometheus.Registry
+	var conns [2]*grpc.ClientConn
+	for i, grpcGo := range []bool{true, false} {
+		regs[i] = prometheus.NewRegistry()
+		m, err := metrics.New(regs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := serveWith(t, newService(withDefaults(t, Options{Store: st, Metrics: m}), true), server.ListenConfig{}, grpcGo)
+		conns[i] = grpcConn(t, srv.ln.Addr().String(), insecure.NewCredentials())
+	}
+	for _, conn := range conns {
+		for _, a := range apis {
+			for _, key := range []string{"plain", "targeted", "missing", "string-flag", "disabled"} {
+				invokeRaw(t, conn, procPath(a.api, "bool"), encodeResolve(t, key, map[string]any{"email": "a@b.c"}), nil, grpc.ForceCodecV2(rawCodec{}))
+			}
+			invokeRaw(t, conn, procPath(a.api, "object"), encodeResolve(t, "objects", nil), nil, grpc.ForceCodecV2(rawCodec{}))
+		}
+		invokeRaw(t, conn, "/flagd.evaluation.v1.Service/ResolveAll", nil, metadata.Pairs("flagd-selector", "flagSetId=set-a"), grpc.ForceCodecV2(rawCodec{}))
+		invokeRaw(t, conn, procPath(apiV2, "bool"), encodeResolve(t, "plain", nil), nil, grpc.ForceCodecV2(rawCodec{}), grpc.UseCompressor("gzip"))
+	}
+	fast, slow := gatherMetrics(t, regs[0]), gatherMetrics(t, regs[1])
+	if diff := cmp.Diff(slow, fast); diff != "" {
+		t.Errorf("metrics (-connect-go +grpc-go):\n%s", diff)
+	}
+	if len(fast) < 10 {
+		t.Errorf("only %d series recorded: %v", len(fast), fast)
 	}
 }
