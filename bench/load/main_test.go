@@ -135,7 +135,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		row := "| " + w.name + " | flagpole | 1 | 1 | "
 		switch {
 		case w.fanout:
-			row = "| " + w.name + " | flagpole | 1 | 5 | "
+			row = "| " + w.name + " | flagpole | 1 | 50 | 5 | " // round, flags, streams
 		case w.onFloor:
 			row = "| " + w.name + " | floor | 1 | 1 | "
 		}
