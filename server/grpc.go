@@ -57,7 +57,7 @@ func GRPCServerOptions(cfg ListenConfig) []grpc.ServerOption {
 		grpc.InitialConnWindowSize(grpcWindow),
 	}
 	if cfg.MaxHeaderBytes > 0 && cfg.MaxHeaderBytes <= math.MaxUint32 {
-		opts = append(opts, grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes))) //nolint:gosec // bounded above
+		opts = append(opts, grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)))
 	}
 	if cfg.ReadHeaderTimeout > 0 {
 		opts = append(opts, grpc.ConnectionTimeout(cfg.ReadHeaderTimeout))
@@ -124,7 +124,7 @@ func (splitCredentials) Info() credentials.ProtocolInfo {
 
 func (splitCredentials) Clone() credentials.TransportCredentials { return splitCredentials{} }
 
-func (splitCredentials) OverrideServerName(string) error { return nil } //nolint:staticcheck // part of the interface
+func (splitCredentials) OverrideServerName(string) error { return nil } // part of the interface
 
 // GRPCIsTLS reports whether the RPC of ctx arrived over TLS.
 func GRPCIsTLS(ctx context.Context) bool {

@@ -232,7 +232,10 @@ func (s *splitter) handle(raw net.Conn) {
 	var state *tls.ConnectionState
 	if s.tls != nil {
 		tc := tls.Server(raw, s.tls)
-		if err := tc.Handshake(); err != nil {
+		hctx, cancel := context.WithTimeout(context.Background(), s.first)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
 			s.handshakeFailed(raw, err)
 			_ = raw.Close()
 			return
@@ -492,7 +495,6 @@ type splitConn struct {
 	net.Conn
 	tlsState *tls.ConnectionState
 
-	mu      sync.Mutex // Read is not called concurrently, but Close may race with it
 	pending []byte
 	dropAck bool
 	// the frame parser of dropAck: payload bytes of the current frame still to pass,

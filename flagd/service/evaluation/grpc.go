@@ -200,7 +200,7 @@ func grpcError(err error) error {
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		return status.Error(codes.Code(ce.Code()), ce.Message()) //nolint:gosec // connect codes are gRPC codes
+		return status.Error(codes.Code(ce.Code()), ce.Message())
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
