@@ -353,15 +353,27 @@ func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *g
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	var msg proto.Message
-	if gm.api == apiV1 {
-		msg = v1AllResponse(items, sel)
-	} else {
-		msg = schemaAllResponse(items)
+	var selMeta []byte
+	if sm := selectorMetadata(sel); gm.api == apiV1 && sm != nil {
+		if selMeta, err = (proto.MarshalOptions{Deterministic: true}).Marshal(sm); err != nil {
+			return nil, status.Errorf(codes.Internal, "marshal message: %v", err)
+		}
+		if selMeta == nil {
+			selMeta = []byte{} // present, empty
+		}
 	}
-	out, err := proto.Marshal(msg)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "marshal message: %v", err)
+	out, exact := appendResolveAll(nil, gm.api, items, selMeta)
+	if !exact {
+		// something protobuf cannot encode (invalid UTF-8): the message says what
+		var msg proto.Message
+		if gm.api == apiV1 {
+			msg = v1AllResponse(items, sel)
+		} else {
+			msg = schemaAllResponse(items)
+		}
+		if out, err = proto.Marshal(msg); err != nil {
+			return nil, status.Errorf(codes.Internal, "marshal message: %v", err)
+		}
 	}
 	size = len(out) + 5
 	return &grpcReply{b: out}, nil

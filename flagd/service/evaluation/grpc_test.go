@@ -123,10 +123,10 @@ func responseFor(t *testing.T, method string) proto.Message {
 
 // compare sends one request to both servers and reports any difference a client
 // could see: the status code, message and details, the response metadata, and the
-// response message. The typed methods' responses, encoded by hand, must also be
-// byte for byte what protobuf-go's deterministic encoding of the message is (the
-// metadata and object Structs in them are encoded once, deterministically). It
-// returns grpc-go's answer.
+// response message. The responses, encoded by hand, must also be byte for byte
+// what protobuf-go's deterministic encoding of the message is (the metadata and
+// object Structs in them are encoded once, deterministically; ResolveAll's map
+// entries are written sorted by key). It returns grpc-go's answer.
 func (p *grpcPair) compare(t *testing.T, method string, req []byte, md metadata.MD, opts ...grpc.CallOption) grpcAnswer {
 	t.Helper()
 	fast, slow := invokeRaw(t, p.fast, method, req, md, opts...), invokeRaw(t, p.slow, method, req, md, opts...)
@@ -151,14 +151,12 @@ func (p *grpcPair) compare(t *testing.T, method string, req []byte, md metadata.
 	if !proto.Equal(a, b) {
 		t.Errorf("%s %x %v:\n grpc-go    %v\n connect-go %v", method, req, md, a, b)
 	}
-	if !strings.HasSuffix(method, "/ResolveAll") {
-		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(fast.Body, want) {
-			t.Errorf("%s %x %v: hand encoding\n %x\nprotobuf-go\n %x", method, req, md, fast.Body, want)
-		}
+	want, err := proto.MarshalOptions{Deterministic: true}.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fast.Body, want) {
+		t.Errorf("%s %x %v: hand encoding\n %x\nprotobuf-go\n %x", method, req, md, fast.Body, want)
 	}
 	return fast
 }
@@ -574,6 +572,7 @@ func FuzzResolveEncoder(f *testing.F) {
 			res:   eval.Resolution{Value: value, Variant: variant, Reason: eval.Reason(reason)},
 			meta:  newCachedStruct(meta),
 		}
+		checkResolveAllEncoder(t, svc, p.api, r, s)
 		out, exact, err := svc.appendProtoResponse(nil, p, r)
 		msg, merr := svc.responseMessage(p.api, p.typ, r)
 		if err != nil || merr != nil {
@@ -699,5 +698,54 @@ func TestGRPCMetrics(t *testing.T) {
 	}
 	if len(fast) < 10 {
 		t.Errorf("only %d series recorded: %v", len(fast), fast)
+	}
+}
+
+// checkResolveAllEncoder: a ResolveAll answer of the fuzzed resolution (and a
+// second flag keyed by key), encoded by hand, is byte for byte protobuf-go's
+// deterministic encoding of the message connect-go sends, or declined where
+// protobuf-go refuses it.
+func checkResolveAllEncoder(t *testing.T, svc *Service, a api, r result, key string) {
+	t.Helper()
+	if a == apiV2 {
+		a = apiV1
+	}
+	it := bulkItem{key: "f", reason: string(r.res.Reason), variant: r.res.Variant, meta: r.meta.msg, metaC: r.meta}
+	switch v := r.res.Value.(type) {
+	case bool, string, float64:
+		it.value = v
+	case map[string]any:
+		o, err := svc.cache.object(r.gen, r.entry, r.res.Variant, v)
+		if err != nil {
+			return
+		}
+		it.value, it.objC = o.msg, o
+	case int64:
+		it.value = &structpb.Struct{} // the zero object of a failed evaluation
+	}
+	items := []bulkItem{it, {key: key, reason: "STATIC", value: true, meta: r.meta.msg, metaC: r.meta}}
+	if key <= "f" {
+		return // items are sorted by key, as the store lists them
+	}
+	sel := selectorOf(t, "")
+	var msg proto.Message = schemaAllResponse(items)
+	var selMeta []byte
+	if a == apiV1 {
+		msg = v1AllResponse(items, sel)
+		selMeta = []byte{}
+	}
+	out, exact := appendResolveAll(nil, a, items, selMeta)
+	want, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if !exact {
+		if err == nil {
+			t.Fatalf("ResolveAll %v %+v: hand encoder declined a message protobuf-go encodes", a, items)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("ResolveAll %v %+v: hand encoder wrote a message protobuf-go refuses (%v)", a, items, err)
+	}
+	if !bytes.Equal(out, want) {
+		t.Fatalf("ResolveAll %v %+v:\n hand        %x\n protobuf-go %x", a, items, out, want)
 	}
 }

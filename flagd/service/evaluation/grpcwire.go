@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/server/protolimit"
@@ -376,4 +377,83 @@ func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
 		return 0, 0, -1
 	}
 	return num, typ, n
+}
+
+// appendResolveAll appends the binary encoding of the ResolveAll response of v1
+// (with the selector metadata) or schema.v1, as proto.Marshal encodes the message
+// v1AllResponse or schemaAllResponse builds from the same items: a map entry
+// {key = 1; AnyFlag value = 2} per flag, AnyFlag {reason = 1; variant = 2; oneof
+// value {bool_value = 3; string_value = 4; double_value = 5; object_value = 6};
+// metadata = 7 (v1)} in protobuf-go's order (the oneof last), splicing in the cached encodings of object values and
+// metadata. The entries are in item order (the store's, sorted by key): what
+// deterministic marshalling writes. exact is false when proto.Marshal would refuse
+// the message (invalid UTF-8); the caller then marshals the message.
+func appendResolveAll(b []byte, a api, items []bulkItem, selMeta []byte) (out []byte, exact bool) {
+	var flag []byte
+	for _, it := range items {
+		if a == apiSchemaV1 {
+			switch it.value.(type) {
+			case bool, string, float64, *structpb.Struct:
+			default:
+				continue // as schemaAllResponse: no way to say "no value"
+			}
+		}
+		if !utf8.ValidString(it.key) || !utf8.ValidString(it.reason) || !utf8.ValidString(it.variant) {
+			return b, false
+		}
+		flag = flag[:0]
+		if it.reason != "" {
+			flag = protowire.AppendTag(flag, 1, protowire.BytesType)
+			flag = protowire.AppendString(flag, it.reason)
+		}
+		if it.variant != "" {
+			flag = protowire.AppendTag(flag, 2, protowire.BytesType)
+			flag = protowire.AppendString(flag, it.variant)
+		}
+		// protobuf-go writes the oneof after the other fields
+		if a == apiV1 && it.metaC != nil {
+			if it.metaC.pbErr != nil {
+				return b, false
+			}
+			flag = protowire.AppendTag(flag, 7, protowire.BytesType)
+			flag = protowire.AppendBytes(flag, it.metaC.pb)
+		}
+		switch v := it.value.(type) {
+		case bool:
+			flag = protowire.AppendTag(flag, 3, protowire.VarintType)
+			flag = protowire.AppendVarint(flag, protowire.EncodeBool(v))
+		case string:
+			if !utf8.ValidString(v) {
+				return b, false
+			}
+			flag = protowire.AppendTag(flag, 4, protowire.BytesType)
+			flag = protowire.AppendString(flag, v)
+		case float64:
+			flag = protowire.AppendTag(flag, 5, protowire.Fixed64Type)
+			flag = protowire.AppendFixed64(flag, math.Float64bits(v))
+		case *structpb.Struct:
+			var pb []byte
+			switch {
+			case it.objC != nil && it.objC.pbErr == nil:
+				pb = it.objC.pb
+			case it.objC == nil && len(v.GetFields()) == 0: // the zero value of a failed evaluation
+			default:
+				return b, false
+			}
+			flag = protowire.AppendTag(flag, 6, protowire.BytesType)
+			flag = protowire.AppendBytes(flag, pb)
+		}
+		entryLen := protowire.SizeTag(1) + protowire.SizeBytes(len(it.key)) + protowire.SizeTag(2) + protowire.SizeBytes(len(flag))
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(entryLen)) //nolint:gosec // a length
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, it.key)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, flag)
+	}
+	if a == apiV1 && selMeta != nil {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, selMeta)
+	}
+	return b, true
 }
