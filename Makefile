@@ -11,7 +11,7 @@ FUZZTIME ?= 60s
 GOLANGCI_LINT := bin/tools/golangci-lint
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout
+.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout load-compare
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -58,6 +58,9 @@ bench: ## evaluator benchmarks
 
 load: build ## flagd-mode load harness (bench/load): startup, RSS, req/s, p50/p99 per workload; options via LOADFLAGS="-duration 5s -out load.md"
 	$(GO) run ./bench/load -bin $(BIN) $(LOADFLAGS)
+
+load-compare: build ## every load workload (floors, gRPC per RPC type, OFREP bulk and 304, fan-out), 3 rounds; COMPARE=path/to/flagd also runs a flagd-compatible binary, interleaved, and prints the ratios
+	$(GO) run ./bench/load -bin $(BIN) -rounds 3 -duration 5s $(if $(COMPARE),-compare $(COMPARE)) $(LOADFLAGS)
 
 size: build ## sidecar budgets of the single binary: binary size, first correct answer after exec and idle RSS with 1,000 flags (a report: over-budget figures are marked, never failed)
 	$(GO) run ./bench/load -bin $(BIN) -startup-only $(SIZEFLAGS)

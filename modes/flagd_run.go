@@ -138,6 +138,8 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 			ReadTimeout: requestReadTimeout, IdleTimeout: c.IdleTimeout, Conns: conns}
 	}
 	evalCfg := httpListener("evaluation", c.Port, c.SocketPath, serverTLS, dataConns)
+	// gRPC connections are served by grpc-go, the others by net/http, on one port
+	evalCfg.GRPC = evalSvc.GRPCServer(server.GRPCServerOptions(evalCfg)...)
 	ofrepTLS := (*tls.Config)(nil)
 	if c.OfrepTLS {
 		ofrepTLS = serverTLS

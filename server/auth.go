@@ -156,18 +156,7 @@ func (t *Tokens) Handler(listener string, next http.Handler) http.Handler {
 // GRPCInterceptors require a valid bearer token ("authorization" metadata) on every
 // RPC of a grpc-go server (the sync listener): Unauthenticated otherwise.
 func (t *Tokens) GRPCInterceptors(listener string) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	verify := func(ctx context.Context) error {
-		md, _ := metadata.FromIncomingContext(ctx)
-		var value string
-		if v := md.Get("authorization"); len(v) > 0 {
-			value = v[0]
-		}
-		if err := t.check(value); err != nil {
-			t.fail(listener, err)
-			return status.Error(codes.Unauthenticated, err.Error())
-		}
-		return nil
-	}
+	verify := func(ctx context.Context) error { return t.VerifyGRPC(ctx, listener) }
 	unary := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if err := verify(ctx); err != nil {
 			return nil, err
@@ -181,4 +170,22 @@ func (t *Tokens) GRPCInterceptors(listener string) (grpc.UnaryServerInterceptor,
 		return handler(srv, ss)
 	}
 	return unary, stream
+}
+
+// VerifyGRPC checks the bearer token ("authorization" metadata) of the RPC of ctx,
+// as GRPCInterceptors do, for handlers that check it themselves: an Unauthenticated
+// status error without one. A nil *Tokens accepts every RPC.
+func (t *Tokens) VerifyGRPC(ctx context.Context, listener string) error {
+	if t == nil {
+		return nil
+	}
+	var value string
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
+		value = v[0]
+	}
+	if err := t.check(value); err != nil {
+		t.fail(listener, err)
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	return nil
 }

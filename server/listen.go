@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 )
 
 // ListenConfig says where and how a listener serves.
@@ -37,6 +38,10 @@ type ListenConfig struct {
 	// others sharing it (refusals: see ConnLimit).
 	Conns         *ConnLimit
 	ShutdownGrace time.Duration // default 5s
+	// GRPC, if set, serves the connections whose first request is gRPC with the
+	// protobuf codec (split.go); the HTTP handler serves every other connection.
+	// Build it with GRPCServerOptions(cfg), so that it keeps this listener's limits.
+	GRPC *grpc.Server
 }
 
 // maxStreamsPerConnection caps concurrent HTTP/2 streams on one connection.
@@ -71,12 +76,9 @@ func Listen(cfg ListenConfig) (net.Listener, error) {
 
 // Serve serves handler on ln until ctx ends, then shuts down gracefully: it stops
 // accepting, calls beforeShutdown (e.g. to tell stream clients), and waits up to
-// ShutdownGrace for requests in flight.
+// ShutdownGrace for requests in flight. With cfg.GRPC set, gRPC connections are
+// served by it (see split.go) and shut down the same way.
 func Serve(ctx context.Context, ln net.Listener, cfg ListenConfig, handler http.Handler, log zerolog.Logger, beforeShutdown func()) error {
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetHTTP2(true)
-	protocols.SetUnencryptedHTTP2(cfg.TLS == nil)
 	if cfg.Conns != nil {
 		var refusal []byte
 		if cfg.TLS == nil {
@@ -84,30 +86,42 @@ func Serve(ctx context.Context, ln net.Listener, cfg ListenConfig, handler http.
 		}
 		ln = cfg.Conns.Listener(ln, cfg.Name, refusal)
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		Protocols:         protocols,
-		TLSConfig:         cfg.TLS.Clone(), // each server configures ALPN on its own copy
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		// TLS handshake failures and the like: debug noise, not stderr spam.
-		ErrorLog: stdlog.New(debugWriter{log.With().Str("listener", cfg.Name).Logger()}, "", 0),
-		// Bounded concurrent streams per HTTP/2 connection (EventStreams count).
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConnection},
-	}
-	errc := make(chan error, 1)
-	go func() {
+	srv := newHTTPServer(cfg, handler, log)
+	errc := make(chan error, 3)
+	var split *splitter
+	if cfg.GRPC != nil {
+		// TLS is terminated by the splitter: the HTTP server sees plaintext
+		// connections, HTTP/1.1 or HTTP/2 with prior knowledge.
+		split = newSplitter(ln, cfg, log)
+		srv.TLSConfig = nil
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		srv.ConnContext = connTLSContext
 		if cfg.TLS != nil {
-			errc <- srv.ServeTLS(ln, "", "") // certificates come from TLSConfig; ALPN offers h2
-			return
+			srv.Handler = withTLSState(srv.Handler)
 		}
-		errc <- srv.Serve(ln)
-	}()
-	log.Info().Str("listener", cfg.Name).Str("address", ln.Addr().String()).Bool("tls", cfg.TLS != nil).Msg("serving")
+		go func() { errc <- split.serve() }()
+		go func() { errc <- srv.Serve(split.http) }()
+		go func() { errc <- cfg.GRPC.Serve(split.grpc) }()
+	} else {
+		go func() {
+			if cfg.TLS != nil {
+				errc <- srv.ServeTLS(ln, "", "") // certificates come from TLSConfig; ALPN offers h2
+				return
+			}
+			errc <- srv.Serve(ln)
+		}()
+	}
+	log.Info().Str("listener", cfg.Name).Str("address", ln.Addr().String()).Bool("tls", cfg.TLS != nil).Bool("grpc_transport", cfg.GRPC != nil).Msg("serving")
 	select {
 	case err := <-errc:
+		if split != nil {
+			split.close()
+			cfg.GRPC.Stop()
+		}
+		_ = srv.Close()
+		if err == nil {
+			err = errors.New("server stopped unexpectedly")
+		}
 		return fmt.Errorf("%s: %w", cfg.Name, err)
 	case <-ctx.Done():
 	}
@@ -120,13 +134,51 @@ func Serve(ctx context.Context, ln net.Listener, cfg ListenConfig, handler http.
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	var grpcDone chan struct{}
+	if split != nil {
+		split.close() // no new connections; those still being classified are closed
+		grpcDone = make(chan struct{})
+		go func() {
+			cfg.GRPC.GracefulStop()
+			close(grpcDone)
+		}()
+	}
 	err := srv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = srv.Close()
+	}
+	if grpcDone != nil {
+		select {
+		case <-grpcDone:
+		case <-sctx.Done():
+			cfg.GRPC.Stop()
+			<-grpcDone
+		}
 	}
 	if cfg.SocketPath != "" {
 		_ = os.Remove(cfg.SocketPath)
 	}
 	log.Info().Str("listener", cfg.Name).Msg("stopped")
 	return err
+}
+
+// newHTTPServer is the net/http server of a listener.
+func newHTTPServer(cfg ListenConfig, handler http.Handler, log zerolog.Logger) *http.Server {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(cfg.TLS == nil)
+	return &http.Server{
+		Handler:           handler,
+		Protocols:         protocols,
+		TLSConfig:         cfg.TLS.Clone(), // each server configures ALPN on its own copy
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		// TLS handshake failures and the like: debug noise, not stderr spam.
+		ErrorLog: stdlog.New(debugWriter{log.With().Str("listener", cfg.Name).Logger()}, "", 0),
+		// Bounded concurrent streams per HTTP/2 connection (EventStreams count).
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConnection},
+	}
 }

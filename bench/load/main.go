@@ -45,9 +45,19 @@ type config struct {
 	wrk          bool   // also replay the HTTP workloads with wrk
 	cpuProfile   string // profile the server: run bench/load/profserve instead of -bin
 	startupOnly  bool   // measure binary size, first answer and idle RSS only (make size)
+	compare      string // a flagd-compatible binary run through the same workloads (flagd's CLI)
+	rounds       int    // times the workloads are run (figures: medians)
+	fanout       int    // streams of the fan-out workloads
+	fanoutFlags  int    // flags in the fan-out workloads' document (0: -flags)
+	changes      int    // flag changes of the fan-out workloads
 	// serverArgs go before "flagd start" and serverEnv is added to the server's
-	// environment (tests run the test binary as the server).
-	serverArgs, serverEnv []string
+	// environment (tests run the test binary as the server); the same for the
+	// floor server (floorBin: default, bench/load/floorserve built here) and the
+	// compare binary.
+	serverArgs, serverEnv   []string
+	floorBin                string
+	floorArgs, floorEnv     []string
+	compareArgs, compareEnv []string
 }
 
 func main() { os.Exit(realMain()) }
@@ -90,7 +100,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.maxPerClient, "max-requests", 5_000_000, "upper bound of requests per client and workload")
 	fs.BoolVar(&cfg.wrk, "wrk", false, "also replay the HTTP workloads with wrk (-t1, -c<clients>), as the issue measured flagd; needs wrk in PATH")
 	fs.StringVar(&cfg.cpuProfile, "server-cpuprofile", "", "write a CPU profile of the server to this file: the server is then bench/load/profserve (flagd mode in process with pprof), built here, and -bin is ignored")
-	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-request timeout (and the startup timeout)")
+	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-request timeout (and the startup timeout; fan-out: the wait for every stream to hear of a change)")
+	fs.StringVar(&cfg.compare, "compare", "", "also run a flagd-compatible binary (e.g. flagd 0.16.1) through the same workloads, interleaved with flagpole's, and print the ratios; it is started with flagd's command line (start --uri ... --port ... --management-port ... --sync-port ... --ofrep-port ..., and --server-cert-path/--server-key-path or --socket-path for the TLS and socket workloads)")
+	floorProfile := fs.String("floor-cpuprofile", "", "write a CPU profile of the floor server to this file")
+	fs.StringVar(&cfg.floorBin, "floor-bin", "", "floor server binary (default: build bench/load/floorserve)")
+	fs.IntVar(&cfg.rounds, "rounds", 1, "run the workloads this many times (interleaved) and report medians")
+	fs.IntVar(&cfg.fanout, "fanout", 1000, "streams of the fan-out workloads (one connection each)")
+	fs.IntVar(&cfg.changes, "changes", 20, "flag file changes of the fan-out workloads")
+	fs.IntVar(&cfg.fanoutFlags, "fanout-flags", 0, "flags in the fan-out workloads' document (0: -flags); every stream receives the whole document on every change")
 	fs.BoolVar(&cfg.startupOnly, "startup-only", false, "measure the sidecar budgets only (binary size, first correct answer, idle RSS) and run no workload (make size)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: load [flags]\n\nLoad harness for `flagpole flagd start`. Workloads: %s.\n\n", strings.Join(allWorkloads(), ", "))
@@ -101,6 +118,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *floorProfile != "" {
+		abs, err := filepath.Abs(*floorProfile)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.floorArgs = []string{"-cpuprofile", abs}
 	}
 	for w := range strings.SplitSeq(workloads, ",") {
 		if w = strings.TrimSpace(w); w != "" {
@@ -140,6 +164,15 @@ func (c config) validate() error {
 	if c.maxPerClient < 1 {
 		errs = append(errs, errors.New("-max-requests must be positive"))
 	}
+	if c.rounds < 1 || c.rounds > 100 {
+		errs = append(errs, fmt.Errorf("-rounds %d: want 1..100", c.rounds))
+	}
+	if c.fanoutFlags != 0 && (c.fanoutFlags < flaggen.MinFlags || c.fanoutFlags > 1_000_000) {
+		errs = append(errs, fmt.Errorf("-fanout-flags %d: want 0 or %d..1000000", c.fanoutFlags, flaggen.MinFlags))
+	}
+	if c.fanout < 1 || c.fanout > 20000 || c.changes < 1 || c.changes > 10000 {
+		errs = append(errs, fmt.Errorf("-fanout %d, -changes %d: want 1..20000 and 1..10000", c.fanout, c.changes))
+	}
 	return errors.Join(errs...)
 }
 
@@ -178,11 +211,11 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 	}
 	defer os.RemoveAll(tmp)
 
-	flagsFile, flagsBytes, err := writeFlagFile(tmp, cfg.flagCount)
+	flagsFile, doc, err := writeFlagFile(tmp, cfg.flagCount)
 	if err != nil {
 		return rep, err
 	}
-	rep.flagsBytes = flagsBytes
+	rep.flagsBytes = len(doc)
 	wrk := ""
 	if cfg.wrk {
 		if wrk, err = exec.LookPath("wrk"); err != nil {
@@ -209,7 +242,7 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 	}
 
 	fmt.Fprintf(stderr, "starting %s flagd start with %d flags ...\n", rep.bin, cfg.flagCount)
-	opts := serverOptions{bin: rep.bin, args: cfg.serverArgs, env: cfg.serverEnv, flagsFile: flagsFile,
+	opts := serverOptions{label: "flagpole", bin: rep.bin, args: cfg.serverArgs, env: cfg.serverEnv, flagsFile: flagsFile,
 		probePath: "/flagd.evaluation.v1.Service/ResolveBoolean", probeBody: connectStaticBody,
 		probeOK: func(status int, body []byte) bool { return connectCheck("STATIC")(status, body, nil) },
 		timeout: cfg.timeout}
@@ -251,21 +284,11 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 		return rep, nil
 	}
 
-	for _, name := range cfg.workloads {
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
-		fmt.Fprintf(stderr, "%s: %d clients, %s warm-up + %s ...\n", name, cfg.clients, cfg.warmup, cfg.duration)
-		res, err := runWorkload(ctx, name, srv, runOptions{clients: cfg.clients, warmup: cfg.warmup, duration: cfg.duration,
-			maxPerClient: cfg.maxPerClient, flagCount: cfg.flagCount, timeout: cfg.timeout})
-		if err != nil {
-			return rep, fmt.Errorf("%w\nserver log (tail):\n%s", err, srv.log.String())
-		}
-		fmt.Fprintf(stderr, "  %.0f req/s, p50 %s, p99 %s, %d errors\n", res.reqPerSec(), us(res.p50), us(res.p99), res.errors)
-		rep.results = append(rep.results, res)
-		if res.serverDiedEarly {
-			break
-		}
+	fl := &fleet{cfg: cfg, dir: tmp, flagsFile: flagsFile, doc: doc, stderr: stderr, main: srv,
+		flagpole: rep.bin, profiled: cfg.cpuProfile != ""}
+	defer fl.stopAll()
+	if err := fl.runAll(ctx, &rep); err != nil {
+		return rep, err
 	}
 	for _, name := range cfg.workloads {
 		if _, _, ok := wrkTarget(name, srv); !ok || wrk == "" || !srv.alive() || ctx.Err() != nil {
@@ -292,20 +315,20 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 
 // writeFlagFile generates a flag file of n flags in dir, checks that flagd would load
 // all n of them, and returns its path and size in bytes.
-func writeFlagFile(dir string, n int) (string, int, error) {
+func writeFlagFile(dir string, n int) (string, []byte, error) {
 	doc, err := flaggen.Generate(n)
 	if err != nil {
-		return "", 0, err
+		return "", nil, err
 	}
 	set, err := flags.Parse(doc, flags.Strict)
 	if err != nil {
-		return "", 0, fmt.Errorf("generated flag file is not valid (%d flags wanted): %w", n, err)
+		return "", nil, fmt.Errorf("generated flag file is not valid (%d flags wanted): %w", n, err)
 	}
 	if len(set.Flags) != n {
-		return "", 0, fmt.Errorf("generated flag file has %d flags, %d wanted", len(set.Flags), n)
+		return "", nil, fmt.Errorf("generated flag file has %d flags, %d wanted", len(set.Flags), n)
 	}
 	path := filepath.Join(dir, "flags.json")
-	return path, len(doc), os.WriteFile(path, doc, 0o600)
+	return path, doc, os.WriteFile(path, doc, 0o600)
 }
 
 // median returns the median of durations (the lower middle one for an even count).

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/flagpole-dev/flagpole/bench/load/floor"
 	"github.com/flagpole-dev/flagpole/modes"
 )
 
@@ -26,17 +27,25 @@ import (
 // bin/flagpole.
 const serveEnv = "FLAGPOLE_LOAD_TEST_SERVE"
 
+// floorEnv makes the test binary act as the floor server (bench/load/floorserve).
+const floorEnv = "FLAGPOLE_LOAD_TEST_FLOOR"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(serveEnv) == "1" {
 		os.Exit(serveFlagd(os.Args[1:]))
 	}
+	if os.Getenv(floorEnv) == "1" {
+		os.Exit(floor.Main(os.Args[1:]))
+	}
 	os.Exit(m.Run())
 }
 
-// serveFlagd runs `flagd start` with args like the flagpole binary does.
+// serveFlagd runs `flagd start` (or flagd's `start`) with args like the flagpole
+// binary does.
 func serveFlagd(args []string) int {
 	var root struct {
-		Flagd modes.FlagdCmd `cmd:""`
+		Flagd modes.FlagdCmd      `cmd:""`
+		Start modes.FlagdStartCmd `cmd:""`
 	}
 	parser, err := kong.New(&root, kong.Name("flagpole"))
 	if err != nil {
@@ -69,7 +78,10 @@ func TestHarnessEndToEnd(t *testing.T) {
 	}
 	cfg := config{clients: 1, duration: 300 * time.Millisecond, warmup: 20 * time.Millisecond, settle: 20 * time.Millisecond,
 		flagCount: 50, bin: self, workloads: allWorkloads(), maxPerClient: 1_000_000, timeout: 10 * time.Second, starts: 2,
-		serverEnv: []string{serveEnv + "=1"}}
+		rounds: 1, fanout: 5, changes: 2,
+		serverEnv: []string{serveEnv + "=1"}, floorBin: self, floorEnv: []string{floorEnv + "=1"},
+		// the test binary again, started with flagd's command line
+		compare: self, compareEnv: []string{serveEnv + "=1"}}
 	var progress bytes.Buffer
 	rep, err := measure(t.Context(), cfg, &progress)
 	if err != nil {
@@ -79,27 +91,62 @@ func TestHarnessEndToEnd(t *testing.T) {
 		t.Fatalf("failures: %v\n%s", err, rep.markdown())
 	}
 	type row struct {
-		Name                         string
+		Name, Server                 string
 		Clients                      int
 		Answered, HasLatency, HasRSS bool
 	}
 	var got, want []row
 	for _, r := range rep.results {
-		got = append(got, row{r.name, r.clients, r.requests > 0, r.p50 > 0 && r.p99 >= r.p50, r.maxRSS > 0})
+		got = append(got, row{r.name, r.server, r.clients, r.requests > 0, r.p50 > 0 && r.p99 >= r.p50, r.maxRSS > 0})
 	}
-	for _, name := range allWorkloads() {
-		want = append(want, row{name, 1, true, true, true})
+	type fanoutRow struct {
+		Name, Server        string
+		Streams, Changes    int
+		Opened, RSSMeasured bool
+	}
+	var gotFanout, wantFanout []fanoutRow
+	for _, f := range rep.fanouts {
+		gotFanout = append(gotFanout, fanoutRow{f.name, f.server, f.streams, len(f.last), f.openAll > 0, f.rssIdle > 0})
+	}
+	for _, w := range workloads() {
+		switch {
+		case w.fanout:
+			for _, server := range []string{"flagpole", "compare"} {
+				wantFanout = append(wantFanout, fanoutRow{w.name, server, 5, 2, true, true})
+			}
+		case w.onFloor:
+			want = append(want, row{w.name, "floor", 1, true, true, true})
+		default:
+			for _, server := range []string{"flagpole", "compare"} {
+				want = append(want, row{w.name, server, 1, true, true, true})
+			}
+		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("results (-want +got):\n%s\n%s", diff, rep.markdown())
+	}
+	if diff := cmp.Diff(wantFanout, gotFanout); diff != "" {
+		t.Errorf("fan-out results (-want +got):\n%s\n%s", diff, rep.markdown())
 	}
 	if len(rep.firstAnswers) != 2 || rep.firstAnswer <= 0 || rep.idleRSS <= 0 || rep.afterRSS <= 0 {
 		t.Errorf("startup figures missing: first answer %v, idle RSS %d, RSS after load %d", rep.firstAnswer, rep.idleRSS, rep.afterRSS)
 	}
 	md := rep.markdown()
-	for _, name := range allWorkloads() {
-		if !strings.Contains(md, "| "+name+" | 1 | ") {
-			t.Errorf("report has no row for %s:\n%s", name, md)
+	for _, w := range workloads() {
+		row := "| " + w.name + " | flagpole | 1 | 1 | "
+		switch {
+		case w.fanout:
+			row = "| " + w.name + " | flagpole | 1 | 50 | 5 | " // round, flags, streams
+		case w.onFloor:
+			row = "| " + w.name + " | floor | 1 | 1 | "
+		}
+		if !strings.Contains(md, row) {
+			t.Errorf("report has no row %q:\n%s", row, md)
+		}
+	}
+	for _, want := range []string{"| `grpc-static` | ", "× floor", "compare ÷ flagpole"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
 }
@@ -115,7 +162,8 @@ func TestStartupOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := config{clients: 1, duration: time.Second, settle: 20 * time.Millisecond, flagCount: 50, bin: self,
-		maxPerClient: 1, timeout: 10 * time.Second, starts: 2, startupOnly: true, serverEnv: []string{serveEnv + "=1"}}
+		maxPerClient: 1, timeout: 10 * time.Second, starts: 2, startupOnly: true, serverEnv: []string{serveEnv + "=1"},
+		rounds: 1, fanout: 1, changes: 1}
 	var progress bytes.Buffer
 	rep, err := measure(t.Context(), cfg, &progress)
 	if err != nil {

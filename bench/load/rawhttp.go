@@ -30,9 +30,14 @@ func newRawConn(addr string, timeout time.Duration) *rawConn {
 }
 
 // rawRequest pre-encodes a POST request with a JSON body.
-func rawRequest(addr, path, body string) []byte {
+func rawRequest(addr, path, body string, extraHeaders ...string) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, addr, len(body))
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", path, addr, len(body))
+	for _, h := range extraHeaders {
+		b.WriteString(h)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
 	b.WriteString(body)
 	return b.Bytes()
 }

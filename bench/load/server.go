@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,11 +17,16 @@ import (
 	"time"
 )
 
-// server is a running `flagpole flagd start` subprocess on loopback ports.
+// server is a running server subprocess on loopback ports: `flagpole flagd
+// start`, a flagd-compatible binary (-compare), or the floor server.
 type server struct {
+	label                   string // "flagpole", "compare", "floor"
 	cmd                     *exec.Cmd
 	pid                     int
-	eval, mgmt, sync, ofrep string // host:port
+	eval, mgmt, sync, ofrep string // host:port; eval is "" when the evaluation listener is TLS or a socket
+	evalTLS                 string // host:port of a TLS evaluation listener
+	evalUnix                string // unix socket of the evaluation listener
+	clientTLS               *tls.Config
 	started                 time.Time
 	exited                  chan struct{}
 	exitErr                 error
@@ -63,11 +69,25 @@ func freePorts(n int) ([]int, error) {
 
 // serverOptions configure startServer.
 type serverOptions struct {
+	label     string
 	bin       string
 	args      []string // before "flagd start" (e.g. a test helper's own flags); usually empty
 	env       []string // extra environment
 	flagsFile string
-	probePath string // path and JSON body of the evaluation request whose answer proves readiness
+	// flagdCLI runs bin with flagd's command line (`start ...` without
+	// --bind-address: flagd listens on every interface) instead of flagpole's.
+	flagdCLI bool
+	// floor runs bin as the floor server (bench/load/floorserve) on a plaintext
+	// port, a TLS port and a unix socket.
+	floor bool
+	// tls serves the evaluation listener (and sync) over TLS; socket serves it on a
+	// unix socket instead of TCP.
+	tls    *certs
+	socket string
+	// probePath and probeBody are the Connect JSON request over HTTP/1.1 whose answer
+	// proves readiness (the first-answer figure); without them, readiness is /readyz
+	// answering 200 (the floor server: its answer to a POST).
+	probePath string
 	probeBody string
 	probeOK   func(status int, body []byte) bool
 	timeout   time.Duration
@@ -99,24 +119,60 @@ func startOnce(ctx context.Context, o serverOptions) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{exited: make(chan struct{}), log: &tailBuffer{max: 64 << 10}}
+	s := &server{label: o.label, exited: make(chan struct{}), log: &tailBuffer{max: 64 << 10}}
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	s.eval, s.mgmt, s.sync, s.ofrep = addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3])
-	args := append(append([]string{}, o.args...), "flagd", "start",
-		"--uri", "file:"+o.flagsFile,
-		"--bind-address", "127.0.0.1",
-		"--port", strconv.Itoa(ports[0]),
-		"--management-port", strconv.Itoa(ports[1]),
-		"--sync-port", strconv.Itoa(ports[2]),
-		"--ofrep-port", strconv.Itoa(ports[3]))
+	if o.tls != nil {
+		s.evalTLS, s.eval, s.clientTLS = s.eval, "", o.tls.client
+	}
+	if o.socket != "" {
+		s.evalUnix, s.eval = o.socket, ""
+	}
+	args := append([]string{}, o.args...)
+	switch {
+	case o.floor:
+		s.evalTLS, s.evalUnix, s.clientTLS = addr(ports[1]), o.socket, o.tls.client
+		s.eval, s.mgmt, s.sync, s.ofrep = addr(ports[0]), "", "", ""
+		args = append(args, "-addr", s.eval, "-tls-addr", s.evalTLS, "-cert", o.tls.certFile, "-key", o.tls.keyFile, "-socket", o.socket)
+	case o.flagdCLI:
+		args = append(args, "start")
+	default:
+		args = append(args, "flagd", "start", "--bind-address", "127.0.0.1")
+	}
+	if !o.floor {
+		args = append(args, "--uri", "file:"+o.flagsFile,
+			"--port", strconv.Itoa(ports[0]),
+			"--management-port", strconv.Itoa(ports[1]),
+			"--sync-port", strconv.Itoa(ports[2]),
+			"--ofrep-port", strconv.Itoa(ports[3]))
+		if o.tls != nil {
+			args = append(args, "--server-cert-path", o.tls.certFile, "--server-key-path", o.tls.keyFile)
+		}
+		if o.socket != "" {
+			args = append(args, "--socket-path", o.socket)
+		}
+	}
 	s.cmd = exec.Command(o.bin, args...)
 	s.cmd.Env = append(os.Environ(), o.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	setDeathSignal(s.cmd)
 
-	probe := newRawConn(s.eval, 200*time.Millisecond)
+	var probe *rawConn
+	var probeReq []byte
+	switch {
+	case o.floor:
+		probe = newRawConn(s.eval, 200*time.Millisecond)
+		probeReq = rawRequest(s.eval, "/", "{}")
+		o.probeOK = func(status int, _ []byte) bool { return status == 200 }
+	case o.probePath != "":
+		probe = newRawConn(s.eval, 200*time.Millisecond)
+		probeReq = rawRequest(s.eval, o.probePath, o.probeBody)
+	default:
+		probe = newRawConn(s.mgmt, 200*time.Millisecond)
+		probeReq = []byte("GET /readyz HTTP/1.1\r\nHost: " + s.mgmt + "\r\n\r\n")
+		o.probeOK = func(status int, _ []byte) bool { return status == 200 }
+	}
 	defer probe.close()
-	probeReq := rawRequest(s.eval, o.probePath, o.probeBody)
 	s.started = time.Now()
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
@@ -353,4 +409,24 @@ func serverRuntime(mgmt string) (procs, goVersion string) {
 		}
 	}
 	return procs, goVersion
+}
+
+// metricInt reads one unlabelled Prometheus gauge from the management listener's
+// /metrics (0 when absent).
+func metricInt(mgmt, name string) int64 {
+	c := newRawConn(mgmt, 2*time.Second)
+	defer c.close()
+	status, body, _, err := c.do([]byte("GET /metrics HTTP/1.1\r\nHost: " + mgmt + "\r\n\r\n"))
+	if err != nil || status != 200 {
+		return 0
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int64(f)
+			}
+		}
+	}
+	return 0
 }

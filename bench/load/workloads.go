@@ -12,46 +12,105 @@ import (
 	"sync"
 	"time"
 
-	"buf.build/gen/go/open-feature/flagd/connectrpc/go/flagd/evaluation/v1/evaluationv1connect"
-	evalv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v1"
-	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/structpb"
-
 	"github.com/flagpole-dev/flagpole/bench/load/flaggen"
+	"google.golang.org/grpc"
 )
 
-// Workload names, in the order they run by default.
+// Workload names.
 const (
 	wlConnectStatic    = "connect-static"
 	wlConnectTargeting = "connect-targeting"
 	wlGRPCStatic       = "grpc-static"
+	wlGRPCTargeting    = "grpc-targeting"
+	wlGRPCString       = "grpc-string"
+	wlGRPCInt          = "grpc-int"
+	wlGRPCFloat        = "grpc-float"
+	wlGRPCObject       = "grpc-object"
+	wlGRPCAll          = "grpc-all"
 	wlGRPCShared       = "grpc-static-1conn"
+	wlGRPCTLS          = "grpc-tls"
+	wlGRPCUnix         = "grpc-unix"
 	wlOFREPSingle      = "ofrep-single"
 	wlOFREPBulk        = "ofrep-bulk"
+	wlOFREPBulk304     = "ofrep-bulk-304"
+	wlFloorHTTP        = "floor-http"
+	wlFloorGRPC        = "floor-grpc"
+	wlFloorGRPCTLS     = "floor-grpc-tls"
+	wlSyncFanout       = "sync-fanout"
+	wlEventFanout      = "eventstream-fanout"
 )
+
+// transport is how a workload reaches the evaluation listener.
+type transport uint8
+
+const (
+	transportPlain transport = iota // TCP without TLS (HTTP/1.1, h2c)
+	transportTLS
+	transportUnix
+)
+
+// workload is one thing the harness measures.
+type workload struct {
+	name      string
+	transport transport
+	// floor is the floor workload (same transport, a handler doing no work) this
+	// one is reported as a multiple of
+	floor    string
+	onFloor  bool // runs against the floor server, not flagd
+	fanout   bool // a fan-out workload (fanout.go), not a request loop
+	describe string
+}
+
+// workloads lists every workload in run order: each floor before the workloads
+// compared with it.
+func workloads() []workload {
+	return []workload{
+		{name: wlFloorHTTP, onFloor: true, describe: "the floor of HTTP/1.1: a net/http handler on the same listener stack (server.Serve, same limits) that reads the body and writes the fixed Connect JSON answer of `connect-static`"},
+		{name: wlConnectStatic, floor: wlFloorHTTP, describe: "POST /flagd.evaluation.v1.Service/ResolveBoolean, Connect JSON over HTTP/1.1, `" + connectStaticBody + "`"},
+		{name: wlConnectTargeting, floor: wlFloorHTTP, describe: "the same with `" + connectTargetingBody + "` (an `if`/`ends_with` rule)"},
+		{name: wlOFREPSingle, floor: wlFloorHTTP, describe: "POST /ofrep/v1/evaluate/flags/" + flaggen.StaticBoolKey + " over HTTP/1.1, `" + ofrepSingleBody + "`"},
+		{name: wlOFREPBulk, describe: "POST /ofrep/v1/evaluate/flags (every flag), `" + ofrepBulkBody + "`, no If-None-Match (full evaluation each time)"},
+		{name: wlOFREPBulk304, floor: wlFloorHTTP, describe: "the same with the ETag of the first answer in If-None-Match: 304 Not Modified"},
+		{name: wlFloorGRPC, onFloor: true, describe: "the floor of gRPC: a grpc-go unary handler on the same listener stack (the protocol split, server.GRPCServerOptions) that reads the request and sends the fixed response of `grpc-static`"},
+		{name: wlGRPCStatic, floor: wlFloorGRPC, describe: "flagd.evaluation.v1 ResolveBoolean over gRPC (grpc-go client, h2c, one connection per client), static flag, empty context"},
+		{name: wlGRPCTargeting, floor: wlFloorGRPC, describe: "the same on the targeting flag with a 3-key context (flagd's targeting shape)"},
+		{name: wlGRPCString, floor: wlFloorGRPC, describe: "flagd.evaluation.v2 ResolveString, static flag"},
+		{name: wlGRPCInt, floor: wlFloorGRPC, describe: "flagd.evaluation.v2 ResolveInt, static flag"},
+		{name: wlGRPCFloat, floor: wlFloorGRPC, describe: "flagd.evaluation.v2 ResolveFloat, static flag"},
+		{name: wlGRPCObject, floor: wlFloorGRPC, describe: "flagd.evaluation.v2 ResolveObject, static flag (3-key object)"},
+		{name: wlGRPCAll, describe: "flagd.evaluation.v1 ResolveAll (every flag) with a 3-key context"},
+		{name: wlGRPCShared, floor: wlFloorGRPC, describe: "`grpc-static` with every client on one HTTP/2 connection (one provider, concurrent evaluations)"},
+		{name: wlGRPCUnix, transport: transportUnix, floor: wlFloorGRPC, describe: "`grpc-static` over a unix socket (--socket-path)"},
+		{name: wlFloorGRPCTLS, transport: transportTLS, onFloor: true, describe: "the gRPC floor over TLS"},
+		{name: wlGRPCTLS, transport: transportTLS, floor: wlFloorGRPCTLS, describe: "`grpc-static` over TLS (ECDSA P-256, TLS 1.3)"},
+		{name: wlSyncFanout, fanout: true, describe: "flagd.sync.v1 SyncFlags: -fanout streams (one connection each) held open, then -changes flag file changes (rename): time from the rename to each stream's new payload"},
+		{name: wlEventFanout, fanout: true, describe: "EventStream (v1, gRPC): -fanout streams held open, then -changes flag file changes: time from the rename to each stream's configuration_change"},
+	}
+}
 
 // allWorkloads lists every workload name in run order.
 func allWorkloads() []string {
-	return []string{wlConnectStatic, wlConnectTargeting, wlGRPCStatic, wlGRPCShared, wlOFREPSingle, wlOFREPBulk}
+	var names []string
+	for _, w := range workloads() {
+		names = append(names, w.name)
+	}
+	return names
+}
+
+// findWorkload returns the workload of a name.
+func findWorkload(name string) (workload, bool) {
+	for _, w := range workloads() {
+		if w.name == name {
+			return w, true
+		}
+	}
+	return workload{}, false
 }
 
 // workloadDescription says what a workload sends, for the report.
 func workloadDescription(name string) string {
-	switch name {
-	case wlConnectStatic:
-		return "POST /flagd.evaluation.v1.Service/ResolveBoolean, Connect JSON over HTTP/1.1, `" + connectStaticBody + "`"
-	case wlConnectTargeting:
-		return "the same with `" + connectTargetingBody + "` (an `if`/`ends_with` rule)"
-	case wlGRPCStatic:
-		return "flagd.evaluation.v1 ResolveBoolean over gRPC (connect-go client, `connect.WithGRPC()`, h2c, one HTTP/2 connection per client), static flag, empty context"
-	case wlGRPCShared:
-		return "the same, but every client shares one HTTP/2 connection (one provider, concurrent evaluations)"
-	case wlOFREPSingle:
-		return "POST /ofrep/v1/evaluate/flags/" + flaggen.StaticBoolKey + " over HTTP/1.1, `" + ofrepSingleBody + "`"
-	case wlOFREPBulk:
-		return "POST /ofrep/v1/evaluate/flags (every flag), `" + ofrepBulkBody + "`, no If-None-Match (full evaluation each time)"
-	}
-	return ""
+	w, _ := findWorkload(strings.TrimSuffix(name, " (wrk)"))
+	return w.describe
 }
 
 // Request bodies (encoded once per client, see rawRequest).
@@ -70,11 +129,12 @@ type caller interface {
 	close()
 }
 
-// newCaller returns a caller of the named workload against s. Its first call validates
-// the answer fully (decoding it); later calls check it cheaply.
-func newCaller(name string, s *server, flagCount int, timeout time.Duration, shared *http.Transport) (caller, error) {
-	switch name {
-	case wlConnectStatic:
+// newCaller returns a caller of workload w against s. Its first call validates the
+// answer fully (decoding it); later calls check it cheaply. shared is the one
+// connection of grpc-static-1conn.
+func newCaller(w workload, s *server, flagCount int, timeout time.Duration, shared *grpc.ClientConn) (caller, error) {
+	switch w.name {
+	case wlConnectStatic, wlFloorHTTP:
 		return &httpCaller{conn: newRawConn(s.eval, timeout),
 			req:   rawRequest(s.eval, "/flagd.evaluation.v1.Service/ResolveBoolean", connectStaticBody),
 			check: connectCheck("STATIC"), validate: connectValidate("STATIC")}, nil
@@ -86,7 +146,7 @@ func newCaller(name string, s *server, flagCount int, timeout time.Duration, sha
 		return &httpCaller{conn: newRawConn(s.ofrep, timeout),
 			req:   rawRequest(s.ofrep, "/ofrep/v1/evaluate/flags/"+flaggen.StaticBoolKey, ofrepSingleBody),
 			check: ofrepSingleCheck(), validate: ofrepSingleValidate}, nil
-	case wlOFREPBulk:
+	case wlOFREPBulk, wlOFREPBulk304:
 		c := &httpCaller{conn: newRawConn(s.ofrep, timeout),
 			req: rawRequest(s.ofrep, "/ofrep/v1/evaluate/flags", ofrepBulkBody)}
 		c.validate = func(status int, body, etag []byte) error {
@@ -97,19 +157,41 @@ func newCaller(name string, s *server, flagCount int, timeout time.Duration, sha
 				return errors.New("bulk answer without ETag")
 			}
 			c.firstETag, c.firstLen = slices.Clone(etag), len(body)
+			if w.name == wlOFREPBulk304 {
+				c.req = rawRequest(s.ofrep, "/ofrep/v1/evaluate/flags", ofrepBulkBody, "If-None-Match: "+string(etag))
+			}
 			return nil
 		}
 		// The same context gives the same answer: same ETag, same length.
 		c.check = func(status int, body, etag []byte) bool {
+			if w.name == wlOFREPBulk304 {
+				return status == http.StatusNotModified && len(body) == 0 && bytes.Equal(etag, c.firstETag)
+			}
 			return status == http.StatusOK && len(body) == c.firstLen && bytes.Equal(etag, c.firstETag)
 		}
 		return c, nil
-	case wlGRPCStatic:
-		return newGRPCCaller(s.eval, timeout, newH2CTransport(timeout), true), nil
-	case wlGRPCShared:
-		return newGRPCCaller(s.eval, timeout, shared, false), nil
 	}
-	return nil, fmt.Errorf("unknown workload %q (known: %s)", name, strings.Join(allWorkloads(), ", "))
+	calls := grpcCalls(flagCount)
+	spec, ok := calls[w.name]
+	switch w.name {
+	case wlFloorGRPC, wlFloorGRPCTLS, wlGRPCShared, wlGRPCTLS, wlGRPCUnix:
+		spec, ok = calls[wlGRPCStatic], true
+	}
+	if !ok {
+		return nil, fmt.Errorf("unknown workload %q (known: %s)", w.name, strings.Join(allWorkloads(), ", "))
+	}
+	if w.name == wlGRPCShared {
+		return newGRPCCaller(shared, false, spec, timeout)
+	}
+	t, err := evalTarget(s, w.transport)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", w.name, err)
+	}
+	conn, err := dialGRPC(t)
+	if err != nil {
+		return nil, err
+	}
+	return newGRPCCaller(conn, true, spec, timeout)
 }
 
 // httpCaller is a caller over a raw HTTP/1.1 keep-alive connection.
@@ -263,53 +345,11 @@ func ofrepBulkValidate(status int, body []byte, flagCount int) error {
 	return nil
 }
 
-// grpcCaller calls ResolveBoolean over gRPC with a connect-go client over h2c.
-type grpcCaller struct {
-	transport *http.Transport
-	owned     bool // the caller closes the transport
-	client    evaluationv1connect.ServiceClient
-	req       *connect.Request[evalv1.ResolveBooleanRequest]
-}
-
-// newH2CTransport returns an HTTP/2 cleartext (prior knowledge) transport; it keeps one
-// connection per host and multiplexes concurrent requests over it.
-func newH2CTransport(timeout time.Duration) *http.Transport {
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Transport{Protocols: &protocols, MaxIdleConnsPerHost: 1, ResponseHeaderTimeout: timeout}
-}
-
-// newGRPCCaller returns a gRPC caller for the evaluation listener at addr over tr;
-// owned says whether closing the caller closes tr's connections.
-func newGRPCCaller(addr string, timeout time.Duration, tr *http.Transport, owned bool) *grpcCaller {
-	client := evaluationv1connect.NewServiceClient(&http.Client{Transport: tr, Timeout: timeout},
-		"http://"+addr, connect.WithGRPC())
-	req := connect.NewRequest(&evalv1.ResolveBooleanRequest{FlagKey: flaggen.StaticBoolKey, Context: &structpb.Struct{}})
-	return &grpcCaller{transport: tr, owned: owned, client: client, req: req}
-}
-
-// call sends one ResolveBoolean and checks value, reason and variant.
-func (c *grpcCaller) call(ctx context.Context) error {
-	resp, err := c.client.ResolveBoolean(ctx, c.req)
-	if err != nil {
-		return err
-	}
-	if !resp.Msg.GetValue() || resp.Msg.GetReason() != "STATIC" || resp.Msg.GetVariant() != "on" {
-		return fmt.Errorf("wrong answer %v", resp.Msg)
-	}
-	return nil
-}
-
-// close closes the caller's own connection (not a shared one).
-func (c *grpcCaller) close() {
-	if c.owned {
-		c.transport.CloseIdleConnections()
-	}
-}
-
 // result is the outcome of one workload.
 type result struct {
 	name            string
+	server          string // the server's label: flagpole, compare, floor
+	round           int
 	clients         int
 	requests        int64 // correct answers within the measured window
 	errors          int64
@@ -321,6 +361,14 @@ type result struct {
 	harnessCPU      time.Duration
 	otherCPU        time.Duration // CPU time of everything else on the machine
 	serverDiedEarly bool
+}
+
+// perRequest is the server CPU time per correct answer (0 without answers).
+func (r result) perRequest() time.Duration {
+	if r.requests <= 0 {
+		return 0
+	}
+	return r.serverCPU / time.Duration(r.requests)
 }
 
 // reqPerSec is the throughput of correct answers.
@@ -351,13 +399,23 @@ type clientStats struct {
 // runWorkload runs o.clients concurrent callers of one workload: a warm-up (not
 // measured), then o.duration of measured requests. Each client stops at the deadline
 // or after o.maxPerClient requests, whichever comes first.
-func runWorkload(ctx context.Context, name string, s *server, o runOptions) (result, error) {
-	res := result{name: name, clients: o.clients}
+func runWorkload(ctx context.Context, w workload, s *server, o runOptions) (result, error) {
+	name := w.name
+	res := result{name: name, server: s.label, clients: o.clients}
 	callers := make([]caller, o.clients)
-	shared := newH2CTransport(o.timeout)
-	defer shared.CloseIdleConnections()
+	var shared *grpc.ClientConn
+	if name == wlGRPCShared {
+		t, err := evalTarget(s, transportPlain)
+		if err != nil {
+			return res, err
+		}
+		if shared, err = dialGRPC(t); err != nil {
+			return res, err
+		}
+		defer shared.Close()
+	}
 	for i := range callers {
-		c, err := newCaller(name, s, o.flagCount, o.timeout, shared)
+		c, err := newCaller(w, s, o.flagCount, o.timeout, shared)
 		if err != nil {
 			return res, err
 		}

@@ -135,10 +135,32 @@ type GRPCCodec struct{}
 // Name is the codec's content subtype.
 func (GRPCCodec) Name() string { return grpcproto.Name }
 
-// Marshal encodes with grpc-go's proto codec (buffer pooling included).
+// Marshal encodes with grpc-go's proto codec (buffer pooling included); an
+// *Encoded message is sent as it is.
 func (GRPCCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(*Encoded); ok {
+		return mem.BufferSlice{mem.SliceBuffer(e.b)}, nil
+	}
 	return encoding.GetCodecV2(grpcproto.Name).Marshal(v)
 }
+
+// Encoded is a message encoded once, for a server that sends the same message on
+// many streams (SendMsg(encoded) with GRPCCodec or GRPCServerCodec): each send
+// references the same bytes instead of marshalling and holding a copy per stream
+// until the stream's flow control lets it go. It is immutable.
+type Encoded struct{ b []byte }
+
+// Encode encodes m (deterministically) for sending many times.
+func Encode(m proto.Message) (*Encoded, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return &Encoded{b: b}, nil
+}
+
+// Len is the size of the encoded message.
+func (e *Encoded) Len() int { return len(e.b) }
 
 // Unmarshal decodes with UnmarshalBinary.
 func (GRPCCodec) Unmarshal(data mem.BufferSlice, v any) error {

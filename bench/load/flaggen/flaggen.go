@@ -22,10 +22,25 @@ const (
 	TargetingEmailSuffix = "@example.com"
 	// FlagSetID is the flag-set id of the document (flag-set metadata).
 	FlagSetID = "load-test"
+	// StaticStringKey, StaticIntKey, StaticFloatKey and StaticObjectKey are enabled
+	// flags without targeting of the other types: StaticString, StaticInt,
+	// StaticFloat and StaticObject (variant "on"), reason STATIC.
+	StaticStringKey = "static-string"
+	StaticIntKey    = "static-int"
+	StaticFloatKey  = "static-float"
+	StaticObjectKey = "static-object"
+	StaticString    = "on-value"
+	StaticInt       = 42
+	StaticFloat     = 0.25
 )
 
-// MinFlags is the smallest document Generate builds: the two fixed flags.
-const MinFlags = 2
+// StaticObject is the value of StaticObjectKey.
+func StaticObject() map[string]any {
+	return map[string]any{"provider": "acme", "retries": float64(3), "timeoutMs": float64(250)}
+}
+
+// MinFlags is the smallest document Generate builds: the fixed flags.
+const MinFlags = 6
 
 // generated returns the i-th generated flag and its kind (part of its key). The mix,
 // in twentieths: 6 static booleans, 4 string flags targeting on email/country, 3
@@ -65,9 +80,9 @@ func evaluators() map[string]any {
 	}
 }
 
-// Generate returns a JSON flag document with n flags (n >= MinFlags): StaticBoolKey,
-// TargetingBoolKey and n-2 generated flags named flag-NNNN-<kind>. The output is the
-// same for the same n.
+// Generate returns a JSON flag document with n flags (n >= MinFlags): the MinFlags
+// fixed flags and n-MinFlags generated flags named flag-NNNN-<kind>. The output is
+// the same for the same n.
 func Generate(n int) ([]byte, error) {
 	if n < MinFlags {
 		return nil, fmt.Errorf("flaggen: %d flags requested, at least %d needed", n, MinFlags)
@@ -86,6 +101,13 @@ func Generate(n int) ([]byte, error) {
 			map[string]any{"ends_with": []any{map[string]any{"var": "email"}, TargetingEmailSuffix}}, "on", "off"}},
 		"metadata": map[string]any{"owner": "load-harness"},
 	}
+	static := func(value, other any) map[string]any {
+		return map[string]any{"state": "ENABLED", "variants": map[string]any{"on": value, "off": other}, "defaultVariant": "on"}
+	}
+	all[StaticStringKey] = static(StaticString, "off-value")
+	all[StaticIntKey] = static(float64(StaticInt), float64(0))
+	all[StaticFloatKey] = static(StaticFloat, 0.75)
+	all[StaticObjectKey] = static(StaticObject(), map[string]any{})
 	width := max(len(strconv.Itoa(n-MinFlags)), 4)
 	for i := range n - MinFlags {
 		kind, f := generated(i)

@@ -14,7 +14,7 @@ import (
 // the requested number of flags, and that the fixed flags answer what the load
 // harness expects.
 func TestGenerateParsesStrictly(t *testing.T) {
-	for _, n := range []int{MinFlags, 3, 50, 1000, 2500} {
+	for _, n := range []int{MinFlags, MinFlags + 1, 50, 1000, 2500} {
 		data, err := Generate(n)
 		if err != nil {
 			t.Fatalf("Generate(%d): %v", n, err)
@@ -49,13 +49,20 @@ func TestGenerateParsesStrictly(t *testing.T) {
 			{StaticBoolKey, nil, answer{true, eval.ReasonStatic}},
 			{TargetingBoolKey, map[string]any{"email": "ada" + TargetingEmailSuffix}, answer{true, eval.ReasonTargetingMatch}},
 			{TargetingBoolKey, map[string]any{"email": "ada@elsewhere.example"}, answer{false, eval.ReasonTargetingMatch}},
+			{StaticStringKey, nil, answer{StaticString, eval.ReasonStatic}},
+			{StaticIntKey, nil, answer{int64(StaticInt), eval.ReasonStatic}},
+			{StaticFloatKey, nil, answer{StaticFloat, eval.ReasonStatic}},
+			{StaticObjectKey, nil, answer{StaticObject(), eval.ReasonStatic}},
 		}
 		for _, c := range cases {
 			f, ok := byKey[c.key]
 			if !ok {
 				t.Fatalf("Generate(%d): no flag %q", n, c.key)
 			}
-			r := f.EvaluateAs(eval.TypeBoolean, c.ctx, nil)
+			r := f.EvaluateAs(eval.TypeAny, c.ctx, nil)
+			if c.key == StaticIntKey {
+				r = f.EvaluateAs(eval.TypeInteger, c.ctx, nil)
+			}
 			if diff := cmp.Diff(c.want, answer{r.Value, r.Reason}); diff != "" {
 				t.Errorf("Generate(%d) %s %v (-want +got):\n%s", n, c.key, c.ctx, diff)
 			}
@@ -63,8 +70,10 @@ func TestGenerateParsesStrictly(t *testing.T) {
 		if n == 1000 {
 			want := map[string]int{"bool": 300, "email": 100, "country": 100, "rollout": 150, "semver": 100,
 				"ref": 100, "int": 25, "float": 25, "object": 50, "disabled": 50}
-			// 998 generated flags: the last two of the cycle (object, disabled) fall short by one.
-			want["object"], want["disabled"] = 49, 49
+			// 994 generated flags: the last six of the cycle (sem_ver, ref ×2, the number,
+			// object, disabled) fall short by one.
+			want["semver"], want["ref"], want["object"], want["disabled"] = 99, 98, 49, 49
+			want["float"] = 24
 			if diff := cmp.Diff(want, kinds); diff != "" {
 				t.Errorf("Generate(1000) mix (-want +got):\n%s", diff)
 			}
@@ -74,7 +83,7 @@ func TestGenerateParsesStrictly(t *testing.T) {
 
 // TestGenerateRejectsTooFew checks the lower bound.
 func TestGenerateRejectsTooFew(t *testing.T) {
-	for _, n := range []int{-1, 0, 1} {
+	for _, n := range []int{-1, 0, 1, MinFlags - 1} {
 		if _, err := Generate(n); err == nil {
 			t.Errorf("Generate(%d): no error", n)
 		}

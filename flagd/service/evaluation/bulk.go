@@ -20,6 +20,9 @@ type bulkItem struct {
 	variant string
 	value   any
 	meta    *structpb.Struct
+	// the cached encodings of an object value and of meta, for the hand encoder of
+	// the gRPC response (appendResolveAll); nil when there is none
+	objC, metaC *cachedStruct
 }
 
 // defaultType is the type flagd's ResolveAll resolves a flag as: the type of its
@@ -70,19 +73,19 @@ func zeroValue(t eval.Type) any {
 //
 // With tracing, the RPC is one span (resolveAll, with feature_flag.count: the
 // number of flags answered, as flagd), not one per flag.
-func (s *Service) resolveAll(ctx context.Context, header http.Header, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
-	span := s.startSpan(ctx, header, resolveSpanName(eval.TypeAny), a)
+func (s *Service) resolveAll(ctx context.Context, m reqMeta, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
+	span := s.startSpan(ctx, m, resolveSpanName(eval.TypeAny), a)
 	if span != nil {
 		defer span.End()
 	}
-	sel, err := store.ParseSelector(header.Get(SelectorHeader))
+	sel, err := store.ParseSelector(m.selector)
 	if err != nil {
 		if span != nil {
 			tracing.Failed(span, tracing.ErrorType(eval.ErrorGeneral), "invalid selector")
 		}
 		return nil, sel, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	items := s.resolveAllIn(sel, header, reqCtx, a)
+	items := s.resolveAllIn(sel, m.header, reqCtx, a)
 	if span != nil {
 		span.SetAttributes(tracing.KeyFlagCount.Int(len(items)))
 	}
@@ -101,7 +104,8 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
 			s.metrics.Evaluation(f.Key, true, res)
 			if a == apiV1 {
-				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: s.cache.metadata(snap.Generation, e, sel).msg})
+				mc := s.cache.metadata(snap.Generation, e, sel)
+				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: mc.msg, metaC: mc})
 			}
 			continue
 		}
@@ -125,13 +129,14 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 					s.log.Error().Str("flag", f.Key).Str("variant", res.Variant).Err(err).Msg("object variant cannot be represented as a protobuf Struct")
 					continue
 				}
-				it.value = o.msg
+				it.value, it.objC = o.msg, o
 			default:
 				continue // code default, or an array resolved untyped
 			}
 		}
 		if a == apiV1 {
-			it.meta = s.cache.metadata(snap.Generation, e, sel).msg
+			it.metaC = s.cache.metadata(snap.Generation, e, sel)
+			it.meta = it.metaC.msg
 		}
 		items = append(items, it)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/store"
@@ -38,13 +39,16 @@ type entryCache struct {
 // cachedStruct is a Struct and its protojson encoding, which the fast path splices
 // into its responses.
 type cachedStruct struct {
-	msg  *structpb.Struct
-	json []byte // compact protojson; nil when err is set
-	err  error  // protojson cannot write msg (a NaN or infinite number)
+	msg   *structpb.Struct
+	json  []byte // compact protojson; nil when err is set
+	err   error  // protojson cannot write msg (a NaN or infinite number)
+	pb    []byte // binary protobuf (deterministic); nil when pbErr is set
+	pbErr error  // protobuf cannot write msg (invalid UTF-8)
 }
 
 func newCachedStruct(m *structpb.Struct) *cachedStruct {
 	c := &cachedStruct{msg: m}
+	c.pb, c.pbErr = proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	data, err := protojson.Marshal(m)
 	if err != nil {
 		c.err = err

@@ -250,11 +250,12 @@ func (s *Service) fastAnswer(r *http.Request, p fastProcedure, key string, ctx m
 		r.Header["Host"] = []string{r.Host} // connect-go sets it before the handler runs
 	}
 	// the span, the lookup and the evaluation are resolve's (the connect-go path)
-	span := s.startSpan(r.Context(), r.Header, resolveSpanName(p.typ), p.api)
+	m := httpMeta(r.Header)
+	span := s.startSpan(r.Context(), m, resolveSpanName(p.typ), p.api)
 	if span != nil {
 		defer span.End()
 	}
-	f, err := s.find(r.Header, key, span)
+	f, err := s.find(m.selector, key, span)
 	if err != nil {
 		return nil, err
 	}
@@ -272,11 +273,11 @@ func (s *Service) fastAnswer(r *http.Request, p fastProcedure, key string, ctx m
 	}
 	// protojson refuses something in the response: build the message and let the
 	// codec say what, as connect-go would
-	m, err := s.responseMessage(p.api, p.typ, res)
+	msg, err := s.responseMessage(p.api, p.typ, res)
 	if err != nil {
 		return nil, err
 	}
-	data, err := s.codec.Marshal(m)
+	data, err := s.codec.Marshal(msg)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("marshal message: %w", err))
 	}

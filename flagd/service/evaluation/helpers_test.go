@@ -99,10 +99,21 @@ func withDefaults(t *testing.T, opts Options) Options {
 	return opts
 }
 
-// serveService serves svc as start does.
+// serveService serves svc as start does: as flagd mode does, with grpc-go serving
+// the gRPC connections.
 func serveService(t *testing.T, svc *Service, cfg server.ListenConfig) *testServer {
 	t.Helper()
+	return serveWith(t, svc, cfg, true)
+}
+
+// serveWith serves svc, with grpc-go for the gRPC connections or (grpcGo false)
+// with connect-go for every connection, as before the split.
+func serveWith(t *testing.T, svc *Service, cfg server.ListenConfig, grpcGo bool) *testServer {
+	t.Helper()
 	cfg.Name = "evaluation"
+	if grpcGo {
+		cfg.GRPC = svc.GRPCServer(server.GRPCServerOptions(cfg)...)
+	}
 	if cfg.SocketPath == "" {
 		cfg.Address = "127.0.0.1:0"
 	}
@@ -135,13 +146,35 @@ func serveService(t *testing.T, svc *Service, cfg server.ListenConfig) *testServ
 	return &testServer{st: svc.st, svc: svc, url: url, ln: ln}
 }
 
-// h2cClient speaks HTTP/2 without TLS (prior knowledge), as gRPC clients do.
+// h2cClient speaks HTTP/2 without TLS (prior knowledge), as gRPC clients do. It
+// keeps gRPC and the other protocols on connections of their own, as clients do
+// (the listener serves a connection whose first request is gRPC with grpc-go:
+// TestMixedProtocolsOnOneConnection).
 func h2cClient(t testing.TB) *http.Client {
 	t.Helper()
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr}
+	newTransport := func() *http.Transport {
+		tr := &http.Transport{Protocols: new(http.Protocols)}
+		tr.Protocols.SetUnencryptedHTTP2(true)
+		t.Cleanup(tr.CloseIdleConnections)
+		return tr
+	}
+	return &http.Client{Transport: protocolPools{grpc: newTransport(), other: newTransport()}}
+}
+
+// protocolPools sends gRPC with the protobuf codec over one transport and every
+// other request over another.
+type protocolPools struct{ grpc, other *http.Transport }
+
+func (p protocolPools) RoundTrip(r *http.Request) (*http.Response, error) {
+	if ct := r.Header.Get("Content-Type"); ct == "application/grpc" || ct == "application/grpc+proto" {
+		return p.grpc.RoundTrip(r)
+	}
+	return p.other.RoundTrip(r)
+}
+
+func (p protocolPools) CloseIdleConnections() {
+	p.grpc.CloseIdleConnections()
+	p.other.CloseIdleConnections()
 }
 
 // h1Client speaks HTTP/1.1 only, as curl does by default.

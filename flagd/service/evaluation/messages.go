@@ -18,7 +18,7 @@ import (
 // resolveMessage serves a typed Resolve* method of any of the services: it
 // evaluates and builds the response message.
 func (s *Service) resolveMessage(ctx context.Context, header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (proto.Message, error) {
-	r, err := s.resolve(ctx, header, key, reqCtx, t, a)
+	r, err := s.resolve(ctx, httpMeta(header), key, reqCtx, t, a)
 	if err != nil {
 		return nil, err
 	}

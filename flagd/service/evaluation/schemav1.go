@@ -38,10 +38,15 @@ func (h *schemaV1Service) ResolveObject(ctx context.Context, req *connect.Reques
 }
 
 func (h *schemaV1Service) ResolveAll(ctx context.Context, req *connect.Request[schemav1.ResolveAllRequest]) (*connect.Response[schemav1.ResolveAllResponse], error) {
-	items, _, err := h.s.resolveAll(ctx, req.Header(), req.Msg.GetContext(), apiSchemaV1)
+	items, _, err := h.s.resolveAll(ctx, httpMeta(req.Header()), req.Msg.GetContext(), apiSchemaV1)
 	if err != nil {
 		return nil, err
 	}
+	return connect.NewResponse(schemaAllResponse(items)), nil
+}
+
+// schemaAllResponse is the ResolveAll response of schema.v1.
+func schemaAllResponse(items []bulkItem) *schemav1.ResolveAllResponse {
 	out := &schemav1.ResolveAllResponse{Flags: make(map[string]*schemav1.AnyFlag, len(items))}
 	for _, it := range items {
 		f := &schemav1.AnyFlag{Reason: it.reason, Variant: it.variant}
@@ -59,11 +64,11 @@ func (h *schemaV1Service) ResolveAll(ctx context.Context, req *connect.Request[s
 		}
 		out.Flags[it.key] = f
 	}
-	return connect.NewResponse(out), nil
+	return out
 }
 
 func (h *schemaV1Service) EventStream(ctx context.Context, req *connect.Request[schemav1.EventStreamRequest], stream *connect.ServerStream[schemav1.EventStreamResponse]) error {
-	return h.s.eventStream(ctx, req.Header(), false, func(typ string, data *structpb.Struct) error {
-		return stream.Send(&schemav1.EventStreamResponse{Type: typ, Data: data})
+	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), false, func(ev *streamEvent) error {
+		return stream.Send(&schemav1.EventStreamResponse{Type: ev.typ, Data: ev.data})
 	})
 }

@@ -30,6 +30,7 @@ import (
 	"buf.build/gen/go/open-feature/flagd/connectrpc/go/schema/v1/schemav1connect"
 	"connectrpc.com/connect"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -116,11 +117,13 @@ type Service struct {
 	keepAlive  time.Duration
 	maxStreams int64
 
+	events       *events            // the events of EventStreams (stream.go)
 	streams      atomic.Int64       // open EventStreams
 	refusals     server.LogThrottle // "too many open streams" warnings
 	shutdown     chan struct{}      // closed by Shutdown
 	shutdownOnce sync.Once
 
+	rpcs       *metrics.RPCs // the metrics of calls served by grpc-go (grpc.go)
 	cache      structCache
 	procedures map[string]struct{} // known procedure paths: the bounded route label
 	handler    http.Handler
@@ -155,6 +158,8 @@ func newService(opts Options, fast bool) *Service {
 		maxStreams: int64(opts.MaxStreams),
 		shutdown:   make(chan struct{}),
 		procedures: map[string]struct{}{},
+		rpcs:       opts.Metrics.RPCs(metricsService),
+		events:     newEvents(),
 	}
 	if s.keepAlive <= 0 {
 		s.keepAlive = DefaultKeepAlive
@@ -299,23 +304,37 @@ type found struct {
 
 // resolve evaluates one flag for a typed method of any of the services (the
 // connect-go handlers; the fast path does the same in fastAnswer).
-func (s *Service) resolve(ctx context.Context, header http.Header, key string, reqCtx *structpb.Struct, t eval.Type, a api) (result, error) {
-	span := s.startSpan(ctx, header, resolveSpanName(t), a)
+func (s *Service) resolve(ctx context.Context, m reqMeta, key string, reqCtx *structpb.Struct, t eval.Type, a api) (result, error) {
+	span := s.startSpan(ctx, m, resolveSpanName(t), a)
 	if span != nil {
 		defer span.End()
 	}
-	f, err := s.find(header, key, span)
+	f, err := s.find(m.selector, key, span)
 	if err != nil {
 		return result{}, err
 	}
-	return s.evaluate(f, key, s.evalContext(structMap(reqCtx), header, a), t, a, span)
+	return s.evaluate(f, key, s.evalContext(structMap(reqCtx), m.header, a), t, a, span)
+}
+
+// reqMeta is what an evaluation reads from a request's headers (net/http) or
+// metadata (grpc-go): the selector, the headers --context-from-header maps (nil
+// when none is configured on the gRPC path), and the caller's trace context.
+type reqMeta struct {
+	selector string
+	header   http.Header
+	carrier  propagation.TextMapCarrier // read only when tracing
+}
+
+// httpMeta is the reqMeta of an HTTP request's headers.
+func httpMeta(h http.Header) reqMeta {
+	return reqMeta{selector: h.Get(SelectorHeader), header: h, carrier: propagation.HeaderCarrier(h)}
 }
 
 // find parses the selector and looks the flag up. A flag that is not found is
 // recorded (metrics, span, debug log) and reported as flagd does. span is nil when
 // tracing is off.
-func (s *Service) find(header http.Header, key string, span trace.Span) (found, error) {
-	sel, err := store.ParseSelector(header.Get(SelectorHeader))
+func (s *Service) find(selector, key string, span trace.Span) (found, error) {
+	sel, err := store.ParseSelector(selector)
 	if err != nil {
 		if span != nil {
 			tracing.Failed(span, tracing.ErrorType(eval.ErrorGeneral), "invalid selector")
@@ -367,7 +386,7 @@ func (s *Service) record(span trace.Span, key string, exists bool, res eval.Reso
 // startSpan starts the server span of one RPC (flagd's tracer of the service and
 // span name), the child of the caller's trace context in header. It returns nil
 // when tracing is off.
-func (s *Service) startSpan(ctx context.Context, header http.Header, name string, a api) trace.Span {
+func (s *Service) startSpan(ctx context.Context, m reqMeta, name string, a api) trace.Span {
 	if s.tracing == nil {
 		return nil
 	}
@@ -378,7 +397,7 @@ func (s *Service) startSpan(ctx context.Context, header http.Header, name string
 	case apiSchemaV1:
 		scope = tracing.SchemaV1
 	}
-	_, span := s.tracing.StartHTTP(ctx, scope, name, header)
+	_, span := s.tracing.Start(ctx, scope, name, m.carrier)
 	return span
 }
 

@@ -267,7 +267,7 @@ func TestSpansOverGRPC(t *testing.T) {
 // TestNoTracingNoSpans: without Tracing no span is started.
 func TestNoTracingNoSpans(t *testing.T) {
 	svc := newService(withDefaults(t, Options{}), true)
-	if span := svc.startSpan(context.Background(), http.Header{"Traceparent": {callerParent}}, "resolveBoolean", apiV1); span != nil {
+	if span := svc.startSpan(context.Background(), httpMeta(http.Header{"Traceparent": {callerParent}}), "resolveBoolean", apiV1); span != nil {
 		t.Fatalf("span %v without tracing", span)
 	}
 }

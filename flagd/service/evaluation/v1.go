@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
 // v1Service implements flagd.evaluation.v1.Service. Responses always carry value,
@@ -37,10 +38,15 @@ func (h *v1Service) ResolveObject(ctx context.Context, req *connect.Request[eval
 }
 
 func (h *v1Service) ResolveAll(ctx context.Context, req *connect.Request[evalv1.ResolveAllRequest]) (*connect.Response[evalv1.ResolveAllResponse], error) {
-	items, sel, err := h.s.resolveAll(ctx, req.Header(), req.Msg.GetContext(), apiV1)
+	items, sel, err := h.s.resolveAll(ctx, httpMeta(req.Header()), req.Msg.GetContext(), apiV1)
 	if err != nil {
 		return nil, err
 	}
+	return connect.NewResponse(v1AllResponse(items, sel)), nil
+}
+
+// v1AllResponse is the ResolveAll response of v1.
+func v1AllResponse(items []bulkItem, sel store.Selector) *evalv1.ResolveAllResponse {
 	out := &evalv1.ResolveAllResponse{Flags: make(map[string]*evalv1.AnyFlag, len(items)), Metadata: selectorMetadata(sel)}
 	for _, it := range items {
 		f := &evalv1.AnyFlag{Reason: it.reason, Variant: it.variant, Metadata: it.meta}
@@ -56,11 +62,11 @@ func (h *v1Service) ResolveAll(ctx context.Context, req *connect.Request[evalv1.
 		}
 		out.Flags[it.key] = f
 	}
-	return connect.NewResponse(out), nil
+	return out
 }
 
 func (h *v1Service) EventStream(ctx context.Context, req *connect.Request[evalv1.EventStreamRequest], stream *connect.ServerStream[evalv1.EventStreamResponse]) error {
-	return h.s.eventStream(ctx, req.Header(), true, func(typ string, data *structpb.Struct) error {
-		return stream.Send(&evalv1.EventStreamResponse{Type: typ, Data: data})
+	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), true, func(ev *streamEvent) error {
+		return stream.Send(&evalv1.EventStreamResponse{Type: ev.typ, Data: ev.data})
 	})
 }

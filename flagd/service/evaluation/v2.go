@@ -5,7 +5,6 @@ import (
 
 	evalv2 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/evaluation/v2"
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 )
@@ -36,7 +35,7 @@ func (h *v2Service) ResolveObject(ctx context.Context, req *connect.Request[eval
 }
 
 func (h *v2Service) EventStream(ctx context.Context, req *connect.Request[evalv2.EventStreamRequest], stream *connect.ServerStream[evalv2.EventStreamResponse]) error {
-	return h.s.eventStream(ctx, req.Header(), true, func(typ string, data *structpb.Struct) error {
-		return stream.Send(&evalv2.EventStreamResponse{Type: typ, Data: data})
+	return h.s.eventStream(ctx, req.Header().Get(SelectorHeader), true, func(ev *streamEvent) error {
+		return stream.Send(&evalv2.EventStreamResponse{Type: ev.typ, Data: ev.data})
 	})
 }

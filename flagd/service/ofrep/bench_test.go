@@ -58,9 +58,16 @@ func (*bodyReader) Close() error { return nil }
 
 func benchHandler(b *testing.B, h http.Handler, path, body string, want int) {
 	b.Helper()
+	benchHandlerHeader(b, h, path, body, nil, want)
+}
+
+func benchHandlerHeader(b *testing.B, h http.Handler, path, body string, header http.Header, want int) {
 	req, err := http.NewRequest(http.MethodPost, "http://x"+path, nil)
 	if err != nil {
 		b.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	rd := &bodyReader{}
 	req.Body = rd
@@ -108,5 +115,15 @@ func BenchmarkOFREPBulk(b *testing.B) {
 	h := ofrep.New(ofrep.Options{Store: st, Log: zerolog.Nop(), MaxRequestBody: 1_000_000}).Handler()
 	const ctx = `{"context":{"targetingKey":"user-1","email":"ann@example.com"}}`
 	b.Run("handler/1000-flags", func(b *testing.B) { benchHandler(b, h, "/ofrep/v1/evaluate/flags", ctx, 200) })
+	b.Run("handler/304", func(b *testing.B) {
+		req, err := http.NewRequest(http.MethodPost, "http://x/ofrep/v1/evaluate/flags", strings.NewReader(ctx))
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := &discardWriter{h: http.Header{}}
+		h.ServeHTTP(w, req)
+		etag := w.h.Get("ETag")
+		benchHandlerHeader(b, h, "/ofrep/v1/evaluate/flags", ctx, http.Header{"If-None-Match": {etag}}, 304)
+	})
 	b.Run("http/1000-flags", func(b *testing.B) { benchHTTP(b, h, "/ofrep/v1/evaluate/flags", ctx, 200) })
 }

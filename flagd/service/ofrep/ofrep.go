@@ -59,6 +59,7 @@ type Service struct {
 	single   http.Handler
 	bulk     http.Handler
 	encoders sync.Pool
+	plans    plans // bulk plans of the newest snapshot (bulk.go)
 	// jsonCT and cacheControl are shared header values (net/http never modifies them).
 	jsonCT       []string
 	cacheControl []string
@@ -234,38 +235,66 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx = s.opts.Enricher.Merge(ctx, r.Header)
-	refl := reflectionOf(sel)
+	snap := s.opts.Store.Current()
+	plan := s.plan(snap, sel)
+	if s.opts.Tracing != nil {
+		trace.SpanFromContext(r.Context()).SetAttributes(tracing.KeyFlagCount.Int(len(plan.items)))
+	}
+	h := w.Header()
+	inm := r.Header.Values("If-None-Match")
+	var etag string
+	if !plan.clock {
+		// the answer is a function of the selection and the context: a client that
+		// has it is answered before anything is evaluated
+		etag = contextETag(plan, ctx)
+		if len(inm) > 0 && noneMatch(inm, etag) {
+			s.notModified(h, w, etag)
+			return
+		}
+	}
 	enc := s.getEncoder()
 	defer s.putEncoder(enc)
-	enc.buf = append(enc.buf, `{"flags":[`...)
-	list := s.opts.Store.Current().List(sel)
-	if s.opts.Tracing != nil {
-		trace.SpanFromContext(r.Context()).SetAttributes(tracing.KeyFlagCount.Int(len(list)))
+	if need := int(plan.sizeEst.Load()) * 9 / 8; cap(enc.buf) < need && need <= maxPooledBuffer {
+		enc.buf = make([]byte, 0, need)
 	}
-	for i, entry := range list {
+	enc.buf = append(enc.buf, `{"flags":[`...)
+	for i := range plan.items {
+		it := &plan.items[i]
 		if i > 0 {
 			enc.buf = append(enc.buf, ',')
 		}
-		res := entry.Flag.EvaluateAs(eval.TypeAny, ctx, nil)
-		s.opts.Metrics.Evaluation(entry.Flag.Key, true, res)
-		if res.Failed() {
-			s.opts.Log.Debug().Str("flag", entry.Flag.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
+		if it.fixed != nil {
+			enc.buf = append(enc.buf, it.fixed...)
+			it.counters.Inc()
+			continue
 		}
-		enc.evaluation(entry.Flag.Key, res, refl)
+		res := it.entry.Flag.EvaluateAs(eval.TypeAny, ctx, nil)
+		if res.Failed() {
+			s.opts.Log.Debug().Str("flag", it.entry.Flag.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
+		}
+		s.appendTargeted(enc, it, res, plan.refl)
 	}
-	enc.buf = append(enc.buf, `],"metadata":`...)
-	enc.metadata(refl, nil)
-	enc.buf = append(enc.buf, '}')
-
-	etag := etagOf(enc.buf)
-	h := w.Header()
+	enc.buf = append(enc.buf, plan.tail...)
+	plan.sizeEst.Store(int64(len(enc.buf)))
+	if plan.clock {
+		etag = etagOf(enc.buf)
+		if len(inm) > 0 && noneMatch(inm, etag) {
+			s.notModified(h, w, etag)
+			return
+		}
+	}
 	h["Etag"] = []string{etag}
 	h["Cache-Control"] = s.cacheControl
-	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 && noneMatch(inm, etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
 	s.write(w, http.StatusOK, enc.buf)
+}
+
+// notModified answers 304 with the tag. No flag was evaluated for it (when the tag
+// comes from the context), so no evaluation is counted: the HTTP metrics count the
+// request with its 304.
+func (s *Service) notModified(h http.Header, w http.ResponseWriter, etag string) {
+	h["Etag"] = []string{etag}
+	h["Cache-Control"] = s.cacheControl
+	w.WriteHeader(http.StatusNotModified)
 }
 
 // write sends a JSON body with its length.

@@ -115,7 +115,7 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	// The payload is deterministic (flags sorted by key, each flag's JSON covering all
 	// a client can observe), so an equal payload means the selection did not change.
 	last := s.payload(st.Current(), sel)
-	if err := stream.Send(s.response(last)); err != nil {
+	if err := s.send(stream, last); err != nil {
 		reason = reasonClientDisconnect
 		return err
 	}
@@ -123,14 +123,14 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 		select {
 		case <-wake:
 			p := s.payload(st.Current(), sel)
-			if p == last {
+			if p == last || p.config == last.config {
 				if s.wakeHook != nil {
 					s.wakeHook(false)
 				}
 				continue
 			}
 			last = p
-			if err := stream.Send(s.response(p)); err != nil {
+			if err := s.send(stream, p); err != nil {
 				reason = reasonClientDisconnect
 				return err
 			}
@@ -148,8 +148,14 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	}
 }
 
-func (s *Server) response(payload string) *syncv1.SyncFlagsResponse {
-	return &syncv1.SyncFlagsResponse{FlagConfiguration: payload, SyncContext: s.syncContext}
+// send sends a payload's SyncFlagsResponse, encoded once for all the streams that
+// send it.
+func (s *Server) send(stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse], p *syncPayload) error {
+	msg, err := p.encoded(s.syncContext)
+	if err != nil { // a string and string values: cannot happen
+		return status.Error(codes.Internal, "encoding the flag configuration: "+err.Error())
+	}
+	return stream.SendMsg(msg)
 }
 
 // FetchAllFlags returns the selection's flag configuration once, after the store is
@@ -162,7 +168,7 @@ func (h *handler) FetchAllFlags(ctx context.Context, req *syncv1.FetchAllFlagsRe
 	if err := h.s.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	return &syncv1.FetchAllFlagsResponse{FlagConfiguration: h.s.payload(h.s.opts.Store.Current(), sel)}, nil
+	return &syncv1.FetchAllFlagsResponse{FlagConfiguration: h.s.payload(h.s.opts.Store.Current(), sel).config}, nil
 }
 
 // GetMetadata returns the static context values, or Unimplemented when disabled.

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	syncv1 "buf.build/gen/go/open-feature/flagd/protocolbuffers/go/flagd/sync/v1"
+
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
@@ -54,6 +56,8 @@ const (
 	defaultRequestTimeout = 5 * time.Second
 	// handshakeTimeout bounds a new connection's TLS and HTTP/2 handshake.
 	handshakeTimeout = 10 * time.Second
+	// readBufferSize is each connection's read buffer (grpc-go's default: 32 KiB).
+	readBufferSize = 4 << 10
 )
 
 // Options configures the sync server.
@@ -168,6 +172,10 @@ func New(opts Options) *Server {
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		// each in-process provider holds a connection: small buffers (requests are a
+		// provider id and a selector), the write buffer returned between writes
+		grpc.ReadBufferSize(readBufferSize),
+		grpc.SharedWriteBuffer(true),
 		// requests nesting messages deeper than protolimit allows are refused
 		// (InvalidArgument) without being decoded
 		grpc.ForceServerCodecV2(protolimit.GRPCServerCodec{}),
@@ -291,26 +299,43 @@ func (s *Server) gate(ctx context.Context) {
 type payloadCache struct {
 	mu    sync.Mutex
 	gen   uint64
-	bySel map[store.Selector]string
+	bySel map[store.Selector]*syncPayload
+}
+
+// syncPayload is a selection's flag_configuration and its SyncFlagsResponse, encoded
+// once for every stream it goes to (they all reference the same bytes).
+type syncPayload struct {
+	config   string
+	once     sync.Once
+	response *protolimit.Encoded
+	err      error
+}
+
+// encoded is the SyncFlagsResponse carrying the payload.
+func (p *syncPayload) encoded(syncContext *structpb.Struct) (*protolimit.Encoded, error) {
+	p.once.Do(func() {
+		p.response, p.err = protolimit.Encode(&syncv1.SyncFlagsResponse{FlagConfiguration: p.config, SyncContext: syncContext})
+	})
+	return p.response, p.err
 }
 
 // payload returns the selection's flag_configuration in snap. Rendering happens under
 // the lock: streams woken together by a change wait for one rendering instead of
 // each doing it.
-func (s *Server) payload(snap *store.Snapshot, sel store.Selector) string {
+func (s *Server) payload(snap *store.Snapshot, sel store.Selector) *syncPayload {
 	c := &s.payloads
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.bySel == nil || snap.Generation > c.gen {
-		c.gen, c.bySel = snap.Generation, make(map[store.Selector]string)
+		c.gen, c.bySel = snap.Generation, make(map[store.Selector]*syncPayload)
 	}
 	if snap.Generation != c.gen { // an older snapshot, read before a newer one was cached
-		return string(snap.SyncPayload(sel))
+		return &syncPayload{config: string(snap.SyncPayload(sel))}
 	}
 	if p, ok := c.bySel[sel]; ok {
 		return p
 	}
-	p := string(snap.SyncPayload(sel))
+	p := &syncPayload{config: string(snap.SyncPayload(sel))}
 	if len(c.bySel) < maxCachedPayloads {
 		c.bySel[sel] = p
 	}

@@ -757,7 +757,7 @@ func TestPayloadCache(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := jsonDiff(t, string(tc.snap.SyncPayload(sel)), srv.payload(tc.snap, sel)); diff != "" {
+			if diff := jsonDiff(t, string(tc.snap.SyncPayload(sel)), srv.payload(tc.snap, sel).config); diff != "" {
 				t.Errorf("payload (-want +got):\n%s", diff)
 			}
 		})

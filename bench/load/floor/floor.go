@@ -1,0 +1,199 @@
+// Package floor is the load harness's floor server: the listener stack flagd mode
+// uses (server.Serve with grpc-go behind the protocol split, the same timeouts and
+// limits, TLS through server.CertReloader, a unix socket) around handlers that do
+// no work, so that what a workload costs on top of the transport can be told from
+// what the transport costs. The HTTP handler reads the body and writes a fixed
+// Connect JSON answer; the gRPC handler reads the request message and sends a
+// fixed ResolveBoolean response, both the bytes flagd mode answers for the load
+// harness's static-bool flag.
+package floor
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
+
+	"github.com/flagpole-dev/flagpole/server"
+)
+
+// HTTPAnswer is the body the HTTP handler writes (Connect JSON, as flagd mode
+// answers ResolveBoolean for static-bool).
+const HTTPAnswer = `{"value":true,"reason":"STATIC","variant":"on","metadata":{}}`
+
+// GRPCAnswer is the ResolveBoolean response the gRPC handler sends:
+// value true, reason STATIC, variant "on", metadata {}.
+var GRPCAnswer = []byte{0x08, 0x01, 0x12, 0x06, 'S', 'T', 'A', 'T', 'I', 'C', 0x1a, 0x02, 'o', 'n', 0x22, 0x00}
+
+// GRPCMethod is the method the gRPC handler serves.
+const GRPCMethod = "/flagd.evaluation.v1.Service/ResolveBoolean"
+
+// Options say where the floor server listens; empty addresses are not served.
+type Options struct {
+	Addr, TLSAddr, Socket string
+	CertFile, KeyFile     string // for TLSAddr
+}
+
+// Main runs the floor server with command-line arguments until SIGTERM or SIGINT
+// and returns the exit code.
+func Main(args []string) int {
+	fs := flag.NewFlagSet("floorserve", flag.ContinueOnError)
+	var o Options
+	fs.StringVar(&o.Addr, "addr", "", "plaintext listener (HTTP/1.1, h2c, gRPC)")
+	fs.StringVar(&o.TLSAddr, "tls-addr", "", "TLS listener")
+	fs.StringVar(&o.Socket, "socket", "", "unix socket listener")
+	fs.StringVar(&o.CertFile, "cert", "", "server certificate (PEM) of the TLS listener")
+	fs.StringVar(&o.KeyFile, "key", "", "server key (PEM) of the TLS listener")
+	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cpu != "" {
+		f, err := os.Create(*cpu)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floorserve:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "floorserve:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "floorserve:", err)
+		return 1
+	}
+	return 0
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
+	base := server.ListenConfig{ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1_000_000, Conns: server.NewConnLimit(10000, log)}
+	var cfgs []server.ListenConfig
+	if o.Addr != "" {
+		c := base
+		c.Name, c.Address = "floor", o.Addr
+		cfgs = append(cfgs, c)
+	}
+	if o.TLSAddr != "" {
+		r, err := server.NewCertReloader(o.CertFile, o.KeyFile)
+		if err != nil {
+			return err
+		}
+		c := base
+		c.Name, c.Address, c.TLS = "floor-tls", o.TLSAddr, r.TLSConfig()
+		cfgs = append(cfgs, c)
+	}
+	if o.Socket != "" {
+		c := base
+		c.Name, c.SocketPath = "floor-unix", o.Socket
+		cfgs = append(cfgs, c)
+	}
+	if len(cfgs) == 0 {
+		return errors.New("no listener: give -addr, -tls-addr or -socket")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cfgs))
+	for _, c := range cfgs {
+		ln, err := server.Listen(c)
+		if err != nil {
+			return err
+		}
+		c.GRPC = newGRPC(c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- server.Serve(ctx, ln, c, http.HandlerFunc(serveHTTP), log, nil)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+var (
+	bodies      = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+	contentType = []string{"application/json"}
+	answer      = []byte(HTTPAnswer)
+)
+
+// serveHTTP reads the body and writes the fixed answer.
+func serveHTTP(w http.ResponseWriter, r *http.Request) {
+	buf := bodies.Get().(*[]byte)
+	for {
+		if _, err := r.Body.Read(*buf); err != nil {
+			if !errors.Is(err, io.EOF) {
+				bodies.Put(buf)
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			break
+		}
+	}
+	bodies.Put(buf)
+	w.Header()["Content-Type"] = contentType
+	_, _ = w.Write(answer)
+}
+
+// rawMessage is a message as bytes (the gRPC handler's codec).
+type rawMessage struct{ b []byte }
+
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMessage).b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	v.(*rawMessage).b = data.Materialize()
+	return nil
+}
+
+// newGRPC is the gRPC floor: the listener's options, one unary method answering
+// GRPCAnswer.
+func newGRPC(c server.ListenConfig) *grpc.Server {
+	g := grpc.NewServer(append(server.GRPCServerOptions(c), grpc.ForceServerCodecV2(rawCodec{}))...)
+	service, method, _ := strings.Cut(strings.TrimPrefix(GRPCMethod, "/"), "/")
+	reply := &rawMessage{b: GRPCAnswer}
+	g.RegisterService(&grpc.ServiceDesc{ServiceName: service, HandlerType: (*any)(nil), Methods: []grpc.MethodDesc{{
+		MethodName: method,
+		Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var req rawMessage
+			if err := dec(&req); err != nil {
+				return nil, err
+			}
+			server.RequestReceived(ctx)
+			return reply, nil
+		},
+	}}}, struct{}{})
+	return g
+}
+
+// Addr is a helper for callers that picked a port: host:port on loopback.
+func Addr(port int) string { return net.JoinHostPort("127.0.0.1", fmt.Sprint(port)) }

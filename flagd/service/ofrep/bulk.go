@@ -1,0 +1,366 @@
+package ofrep
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"hash"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service/jsonwire"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/store"
+)
+
+// A bulk answer evaluates every flag a selector sees, but most of it does not
+// depend on the request: flags without targeting (and disabled flags) answer the
+// same for every context, and every flag's key and metadata are the same in every
+// answer. A plan, built once per snapshot and selector, holds those parts encoded
+// and each flag's metrics counters looked up, so a request evaluates the targeted
+// flags and copies bytes.
+//
+// The ETag is worked out from what the answer is a function of, not by hashing the
+// answer: SHA-256 over the encoder's version, the selection (each flag's key and
+// fingerprint, the hash of everything a client can observe of it, in order), the
+// selector and the evaluation context (canonical: keys sorted, typed), so that a
+// request carrying the current tag is answered 304 without evaluating anything.
+// That holds because an answer is a function of exactly those, except when a flag
+// reads the clock ($flagd.timestamp, or a `var` whose path is computed and might
+// name it): a selection with such a flag tags the answer with the hash of its body,
+// as before.
+
+// etagVersion changes whenever the encoder's output for the same flags and context
+// changes, so that a tag from an older flagpole never validates a newer answer.
+const etagVersion = "flagpole-ofrep-bulk-1"
+
+// maxPlans bounds the plans kept per snapshot (one per selector in use).
+const maxPlans = 1024
+
+// bulkPlan is the request-independent part of a selector's bulk answer in one
+// snapshot.
+type bulkPlan struct {
+	items   []planItem
+	digest  [sha256.Size]byte // of the selection: etagVersion, keys and fingerprints, selector
+	clock   bool              // some flag may read the clock: tag the body instead
+	refl    reflection
+	tail    []byte       // `],"metadata":{...}}`
+	sizeEst atomic.Int64 // the last answer's size, to size the buffer
+}
+
+// planItem is one flag of a plan.
+type planItem struct {
+	entry *store.Entry
+	// fixed is the flag's whole answer when it cannot depend on the context (no
+	// targeting, or disabled), with its counters
+	fixed    []byte
+	counters metrics.EvaluationCounters
+	// for targeted flags: the encoded key and success metadata, each variant's
+	// encoded value and counters ("" for the code default), counters of the rest
+	key      []byte
+	meta     []byte
+	variants map[string]*variantOut
+	outcomes sync.Map // outcomeKey -> metrics.EvaluationCounters: errors, other reasons
+}
+
+// variantOut is what answering a variant of a targeted flag needs. Its counters
+// are looked up on first use (a label set per outcome that happened, not per
+// outcome that could).
+type variantOut struct {
+	value        []byte
+	match, other atomic.Pointer[metrics.EvaluationCounters] // TARGETING_MATCH, DEFAULT
+}
+
+type outcomeKey struct {
+	variant string
+	reason  eval.Reason
+	code    eval.ErrorCode
+}
+
+// planSet is the plans of one snapshot.
+type planSet struct {
+	gen   uint64
+	mu    sync.Mutex
+	plans map[store.Selector]*planOnce
+}
+
+type planOnce struct {
+	once sync.Once
+	plan *bulkPlan
+}
+
+// plans caches the plans of the newest snapshot a request saw.
+type plans struct{ cur atomic.Pointer[planSet] }
+
+// plan returns the plan of sel in snap, building it on first use.
+func (s *Service) plan(snap *store.Snapshot, sel store.Selector) *bulkPlan {
+	var set *planSet
+	for {
+		set = s.plans.cur.Load()
+		if set != nil && set.gen >= snap.Generation {
+			break
+		}
+		if s.plans.cur.CompareAndSwap(set, &planSet{gen: snap.Generation, plans: map[store.Selector]*planOnce{}}) {
+			set = s.plans.cur.Load()
+			break
+		}
+	}
+	var po *planOnce
+	if set.gen == snap.Generation {
+		set.mu.Lock()
+		if po = set.plans[sel]; po == nil && len(set.plans) < maxPlans {
+			po = &planOnce{}
+			set.plans[sel] = po
+		}
+		set.mu.Unlock()
+	}
+	if po == nil { // an older snapshot, or too many selectors: not kept
+		po = &planOnce{}
+	}
+	po.once.Do(func() { po.plan = s.buildPlan(snap, sel) })
+	return po.plan
+}
+
+// buildPlan encodes what does not depend on the request.
+func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan {
+	list := snap.List(sel)
+	p := &bulkPlan{items: make([]planItem, len(list)), refl: reflectionOf(sel)}
+	h := sha256.New()
+	h.Write([]byte(etagVersion))
+	writeString(h, sel.String())
+	enc := &encoder{}
+	for i, e := range list {
+		it := &p.items[i]
+		it.entry = e
+		f := e.Flag
+		fp := e.Fingerprint()
+		writeString(h, f.Key)
+		h.Write(fp[:])
+		if f.Disabled() || !f.HasTargeting() {
+			res := f.EvaluateAs(eval.TypeAny, nil, nil)
+			enc.buf = enc.buf[:0]
+			enc.evaluation(f.Key, res, p.refl)
+			it.fixed = slices.Clone(enc.buf)
+			it.counters = s.opts.Metrics.EvaluationCounters(f.Key, true, res)
+			continue
+		}
+		p.clock = p.clock || readsClock(f.Targeting)
+		enc.buf = enc.buf[:0]
+		enc.buf = jsonwire.AppendString(enc.buf, f.Key)
+		it.key = slices.Clone(enc.buf)
+		enc.buf = enc.buf[:0]
+		enc.metadata(p.refl, f.Metadata)
+		it.meta = slices.Clone(enc.buf)
+		it.variants = map[string]*variantOut{"": {}}
+		for name, v := range f.VariantValues() {
+			enc.buf = enc.buf[:0]
+			enc.value(v)
+			it.variants[name] = &variantOut{value: slices.Clone(enc.buf)}
+		}
+	}
+	h.Sum(p.digest[:0])
+	enc.buf = append(enc.buf[:0], `],"metadata":`...)
+	enc.metadata(p.refl, nil)
+	p.tail = append(slices.Clone(enc.buf), '}')
+	return p
+}
+
+// writeString writes a length-prefixed string to h (so that concatenations cannot
+// collide).
+func writeString(h hash.Hash, s string) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+	h.Write(n[:])
+	h.Write([]byte(s))
+}
+
+// appendTargeted appends the answer of a targeted flag for res, from the plan's
+// pieces when it is a success with a known variant, and counts it.
+func (s *Service) appendTargeted(enc *encoder, it *planItem, res eval.Resolution, refl reflection) {
+	vo, known := it.variants[res.Variant]
+	var slot *atomic.Pointer[metrics.EvaluationCounters]
+	if known && !res.Failed() {
+		switch res.Reason {
+		case eval.ReasonTargetingMatch:
+			slot = &vo.match
+		case eval.ReasonDefault:
+			slot = &vo.other
+		}
+	}
+	if slot != nil {
+		c := slot.Load()
+		if c == nil {
+			counters := s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, res)
+			slot.CompareAndSwap(nil, &counters)
+			c = slot.Load()
+		}
+		c.Inc()
+	} else {
+		k := outcomeKey{res.Variant, res.Reason, res.ErrorCode}
+		var c metrics.EvaluationCounters
+		if v, ok := it.outcomes.Load(k); ok {
+			c = v.(metrics.EvaluationCounters)
+		} else {
+			c = s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, res)
+			it.outcomes.Store(k, c)
+		}
+		c.Inc()
+	}
+	if res.Failed() || !known || (res.Value != nil && vo.value == nil) {
+		enc.evaluation(it.entry.Flag.Key, res, refl)
+		return
+	}
+	value := vo.value
+	// as encoder.evaluation writes it: value (absent for a code default), key,
+	// reason, variant (absent when empty), metadata
+	enc.buf = append(enc.buf, '{')
+	if res.Value != nil {
+		enc.buf = append(enc.buf, `"value":`...)
+		enc.buf = append(enc.buf, value...)
+		enc.buf = append(enc.buf, ',')
+	}
+	enc.buf = append(enc.buf, `"key":`...)
+	enc.buf = append(enc.buf, it.key...)
+	enc.buf = append(enc.buf, `,"reason":`...)
+	enc.buf = jsonwire.AppendString(enc.buf, string(res.Reason))
+	if res.Variant != "" {
+		enc.buf = append(enc.buf, `,"variant":`...)
+		enc.buf = jsonwire.AppendString(enc.buf, res.Variant)
+	}
+	enc.buf = append(enc.buf, `,"metadata":`...)
+	enc.buf = append(enc.buf, it.meta...)
+	enc.buf = append(enc.buf, '}')
+}
+
+// contextETag is the tag of an answer of plan p for the evaluation context ctx.
+func contextETag(p *bulkPlan, ctx map[string]any) string {
+	h := sha256.New()
+	h.Write(p.digest[:])
+	hashValue(h, ctx, 0)
+	var sum [sha256.Size]byte
+	return quoteTag(h.Sum(sum[:0]))
+}
+
+// quoteTag renders a digest as a strong entity tag: quoted, unpadded base64url.
+func quoteTag(sum []byte) string {
+	var b [2 + 43]byte // base64.RawURLEncoding.EncodedLen(sha256.Size) == 43
+	b[0] = '"'
+	base64.RawURLEncoding.Encode(b[1:44], sum)
+	b[44] = '"'
+	return string(b[:])
+}
+
+// hashValue writes a decoded JSON value canonically: typed, object keys sorted, so
+// that contexts meaning the same hash the same and different ones differently.
+// Nesting is bounded by the JSON decoder (and the request body limit).
+func hashValue(h hash.Hash, v any, depth int) {
+	var tag [9]byte
+	switch t := v.(type) {
+	case nil:
+		h.Write([]byte{'n'})
+	case bool:
+		tag[0], tag[1] = 'b', 0
+		if t {
+			tag[1] = 1
+		}
+		h.Write(tag[:2])
+	case float64:
+		tag[0] = 'f'
+		if t == 0 {
+			t = 0 // -0 and 0 evaluate alike
+		}
+		binary.BigEndian.PutUint64(tag[1:], math.Float64bits(t))
+		h.Write(tag[:9])
+	case string:
+		h.Write([]byte{'s'})
+		writeString(h, t)
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		tag[0] = 'o'
+		binary.BigEndian.PutUint64(tag[1:], uint64(len(keys)))
+		h.Write(tag[:9])
+		for _, k := range keys {
+			writeString(h, k)
+			hashValue(h, t[k], depth+1)
+		}
+	case []any:
+		tag[0] = 'a'
+		binary.BigEndian.PutUint64(tag[1:], uint64(len(t)))
+		h.Write(tag[:9])
+		for _, x := range t {
+			hashValue(h, x, depth+1)
+		}
+	default:
+		// not produced by the JSON decoder or the enricher; hash its JSON
+		b, err := json.Marshal(t)
+		if err != nil {
+			b = []byte("?")
+		}
+		h.Write([]byte{'j'})
+		writeString(h, string(b))
+	}
+}
+
+// readsClock reports whether a targeting rule may read $flagd.timestamp: a `var`
+// naming $flagd (or $flagd.timestamp), or one whose path is computed by a rule. The
+// rule is the flag's Targeting (decoded, or its JSON).
+func readsClock(targeting any) bool {
+	if raw, ok := targeting.(json.RawMessage); ok {
+		if !strings.Contains(string(raw), `"var"`) {
+			return false
+		}
+		var decoded any
+		if err := json.Unmarshal(raw, &decoded); err != nil {
+			return true // cannot tell: assume it does
+		}
+		targeting = decoded
+	}
+	return walkClock(targeting)
+}
+
+func walkClock(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for op, arg := range t {
+			if op == "var" && varReadsClock(arg) {
+				return true
+			}
+			if walkClock(arg) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range t {
+			if walkClock(x) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// varReadsClock reports whether a `var` argument may name $flagd.timestamp.
+func varReadsClock(arg any) bool {
+	if args, ok := arg.([]any); ok {
+		if len(args) == 0 {
+			return false
+		}
+		arg = args[0]
+	}
+	switch p := arg.(type) {
+	case string:
+		return p == "$flagd" || strings.HasPrefix(p, "$flagd.")
+	case map[string]any, []any:
+		return true // a computed path
+	}
+	return false
+}

@@ -1,0 +1,271 @@
+package ofrep
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/store"
+)
+
+// planDoc has every kind of answer a bulk request holds, in two flag sets.
+const planDoc = `{
+  "metadata": {"flagSetId": "set-a", "version": "1"},
+  "$evaluators": {"isExample": {"ends_with": [{"var": "email"}, "@example.com"]}},
+  "flags": {
+    "static-bool": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on", "metadata": {"owner": "x", "weight": 2.5}},
+    "static-str":  {"state": "ENABLED", "variants": {"html": "<b>&\"x\"</b>"}, "defaultVariant": "html"},
+    "static-num":  {"state": "ENABLED", "variants": {"big": 1e21, "small": 1e-7}, "defaultVariant": "small"},
+    "static-obj":  {"state": "ENABLED", "variants": {"o": {"z": 1, "a": [1, "two", null, true]}}, "defaultVariant": "o"},
+    "targeted":    {"state": "ENABLED", "variants": {"yes": "yes", "no": "no"}, "defaultVariant": "no", "targeting": {"if": [{"$ref": "isExample"}, "yes", null]}},
+    "rollout":     {"state": "ENABLED", "variants": {"a": {"k": "a"}, "b": {"k": "b"}}, "defaultVariant": "a", "targeting": {"fractional": [["a", 50], ["b", 50]]}},
+    "code-default-targeted": {"state": "ENABLED", "variants": {"on": true, "off": false}, "targeting": {"if": [{"var": "vip"}, "on", null]}},
+    "number-targeted": {"state": "ENABLED", "variants": {"one": 1, "two": 2.5}, "defaultVariant": "one", "targeting": {"if": [{"var": "vip"}, "two", "one"]}},
+    "disabled":    {"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on"},
+    "no-default":  {"state": "ENABLED", "variants": {"on": true, "off": false}},
+    "parse-error": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"$ref": "missing"}},
+    "general-error": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"if": [true, "nope"]}},
+    "null-variant": {"state": "ENABLED", "variants": {"n": null}, "defaultVariant": "n"},
+    "null-targeted": {"state": "ENABLED", "variants": {"n": null, "v": "v"}, "defaultVariant": "v", "targeting": {"if": [{"var": "vip"}, "n", "v"]}}
+  }
+}`
+
+const planDocB = `{"flags": [
+  {"key": "static-bool", "state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "metadata": {"flagSetId": "set-b"}},
+  {"key": "b-targeted", "state": "ENABLED", "variants": {"x": "x", "y": "y"}, "defaultVariant": "x", "targeting": {"if": [{"==": [{"var": "tier"}, "gold"]}, "y", "x"]}, "metadata": {"flagSetId": "set-b"}}
+]}`
+
+func planStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.New([]string{"file:a.json", "file:b.json"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply("file:a.json", []byte(planDoc)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply("file:b.json", []byte(planDocB)); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// referenceBulk is the bulk body as the encoder writes it flag by flag, without
+// a plan (the answer before plans existed).
+func referenceBulk(st *store.Store, sel store.Selector, ctx map[string]any) string {
+	enc := &encoder{}
+	refl := reflectionOf(sel)
+	enc.buf = append(enc.buf, `{"flags":[`...)
+	for i, e := range st.Current().List(sel) {
+		if i > 0 {
+			enc.buf = append(enc.buf, ',')
+		}
+		enc.evaluation(e.Flag.Key, e.Flag.EvaluateAs(eval.TypeAny, ctx, nil), refl)
+	}
+	enc.buf = append(enc.buf, `],"metadata":`...)
+	enc.metadata(refl, nil)
+	return string(append(enc.buf, '}'))
+}
+
+func postBulk(t *testing.T, h http.Handler, body string, header map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, BulkRoute, strings.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+// TestBulkPlanMatchesEncoder: answers assembled from plans are the bytes the
+// encoder writes flag by flag, for every selector and a range of contexts, twice
+// (the second time from the cached plan and counters).
+func TestBulkPlanMatchesEncoder(t *testing.T) {
+	st := planStore(t)
+	svc := New(Options{Store: st, Log: zerolog.Nop(), Enricher: &service.Enricher{Static: map[string]string{"env": "prod"}}})
+	contexts := []string{
+		`{}`, `{"context":{}}`, `{"context":{"email":"a@example.com"}}`, `{"context":{"email":"a@other.org","targetingKey":"u-1"}}`,
+		`{"context":{"vip":true,"tier":"gold","targetingKey":"u-2"}}`, `{"context":{"vip":1,"targetingKey":"u-3"}}`,
+	}
+	for _, selector := range []string{"", "flagSetId=set-a", "flagSetId=set-b", "source=file:b.json", "flagSetId=none"} {
+		sel, err := store.ParseSelector(selector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, body := range contexts {
+			var req struct {
+				Context map[string]any `json:"context"`
+			}
+			_ = json.Unmarshal([]byte(body), &req)
+			want := referenceBulk(st, sel, svc.opts.Enricher.Merge(req.Context, nil))
+			for round := range 2 {
+				w := postBulk(t, svc.Handler(), body, map[string]string{"Flagd-Selector": selector})
+				if w.Code != 200 {
+					t.Fatalf("selector %q, %s: status %d", selector, body, w.Code)
+				}
+				if diff := cmp.Diff(want, w.Body.String()); diff != "" {
+					t.Errorf("selector %q, %s, round %d (-reference +plan):\n%s", selector, body, round, diff)
+				}
+			}
+		}
+	}
+}
+
+// TestBulkETagOfContext: without clock-reading flags the tag is a function of the
+// selection and the context: equal contexts written differently share it, a
+// different context, selector or flag configuration changes it, and a request
+// carrying it is answered 304 without evaluating anything (no evaluation counted).
+func TestBulkETagOfContext(t *testing.T) {
+	st := planStore(t)
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := New(Options{Store: st, Log: zerolog.Nop(), Metrics: m})
+	h := svc.Handler()
+	tag := func(body string, header map[string]string) string {
+		w := postBulk(t, h, body, header)
+		if w.Code != 200 {
+			t.Fatalf("%s: status %d", body, w.Code)
+		}
+		return w.Header().Get("ETag")
+	}
+	a := tag(`{"context":{"email":"a@example.com","n":1,"list":[1,"x"]}}`, nil)
+	if b := tag(`{ "context" : { "list":[1, "x"], "n": 1.0, "email":"a@example.com" } }`, nil); b != a {
+		t.Errorf("the same context written differently: %s, %s", a, b)
+	}
+	for _, other := range []string{`{"context":{"email":"a@example.com","n":"1","list":[1,"x"]}}`, `{"context":{"email":"a@example.com","n":1,"list":["x",1]}}`, `{}`} {
+		if b := tag(other, nil); b == a {
+			t.Errorf("context %s shares the tag of another", other)
+		}
+	}
+	if b := tag(`{"context":{"email":"a@example.com","n":1,"list":[1,"x"]}}`, map[string]string{"Flagd-Selector": "flagSetId=set-a"}); b == a {
+		t.Error("another selector shares the tag")
+	}
+	impressions := func() float64 {
+		return testutil.ToFloat64(metricVec(t, reg, "feature_flag_flagd_impression_total"))
+	}
+	before := impressions()
+	w := postBulk(t, h, `{"context":{"email":"a@example.com","n":1,"list":[1,"x"]}}`, map[string]string{"If-None-Match": a})
+	if w.Code != http.StatusNotModified || w.Header().Get("ETag") != a || w.Body.Len() != 0 {
+		t.Fatalf("with its tag: %d %q %q, want 304 with the tag", w.Code, w.Header().Get("ETag"), w.Body.String())
+	}
+	if after := impressions(); after != before {
+		t.Errorf("a 304 counted %v evaluations", after-before)
+	}
+	if err := st.Apply("file:a.json", []byte(strings.Replace(planDoc, `"<b>&\"x\"</b>"`, `"changed"`, 1))); err != nil {
+		t.Fatal(err)
+	}
+	w = postBulk(t, h, `{"context":{"email":"a@example.com","n":1,"list":[1,"x"]}}`, map[string]string{"If-None-Match": a})
+	if w.Code != 200 || w.Header().Get("ETag") == a || !strings.Contains(w.Body.String(), `"changed"`) {
+		t.Fatalf("after a change: %d, tag %q (old %q)", w.Code, w.Header().Get("ETag"), a)
+	}
+}
+
+// metricVec sums a counter family.
+func metricVec(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "sum"})
+	c.Add(total)
+	return c
+}
+
+// TestBulkETagWithClock: a selection with a flag reading $flagd.timestamp is tagged
+// by its body (its answer may change with the clock alone).
+func TestBulkETagWithClock(t *testing.T) {
+	st, err := store.New([]string{"s"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := `{"flags": {"timed": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+	  "targeting": {"if": [{">": [{"var": "$flagd.timestamp"}, 0]}, "on", "off"]}}}}`
+	if err := st.Apply("s", []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(Options{Store: st, Log: zerolog.Nop()})
+	w := postBulk(t, svc.Handler(), `{}`, nil)
+	if got, want := w.Header().Get("ETag"), etagOf(w.Body.Bytes()); w.Code != 200 || got != want {
+		t.Fatalf("status %d, ETag %s, want the body's %s", w.Code, got, want)
+	}
+	if again := postBulk(t, svc.Handler(), `{}`, map[string]string{"If-None-Match": w.Header().Get("ETag")}); again.Code != http.StatusNotModified {
+		t.Fatalf("with its tag: %d, want 304", again.Code)
+	}
+}
+
+// TestReadsClock: which rules may read $flagd.timestamp.
+func TestReadsClock(t *testing.T) {
+	for _, c := range []struct {
+		rule string
+		want bool
+	}{
+		{`{"if": [{"var": "email"}, "on", "off"]}`, false},
+		{`{"fractional": [["a", 50], ["b", 50]]}`, false},
+		{`{"var": "$flagd.timestamp"}`, true},
+		{`{"var": ["$flagd.timestamp", 0]}`, true},
+		{`{"var": "$flagd"}`, true},
+		{`{"==": [{"var": "$flagd.flagKey"}, "x"]}`, true}, // conservative: any $flagd path
+		{`{"if": [{">": [{"var": {"cat": ["$flagd.", "timestamp"]}}, 0]}, "on", null]}`, true},
+		{`{"var": ["x", {"var": "$flagd.timestamp"}]}`, true},
+		{`{"in": ["$flagd.timestamp", {"var": "names"}]}`, false},
+		{`{"var": ""}`, false},
+	} {
+		if got := readsClock(json.RawMessage(c.rule)); got != c.want {
+			t.Errorf("readsClock(%s) = %v, want %v", c.rule, got, c.want)
+		}
+		var decoded any
+		_ = json.Unmarshal([]byte(c.rule), &decoded)
+		if got := readsClock(decoded); got != c.want {
+			t.Errorf("readsClock(decoded %s) = %v, want %v", c.rule, got, c.want)
+		}
+	}
+}
+
+// TestPlansPerSnapshot: a plan is built once per snapshot and selector.
+func TestPlansPerSnapshot(t *testing.T) {
+	st := planStore(t)
+	svc := New(Options{Store: st, Log: zerolog.Nop()})
+	snap := st.Current()
+	all, _ := store.ParseSelector("")
+	setA, _ := store.ParseSelector("flagSetId=set-a")
+	if svc.plan(snap, all) != svc.plan(snap, all) {
+		t.Error("two plans of one snapshot and selector")
+	}
+	if svc.plan(snap, all) == svc.plan(snap, setA) {
+		t.Error("one plan for two selectors")
+	}
+	if err := st.Apply("file:b.json", []byte(`{"flags": {}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if svc.plan(st.Current(), all) == svc.plan(snap, all) {
+		t.Error("the plan survived a new snapshot")
+	}
+	if got := fmt.Sprint(len(svc.plan(st.Current(), all).items)); got != "14" {
+		t.Errorf("%s flags planned, want 14", got)
+	}
+}
