@@ -15,7 +15,7 @@ FUZZTIME ?= 60s
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
 .PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale
-.PHONY: image image-binaries image-verify image-push
+.PHONY: image image-binaries image-verify image-push deploy-crds
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -105,6 +105,9 @@ image-push: image ## push the image index to $(REGISTRY)/flagpole:<version> (cre
 	$(IMAGE_TOOL) push -dir $(IMAGE_DIR) -repository $(REGISTRY)/flagpole
 
 FORCE:
+
+deploy-crds: ## copy crd/manifests into deploy/base/crds and the chart's crds/ (kustomize and Helm load no file outside their directory; go test ./deploy fails when they differ)
+	for d in deploy/base/crds deploy/chart/flagpole/crds; do mkdir -p $$d && rm -f $$d/*.yaml && cp crd/manifests/*.yaml $$d/ || exit 1; done
 
 clean:
 	rm -rf bin
