@@ -71,8 +71,7 @@ func run(args []string) int {
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	build := modes.BuildInfo{Version: version, Commit: commit, Date: date}
 	if err := kctx.Run(logger, build, modes.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}); err != nil {
-		var exit modes.ExitError
-		if errors.As(err, &exit) {
+		if exit, ok := errors.AsType[modes.ExitError](err); ok {
 			return exit.Code
 		}
 		fmt.Fprintln(os.Stderr, "flagpole:", err)

@@ -32,7 +32,7 @@ const ContainerName = "flagd"
 type CrossNamespace string
 
 const (
-	// CrossNamespaceDeny, the default, refuses cross-namespace references unless the
+	// CrossNamespaceDeny (the default) refuses cross-namespace references unless the
 	// referenced object lists the referring namespace in its
 	// AnnotationAllowedNamespaces annotation.
 	CrossNamespaceDeny CrossNamespace = "deny"

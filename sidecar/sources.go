@@ -131,7 +131,7 @@ func (r *Renderer) CrossNamespaceCheck(namespace, kind string, obj metav1.Object
 	if obj.GetNamespace() == namespace || r.Config.CrossNamespace == CrossNamespaceAllow {
 		return nil
 	}
-	for _, ns := range strings.Split(obj.GetAnnotations()[AnnotationAllowedNamespaces], ",") {
+	for ns := range strings.SplitSeq(obj.GetAnnotations()[AnnotationAllowedNamespaces], ",") {
 		if ns = strings.TrimSpace(ns); ns == "*" || ns == namespace {
 			return nil
 		}
@@ -168,7 +168,7 @@ func (r *Renderer) planFile(ctx context.Context, w Workload, src plannedSource, 
 	dir := ref.Namespace + "_" + ref.Name
 	key := dir + ".flagd.json"
 	cmName := ref.Name
-	owners := []metav1.OwnerReference{{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "FeatureFlag", Name: ff.Name, UID: ff.UID, Controller: ptr(true)}}
+	owners := []metav1.OwnerReference{{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "FeatureFlag", Name: ff.Name, UID: ff.UID, Controller: new(true)}}
 	if ref.Namespace != w.Namespace {
 		cmName = boundedName("flagpole-"+ref.Namespace+"."+ref.Name, 253, ref.String())
 		owners = w.Owners
@@ -215,5 +215,3 @@ func (r *Renderer) planHTTP(w Workload, src plannedSource, i int, plan *sidecarP
 	plan.sources = append(plan.sources, cfg)
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }

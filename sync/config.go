@@ -156,27 +156,27 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // validateAdditions checks the fields the http and grpc sources use. Errors start
 // with the field name.
-func (s SourceConfig) validateAdditions() error {
-	remote := s.Provider == ProviderHTTP || s.Provider == ProviderGRPC
+func (c SourceConfig) validateAdditions() error {
+	remote := c.Provider == ProviderHTTP || c.Provider == ProviderGRPC
 	switch {
-	case s.TimeoutS < 0:
-		return fmt.Errorf("timeoutS: must not be negative, got %d", s.TimeoutS)
-	case s.MaxMsgSize < 0:
-		return fmt.Errorf("maxMsgSize: must not be negative, got %d", s.MaxMsgSize)
-	case s.AuthHeaderEnv != "" && !remote:
-		return fmt.Errorf("authHeaderEnv: only http and grpc sources use it, not %s", s.Provider)
-	case s.AuthHeaderFile != "" && !remote:
-		return fmt.Errorf("authHeaderFile: only http and grpc sources use it, not %s", s.Provider)
-	case s.AllowInsecure && !remote:
-		return fmt.Errorf("allowInsecure: only http and grpc sources use it, not %s", s.Provider)
-	case s.AuthHeaderEnv != "" && !envName.MatchString(s.AuthHeaderEnv):
-		return fmt.Errorf("authHeaderEnv: %q is not an environment variable name", s.AuthHeaderEnv)
+	case c.TimeoutS < 0:
+		return fmt.Errorf("timeoutS: must not be negative, got %d", c.TimeoutS)
+	case c.MaxMsgSize < 0:
+		return fmt.Errorf("maxMsgSize: must not be negative, got %d", c.MaxMsgSize)
+	case c.AuthHeaderEnv != "" && !remote:
+		return fmt.Errorf("authHeaderEnv: only http and grpc sources use it, not %s", c.Provider)
+	case c.AuthHeaderFile != "" && !remote:
+		return fmt.Errorf("authHeaderFile: only http and grpc sources use it, not %s", c.Provider)
+	case c.AllowInsecure && !remote:
+		return fmt.Errorf("allowInsecure: only http and grpc sources use it, not %s", c.Provider)
+	case c.AuthHeaderEnv != "" && !envName.MatchString(c.AuthHeaderEnv):
+		return fmt.Errorf("authHeaderEnv: %q is not an environment variable name", c.AuthHeaderEnv)
 	}
 	var auth []string
 	for _, f := range []struct {
 		name string
 		set  bool
-	}{{"authHeader", s.AuthHeader != ""}, {"authHeaderEnv", s.AuthHeaderEnv != ""}, {"authHeaderFile", s.AuthHeaderFile != ""}, {"oauth", s.OAuth != nil}} {
+	}{{"authHeader", c.AuthHeader != ""}, {"authHeaderEnv", c.AuthHeaderEnv != ""}, {"authHeaderFile", c.AuthHeaderFile != ""}, {"oauth", c.OAuth != nil}} {
 		if f.set {
 			auth = append(auth, f.name)
 		}
@@ -184,21 +184,21 @@ func (s SourceConfig) validateAdditions() error {
 	if len(auth) > 1 {
 		return fmt.Errorf("%s: give one of authHeader, authHeaderEnv, authHeaderFile or oauth, not %s", auth[0], strings.Join(auth, " and "))
 	}
-	for _, k := range sortedKeys(s.Headers) {
+	for _, k := range sortedKeys(c.Headers) {
 		if !validHeaderName(k) {
 			return fmt.Errorf("headers: %q is not a valid header name", k)
 		}
-		if strings.ContainsAny(s.Headers[k], "\r\n\x00") {
+		if strings.ContainsAny(c.Headers[k], "\r\n\x00") {
 			return fmt.Errorf("headers.%s: the value contains a line break or NUL", k)
 		}
 		if strings.EqualFold(k, "Authorization") && len(auth) > 0 {
 			return fmt.Errorf("headers.%s: conflicts with %s; give the credentials once", k, auth[0])
 		}
 	}
-	if o := s.OAuth; o != nil {
+	if o := c.OAuth; o != nil {
 		switch {
-		case s.Provider != ProviderHTTP:
-			return fmt.Errorf("oauth: only http sources use it, not %s", s.Provider)
+		case c.Provider != ProviderHTTP:
+			return fmt.Errorf("oauth: only http sources use it, not %s", c.Provider)
 		case o.TokenURL == "":
 			return errors.New("oauth.tokenUrl: is required")
 		case o.ReloadDelayS < 0:

@@ -16,6 +16,7 @@ import (
 // every source field, negated booleans. Every flag of Config but --config (which
 // Args refuses: TestArgsRefusesWhatACommandLineCannotCarry) must have an entry.
 func options(t *testing.T) map[string]func(*Config) {
+	t.Helper()
 	return map[string]func(*Config){
 		"uri": func(c *Config) {
 			c.URI = []string{"file:/etc/flags/a,b.json", `https://flags.example.com/f.json?a=1,2&b=\x`, "core.openfeature.dev/ns/name"}
@@ -41,9 +42,11 @@ func options(t *testing.T) map[string]func(*Config) {
 		"server-cert-path":        func(c *Config) { c.ServerCertPath, c.ServerKeyPath = "/tls/tls.crt", "/tls/tls.key" },
 		"server-key-path":         func(c *Config) { c.ServerCertPath, c.ServerKeyPath = "/tls/a.crt", "/tls/a.key" },
 		"ofrep-tls":               func(c *Config) { c.OfrepTLS, c.ServerCertPath, c.ServerKeyPath = true, "/tls/tls.crt", "/tls/tls.key" },
-		"client-ca-path":          func(c *Config) { c.ClientCAPath, c.ServerCertPath, c.ServerKeyPath = "/tls/clients.crt", "/tls/tls.crt", "/tls/tls.key" },
-		"auth-token-file":         func(c *Config) { c.AuthTokenFile = "/var/run/secrets/flagd/token" },
-		"cors-origin":             func(c *Config) { c.CORSOrigin = []string{"https://*.example.com", "https://a.example,b"} },
+		"client-ca-path": func(c *Config) {
+			c.ClientCAPath, c.ServerCertPath, c.ServerKeyPath = "/tls/clients.crt", "/tls/tls.crt", "/tls/tls.key"
+		},
+		"auth-token-file": func(c *Config) { c.AuthTokenFile = "/var/run/secrets/flagd/token" },
+		"cors-origin":     func(c *Config) { c.CORSOrigin = []string{"https://*.example.com", "https://a.example,b"} },
 		"context-value": func(c *Config) {
 			c.ContextValue = map[string]string{"env": "prod", "list": "a,b", "eq": "x=y", "back": `c:\dir`}
 		},

@@ -287,7 +287,7 @@ func (s *Source) stream(ctx context.Context, client syncv1grpc.FlagSyncServiceCl
 	received := false
 	for {
 		msg, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return received, errors.New("the server ended the SyncFlags stream")
 		}
 		if err != nil {
@@ -359,7 +359,7 @@ func stripSource(payload []byte) []byte {
 // jitter returns a random duration between half and all of d.
 func jitter(d time.Duration) time.Duration {
 	half := d / 2
-	return half + rand.N(d-half+1)
+	return half + rand.N(d-half+1) //nolint:gosec // G404: backoff jitter needs no cryptographic randomness
 }
 
 func send(ctx context.Context, out chan<- flagsync.Update, u flagsync.Update) {

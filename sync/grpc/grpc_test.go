@@ -15,7 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -326,7 +326,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestUnixSocket(t *testing.T) {
-	dir, err := os.MkdirTemp("", "fp") // short: socket paths are limited to ~100 bytes
+	dir, err := os.MkdirTemp("", "fp") //nolint:usetesting // short: socket paths are limited to ~100 bytes, t.TempDir's holds the test name
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func (r *recorder) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStr
 		}
 	}
 	r.mu.Lock()
-	r.requests = append(r.requests, recorded{ProviderID: req.GetProviderId(), BodySelector: req.GetSelector(), Header: h}) //nolint:staticcheck // the deprecated body selector is what we check
+	r.requests = append(r.requests, recorded{ProviderID: req.GetProviderId(), BodySelector: req.GetSelector(), Header: h}) // the deprecated body selector is what we check
 	r.mu.Unlock()
 	for _, p := range r.payloads {
 		if err := stream.Send(&syncv1.SyncFlagsResponse{FlagConfiguration: p}); err != nil {
@@ -597,7 +597,7 @@ func TestJitter(t *testing.T) {
 		}
 		out = append(out, d)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	slices.Sort(out)
 	if out[0] == out[len(out)-1] {
 		t.Error("jitter is constant")
 	}
@@ -610,7 +610,7 @@ type deepUpstream struct {
 }
 
 func (deepUpstream) SyncFlags(_ *syncv1.SyncFlagsRequest, stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse]) error {
-	var v *structpb.Value = structpb.NewNumberValue(1)
+	v := structpb.NewNumberValue(1)
 	for range 4000 {
 		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
 	}
