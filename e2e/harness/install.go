@@ -387,6 +387,15 @@ type AuditEvent struct {
 	} `json:"objectRef"`
 	ResponseStatus *struct{ Code int } `json:"responseStatus"`
 	RequestURI     string              `json:"requestURI"`
+	// Annotations hold the authorizer's decision (authorization.k8s.io/decision:
+	// allow or forbid) and reason.
+	Annotations map[string]string `json:"annotations"`
+}
+
+// Forbidden reports whether the authorizer refused the request (RBAC), as opposed
+// to a 403 of admission (a namespace being deleted, say).
+func (e AuditEvent) Forbidden() bool {
+	return e.Annotations["authorization.k8s.io/decision"] == "forbid"
 }
 
 // ReadAuditLog parses an audit log (JSON lines).
