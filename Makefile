@@ -16,7 +16,7 @@ FUZZTIME ?= 60s
 GOLANGCI_LINT := bin/tools/golangci-lint
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale
+.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout
 .PHONY: image image-binaries image-verify image-push deploy-crds
 
 build: ## build bin/flagpole
@@ -36,6 +36,9 @@ admission-load: ## pod creates with and without the webhook (p50/p99, pods/s) an
 
 controller-scale: ## 1,000 FeatureFlags and 200 Flagds: time to reconcile all (cold and restart), RSS, API requests, writes in a steady state (a benchmark: prints figures)
 	cd e2e && $(GO) run ./bench/controllerscale $(SCALEFLAGS)
+
+proxy-fanout: ## flagd-proxy: 1,000 authenticated streams over 100 FeatureFlags: RSS, CPU per update, update → last stream p50/p99 (a benchmark: prints figures; options via FANOUTFLAGS)
+	cd e2e && $(GO) run ./bench/proxyfanout $(FANOUTFLAGS)
 
 lint: $(GOLANGCI_LINT) ## go vet, the gofmt check, and golangci-lint (.golangci.yml) on the main and e2e modules
 	$(GO) vet ./...

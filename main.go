@@ -30,6 +30,7 @@ type cli struct {
 
 	Flagd      modes.FlagdCmd      `cmd:"" help:"Run as flagd: serve flags over gRPC, Connect, OFREP and the sync API."`
 	Start      modes.FlagdStartCmd `cmd:"" hidden:"" help:"Alias of \"flagd start\", so flagd's and the OpenFeature Operator's pod args work unchanged."`
+	FlagdProxy modes.FlagdProxyCmd `cmd:"" name:"flagd-proxy" help:"Run as flagd-proxy: serve FeatureFlags to many flagd sidecars over the sync API, checking who asks."`
 	Operator   modes.OperatorCmd   `cmd:"" help:"Run the OpenFeature Operator: admission webhooks and reconcilers in one process (the default deployment)."`
 	Webhook    modes.WebhookCmd    `cmd:"" help:"Run the admission webhooks only: sidecar injection and validation of the core.openfeature.dev kinds."`
 	Controller modes.ControllerCmd `cmd:"" help:"Run the reconcilers only (Flagd, FeatureFlag, FeatureFlagSource), on the elected leader."`

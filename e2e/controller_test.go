@@ -28,7 +28,12 @@ const reconcileTimeout = 60 * time.Second
 // waitFor polls cond until it holds or reconcileTimeout passes.
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	const timeout = reconcileTimeout
+	waitWithin(t, what, reconcileTimeout, cond)
+}
+
+// waitWithin polls cond until it holds or timeout passes.
+func waitWithin(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {

@@ -79,6 +79,8 @@ type SidecarFlags struct {
 	InProcessEnvVarPrefix string `name:"in-process-env-var-prefix" help:"In-process mode: environment prefix." env:"IN_PROCESS_ENV_VAR_PREFIX" default:"FLAGD"`
 
 	CrossNamespace string `name:"cross-namespace" help:"Pods may reference FeatureFlagSources and FeatureFlags of other namespaces: deny (unless the object lists the pod's namespace in its flagpole.dev/allowed-namespaces annotation) or allow (OFO's behaviour, for migrations)." default:"deny" enum:"deny,allow"`
+
+	FlagdProxyFlags
 }
 
 // WebhookFlags configure the admission server.
@@ -199,7 +201,20 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	if err != nil {
 		return err
 	}
-	o := &operatorRun{log: log, ready: []func() (bool, string){func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" }}}
+	if injector.Sidecar.FlagdProxy, err = p.sidecar.flagdProxy(p.kube.Namespace); err != nil {
+		return err
+	}
+	proxyStatus, err := newFlagdProxyStatus(restCfg, p.kube.Namespace)
+	if err != nil {
+		return err
+	}
+	injector.Sidecar.FlagdProxy.Ready = proxyStatus.ready
+	o := &operatorRun{log: log, ready: []func() (bool, string){
+		func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" },
+		func() (bool, string) {
+			return proxyStatus.informer.HasSynced(), "flagd-proxy Deployment cache not synced yet"
+		},
+	}}
 	o.ctx, o.cancel = context.WithCancel(ctx)
 	defer o.cancel()
 	if w := p.webhook; w != nil {
@@ -209,7 +224,12 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 		}
 	}
 	if c := p.controller; c != nil {
-		stop, err := o.addControllers(restCfg, reg, cluster, injector, p.kube.Namespace, *c)
+		proxyOpts, err := p.sidecar.controllerOptions(p.kube.Namespace, injector, c, build)
+		if err != nil {
+			o.closeAll()
+			return err
+		}
+		stop, err := o.addControllers(restCfg, reg, cluster, injector, p.kube.Namespace, *c, proxyOpts)
 		if err != nil {
 			o.closeAll()
 			return err
@@ -222,6 +242,7 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 		return err
 	}
 	o.goRun("caches", func() error { cluster.Run(o.ctx); return nil })
+	o.goRun("flagd-proxy status", func() error { proxyStatus.informer.RunWithContext(o.ctx); return nil })
 	for _, s := range o.serve {
 		s()
 	}
@@ -306,8 +327,8 @@ func (o *operatorRun) addWebhook(restCfg *rest.Config, reg *prometheus.Registry,
 // addControllers builds the reconcilers; once serving, their caches run on every
 // replica and the reconcilers on the leader. stop stops the Event recorder.
 func (o *operatorRun) addControllers(restCfg *rest.Config, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig,
-	namespace string, c ControllerFlags) (stop func(), err error) {
-	ctrl, err := newControllers(restCfg, o.log, reg, cluster, injector, c)
+	namespace string, c ControllerFlags, proxyOpts controller.FlagdProxyOptions) (stop func(), err error) {
+	ctrl, err := newControllers(restCfg, o.log, reg, cluster, injector, c, proxyOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +465,7 @@ type controllers struct {
 }
 
 // newControllers builds the reconcilers.
-func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, c ControllerFlags) (*controllers, error) {
+func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, c ControllerFlags, proxyOpts controller.FlagdProxyOptions) (*controllers, error) {
 	clients, err := controller.NewClients(restCfg)
 	if err != nil {
 		return nil, err
@@ -477,13 +498,17 @@ func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Re
 	if err == nil {
 		grants, err = controller.NewGrants(cluster, clients, c.GrantGrace, recorder, metrics, log)
 	}
+	var flagdProxy *controller.FlagdProxy
+	if err == nil {
+		flagdProxy, err = controller.NewFlagdProxy(restCfg, cluster, clients, injector.Sidecar.UsesFlagdProxy, proxyOpts, metrics, log)
+	}
 	if err != nil {
 		stopRecorder()
 		return nil, err
 	}
 	return &controllers{
-		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller},
-		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers()),
+		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller, flagdProxy.Controller},
+		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers(), flagdProxy.Informers()),
 		stop:        stopRecorder,
 	}, nil
 }

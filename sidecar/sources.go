@@ -44,6 +44,7 @@ func (s plannedSource) where() string {
 type sidecarPlan struct {
 	sources    []flagsync.SourceConfig
 	k8sSync    bool
+	proxy      bool // a flagd-proxy source: the proxy's token is mounted
 	volumes    []corev1.Volume
 	mounts     []corev1.VolumeMount
 	sidecarEnv []corev1.EnvVar
@@ -74,11 +75,11 @@ func (r *Renderer) planSources(ctx context.Context, w Workload, sources []planne
 		case "":
 			d = deny(http.StatusBadRequest, "%s: no provider, and no defaultSyncProvider in the pod's FeatureFlagSources or the operator's configuration", src.where())
 		case v1beta1.SyncProviderFlagdProxy:
-			d = deny(http.StatusBadRequest, "%s: provider flagd-proxy is not supported by this flagpole version yet; use kubernetes (least-privilege per-namespace grants) or grpc", src.where())
+			d = r.planFlagdProxy(ctx, w, src, plan)
 		case flagsync.ProviderGCS, flagsync.ProviderAzblob, flagsync.ProviderS3:
 			d = deny(http.StatusBadRequest, "%s: provider %s (cloud blob storage) is not implemented by flagpole's sidecar; serve the flags over http(s) or from a FeatureFlag", src.where(), provider)
 		default:
-			d = deny(http.StatusBadRequest, "%s: unknown provider %q (kubernetes, file, http, grpc)", src.where(), provider)
+			d = deny(http.StatusBadRequest, "%s: unknown provider %q (kubernetes, file, http, grpc, flagd-proxy)", src.where(), provider)
 		}
 		if d != nil {
 			return nil, d

@@ -28,6 +28,8 @@ func options(t *testing.T) map[string]func(*Config) {
 					TimeoutS: 5, Headers: map[string]string{"X-Team": "a, b"}, AuthHeaderFile: "/var/run/secrets/auth", AllowInsecure: true},
 				{URI: "flagd-proxy.ops.svc:8015", Provider: "grpc", TLS: true, ProviderID: "pod-1", Selector: "core.openfeature.dev/ns/ff",
 					MaxMsgSize: 1 << 20, AuthHeaderEnv: "SYNC_TOKEN"},
+				{URI: "flagd-proxy-svc.ops.svc.cluster.local:8015", Provider: "grpc", Selector: "core.openfeature.dev/ns/other",
+					BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", AllowInsecure: true},
 				{URI: "https://flags.example.com/o.json", Provider: "http", OAuth: &flagsync.OAuth{ClientID: "id", ClientSecret: "s", TokenURL: "https://t/token", ReloadDelayS: 3}},
 			}
 		},

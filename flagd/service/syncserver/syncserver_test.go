@@ -1149,3 +1149,49 @@ func TestHalfSentRPCsAndIdleConnections(t *testing.T) {
 		t.Errorf("the stream did not live on: %s", got)
 	}
 }
+
+// customService answers every RPC itself (the flagd-proxy's way of using the server).
+type customService struct {
+	syncv1grpc.UnimplementedFlagSyncServiceServer
+}
+
+func (customService) FetchAllFlags(context.Context, *syncv1.FetchAllFlagsRequest) (*syncv1.FetchAllFlagsResponse, error) {
+	return &syncv1.FetchAllFlagsResponse{FlagConfiguration: `{"flags":{}}`}, nil
+}
+
+func (customService) SyncFlags(_ *syncv1.SyncFlagsRequest, stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse]) error {
+	if err := stream.Send(&syncv1.SyncFlagsResponse{FlagConfiguration: `{"flags":{}}`}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// TestCustomService: with Options.Service and no store (and the proxy's small
+// connection buffers), the server answers through that service (its Unimplemented
+// methods too) and keeps the request limits.
+func TestCustomService(t *testing.T) {
+	h := start(t, Options{Service: customService{}, SmallConnectionBuffers: true}, startConfig{})
+	ctx := testCtx(t)
+	got, err := h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{})
+	if err != nil || got.GetFlagConfiguration() != `{"flags":{}}` {
+		t.Fatalf("FetchAllFlags = %v, %v", got, err)
+	}
+	_, err = h.client.GetMetadata(ctx, &syncv1.GetMetadataRequest{})
+	wantStatus(t, err, codes.Unimplemented, "method GetMetadata not implemented")
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := h.client.SyncFlags(streamCtx, &syncv1.SyncFlagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := recv(t, stream); first.GetFlagConfiguration() != `{"flags":{}}` {
+		t.Fatalf("first message %v", first)
+	}
+	cancel()
+	_, err = h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{Selector: strings.Repeat("s", maxRecvMsgSize)})
+	wantStatus(t, err, codes.ResourceExhausted, fmt.Sprintf("grpc: received message larger than max (%d vs. %d)", maxRecvMsgSize+4, maxRecvMsgSize))
+	if err := h.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+}
