@@ -26,7 +26,10 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flagpole-dev/flagpole/controller"
 	"github.com/flagpole-dev/flagpole/modes"
+	"github.com/flagpole-dev/flagpole/proxy"
+	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/flagpole-dev/flagpole/webhook"
 )
 
@@ -124,6 +127,10 @@ func TestRBACNamesAreFlagDefaults(t *testing.T) {
 		"leases":                          flagDefault(t, modes.ControllerFlags{}, "LeaderElectionID"),
 		"mutatingwebhookconfigurations":   flagDefault(t, modes.WebhookFlags{}, "MutatingName"),
 		"validatingwebhookconfigurations": flagDefault(t, modes.WebhookFlags{}, "ValidatingName"),
+		// the flagd-proxy's: fixed names
+		"clusterroles":         proxy.ClusterRoleName,
+		"clusterrolebindings":  controller.FlagdProxyBindingName(flagDefault(t, modes.KubeFlags{}, "Namespace")),
+		"poddisruptionbudgets": sidecar.FlagdProxyPDB,
 	}
 	seen := map[string]bool{}
 	for _, js := range documents(t, "base/rbac.yaml") {
@@ -160,6 +167,29 @@ func TestRBACNamesAreFlagDefaults(t *testing.T) {
 		if !seen[res] {
 			t.Errorf("no rule restricts %s by name", res)
 		}
+	}
+}
+
+// TestProxyClusterRoleIsTheProxys: the install's copy of the flagd-proxy's
+// ClusterRole has the rules of proxy/rbac.yaml (kustomize loads no file outside
+// deploy/).
+func TestProxyClusterRoleIsTheProxys(t *testing.T) {
+	var want, got rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict(proxy.ClusterRoleYAML, &want); err != nil {
+		t.Fatal(err)
+	}
+	docs := documents(t, "base/flagd-proxy-rbac.yaml")
+	if len(docs) != 1 {
+		t.Fatalf("%d documents in base/flagd-proxy-rbac.yaml", len(docs))
+	}
+	if err := yaml.UnmarshalStrict(docs[0], &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != want.Name {
+		t.Errorf("name %q, want %q", got.Name, want.Name)
+	}
+	if diff := cmp.Diff(want.Rules, got.Rules); diff != "" {
+		t.Errorf("rules differ from proxy/rbac.yaml (-proxy +deploy):\n%s", diff)
 	}
 }
 

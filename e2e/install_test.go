@@ -25,6 +25,7 @@ import (
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/e2e/harness"
+	"github.com/flagpole-dev/flagpole/webhook"
 )
 
 // installScenarios are the scenarios TestInstallRBAC runs under the install's
@@ -212,6 +213,12 @@ func (p permission) matches(e harness.AuditEvent) bool {
 	if e.ResponseStatus != nil {
 		code = e.ResponseStatus.Code
 	}
+	// bind on a ClusterRole is checked, without an audit event of its own, when a
+	// binding to it is written: the operator writes one ClusterRoleBinding, the
+	// flagd-proxy's, whose roleRef is the only ClusterRole it may bind.
+	if p.verb == "bind" && p.resource == "clusterroles" {
+		return e.ObjectRef.Resource == "clusterrolebindings" && (e.Verb == "create" || e.Verb == "patch" && code == 201) && !e.Forbidden()
+	}
 	// A server-side apply that creates its object (201) is authorized as a patch and
 	// as a create; the audit event says patch.
 	if e.Verb != p.verb && (p.verb != "create" || e.Verb != "patch" || code != 201) {
@@ -234,11 +241,13 @@ func (p permission) matches(e harness.AuditEvent) bool {
 }
 
 // scenarioOf names the scenario behind a request: the test that made its
-// namespace; the install's namespace is TestInstalledOperator's; a cluster-wide
-// request (an informer's list or watch) is every scenario's.
+// namespace; the install's namespace, its webhook configurations and the
+// flagd-proxy's binding are TestInstalledOperator's; another cluster-wide request
+// (an informer's list or watch) is every scenario's.
 func scenarioOf(e harness.AuditEvent, namespaces map[string]string) string {
 	switch ns := e.ObjectRef.Namespace; {
-	case ns == harness.InstallNamespace, strings.HasSuffix(e.ObjectRef.Resource, "webhookconfigurations"):
+	case ns == harness.InstallNamespace, strings.HasSuffix(e.ObjectRef.Resource, "webhookconfigurations"),
+		e.ObjectRef.Resource == "clusterrolebindings":
 		return "TestInstalledOperator"
 	case ns == "":
 		return "informers (all)"
@@ -346,6 +355,7 @@ func TestInstalledOperator(t *testing.T) {
 		"operator", "--kubeconfig", suite.OperatorKubeconfig, "--namespace", harness.InstallNamespace,
 		"--health-probe-bind-address", "127.0.0.1:0", "--webhook-bind-address", "127.0.0.1", "--webhook-port", "0",
 		"--cert-extra-hosts", "127.0.0.1", "--sidecar-image", sidecarImage,
+		"--flagd-proxy-replicas", "2", // minAvailable 1: a PodDisruptionBudget edit below makes the apply unmergeable
 		"--leader-election-lease-duration", "4s", "--leader-election-renew-deadline", "3s", "--leader-election-retry-period", "500ms")
 	if err != nil {
 		t.Fatal(err)
@@ -423,6 +433,13 @@ func TestInstalledOperator(t *testing.T) {
 	}
 	if len(pod.Spec.InitContainers) != 1 || pod.Spec.InitContainers[0].Image != sidecarImage {
 		t.Fatalf("not injected by the install's webhook: init containers %v", pod.Spec.InitContainers)
+	}
+
+	// A pod naming an InProcessConfiguration the webhook's cache does not hold: one
+	// live read, then a denial naming it.
+	_, err = c.Kube.CoreV1().Pods(ns).Create(ctx, env.pod("web-b", map[string]string{webhook.AnnotationEnabled: "true", webhook.AnnotationInProcess: "missing"}), metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("a pod naming a missing InProcessConfiguration: %v", err)
 	}
 
 	// The leader reconciles a Flagd: its children are created (server-side apply),
@@ -570,6 +587,58 @@ func TestInstalledOperator(t *testing.T) {
 			return false, err
 		}
 		return s.Spec.Template.Annotations[restartedAt] != "" && d.Spec.Template.Annotations[restartedAt] != "", nil
+	})
+
+	// The flagd-proxy: a source of provider flagd-proxy makes the operator deploy it
+	// into its namespace and bind the proxy's ClusterRole to it (bind, not holding
+	// its rules); an unmergeable PodDisruptionBudget is replaced, a drifted binding
+	// restored.
+	proxied := &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Name: "proxied"}, Spec: v1beta1.FeatureFlagSourceSpec{
+		Sources: []v1beta1.Source{{Source: "checkout", Provider: "flagd-proxy"}}}}
+	if _, err := c.Flags.CoreV1beta1().FeatureFlagSources(ns).Create(ctx, proxied, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ops := harness.InstallNamespace
+	bindingName := "flagpole-flagd-proxy." + ops
+	waitFor(t, "the flagd-proxy deployed", func() (bool, error) {
+		if _, err := c.Kube.CoreV1().ServiceAccounts(ops).Get(ctx, "flagd-proxy", metav1.GetOptions{}); err != nil {
+			return false, err
+		}
+		if _, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, bindingName, metav1.GetOptions{}); err != nil {
+			return false, err
+		}
+		if _, err := c.Kube.AppsV1().Deployments(ops).Get(ctx, "flagd-proxy", metav1.GetOptions{}); err != nil {
+			return false, err
+		}
+		if _, err := c.Kube.CoreV1().Services(ops).Get(ctx, "flagd-proxy-svc", metav1.GetOptions{}); err != nil {
+			return false, err
+		}
+		_, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Get(ctx, "flagd-proxy-pdb", metav1.GetOptions{})
+		return err == nil, err
+	})
+	pdb, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Get(ctx, "flagd-proxy-pdb", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap := `[{"op":"remove","path":"/spec/minAvailable"},{"op":"add","path":"/spec/maxUnavailable","value":1}]`
+	if _, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Patch(ctx, "flagd-proxy-pdb", types.JSONPatchType, []byte(swap), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the unmergeable PodDisruptionBudget replaced", func() (bool, error) {
+		np, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Get(ctx, "flagd-proxy-pdb", metav1.GetOptions{})
+		return err == nil && np.UID != pdb.UID && np.Spec.MinAvailable != nil, err
+	})
+	crb, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, bindingName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crb.Subjects = append(crb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Namespace: ns, Name: "web"})
+	if _, err := c.Kube.RbacV1().ClusterRoleBindings().Update(ctx, crb, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the flagd-proxy's binding restored", func() (bool, error) {
+		b, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, bindingName, metav1.GetOptions{})
+		return err == nil && len(b.Subjects) == 1 && b.Subjects[0].Name == "flagd-proxy", err
 	})
 
 	// A graceful stop releases the Lease.

@@ -125,12 +125,13 @@ func TestKustomizeVariants(t *testing.T) {
 					t.Errorf("split: %v", k)
 				}
 			case "overlays/cert-manager":
-				if k["Certificate"] != 1 || k["Issuer"] != 1 || k["Role"] != 1 || k["ClusterRole"] != 1 {
+				if k["Certificate"] != 1 || k["Issuer"] != 1 || k["Role"] != 1 || k["ClusterRole"] != 2 {
 					t.Errorf("cert-manager: %v", k)
 				}
 			case "overlays/flagd-proxy":
-				if k["ClusterRole"] != 3 {
-					t.Errorf("flagd-proxy: %v", k)
+				y, err := render.Kustomize(filepath.Join(root, "deploy", dir))
+				if err != nil || !bytes.Contains(y, []byte("name: SIDECAR_SYNC_PROVIDER\n          value: flagd-proxy")) {
+					t.Errorf("flagd-proxy: the default provider is not flagd-proxy (%v)", err)
 				}
 			}
 		})

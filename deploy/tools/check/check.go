@@ -29,10 +29,11 @@ import (
 	"github.com/flagpole-dev/flagpole/deploy/tools/render"
 )
 
-// Namespace and ServiceAccount of the operator.
+// Namespace and ServiceAccount of the operator; the flagd-proxy's ClusterRole.
 const (
-	Namespace      = "flagpole-system"
-	ServiceAccount = "flagpole-operator"
+	Namespace        = "flagpole-system"
+	ServiceAccount   = "flagpole-operator"
+	ProxyClusterRole = "flagpole-flagd-proxy"
 )
 
 // Object is one rendered object, decoded into its API type.
@@ -418,7 +419,7 @@ func rbac(byKind map[string][]Object, o Options) []error {
 	}
 	tls := false
 	for _, key := range slices.Sorted(maps.Keys(rules)) {
-		if !bound[key] && key != "ClusterRole flagpole-flagd-proxy" { // the operator binds the proxy's
+		if !bound[key] && key != "ClusterRole "+ProxyClusterRole { // the operator binds the proxy's
 			fail("%s is bound to nothing", key)
 		}
 		for _, r := range rules[key] {
@@ -427,7 +428,11 @@ func rbac(byKind map[string][]Object, o Options) []error {
 					fail("%s: wildcard in %+v", key, r)
 				}
 			}
-			if slices.Contains(r.Verbs, "escalate") || slices.Contains(r.Verbs, "bind") || slices.Contains(r.Verbs, "impersonate") {
+			// bind: only on the flagd-proxy's ClusterRole, which the operator binds to
+			// the proxy's ServiceAccount without holding its rules.
+			proxyBind := slices.Equal(r.Resources, []string{"clusterroles"}) && slices.Equal(r.Verbs, []string{"bind"}) &&
+				slices.Equal(r.ResourceNames, []string{ProxyClusterRole})
+			if slices.Contains(r.Verbs, "escalate") || slices.Contains(r.Verbs, "impersonate") || (slices.Contains(r.Verbs, "bind") && !proxyBind) {
 				fail("%s: %v is never needed", key, r.Verbs)
 			}
 			for _, res := range r.Resources {
@@ -444,7 +449,15 @@ func rbac(byKind map[string][]Object, o Options) []error {
 					if len(r.ResourceNames) == 0 {
 						fail("%s: %s without resourceNames: the operator may write only its own", key, res)
 					}
-				case "clusterrolebindings", "clusterroles", "pods", "nodes":
+				case "clusterroles":
+					if !proxyBind {
+						fail("%s: clusterroles beyond bind on %s", key, ProxyClusterRole)
+					}
+				case "clusterrolebindings":
+					if want := ProxyClusterRole + "." + o.Namespace; !slices.Equal(r.ResourceNames, []string{want}) {
+						fail("%s: clusterrolebindings other than the flagd-proxy's %s", key, want)
+					}
+				case "pods", "nodes":
 					fail("%s: %s are none of the operator's business", key, res)
 				}
 			}
