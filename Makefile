@@ -17,7 +17,7 @@ GOLANGCI_LINT := bin/tools/golangci-lint
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
 .PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout
-.PHONY: image image-binaries image-verify image-push deploy-crds
+.PHONY: image image-binaries image-verify image-push deploy-crds chart-docs deploy-test release-manifests
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -121,6 +121,25 @@ FORCE:
 
 deploy-crds: ## copy crd/manifests into deploy/base/crds and the chart's crds/ (kustomize and Helm load no file outside their directory; go test ./deploy fails when they differ)
 	for d in deploy/base/crds deploy/chart/flagpole/crds; do mkdir -p $$d && rm -f $$d/*.yaml && cp crd/manifests/*.yaml $$d/ || exit 1; done
+
+# deploy/tools: kustomize and Helm rendering, checks and release manifests, in a module
+# of its own (helm.sh/helm/v4 stays out of the main go.mod).
+DEPLOYTOOL := bin/tools/deploytool
+RELEASE_DIR ?= bin/release
+
+$(DEPLOYTOOL): FORCE
+	$(GO) -C deploy/tools build -o $(CURDIR)/$(DEPLOYTOOL) ./cmd/deploytool
+
+chart-docs: $(DEPLOYTOOL) ## write the values table of deploy/chart/flagpole/README.md from values.yaml (deploy-test fails when it is stale)
+	$(DEPLOYTOOL) chart-docs
+
+deploy-test: ## render every kustomize variant and the Helm chart and check them (deploy/tools), and go test ./deploy
+	$(GO) test ./deploy/
+	$(GO) -C deploy/tools test ./...
+
+release-manifests: image $(DEPLOYTOOL) ## $(RELEASE_DIR)/install.yaml (deploy/default, the image pinned by digest) and crds.yaml; IMAGE_REPO names the registry the image is pushed to
+	$(DEPLOYTOOL) release -version $(VERSION) -out $(RELEASE_DIR) \
+	  -image $(IMAGE_REPO):$(VERSION)@$$($(IMAGE_TOOL) digest -dir $(IMAGE_DIR))
 
 clean:
 	rm -rf bin
