@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -682,4 +683,110 @@ func installHTTPRouteCRD(t *testing.T, c *harness.Cluster) {
 	if err := c.WaitCRDEstablished(ctx, crd.Name); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMigrateFromOFO follows docs/migrate-from-ofo.md on a control plane of its
+// own: the OpenFeature Operator's CRDs (e2e/testdata/ofo, OFO's shapes) and objects
+// made under them; then flagpole's CRDs applied server-side over them, as
+// `kubectl apply --server-side -f install.yaml` does. The objects are still served,
+// unchanged (flags, targeting, metadata, the defaults OFO's CRDs stored), and
+// flagpole's reconcilers write their statuses and deploy the Flagd.
+func TestMigrateFromOFO(t *testing.T) {
+	c := suite.EmptyPrivateCluster(t)
+	ctx := t.Context()
+	read := func(name string) []byte {
+		data, err := os.ReadFile(filepath.Join("testdata", "ofo", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	if _, err := c.ApplyManifests(ctx, read("crds.yaml"), "helm", false); err != nil {
+		t.Fatal(err)
+	}
+	ns := harness.Namespace(t, c, "ofo")
+	objs, err := harness.Objects(read("objects.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stream []byte
+	for _, o := range objs {
+		o.SetNamespace(ns)
+		js, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream = append(append(stream, js...), "\n---\n"...)
+	}
+	if _, err := c.ApplyManifests(ctx, stream, "helm", false); err != nil {
+		t.Fatalf("OFO's objects under OFO's CRDs: %v", err)
+	}
+	before, err := c.Flags.CoreV1beta1().FeatureFlags(ns).Get(ctx, "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// flagpole's CRDs over OFO's.
+	var crds []byte
+	files, _ := filepath.Glob(filepath.Join(suite.RepoRoot, "crd", "manifests", "*.yaml"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crds = append(append(crds, data...), "\n---\n"...)
+	}
+	if len(files) != 4 {
+		t.Fatalf("%d CRDs in crd/manifests", len(files))
+	}
+	if _, err := c.ApplyManifests(ctx, crds, "kubectl", false); err != nil {
+		t.Fatalf("flagpole's CRDs over OFO's: %v", err)
+	}
+	crd, err := c.Extensions.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "featureflags.core.openfeature.dev", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["status"].Properties["conditions"]; !ok {
+		t.Fatal("the FeatureFlag CRD is not flagpole's after the apply (no status.conditions)")
+	}
+
+	// Still served, unchanged.
+	after, err := c.Flags.CoreV1beta1().FeatureFlags(ns).Get(ctx, "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the FeatureFlag under flagpole's CRD: %v", err)
+	}
+	if diff := cmp.Diff(before.Spec, after.Spec); diff != "" {
+		t.Errorf("the FeatureFlag changed (-before +after):\n%s", diff)
+	}
+	if len(after.Spec.FlagSpec.Flags) != 2 || len(after.Spec.FlagSpec.Flags["new-checkout"].Targeting) == 0 {
+		t.Errorf("flags %v", after.Spec.FlagSpec.Flags)
+	}
+	ffs, err := c.Flags.CoreV1beta1().FeatureFlagSources(ns).Get(ctx, "flags", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ffs.Spec.Port != 8013 || ffs.Spec.ManagementPort != 8014 || ffs.Spec.EnvVarPrefix != "FLAGD" {
+		t.Errorf("the FeatureFlagSource lost OFO's stored defaults: port %d, management %d, prefix %q", ffs.Spec.Port, ffs.Spec.ManagementPort, ffs.Spec.EnvVarPrefix)
+	}
+	if _, err := c.Flags.CoreV1beta1().InProcessConfigurations(ns).Get(ctx, "inproc", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// flagpole's reconcilers take over: statuses and the Flagd's Deployment.
+	suite.StartOperator(t, c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false")
+	waitFor(t, "the FeatureFlag's status", func() (bool, error) {
+		got, err := c.Flags.CoreV1beta1().FeatureFlags(ns).Get(ctx, "checkout", metav1.GetOptions{})
+		return err == nil && got.Status.ObservedGeneration == got.Generation && len(got.Status.Conditions) > 0, err
+	})
+	waitFor(t, "the FeatureFlagSource's status", func() (bool, error) {
+		got, err := c.Flags.CoreV1beta1().FeatureFlagSources(ns).Get(ctx, "flags", metav1.GetOptions{})
+		return err == nil && got.Status.ObservedGeneration == got.Generation, err
+	})
+	waitFor(t, "the Flagd's Deployment and status", func() (bool, error) {
+		if _, err := c.Kube.AppsV1().Deployments(ns).Get(ctx, "shared", metav1.GetOptions{}); err != nil {
+			return false, err
+		}
+		got, err := c.Flags.CoreV1beta1().Flagds(ns).Get(ctx, "shared", metav1.GetOptions{})
+		return err == nil && got.Status.ObservedGeneration == got.Generation, err
+	})
 }

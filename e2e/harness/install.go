@@ -427,3 +427,24 @@ func SortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// EmptyPrivateCluster is PrivateCluster without flagpole's CRDs: a control plane
+// of the test's own with nothing installed (the migration scenario installs the
+// OpenFeature Operator's CRDs first).
+func (s *Suite) EmptyPrivateCluster(t testing.TB) *Cluster {
+	t.Helper()
+	if s.Binaries == nil {
+		t.Skip("needs a local control plane (not available with an existing cluster)")
+	}
+	c, err := s.startCluster(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kube-apiserver log (last lines):\n%s", c.ControlPlane.APIServerLogTail(30))
+		}
+		c.ControlPlane.Stop()
+	})
+	return c
+}
