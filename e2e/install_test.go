@@ -169,7 +169,7 @@ func TestInstallRBAC(t *testing.T) {
 // scenarios' own messages, without their logs of flagpole's JSON lines).
 func failures(out []byte) string {
 	var b strings.Builder
-	for _, line := range strings.Split(string(out), "\n") {
+	for line := range strings.SplitSeq(string(out), "\n") {
 		t := strings.TrimSpace(line)
 		if strings.HasPrefix(t, "{") || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- PASS") {
 			continue
@@ -302,6 +302,11 @@ func boundRules(stream []byte, namespace, name string) ([]permission, error) {
 	if len(bound) == 0 {
 		return nil, fmt.Errorf("nothing is bound to ServiceAccount %s/%s", namespace, name)
 	}
+	return expand(bound, roles)
+}
+
+// expand turns the rules of the bound roles ("Kind ns/name") into permissions.
+func expand(bound []string, roles map[string][]rbacv1.PolicyRule) ([]permission, error) {
 	var out []permission
 	for _, key := range bound {
 		rules, ok := roles[key]
@@ -371,6 +376,42 @@ func TestInstalledOperator(t *testing.T) {
 		}
 	})
 
+	installedWebhooks(t, c, addrs["webhook"])
+	ns := installedAdmission(t, c)
+	// The leader reconciles a Flagd: its children are created (server-side apply),
+	// its HTTPRoute too (the Gateway API's CRD, a stand-in, installed above), edited
+	// and removed; a Deployment edited into one the apply cannot merge is replaced.
+	lease := func() string {
+		l, err := c.Kube.CoordinationV1().Leases(harness.InstallNamespace).Get(ctx, "flagpole.openfeature.dev", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	waitFor(t, "the Lease held", func() (bool, error) { return lease() != "", nil })
+	installedFlagd(t, c, ns)
+	installedEvents(t, c, ns)
+	installedRollouts(t, c, ns)
+	installedProxy(t, c, ns)
+
+	// A graceful stop releases the Lease.
+	stopped = true
+	if err := p.Stop(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Err(); err != nil {
+		t.Errorf("flagpole operator exited with %v after SIGTERM", err)
+	}
+	if h := lease(); h != "" {
+		t.Errorf("the Lease is still held by %q after a graceful stop", h)
+	}
+}
+
+// installedWebhooks waits for the operator's CA in the install's webhook
+// configurations and its TLS Secret, then points the configurations at addr.
+func installedWebhooks(t *testing.T, c *harness.Cluster, addr string) {
+	t.Helper()
+	ctx := t.Context()
 	// The CA in both configurations; then they point at this process.
 	waitFor(t, "the caBundle of the install's webhook configurations", func() (bool, error) {
 		m, err := c.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, installWebhooks["MutatingWebhookConfiguration"], metav1.GetOptions{})
@@ -393,11 +434,18 @@ func TestInstalledOperator(t *testing.T) {
 	}
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{harness.InstallNamespaceLabel: "true"}}
 	for kind, name := range installWebhooks {
-		if err := harness.ConfineWebhooks(ctx, c, kind, name, sel, "https://"+addrs["webhook"]); err != nil {
+		if err := harness.ConfineWebhooks(ctx, c, kind, name, sel, "https://"+addr); err != nil {
 			t.Fatal(err)
 		}
 	}
 
+}
+
+// installedAdmission: validation and injection by the install's webhooks in a
+// namespace of the test (returned) with a FeatureFlag and FeatureFlagSource.
+func installedAdmission(t *testing.T, c *harness.Cluster) string {
+	t.Helper()
+	ctx := t.Context()
 	ns := harness.Namespace(t, c, "installed")
 	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:"true"}}}`, harness.InstallNamespaceLabel)
 	if _, err := c.Kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -442,18 +490,14 @@ func TestInstalledOperator(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("a pod naming a missing InProcessConfiguration: %v", err)
 	}
+	return ns
+}
 
-	// The leader reconciles a Flagd: its children are created (server-side apply),
-	// its HTTPRoute too (the Gateway API's CRD, a stand-in, installed above), edited
-	// and removed; a Deployment edited into one the apply cannot merge is replaced.
-	lease := func() string {
-		l, err := c.Kube.CoordinationV1().Leases(harness.InstallNamespace).Get(ctx, "flagpole.openfeature.dev", metav1.GetOptions{})
-		if err != nil || l.Spec.HolderIdentity == nil {
-			return ""
-		}
-		return *l.Spec.HolderIdentity
-	}
-	waitFor(t, "the Lease held", func() (bool, error) { return lease() != "", nil })
+// installedFlagd: the leader deploys a Flagd with Ingress and HTTPRoute, edits and
+// removes the route, replaces an unmergeable Deployment.
+func installedFlagd(t *testing.T, c *harness.Cluster, ns string) {
+	t.Helper()
+	ctx := t.Context()
 	parent := []v1beta1.ParentReference{{Name: "gateway"}}
 	f := &v1beta1.Flagd{ObjectMeta: metav1.ObjectMeta{Name: "shared"}, Spec: v1beta1.FlagdSpec{FeatureFlagSource: "flags",
 		Ingress:          &v1beta1.IngressSpec{Enabled: true, Hosts: []string{"flags.example.com"}},
@@ -513,7 +557,12 @@ func TestInstalledOperator(t *testing.T) {
 		nd, err := c.Kube.AppsV1().Deployments(ns).Get(ctx, "shared", metav1.GetOptions{})
 		return err == nil && nd.UID != d.UID, err
 	})
+}
 
+// installedEvents: a recurring Warning Event is counted (patched).
+func installedEvents(t *testing.T, c *harness.Cluster, ns string) {
+	t.Helper()
+	ctx := t.Context()
 	// A Warning Event that recurs is counted (a patch of the Event): the Flagd's
 	// source goes missing, appears, goes missing again.
 	lonely := &v1beta1.Flagd{ObjectMeta: metav1.ObjectMeta{Name: "lonely"}, Spec: v1beta1.FlagdSpec{FeatureFlagSource: "later"}}
@@ -545,7 +594,12 @@ func TestInstalledOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the Warning Event counted twice", func() (bool, error) { return warnings() >= 2, nil })
+}
 
+// installedRollouts: rolloutOnChange restarts a StatefulSet and a DaemonSet.
+func installedRollouts(t *testing.T, c *harness.Cluster, ns string) {
+	t.Helper()
+	ctx := t.Context()
 	// rolloutOnChange restarts StatefulSets and DaemonSets too.
 	yes := true
 	rolling := &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Name: "rolling"}, Spec: v1beta1.FeatureFlagSourceSpec{
@@ -589,7 +643,12 @@ func TestInstalledOperator(t *testing.T) {
 		}
 		return s.Spec.Template.Annotations[restartedAt] != "" && d.Spec.Template.Annotations[restartedAt] != "", nil
 	})
+}
 
+// installedProxy: the operator deploys the flagd-proxy as installed.
+func installedProxy(t *testing.T, c *harness.Cluster, ns string) {
+	t.Helper()
+	ctx := t.Context()
 	// The flagd-proxy: a source of provider flagd-proxy makes the operator deploy it
 	// into its namespace and bind the proxy's ClusterRole to it (bind, not holding
 	// its rules); an unmergeable PodDisruptionBudget is replaced, a drifted binding
@@ -641,18 +700,6 @@ func TestInstalledOperator(t *testing.T) {
 		b, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, bindingName, metav1.GetOptions{})
 		return err == nil && len(b.Subjects) == 1 && b.Subjects[0].Name == "flagd-proxy", err
 	})
-
-	// A graceful stop releases the Lease.
-	stopped = true
-	if err := p.Stop(15 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Err(); err != nil {
-		t.Errorf("flagpole operator exited with %v after SIGTERM", err)
-	}
-	if h := lease(); h != "" {
-		t.Errorf("the Lease is still held by %q after a graceful stop", h)
-	}
 }
 
 // httpRoutes is the Gateway API's HTTPRoute resource.

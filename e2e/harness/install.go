@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -293,8 +294,7 @@ func (c *Cluster) DeleteManifests(ctx context.Context, stream []byte, timeout ti
 		return nil, err
 	}
 	bg := metav1.DeletePropagationBackground
-	for i := len(objs) - 1; i >= 0; i-- {
-		u := objs[i]
+	for _, u := range slices.Backward(objs) {
 		res, err := m.resource(ctx, u)
 		if err != nil {
 			return nil, err
@@ -347,6 +347,7 @@ func retryFor(ctx context.Context, d time.Duration, fn func() error) error {
 // Each line is one write to a file opened O_APPEND, so lines of parallel tests do
 // not interleave.
 func recordNamespace(t testing.TB, ns string) {
+	t.Helper()
 	path := os.Getenv(NamespaceLogEnv)
 	if path == "" {
 		return
@@ -369,7 +370,7 @@ func ReadNamespaceLog(path string) (map[string]string, error) {
 		return nil, err
 	}
 	out := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.SplitSeq(string(data), "\n") {
 		if ns, test, ok := strings.Cut(line, "\t"); ok {
 			out[ns] = test
 		}
