@@ -117,10 +117,13 @@ func TestFlagdReconciled(t *testing.T) {
 	if ref := metav1.GetControllerOf(d); ref == nil || ref.Kind != "Flagd" || ref.Name != "shared" {
 		t.Errorf("Deployment owner %v", ref)
 	}
-	svc, err := e.c.Kube.CoreV1().Services(e.ns).Get(ctx, "shared", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The Service is applied after the Deployment: wait for it too.
+	var svc *corev1.Service
+	waitFor(t, "the Service", func() (bool, error) {
+		var err error
+		svc, err = e.c.Kube.CoreV1().Services(e.ns).Get(ctx, "shared", metav1.GetOptions{})
+		return err == nil, err
+	})
 	var ports []string
 	for _, p := range svc.Spec.Ports {
 		ports = append(ports, fmt.Sprintf("%s:%d:%s", p.Name, p.Port, deref(p.AppProtocol)))
@@ -131,9 +134,10 @@ func TestFlagdReconciled(t *testing.T) {
 	if _, err := e.c.Kube.CoreV1().ServiceAccounts(e.ns).Get(ctx, "shared", metav1.GetOptions{}); err != nil {
 		t.Errorf("ServiceAccount: %v", err)
 	}
-	if _, err := e.c.Kube.RbacV1().Roles(e.ns).Get(ctx, "flagpole-featureflags-"+e.ns+".shared", metav1.GetOptions{}); err != nil {
-		t.Errorf("grant Role: %v", err)
-	}
+	waitFor(t, "the grant Role", func() (bool, error) {
+		_, err := e.c.Kube.RbacV1().Roles(e.ns).Get(ctx, "flagpole-featureflags-"+e.ns+".shared", metav1.GetOptions{})
+		return err == nil, err
+	})
 	waitFor(t, "status", func() (bool, error) {
 		f, err := e.c.Flags.CoreV1beta1().Flagds(e.ns).Get(ctx, "shared", metav1.GetOptions{})
 		if err != nil {

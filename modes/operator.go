@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -184,19 +183,11 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	if err != nil {
 		return err
 	}
-	routeKlog(log)
-	restCfg, err := kube.Config(kube.Options{Kubeconfig: p.kube.Kubeconfig, QPS: p.kube.KubeQPS, Burst: p.kube.KubeBurst,
+	restCfg, reg, err := instrumentedKube(log, kube.Options{Kubeconfig: p.kube.Kubeconfig, QPS: p.kube.KubeQPS, Burst: p.kube.KubeBurst,
 		UserAgent: "flagpole/" + build.Version})
-	if err != nil {
-		return fmt.Errorf("kubernetes: %w", err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	requests, err := kube.NewRequestMetrics(reg)
 	if err != nil {
 		return err
 	}
-	requests.Instrument(restCfg)
 	cluster, err := sidecar.NewCluster(restCfg, log)
 	if err != nil {
 		return err

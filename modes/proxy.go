@@ -12,8 +12,6 @@ import (
 	gosync "sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/client-go/rest"
@@ -71,18 +69,10 @@ func (c *FlagdProxyStartCmd) Serve(ctx context.Context, log zerolog.Logger, buil
 		// (measured with 1,000 streams: 106 → 96 MiB) for a few % more GC CPU.
 		debug.SetGCPercent(proxyGCPercent)
 	}
-	routeKlog(log)
-	restCfg, err := kube.Config(kube.Options{Kubeconfig: c.Kubeconfig, QPS: c.KubeQPS, Burst: c.KubeBurst, UserAgent: "flagpole-flagd-proxy/" + build.Version})
-	if err != nil {
-		return fmt.Errorf("kubernetes: %w", err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	requests, err := kube.NewRequestMetrics(reg)
+	restCfg, reg, err := instrumentedKube(log, kube.Options{Kubeconfig: c.Kubeconfig, QPS: c.KubeQPS, Burst: c.KubeBurst, UserAgent: "flagpole-flagd-proxy/" + build.Version})
 	if err != nil {
 		return err
 	}
-	requests.Instrument(restCfg)
 	m, err := proxy.NewMetrics(reg)
 	if err != nil {
 		return err

@@ -72,16 +72,11 @@ func (r result) quantile(q float64) time.Duration {
 func (r result) perSecond() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
 
 func run(ctx context.Context, pods, rssPods int) error {
-	j, err := harness.NewJanitor()
+	s, done, err := harness.SetupForBench(ctx)
 	if err != nil {
 		return err
 	}
-	defer j.Cleanup()
-	defer j.CleanupOnSignal()()
-	s, err := harness.Setup(ctx, j, harness.Options{RepoRoot: "..", ToolsDir: "tools", Log: os.Stderr})
-	if err != nil {
-		return err
-	}
+	defer done()
 	c := s.Cluster
 	cfg := *c.Config
 	cfg.QPS, cfg.Burst = 5000, 5000 // measure the API server, not the client's rate limiter
@@ -89,7 +84,7 @@ func run(ctx context.Context, pods, rssPods int) error {
 	if err != nil {
 		return err
 	}
-	dir, err := j.TempDir("admissionload-")
+	dir, err := s.Janitor.TempDir("admissionload-")
 	if err != nil {
 		return err
 	}

@@ -48,16 +48,11 @@ func main() {
 }
 
 func run(ctx context.Context, nFlags, nFlagds, nNS int) error {
-	j, err := harness.NewJanitor()
+	s, done, err := harness.SetupForBench(ctx)
 	if err != nil {
 		return err
 	}
-	defer j.Cleanup()
-	defer j.CleanupOnSignal()()
-	s, err := harness.Setup(ctx, j, harness.Options{RepoRoot: "..", ToolsDir: "tools", Log: os.Stderr})
-	if err != nil {
-		return err
-	}
+	defer done()
 	c := s.Cluster
 	start := time.Now()
 	if err := populate(ctx, c, nFlags, nFlagds, nNS); err != nil {

@@ -88,16 +88,11 @@ func run(ctx context.Context, o options) error {
 	if o.flags%o.namespaces != 0 || o.streams%o.flags != 0 {
 		return errors.New("-flags must be a multiple of -namespaces and -streams of -flags")
 	}
-	j, err := harness.NewJanitor()
+	s, done, err := harness.SetupForBench(ctx)
 	if err != nil {
 		return err
 	}
-	defer j.Cleanup()
-	defer j.CleanupOnSignal()()
-	s, err := harness.Setup(ctx, j, harness.Options{RepoRoot: "..", ToolsDir: "tools", Log: os.Stderr})
-	if err != nil {
-		return err
-	}
+	defer done()
 	c := s.Cluster
 	fast := rest.CopyConfig(c.Config)
 	fast.QPS, fast.Burst = -1, 0 // no client-side rate limit
