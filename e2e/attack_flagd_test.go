@@ -26,6 +26,13 @@ import (
 // attackFlags is a flag document for flagd processes started from a file.
 const attackFlags = `{"flags":{"launch":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off"}}}`
 
+// standaloneToken is the standalone flagd's token; reflectedSecret is what an
+// http source fetches from a "metadata service". Neither may reach a log.
+const (
+	standaloneToken = "tok-e2e-7d1f0c2a9b"
+	reflectedSecret = "wJalrXUtnFEMI-K7MDENG-reflect-3c1e"
+)
+
 // writeFile writes data to dir/name (0600) and returns its path.
 func writeFile(t *testing.T, dir, name, data string) string {
 	t.Helper()
@@ -65,7 +72,7 @@ func scrape(t *testing.T, url string) string {
 // (server.TestTokensHandler); no timing is measured here.
 func TestAttackStandaloneFlagdToken(t *testing.T) {
 	dir := suite.TempDir(t)
-	const token = "tok-e2e-7d1f0c2a9b"
+	const token = standaloneToken
 	flagd := suite.StartFlagd(t, dir, "", "--uri", "file:"+writeFile(t, dir, "flags.json", attackFlags),
 		"--auth-token-file", writeFile(t, dir, "token", token+"\n"))
 	ctx := t.Context()
@@ -199,7 +206,7 @@ func TestAttackHTTPSourceToAPIServer(t *testing.T) {
 // quotes none of it in its log, /readyz or /metrics, so whoever configured the
 // source (a FeatureFlagSource author) learns nothing of the answer.
 func TestAttackHTTPSourceReflection(t *testing.T) {
-	const secretKey = "wJalrXUtnFEMI-K7MDENG-reflect-3c1e"
+	const secretKey = reflectedSecret
 	bodies := []string{
 		`{"Code":"Success","AccessKeyId":"ASIA-reflect-3c1e","SecretAccessKey":"` + secretKey + `","Token":"x"}`,
 		"ami-id\nhostname\niam/\n" + secretKey + "\n",
