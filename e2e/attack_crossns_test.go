@@ -162,17 +162,7 @@ func TestAttackCrossNamespaceRead(t *testing.T) {
 	// the ConfigMap the webhook mounts (so no symlink of the attacker's is followed).
 	for i, path := range []string{"../" + B + "/secret", "/etc/passwd", "/var/run/secrets/kubernetes.io/serviceaccount/token",
 		"checkout/../../" + B + "/secret", "file:" + B + "/secret", B + "/secret/.."} {
-		t.Run("file source path "+path, func(t *testing.T) {
-			name := fmt.Sprintf("path-%d", i)
-			if err := e.createSource(t, name, v1beta1.Source{Source: path, Provider: "file"}); err != nil {
-				if !apierrors.IsInvalid(err) {
-					t.Fatalf("creating the FeatureFlagSource: %v", err)
-				}
-				t.Logf("refused by the API server (schema): %v", err)
-				return
-			}
-			e.denied(t, "x-"+name, rpc(name), fmt.Sprintf("FeatureFlagSource %s/%s spec.sources[0]: source %q", A, name, path))
-		})
+		t.Run("file source path "+path, func(t *testing.T) { e.fileSourcePath(t, fmt.Sprintf("path-%d", i), path) })
 	}
 	// http sources to the API server or the metadata address are admitted: the
 	// sidecar runs in the pod's own network namespace, so it reaches nothing the
@@ -192,24 +182,42 @@ func TestAttackCrossNamespaceRead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range pod.Spec.InitContainers {
-				for _, m := range c.VolumeMounts {
-					if strings.Contains(m.MountPath, "serviceaccount") {
-						t.Errorf("the sidecar mounts %s", m.MountPath)
-					}
-				}
-				for _, v := range c.Env {
-					if v.ValueFrom != nil {
-						t.Errorf("the sidecar gets %s from %v for an http source without a token", v.Name, v.ValueFrom)
-					}
-				}
-			}
-			if pod.Spec.AutomountServiceAccountToken != nil {
-				t.Logf("automountServiceAccountToken %v", *pod.Spec.AutomountServiceAccountToken)
-			}
+			noCredentials(t, pod)
 		})
 	}
 	e.noVictimGrant(t)
+}
+
+// fileSourcePath tries a FeatureFlagSource (named name) whose file source is path:
+// refused by the schema, or else by the webhook naming the source.
+func (e *attackEnv) fileSourcePath(t *testing.T, name, path string) {
+	t.Helper()
+	if err := e.createSource(t, name, v1beta1.Source{Source: path, Provider: "file"}); err != nil {
+		if !apierrors.IsInvalid(err) {
+			t.Fatalf("creating the FeatureFlagSource: %v", err)
+		}
+		t.Logf("refused by the API server (schema): %v", err)
+		return
+	}
+	e.denied(t, "x-"+name, rpc(name), fmt.Sprintf("FeatureFlagSource %s/%s spec.sources[0]: source %q", e.ns, name, path))
+}
+
+// noCredentials requires that the sidecar of pod gets no ServiceAccount token
+// mount and nothing from a Secret or another object through its environment.
+func noCredentials(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	for _, c := range pod.Spec.InitContainers {
+		for _, m := range c.VolumeMounts {
+			if strings.Contains(m.MountPath, "serviceaccount") {
+				t.Errorf("the sidecar mounts %s", m.MountPath)
+			}
+		}
+		for _, v := range c.Env {
+			if v.ValueFrom != nil {
+				t.Errorf("the sidecar gets %s from %v for an http source without a token", v.Name, v.ValueFrom)
+			}
+		}
+	}
 }
 
 // TestAttackGrantWidening: a pod creator tries to make the webhook grant their

@@ -87,10 +87,10 @@ func TestAttackWebhookImpersonation(t *testing.T) {
 	now := time.Now()
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
 	for name, cert := range map[string]tls.Certificate{
-		"another CA":      newTestCA(t).serving(t, now.Add(-time.Hour), now.Add(time.Hour), loopback, nil),
-		"expired":         trusted.serving(t, now.Add(-2*time.Hour), now.Add(-time.Hour), loopback, nil),
-		"not yet valid":   trusted.serving(t, now.Add(time.Hour), now.Add(2*time.Hour), loopback, nil),
-		"another name":    trusted.serving(t, now.Add(-time.Hour), now.Add(time.Hour), nil, []string{"flagpole-webhook.evil.example"}),
+		"another CA":                     newTestCA(t).serving(t, now.Add(-time.Hour), now.Add(time.Hour), loopback, nil),
+		"expired":                        trusted.serving(t, now.Add(-2*time.Hour), now.Add(-time.Hour), loopback, nil),
+		"not yet valid":                  trusted.serving(t, now.Add(time.Hour), now.Add(2*time.Hour), loopback, nil),
+		"another name":                   trusted.serving(t, now.Add(-time.Hour), now.Add(time.Hour), nil, []string{"flagpole-webhook.evil.example"}),
 		"control: the right certificate": trusted.serving(t, now.Add(-time.Hour), now.Add(time.Hour), loopback, nil),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -133,7 +133,7 @@ func TestAttackWebhookImpersonation(t *testing.T) {
 				if cerr == nil {
 					containers = len(pod.Spec.Containers)
 				}
-				return cerr != nil || containers == 2, nil
+				return cerr != nil || containers == 2, cerr
 			})
 			if name == "control: the right certificate" { // the control: the same setup with a good certificate reaches the server
 				if err != nil || called.Load() == 0 || containers != 2 {
