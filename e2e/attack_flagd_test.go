@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/e2e/harness"
 )
 
@@ -236,5 +242,62 @@ func TestAttackHTTPSourceReflection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAttackFlagdTokenNotExposed: whoever can read a namespace's Deployments,
+// Flagd statuses or Events (but not its Secrets) looks there for a Flagd's access
+// token: the Deployment carries only --auth-token-file and a Secret volume, the
+// status and Events name no token, the operator logs none.
+func TestAttackFlagdTokenNotExposed(t *testing.T) {
+	e := newFlagdEnv(t)
+	ctx := t.Context()
+	op := suite.StartOperator(t, e.c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false")
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "flagd-tokens"}, StringData: map[string]string{"tokens": standaloneToken + "\n"}}
+	if _, err := e.c.Kube.CoreV1().Secrets(e.ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.flagd(t, "guarded", func(s *v1beta1.FlagdSpec) {
+		s.Auth = &v1beta1.FlagdAuth{TokenSecretRef: &v1beta1.SecretKeyRef{Name: "flagd-tokens", Key: "tokens"}}
+	})
+	var d *appsv1.Deployment
+	waitFor(t, "the Deployment", func() (bool, error) {
+		var err error
+		d, err = e.deployment(ctx, "guarded")
+		return err == nil, err
+	})
+	if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--auth-token-file") {
+		t.Errorf("args %q: no --auth-token-file", d.Spec.Template.Spec.Containers[0].Args)
+	}
+	var status string
+	waitFor(t, "the Flagd's status", func() (bool, error) {
+		f, err := e.c.Flags.CoreV1beta1().Flagds(e.ns).Get(ctx, "guarded", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		raw, err := json.Marshal(f.Status)
+		status = string(raw)
+		return len(f.Status.Conditions) > 0, err
+	})
+	deployment, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := e.c.Kube.CoreV1().Events(e.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventsJSON, err := json.Marshal(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, err := os.ReadFile(op.Proc.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for where, text := range map[string]string{"Deployment": string(deployment), "status": status, "Events": string(eventsJSON), "operator log": string(logs)} {
+		if strings.Contains(text, standaloneToken) {
+			t.Errorf("the token is in the %s", where)
+		}
 	}
 }
