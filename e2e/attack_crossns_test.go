@@ -292,7 +292,12 @@ func TestAttackGrantWidening(t *testing.T) {
 // replays one. What limits the harm: the webhook only answers and writes what a
 // pod creator of that namespace would get by creating the pod (grants of its own
 // namespace's referenced flags to one of its ServiceAccounts, never across
-// namespaces), nothing on dry-run, and a replay changes nothing.
+// namespaces), nothing on dry-run, a replay changes nothing, and an answer holds
+// no credential (bearer tokens stay in Secrets). What remains (the answer shows a
+// FeatureFlagSource's rendered sidecar; grants can be made for any namespace's
+// ServiceAccounts, also in namespaces the webhook configuration does not select)
+// is logged as residual risk: it needs the webhook's port closed to anything but
+// the API server, or client certificates.
 func TestAttackForgedAdmissionReview(t *testing.T) {
 	e := startAttack(t)
 	ctx := t.Context()
@@ -354,6 +359,28 @@ func TestAttackForgedAdmissionReview(t *testing.T) {
 		if _, err := e.c.Kube.RbacV1().Roles(e.ns).Get(ctx, sidecar.GrantName(sidecar.Ref{Namespace: e.ns, Name: "web"}), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("a dry-run review wrote a grant: %v", err)
 		}
+	})
+	t.Run("an answer carries no credential of another namespace", func(t *testing.T) {
+		// The answer is the pod patch: it shows the FeatureFlagSource's rendered
+		// sources to whoever can post a review (residual risk), but a bearer token
+		// only as the name of the Secret the webhook keeps it in.
+		const victimToken = "victim-bearer-6ad2"
+		ffs := &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Name: "tokened"}, Spec: v1beta1.FeatureFlagSourceSpec{Sources: []v1beta1.Source{
+			{Source: "https://flags.example.com/f.json", Provider: "http", HTTPSyncBearerToken: victimToken}}}}
+		if _, err := e.c.Flags.CoreV1beta1().FeatureFlagSources(e.victim).Create(ctx, ffs, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.c.Kube.CoreV1().ServiceAccounts(e.victim).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r := post(t, e.victim, e.pod("forged-token", rpc("tokened")), true, "forged-4")
+		if !r.Allowed {
+			t.Fatalf("denied: %+v", r.Result)
+		}
+		if strings.Contains(string(r.Patch), victimToken) {
+			t.Errorf("the answer holds B's bearer token")
+		}
+		t.Logf("RESIDUAL RISK: a direct POST reads the rendered sidecar of B's FeatureFlagSource (%d bytes of patch): source URLs, context values, envVars", len(r.Patch))
 	})
 	t.Run("a review for the victim's namespace grants only what its pod creators get", func(t *testing.T) {
 		// The webhook configuration selects only A; a direct POST bypasses that.
