@@ -303,45 +303,9 @@ func TestAttackForgedAdmissionReview(t *testing.T) {
 	ctx := t.Context()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(e.hook.CABundle)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	post := func(t *testing.T, ns string, pod *corev1.Pod, dryRun bool, uid string) *admissionv1.AdmissionResponse {
-		t.Helper()
-		pod.Namespace = ns
-		raw, err := json.Marshal(pod)
-		if err != nil {
-			t.Fatal(err)
-		}
-		review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-			Request: &admissionv1.AdmissionRequest{UID: types.UID(uid), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-				Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: ns, Name: pod.Name,
-				Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}, DryRun: &dryRun}}
-		body, err := json.Marshal(review)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+e.hook.Address+webhook.PathMutatePod, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		var out admissionv1.AdmissionReview
-		if err := json.Unmarshal(data, &out); err != nil || out.Response == nil {
-			t.Fatalf("answer %d %s (%v)", resp.StatusCode, data, err)
-		}
-		if bytes.Contains(data, []byte(victimMarker)) {
-			t.Errorf("the answer holds the victim's flags")
-		}
-		if string(out.Response.UID) != uid {
-			t.Errorf("answer UID %q, want %q", out.Response.UID, uid)
-		}
-		return out.Response
-	}
+	p := &reviewPoster{url: "https://" + e.hook.Address + webhook.PathMutatePod,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}
+	post := p.post
 
 	t.Run("cross-namespace stays refused", func(t *testing.T) {
 		r := post(t, e.ns, e.pod("forged-x", rpc(e.victim+"/src")), false, "forged-1")
@@ -421,6 +385,54 @@ func TestAttackForgedAdmissionReview(t *testing.T) {
 			t.Errorf("a replay rewrote the grant (resourceVersion %s → %s, %v)", before, role.ResourceVersion, err)
 		}
 	})
+}
+
+// reviewPoster posts AdmissionReviews straight to the webhook, as an attacker on
+// the network would (trusting its CA only to keep the test's TLS honest).
+type reviewPoster struct {
+	url    string
+	client *http.Client
+}
+
+// post sends a CREATE review of pod in ns and returns the webhook's response; the
+// answer may not hold the victim's flags and must echo uid.
+func (p *reviewPoster) post(t *testing.T, ns string, pod *corev1.Pod, dryRun bool, uid string) *admissionv1.AdmissionResponse {
+	t.Helper()
+	pod.Namespace = ns
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: types.UID(uid), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: ns, Name: pod.Name,
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}, DryRun: &dryRun}}
+	body, err := json.Marshal(review)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(data, &out); err != nil || out.Response == nil {
+		t.Fatalf("answer %d %s (%v)", resp.StatusCode, data, err)
+	}
+	if bytes.Contains(data, []byte(victimMarker)) {
+		t.Errorf("the answer holds the victim's flags")
+	}
+	if string(out.Response.UID) != uid {
+		t.Errorf("answer UID %q, want %q", out.Response.UID, uid)
+	}
+	return out.Response
 }
 
 // subjects renders RBAC subjects as "Kind namespace/name".
