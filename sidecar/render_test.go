@@ -102,3 +102,30 @@ func kubeletExpand(s string, env map[string]string) string {
 	}
 	return b.String()
 }
+
+// TestInProcessEnvNotExpandedByKubelet: in-process mode writes an
+// InProcessConfiguration's values into the app containers, whose environment
+// holds the app's own secrets. With the kubelet's $(VAR) expansion, a
+// configuration (possibly another namespace's, opted in with
+// allowed-namespaces) naming "$(DB_PASSWORD)" as its selector or in an envVars
+// value, next to a host of its author's, would make the app's flagd provider
+// send the app's secret there. Every value is written literally.
+func TestInProcessEnvNotExpandedByKubelet(t *testing.T) {
+	spec := &v1beta1.InProcessConfigurationSpec{Host: "flags.$(DB_PASSWORD).example", Selector: "$(DB_PASSWORD)", SocketPath: "/tmp/$(DB_PASSWORD)",
+		OfflineFlagSourcePath: "/x/$(DB_PASSWORD)", Cache: "$(DB_PASSWORD)", EnvVarPrefix: "FLAGD",
+		EnvVars: []corev1.EnvVar{{Name: "EXTRA", Value: "$(DB_PASSWORD)"}, {Name: "FROM_SECRET", ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "own"}, Key: "k"}}}}}
+	app := map[string]string{"DB_PASSWORD": "s3cr3t"}
+	env := InProcessEnv(InProcessDefaults{EnvVarPrefix: "FLAGD"}, []*v1beta1.InProcessConfigurationSpec{spec})
+	if len(env) < 8 {
+		t.Fatalf("env %v", env)
+	}
+	for _, e := range env {
+		if got := kubeletExpand(e.Value, app); strings.Contains(got, "s3cr3t") {
+			t.Errorf("%s=%q expands to %q in the app container", e.Name, e.Value, got)
+		}
+		if e.Name == "FLAGD_FROM_SECRET" && e.ValueFrom == nil {
+			t.Errorf("%s lost its valueFrom", e.Name)
+		}
+	}
+}
