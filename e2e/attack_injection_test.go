@@ -180,3 +180,41 @@ func kubeletExpand(s string, env map[string]string) string {
 	}
 	return b.String()
 }
+
+// TestAttackInProcessExpansion: an InProcessConfiguration's values go into the
+// app containers, next to the app's own secrets. A selector or envVars value
+// "$(DB_PASSWORD)" would, after the kubelet's expansion, hand the app's secret to
+// the flagd provider, which sends the selector to the host the configuration
+// names. The injected values are literal: expanded as the kubelet does, none holds
+// the app's secret.
+func TestAttackInProcessExpansion(t *testing.T) {
+	e := startAttack(t)
+	ctx := t.Context()
+	ipc := &v1beta1.InProcessConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "exfil"}, Spec: v1beta1.InProcessConfigurationSpec{
+		Selector: "$(DB_PASSWORD)", EnvVars: []corev1.EnvVar{{Name: "EXTRA", Value: "x-$(DB_PASSWORD)"}}}}
+	if _, err := e.c.Flags.CoreV1beta1().InProcessConfigurations(e.ns).Create(ctx, ipc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := e.pod("inproc", map[string]string{webhook.AnnotationEnabled: "true", webhook.AnnotationInProcess: "exfil"})
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "DB_PASSWORD", Value: "app-s3cr3t"}}
+	created, err := e.c.Kube.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	found := 0
+	for _, v := range created.Spec.Containers[0].Env {
+		got := kubeletExpand(v.Value, env)
+		env[v.Name] = got
+		if strings.HasPrefix(v.Name, "FLAGD_") {
+			found++
+			if strings.Contains(got, "app-s3cr3t") {
+				t.Errorf("%s=%q becomes %q in the app container", v.Name, v.Value, got)
+			}
+		}
+	}
+	if env["FLAGD_SOURCE_SELECTOR"] != "$(DB_PASSWORD)" || env["FLAGD_EXTRA"] != "x-$(DB_PASSWORD)" {
+		t.Errorf("the provider gets selector %q, EXTRA %q: want the configured values", env["FLAGD_SOURCE_SELECTOR"], env["FLAGD_EXTRA"])
+	}
+	t.Logf("%d provider settings checked", found)
+}
