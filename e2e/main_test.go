@@ -33,5 +33,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	suite = s
-	return m.Run()
+	code := m.Run()
+	if scan := scanLogsForMarkers(os.Stderr); code == 0 {
+		code = scan // attack_pii_test.go: no personal data or secret in any process log
+	}
+	return code
 }

@@ -145,6 +145,10 @@ type InProcessDefaults struct {
 // original order): the envVars under the prefix, then <P>_HOST, <P>_PORT, <P>_TLS,
 // <P>_CACHE, <P>_MAX_CACHE_SIZE, <P>_RESOLVER=in-process, and <P>_SOCKET_PATH,
 // <P>_OFFLINE_FLAG_SOURCE_PATH, <P>_SOURCE_SELECTOR when set.
+//
+// Every value is literal: escaped for the kubelet's $(VAR) expansion, which would
+// otherwise fill it from the app container's own environment (its secrets) for a
+// provider that connects to a host the configuration names.
 func InProcessEnv(base InProcessDefaults, specs []*v1beta1.InProcessConfigurationSpec) []corev1.EnvVar {
 	cfg, userEnv := mergeInProcess(base, specs)
 	p := cfg.EnvVarPrefix
@@ -152,13 +156,14 @@ func InProcessEnv(base InProcessDefaults, specs []*v1beta1.InProcessConfiguratio
 	for _, e := range userEnv {
 		v := *e.DeepCopy()
 		v.Name = EnvKey(p, e.Name)
+		v.Value = escapeExpansion(v.Value)
 		env = append(env, v)
 	}
 	env = append(env,
-		corev1.EnvVar{Name: EnvKey(p, "HOST"), Value: cfg.Host},
+		corev1.EnvVar{Name: EnvKey(p, "HOST"), Value: escapeExpansion(cfg.Host)},
 		corev1.EnvVar{Name: EnvKey(p, "PORT"), Value: strconv.Itoa(int(cfg.Port))},
 		corev1.EnvVar{Name: EnvKey(p, "TLS"), Value: strconv.FormatBool(cfg.TLS)},
-		corev1.EnvVar{Name: EnvKey(p, "CACHE"), Value: cfg.Cache},
+		corev1.EnvVar{Name: EnvKey(p, "CACHE"), Value: escapeExpansion(cfg.Cache)},
 		corev1.EnvVar{Name: EnvKey(p, "MAX_CACHE_SIZE"), Value: strconv.Itoa(int(cfg.CacheMaxSize))},
 		corev1.EnvVar{Name: EnvKey(p, "RESOLVER"), Value: "in-process"},
 	)
@@ -166,7 +171,7 @@ func InProcessEnv(base InProcessDefaults, specs []*v1beta1.InProcessConfiguratio
 		{"SOCKET_PATH", cfg.SocketPath}, {"OFFLINE_FLAG_SOURCE_PATH", cfg.OfflineFlagSourcePath}, {"SOURCE_SELECTOR", cfg.Selector},
 	} {
 		if opt.value != "" {
-			env = append(env, corev1.EnvVar{Name: EnvKey(p, opt.name), Value: opt.value})
+			env = append(env, corev1.EnvVar{Name: EnvKey(p, opt.name), Value: escapeExpansion(opt.value)})
 		}
 	}
 	return env

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -27,15 +28,33 @@ func ParseRef(s, defaultNamespace string) (Ref, error) {
 		ns, name = defaultNamespace, s
 	}
 	if strings.Contains(name, "/") {
-		return Ref{}, fmt.Errorf("%q: want name or namespace/name", s)
+		return Ref{}, fmt.Errorf("%s: want name or namespace/name", quoteShort(s))
 	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return Ref{}, fmt.Errorf("%q: namespace %q: %s", s, ns, strings.Join(errs, "; "))
+		return Ref{}, fmt.Errorf("%s: namespace %s: %s", quoteShort(s), quoteShort(ns), strings.Join(errs, "; "))
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return Ref{}, fmt.Errorf("%q: name %q: %s", s, name, strings.Join(errs, "; "))
+		return Ref{}, fmt.Errorf("%s: name %s: %s", quoteShort(s), quoteShort(name), strings.Join(errs, "; "))
 	}
 	return Ref{Namespace: ns, Name: name}, nil
+}
+
+// maxQuoted bounds how much of a bad reference an error quotes: an annotation can
+// hold 256 KiB, and the denial (and the webhook's log line of it) must not grow
+// with it.
+const maxQuoted = 80
+
+// quoteShort quotes s, or, when it is longer than maxQuoted bytes, a prefix of it
+// cut at a character boundary and its length.
+func quoteShort(s string) string {
+	if len(s) <= maxQuoted {
+		return fmt.Sprintf("%q", s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
 }
 
 // ParseRefList reads an annotation's comma-separated list of references (OFO's

@@ -50,3 +50,26 @@ func TestNamesAreUnambiguous(t *testing.T) {
 		t.Errorf("GrantName(shop/web) = %q", got)
 	}
 }
+
+// TestParseRefQuotesBounded: a reference of any size (an annotation can hold
+// 256 KiB) is refused with an error that quotes at most a bounded prefix of it, so
+// a denial, and the webhook's log line of it, cannot be made large by the input.
+func TestParseRefQuotesBounded(t *testing.T) {
+	for _, in := range []string{strings.Repeat("f", 200<<10), "ns/" + strings.Repeat("n", 100<<10), strings.Repeat("x", 70<<10) + "/name",
+		strings.Repeat("a/", 50<<10), strings.Repeat("é", 40<<10)} {
+		_, err := ParseRefList("ok, "+in, "shop")
+		if err == nil {
+			t.Fatalf("%d bytes accepted", len(in))
+		}
+		if len(err.Error()) > 1024 {
+			t.Errorf("the error about a %d-byte reference is %d bytes: %.200s", len(in), len(err.Error()), err)
+		}
+		if !strings.Contains(err.Error(), "bytes") {
+			t.Errorf("the error does not say how long the reference was: %.300s", err)
+		}
+	}
+	// Short values are quoted whole.
+	if _, err := ParseRef("a/b/c", "shop"); err == nil || err.Error() != `"a/b/c": want name or namespace/name` {
+		t.Errorf("err = %v", err)
+	}
+}

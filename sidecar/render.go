@@ -56,6 +56,14 @@ func sidecarContract(spec *v1beta1.FeatureFlagSourceSpec, sources []flagsync.Sou
 	return c, nil
 }
 
+// escapeExpansion escapes arg for the kubelet, which expands $(VAR) in a
+// container's args with the container's environment and turns $$ into $: every $
+// doubled, flagd receives exactly the validated argument. Without it a
+// FeatureFlagSource value in the args (a context value, a URL) could pull an
+// environment variable, a Secret read through envVars, into flagd's command line
+// and its served context.
+func escapeExpansion(arg string) string { return strings.ReplaceAll(arg, "$", "$$") }
+
 // port is a FeatureFlagSource port field as a TCP port; out of range (an object
 // that bypassed the schema) is an error naming the field.
 func port(field string, v int32) (uint16, error) {
@@ -95,12 +103,12 @@ func appEnv(spec *v1beta1.FeatureFlagSourceSpec) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: EnvKey(p, "MANAGEMENT_PORT"), Value: strconv.Itoa(int(spec.ManagementPort))},
 		{Name: EnvKey(p, "PORT"), Value: strconv.Itoa(int(spec.Port))},
-		{Name: EnvKey(p, "EVALUATOR"), Value: spec.Evaluator},
-		{Name: EnvKey(p, "LOG_FORMAT"), Value: spec.LogFormat},
+		{Name: EnvKey(p, "EVALUATOR"), Value: escapeExpansion(spec.Evaluator)},
+		{Name: EnvKey(p, "LOG_FORMAT"), Value: escapeExpansion(spec.LogFormat)},
 		{Name: EnvKey(p, "RESOLVER"), Value: "rpc"},
 	}
 	if spec.SocketPath != "" {
-		env = append(env, corev1.EnvVar{Name: EnvKey(p, "SOCKET_PATH"), Value: spec.SocketPath})
+		env = append(env, corev1.EnvVar{Name: EnvKey(p, "SOCKET_PATH"), Value: escapeExpansion(spec.SocketPath)})
 	}
 	return env
 }
@@ -117,6 +125,9 @@ func (r *Renderer) container(w Workload, spec *v1beta1.FeatureFlagSourceSpec, pl
 	args, err := contract.Args()
 	if err != nil {
 		return corev1.Container{}, fmt.Errorf("rendering the sidecar's arguments: %w", err)
+	}
+	for i, a := range args {
+		args[i] = escapeExpansion(a)
 	}
 	c := corev1.Container{
 		Name:            ContainerName,

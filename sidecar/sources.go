@@ -114,6 +114,9 @@ func (r *Renderer) featureFlag(ctx context.Context, w Workload, src plannedSourc
 	ff, err := r.Objects.FeatureFlag(ctx, ref)
 	switch {
 	case apierrors.IsNotFound(err):
+		if d := r.CrossNamespaceMissing(w.Namespace, "FeatureFlag", ref); d != nil {
+			return nil, ref, d
+		}
 		return nil, ref, deny(http.StatusNotFound, "%s: FeatureFlag %s not found", src.where(), ref)
 	case err != nil:
 		return nil, ref, deny(http.StatusInternalServerError, "%s: reading FeatureFlag %s: %v", src.where(), ref, err)
@@ -137,8 +140,27 @@ func (r *Renderer) CrossNamespaceCheck(namespace, kind string, obj metav1.Object
 			return nil
 		}
 	}
+	return crossNamespaceDenial(namespace, kind, Ref{Namespace: obj.GetNamespace(), Name: obj.GetName()})
+}
+
+// CrossNamespaceMissing is the answer for a reference of kind into another
+// namespace than the workload's whose object does not exist. Unless the operator
+// allows cross-namespace references, it is the refusal an existing object that does
+// not admit the namespace gets, so that a pod creator cannot probe which objects
+// another namespace holds by telling "not found" from "refused". nil when the
+// reference is in the workload's namespace or cross-namespace references are
+// allowed: then "not found" is the answer.
+func (r *Renderer) CrossNamespaceMissing(namespace, kind string, ref Ref) *Denial {
+	if ref.Namespace == namespace || r.Config.CrossNamespace == CrossNamespaceAllow {
+		return nil
+	}
+	return crossNamespaceDenial(namespace, kind, ref)
+}
+
+// crossNamespaceDenial refuses the workload's namespace the object ref of kind.
+func crossNamespaceDenial(namespace, kind string, ref Ref) *Denial {
 	return deny(http.StatusForbidden, "%s %s/%s is in another namespace than the pod (%s): cross-namespace references are refused unless the %s lists %q in its %s annotation (or the operator runs with --cross-namespace=allow)",
-		kind, obj.GetNamespace(), obj.GetName(), namespace, kind, namespace, AnnotationAllowedNamespaces)
+		kind, ref.Namespace, ref.Name, namespace, kind, namespace, AnnotationAllowedNamespaces)
 }
 
 func (r *Renderer) planKubernetes(ctx context.Context, w Workload, src plannedSource, plan *sidecarPlan) *Denial {

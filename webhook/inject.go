@@ -77,6 +77,9 @@ func (in *Injector) injectSidecar(ctx context.Context, pod *corev1.Pod, list str
 		ffs, err := in.Objects.FeatureFlagSource(ctx, ref)
 		switch {
 		case apierrors.IsNotFound(err):
+			if d := r.CrossNamespaceMissing(pod.Namespace, "FeatureFlagSource", ref); d != nil {
+				return Deny(d.Code, "%s", d.Message) // another namespace's: no existence oracle
+			}
 			return Deny(http.StatusNotFound, "%v", err)
 		case err != nil:
 			return Deny(http.StatusInternalServerError, "reading FeatureFlagSource %s: %v", ref, err)
@@ -135,6 +138,9 @@ func (in *Injector) injectInProcess(ctx context.Context, pod *corev1.Pod, list s
 		ipc, err := in.Objects.InProcessConfiguration(ctx, ref)
 		switch {
 		case apierrors.IsNotFound(err):
+			if d := r.CrossNamespaceMissing(pod.Namespace, "InProcessConfiguration", ref); d != nil {
+				return Deny(d.Code, "%s", d.Message) // another namespace's: no existence oracle
+			}
 			return Deny(http.StatusNotFound, "%v", err)
 		case err != nil:
 			return Deny(http.StatusInternalServerError, "reading InProcessConfiguration %s: %v", ref, err)

@@ -541,3 +541,47 @@ func TestInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossNamespaceNoExistenceOracle: a pod creator naming another namespace's
+// FeatureFlagSource, InProcessConfiguration or FeatureFlag gets the same refusal
+// whether the object exists or not, so denials cannot be used to list what another
+// namespace holds; with --cross-namespace=allow a missing object is "not found".
+func TestCrossNamespaceNoExistenceOracle(t *testing.T) {
+	objs := baseObjects()
+	objs.Sources = append(objs.Sources, storedFFS("ops", "shared", []v1beta1.Source{k8sSource("checkout")}, nil),
+		storedFFS("shop", "to-limits", []v1beta1.Source{k8sSource("payments/limits")}, nil),
+		storedFFS("shop", "to-ghost", []v1beta1.Source{k8sSource("payments/ghost")}, nil),
+		storedFFS("shop", "file-to-ghost", []v1beta1.Source{{Source: "payments/ghost", Provider: "file"}}, nil))
+	objs.InProcess = []*v1beta1.InProcessConfiguration{{ObjectMeta: metav1.ObjectMeta{Namespace: "ops", Name: "ipc"}}}
+	ipcPod := func(ref string) *corev1.Pod {
+		return appPod(map[string]string{AnnotationEnabled: "true", AnnotationInProcess: ref})
+	}
+	for _, tc := range []struct {
+		name              string
+		existing, missing *corev1.Pod
+		existingName      string
+		missingName       string
+	}{
+		{"FeatureFlagSource", rpcPod("ops/shared"), rpcPod("ops/ghost"), "ops/shared", "ops/ghost"},
+		{"InProcessConfiguration", ipcPod("ops/ipc"), ipcPod("ops/ghost"), "ops/ipc", "ops/ghost"},
+		{"FeatureFlag (kubernetes source)", rpcPod("to-limits"), rpcPod("to-ghost"), "payments/limits", "payments/ghost"},
+		{"FeatureFlag (file source)", rpcPod("to-limits"), rpcPod("file-to-ghost"), "payments/limits", "payments/ghost"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newInjector(objs)
+			de, _ := admitted(t, in, tc.existing)
+			dm, _ := admitted(t, in, tc.missing)
+			if de.Allowed || dm.Allowed {
+				t.Fatalf("admitted: %v %v", de.Allowed, dm.Allowed)
+			}
+			want := strings.ReplaceAll(de.Message, tc.existingName, tc.missingName)
+			if dm.Code != de.Code || dm.Message != want {
+				t.Errorf("missing object: %d %q\nwant the existing one's answer: %d %q", dm.Code, dm.Message, de.Code, want)
+			}
+			in.Config.Sidecar.CrossNamespace = sidecar.CrossNamespaceAllow
+			if d, _ := admitted(t, in, tc.missing); d.Allowed || d.Code != 404 {
+				t.Errorf("with --cross-namespace=allow: %d %q, want not found", d.Code, d.Message)
+			}
+		})
+	}
+}

@@ -25,7 +25,13 @@ type Janitor struct {
 
 	mu     sync.Mutex
 	procs  []*Process
+	logs   []ProcessLog // every tracked process's log, kept after it stops
 	closed bool
+}
+
+// ProcessLog names the log file of a process the run started.
+type ProcessLog struct {
+	Name, Path string
 }
 
 // NewJanitor creates the run's root temporary directory, after removing the
@@ -57,6 +63,42 @@ func (j *Janitor) Track(p *Process) {
 		return
 	}
 	j.procs = append(j.procs, p)
+	j.logs = append(j.logs, ProcessLog{Name: p.Name, Path: p.LogPath})
+}
+
+// Logs lists the log files of every process tracked so far, stopped ones
+// included; they stay on disk until Cleanup.
+func (j *Janitor) Logs() []ProcessLog {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.logs)
+}
+
+// ScanLogs reads the log of every process tracked so far and returns a finding,
+// "<name> <path>:<line>: ...", for every line holding one of the markers (compared
+// case-insensitively). Logs that cannot be read are findings too: a scan that
+// silently skips a file would prove nothing.
+func (j *Janitor) ScanLogs(markers ...string) (findings []string, scanned int) {
+	lower := make([]string, len(markers))
+	for i, m := range markers {
+		lower[i] = strings.ToLower(m)
+	}
+	for _, l := range j.Logs() {
+		data, err := os.ReadFile(l.Path)
+		if err != nil {
+			findings = append(findings, fmt.Sprintf("%s %s: %v", l.Name, l.Path, err))
+			continue
+		}
+		scanned++
+		for n, line := range strings.Split(strings.ToLower(string(data)), "\n") {
+			for _, m := range lower {
+				if strings.Contains(line, m) {
+					findings = append(findings, fmt.Sprintf("%s %s:%d: holds %q", l.Name, l.Path, n+1, m))
+				}
+			}
+		}
+	}
+	return findings, scanned
 }
 
 // Cleanup stops every tracked process, newest first (flagd before the API server
