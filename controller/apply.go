@@ -153,9 +153,10 @@ func isEmpty(v any) bool {
 		return t == ""
 	case bool:
 		return !t
-	case float64:
-		return t == 0
 	}
+	// A number is never empty: a zero in an apply patch comes from a pointer or a
+	// field without omitempty, which the server keeps (a PodDisruptionBudget's
+	// minAvailable 0 edited into maxUnavailable must count as drift).
 	return v == nil
 }
 

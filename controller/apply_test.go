@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -83,5 +84,21 @@ func TestUpToDate(t *testing.T) {
 	p, _ := ApplyPatch(withLimits)
 	if !UpToDate(p, withLimits.DeepCopy()) {
 		t.Error("a pod is not up to date with itself")
+	}
+	// a zero that the live object lacks is drift, not an omitted empty value
+	zero, one := intstr.FromInt32(0), intstr.FromInt32(1)
+	pdb := &policyv1.PodDisruptionBudget{TypeMeta: metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &zero}}
+	pdbPatch, err := ApplyPatch(pdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !UpToDate(pdbPatch, pdb.DeepCopy()) {
+		t.Error("minAvailable 0: not up to date with itself")
+	}
+	edited := pdb.DeepCopy()
+	edited.Spec.MinAvailable, edited.Spec.MaxUnavailable = nil, &one
+	if UpToDate(pdbPatch, edited) {
+		t.Error("minAvailable 0 edited into maxUnavailable 1 counts as up to date")
 	}
 }
