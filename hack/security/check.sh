@@ -75,7 +75,7 @@ step_lint() {
 }
 
 step_secrets() {
-  "$GO" test -count=1 -run '^TestNoSecretValueIn' -v ./sidecar/ ./controller/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|credential'
+  "$GO" test -count=1 -run '^(TestNoSecretValueIn|TestAssertNoMarkerFindsLeaks)' -v ./sidecar/ ./controller/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|credential'
 }
 
 step_fuzz() {
