@@ -19,7 +19,7 @@ SECURITY_FUZZTIME ?= 10s
 SECURITY_STEPS ?= vulns lint secrets fuzz
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout security
+.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -55,6 +55,7 @@ $(GOLANGCI_LINT): hack/lint/go.mod hack/lint/go.sum
 	$(GO) -C hack/lint build -o $(CURDIR)/$@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	@touch $@
 
+.PHONY: security
 security: $(GOLANGCI_LINT) $(SECURITY_TOOLS) ## static security checks (docs/security.md): govulncheck on an offline database, the security linters, no Secret value in args or env, every fuzz target for $(SECURITY_FUZZTIME)
 	GO=$(GO) GOLANGCI_LINT=$(GOLANGCI_LINT) VULNDB=$(VULNDB) SECURITY_FUZZTIME=$(SECURITY_FUZZTIME) SECURITY_STEPS="$(SECURITY_STEPS)" bash hack/security/check.sh
 
