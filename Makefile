@@ -14,6 +14,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 FUZZTIME ?= 60s
 # golangci-lint, pinned in hack/lint/go.mod (a module of its own) and built from it.
 GOLANGCI_LINT := bin/tools/golangci-lint
+# govulncheck, the vulnerability database (golang.org/x/vulndb's OSV data, indexed by
+# its cmd/indexdb) and the report filter, pinned in hack/security/go.mod. VULNDB empty:
+# the local database under bin/vulndb/<vulndb version> (offline); VULNDB=https://vuln.go.dev
+# for the live one. SECURITY_STEPS runs a subset (vulns lint secrets fuzz).
+SECURITY_TOOLS := bin/tools/govulncheck bin/tools/indexdb bin/tools/vulncheck
+VULNDB ?=
+SECURITY_FUZZTIME ?= 10s
+SECURITY_STEPS ?= vulns lint secrets fuzz
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
 .PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout load-compare
@@ -52,6 +60,24 @@ $(GOLANGCI_LINT): hack/lint/go.mod hack/lint/go.sum
 	@mkdir -p $(@D)
 	$(GO) -C hack/lint build -o $(CURDIR)/$@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	@touch $@
+
+.PHONY: security
+security: $(GOLANGCI_LINT) $(SECURITY_TOOLS) ## static security checks (docs/security.md): govulncheck on an offline database, the security linters, no Secret value in args or env, every fuzz target for $(SECURITY_FUZZTIME)
+	GO=$(GO) GOLANGCI_LINT=$(GOLANGCI_LINT) VULNDB=$(VULNDB) SECURITY_FUZZTIME=$(SECURITY_FUZZTIME) SECURITY_STEPS="$(SECURITY_STEPS)" bash hack/security/check.sh
+
+bin/tools/govulncheck: hack/security/go.mod hack/security/go.sum
+	@mkdir -p $(@D)
+	$(GO) -C hack/security build -o $(CURDIR)/$@ golang.org/x/vuln/cmd/govulncheck
+	@touch $@
+
+bin/tools/indexdb: hack/security/go.mod hack/security/go.sum
+	@mkdir -p $(@D)
+	$(GO) -C hack/security build -o $(CURDIR)/$@ golang.org/x/vulndb/cmd/indexdb
+	@touch $@
+
+bin/tools/vulncheck: hack/security/go.mod $(wildcard hack/security/vulncheck/*.go)
+	@mkdir -p $(@D)
+	$(GO) -C hack/security build -o $(CURDIR)/$@ ./vulncheck
 
 generate: ## regenerate deepcopy, clientset, listers, informers, applyconfigurations and CRD manifests from crd/apis
 	bash hack/update-codegen.sh
