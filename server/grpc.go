@@ -35,8 +35,8 @@ const (
 // concurrent streams per connection, request headers bounded by MaxHeaderBytes, the
 // request message of each RPC within ReadTimeout of its headers (the handler must
 // call RequestReceived once it has it), connections without an RPC closed after
-// IdleTimeout, small per-connection buffers (the write buffer returned to a pool
-// between writes), and keepalive pings from clients accepted down to one a second.
+// IdleTimeout, small per-connection buffers (grpc-go returns the write buffer to a
+// pool between writes by default), and keepalive pings from clients accepted down to one a second.
 // Two settings are for speed: RPCs run on GOMAXPROCS worker goroutines (whose
 // stacks have grown already) rather than a new goroutine each, and fixed 1 MiB
 // flow-control windows replace grpc-go's bandwidth estimation, which pings the
@@ -50,11 +50,14 @@ func GRPCServerOptions(cfg ListenConfig) []grpc.ServerOption {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
 		grpc.ReadBufferSize(grpcBufferSize),
 		grpc.WriteBufferSize(grpcBufferSize),
-		grpc.SharedWriteBuffer(true),
 		grpc.Creds(splitCredentials{}),
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.InitialWindowSize(grpcWindow),
 		grpc.InitialConnWindowSize(grpcWindow),
+	}
+	// GOMAXPROCS is at least 1 and bounded by the CPUs; the bounds only prove the
+	// conversion exact (out of them grpc-go would start a goroutine per RPC)
+	if n := runtime.GOMAXPROCS(0); n > 0 && n <= math.MaxUint32 {
+		opts = append(opts, grpc.NumStreamWorkers(uint32(n)))
 	}
 	if cfg.MaxHeaderBytes > 0 && cfg.MaxHeaderBytes <= math.MaxUint32 {
 		opts = append(opts, grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)))

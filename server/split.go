@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -228,7 +229,7 @@ func (s *splitter) close() {
 func (s *splitter) handle(raw net.Conn) {
 	defer s.untrack(raw)
 	_ = raw.SetDeadline(time.Now().Add(s.first))
-	var conn net.Conn = raw
+	conn := raw
 	var state *tls.ConnectionState
 	if s.tls != nil {
 		tc := tls.Server(raw, s.tls)
@@ -255,13 +256,7 @@ func (s *splitter) handle(raw net.Conn) {
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
-	sc := &splitConn{Conn: conn, pending: sn.buf, tlsState: state}
-	if sn.h2 && !sn.ackSeen {
-		// the acknowledgement may be among the bytes read after the frame the
-		// sniffer stopped at, or still to come
-		sc.dropAck = true
-		sc.pending = append(sn.buf[:sn.boundary:sn.boundary], sc.filter(sn.buf[sn.boundary:])...)
-	}
+	sc := sn.handOver(conn, state)
 	if r == routeGRPC {
 		s.grpc.push(sc)
 		return
@@ -304,6 +299,22 @@ type sniffer struct {
 	// boundary is where the frame the sniffer looked at last starts (HTTP/2): the
 	// bytes after it may end in the middle of a frame
 	boundary int
+}
+
+// handOver returns the connection the chosen server reads from conn: the bytes
+// the sniffer read first, then the rest of the connection. When the client's
+// acknowledgement of emptySettings was not among the frames the sniffer looked at,
+// it may be among the bytes read after them, or still to come: the returned
+// connection drops it wherever it is.
+func (s *sniffer) handOver(conn net.Conn, state *tls.ConnectionState) *splitConn {
+	sc := &splitConn{Conn: conn, pending: s.buf, tlsState: state}
+	if s.h2 && !s.ackSeen {
+		sc.dropAck = true
+		// the frames the sniffer looked at, then the rest filtered (a new array:
+		// the bytes before the boundary are kept as they are)
+		sc.pending = slices.Concat(s.buf[:s.boundary], sc.filter(s.buf[s.boundary:]))
+	}
+	return sc
 }
 
 // fill reads until buf holds at least n bytes (or the limit is reached).

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -81,6 +82,7 @@ func startSplit(t *testing.T, cfg ListenConfig) *splitServer {
 }
 
 func h2cTransport(t *testing.T) *http.Transport {
+	t.Helper()
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
@@ -88,6 +90,7 @@ func h2cTransport(t *testing.T) *http.Transport {
 }
 
 func h1Transport(t *testing.T, tlsConf *tls.Config) *http.Transport {
+	t.Helper()
 	tr := &http.Transport{Protocols: new(http.Protocols), TLSClientConfig: tlsConf}
 	tr.Protocols.SetHTTP1(true)
 	t.Cleanup(tr.CloseIdleConnections)
@@ -95,6 +98,7 @@ func h1Transport(t *testing.T, tlsConf *tls.Config) *http.Transport {
 }
 
 func h2TLSTransport(t *testing.T, tlsConf *tls.Config) *http.Transport {
+	t.Helper()
 	tr := &http.Transport{Protocols: new(http.Protocols), TLSClientConfig: tlsConf}
 	tr.Protocols.SetHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
@@ -108,9 +112,7 @@ func postWith(t *testing.T, tr http.RoundTripper, url, contentType string, body 
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, header)
 	req.Header.Set("Content-Type", contentType)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
@@ -376,9 +378,7 @@ func TestSplitConcurrentConnections(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for i := range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if i%2 == 0 {
 				conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
@@ -408,7 +408,7 @@ func TestSplitConcurrentConnections(t *testing.T) {
 			if string(b) != "http/2 tls=false read=4" {
 				errs <- fmt.Errorf("HTTP answer %q", b)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

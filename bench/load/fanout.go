@@ -127,11 +127,9 @@ func runFanout(ctx context.Context, w workload, s *server, o fanoutOptions) (fan
 			return res, err
 		}
 		conns = append(conns, conn)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			st.err = receive(ctx, conn, method, reqBytes, w.name == wlEventFanout, markers, st)
-		}()
+		})
 	}
 	openDeadline := time.NewTimer(o.timeout + time.Duration(o.streams)*50*time.Millisecond)
 	defer openDeadline.Stop()
@@ -139,7 +137,9 @@ func runFanout(ctx context.Context, w workload, s *server, o fanoutOptions) (fan
 		select {
 		case <-st.opened:
 		case <-openDeadline.C:
-			return res, fmt.Errorf("%s: stream %d of %d had no first message in time (%v)", w.name, i, o.streams, st.err)
+			// receive has not returned (it closes opened first), so st.err holds
+			// nothing yet, and reading it would race with its write
+			return res, fmt.Errorf("%s: stream %d of %d had no first message within %v", w.name, i, o.streams, o.timeout+time.Duration(o.streams)*50*time.Millisecond)
 		case <-ctx.Done():
 			return res, ctx.Err()
 		}

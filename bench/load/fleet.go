@@ -124,7 +124,7 @@ func (f *fleet) runAll(ctx context.Context, rep *report) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			w, _ := findWorkload(name)
+			w := findWorkload(name)
 			if w.fanout {
 				for _, label := range f.labels() {
 					res, err := f.fanout(ctx, w, label, round)

@@ -326,7 +326,7 @@ func (r report) summary(b *strings.Builder) {
 		b.WriteString("| workload | server CPU/req | × floor | req/s | p99 |\n|---|---:|---:|---:|---:|\n")
 	}
 	for _, name := range r.cfg.workloads {
-		w, _ := findWorkload(name)
+		w := findWorkload(name)
 		if w.fanout {
 			continue
 		}
@@ -385,12 +385,12 @@ func (r report) fanoutMarkdown(b *strings.Builder) {
 // budgets16 renders the budgets of issue 16.
 func (r report) budgets16(b *strings.Builder) {
 	c := r.cfg
-	comparable := c.clients == 32 && c.flagCount >= 1000
+	budgetSetup := c.clients == 32 && c.flagCount >= 1000
 	var rows []string
 	cpu := func(name string, budget time.Duration) {
 		if res, ok := r.median(name, "flagpole"); ok {
 			rows = append(rows, fmt.Sprintf("| `%s` server CPU per request | ≤ %s | %s | %s |", name, us(budget), us(res.perRequest()),
-				verdict(res.perRequest() <= budget && res.errors == 0, comparable)))
+				verdict(res.perRequest() <= budget && res.errors == 0, budgetSetup)))
 		}
 	}
 	for _, name := range []string{wlGRPCStatic, wlGRPCString, wlGRPCInt, wlGRPCFloat, wlGRPCObject, wlGRPCTLS, wlGRPCUnix} {
@@ -398,14 +398,14 @@ func (r report) budgets16(b *strings.Builder) {
 	}
 	cpu(wlGRPCTargeting, budgetGRPCTargeting)
 	for _, name := range []string{wlConnectStatic, wlOFREPSingle, wlGRPCStatic, wlGRPCTLS} {
-		w, _ := findWorkload(name)
+		w := findWorkload(name)
 		res, ok1 := r.median(name, "flagpole")
 		f, ok2 := r.median(w.floor, "floor")
 		if ok1 && ok2 && f.perRequest() > 0 {
 			x := float64(res.perRequest()) / float64(f.perRequest())
 			rows = append(rows, fmt.Sprintf("| `%s` ≤ %.2f× its floor `%s` (%s) | ≤ %s | %s (%.2f×) | %s |", name, budgetFloorMultiple, w.floor,
 				us(f.perRequest()), us(time.Duration(float64(f.perRequest())*budgetFloorMultiple)), us(res.perRequest()), x,
-				verdict(x <= budgetFloorMultiple, comparable)))
+				verdict(x <= budgetFloorMultiple, budgetSetup)))
 		}
 	}
 	cpu(wlOFREPBulk, budgetBulk)

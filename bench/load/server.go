@@ -420,7 +420,7 @@ func metricInt(mgmt, name string) int64 {
 	if err != nil || status != 200 {
 		return 0
 	}
-	for _, line := range strings.Split(string(body), "\n") {
+	for line := range strings.SplitSeq(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err == nil {

@@ -97,19 +97,20 @@ func allWorkloads() []string {
 	return names
 }
 
-// findWorkload returns the workload of a name.
-func findWorkload(name string) (workload, bool) {
+// findWorkload returns the workload of a name, the zero workload for an unknown
+// name (-workloads is checked against allWorkloads when the flags are parsed).
+func findWorkload(name string) workload {
 	for _, w := range workloads() {
 		if w.name == name {
-			return w, true
+			return w
 		}
 	}
-	return workload{}, false
+	return workload{}
 }
 
 // workloadDescription says what a workload sends, for the report.
 func workloadDescription(name string) string {
-	w, _ := findWorkload(strings.TrimSuffix(name, " (wrk)"))
+	w := findWorkload(strings.TrimSuffix(name, " (wrk)"))
 	return w.describe
 }
 
@@ -400,11 +401,9 @@ type clientStats struct {
 // measured), then o.duration of measured requests. Each client stops at the deadline
 // or after o.maxPerClient requests, whichever comes first.
 func runWorkload(ctx context.Context, w workload, s *server, o runOptions) (result, error) {
-	name := w.name
-	res := result{name: name, server: s.label, clients: o.clients}
-	callers := make([]caller, o.clients)
+	res := result{name: w.name, server: s.label, clients: o.clients}
 	var shared *grpc.ClientConn
-	if name == wlGRPCShared {
+	if w.name == wlGRPCShared {
 		t, err := evalTarget(s, transportPlain)
 		if err != nil {
 			return res, err
@@ -414,22 +413,23 @@ func runWorkload(ctx context.Context, w workload, s *server, o runOptions) (resu
 		}
 		defer shared.Close()
 	}
-	for i := range callers {
-		c, err := newCaller(w, s, o.flagCount, o.timeout, shared)
-		if err != nil {
-			return res, err
-		}
-		callers[i] = c
-	}
+	callers := make([]caller, 0, o.clients)
 	defer func() {
 		for _, c := range callers {
 			c.close()
 		}
 	}()
+	for range o.clients {
+		c, err := newCaller(w, s, o.flagCount, o.timeout, shared)
+		if err != nil {
+			return res, err
+		}
+		callers = append(callers, c)
+	}
 	// Validate one full answer per client before anything is measured.
 	for _, c := range callers {
 		if err := c.call(ctx); err != nil {
-			return res, fmt.Errorf("%s: first answer: %w", name, err)
+			return res, fmt.Errorf("%s: first answer: %w", w.name, err)
 		}
 	}
 
@@ -442,7 +442,6 @@ func runWorkload(ctx context.Context, w workload, s *server, o runOptions) (resu
 	ready.Add(o.clients)
 	for i, c := range callers {
 		wg.Go(func() {
-			st := &stats[i]
 			ready.Done()
 			<-start
 			// Warm-up: same loop, not recorded.
@@ -450,26 +449,7 @@ func runWorkload(ctx context.Context, w workload, s *server, o runOptions) (resu
 				_ = c.call(ctx)
 			}
 			<-measure // measureStart is set before measure is closed
-			deadline := measureStart.Add(o.duration)
-			st.latencies = make([]time.Duration, 0, 1<<14)
-			t0 := time.Now()
-			for n := 0; n < o.maxPerClient && ctx.Err() == nil; n++ {
-				err := c.call(ctx)
-				t1 := time.Now()
-				if err != nil {
-					st.errors++
-					if st.firstError == nil {
-						st.firstError = err
-					}
-				} else {
-					st.latencies = append(st.latencies, t1.Sub(t0))
-				}
-				t0 = t1
-				if !t1.Before(deadline) {
-					break
-				}
-			}
-			st.end = t0
+			stats[i] = measureClient(ctx, c, measureStart.Add(o.duration), o.maxPerClient)
 		})
 	}
 	ready.Wait()
@@ -490,31 +470,61 @@ func runWorkload(ctx context.Context, w workload, s *server, o runOptions) (resu
 	res.serverCPU = srvCPU1 - srvCPU0
 	res.harnessCPU = selfCPUTime() - selfCPU0
 	res.otherCPU = max(0, busy1-busy0-res.serverCPU-res.harnessCPU)
+	res.addStats(stats, measureStart)
+	if !s.alive() {
+		res.serverDiedEarly = true
+	}
+	return res, nil
+}
 
+// measureClient is one client's measured loop: requests until the deadline or
+// maxPerClient of them, each answer's latency recorded.
+func measureClient(ctx context.Context, c caller, deadline time.Time, maxPerClient int) clientStats {
+	st := clientStats{latencies: make([]time.Duration, 0, 1<<14)}
+	t0 := time.Now()
+	for n := 0; n < maxPerClient && ctx.Err() == nil; n++ {
+		err := c.call(ctx)
+		t1 := time.Now()
+		if err != nil {
+			st.errors++
+			if st.firstError == nil {
+				st.firstError = err
+			}
+		} else {
+			st.latencies = append(st.latencies, t1.Sub(t0))
+		}
+		t0 = t1
+		if !t1.Before(deadline) {
+			break
+		}
+	}
+	st.end = t0
+	return st
+}
+
+// addStats merges what the clients measured into r: requests, errors, latency
+// percentiles and the measured time, from measureStart to the last client's end.
+func (r *result) addStats(stats []clientStats, measureStart time.Time) {
 	var all []time.Duration
 	var last time.Time
 	for i := range stats {
 		st := &stats[i]
 		all = append(all, st.latencies...)
-		res.errors += st.errors
-		if st.firstError != nil && res.firstError == "" {
-			res.firstError = st.firstError.Error()
+		r.errors += st.errors
+		if st.firstError != nil && r.firstError == "" {
+			r.firstError = st.firstError.Error()
 		}
 		if st.end.After(last) {
 			last = st.end
 		}
 	}
-	res.requests = int64(len(all))
-	res.elapsed = last.Sub(measureStart)
+	r.requests = int64(len(all))
+	r.elapsed = last.Sub(measureStart)
 	slices.Sort(all)
-	res.p50, res.p99 = percentile(all, 0.50), percentile(all, 0.99)
+	r.p50, r.p99 = percentile(all, 0.50), percentile(all, 0.99)
 	if len(all) > 0 {
-		res.max = all[len(all)-1]
+		r.max = all[len(all)-1]
 	}
-	if !s.alive() {
-		res.serverDiedEarly = true
-	}
-	return res, nil
 }
 
 // percentile returns the q-quantile (nearest rank) of sorted latencies.

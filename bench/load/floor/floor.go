@@ -120,11 +120,9 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		c.GRPC = newGRPC(c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			errs <- server.Serve(ctx, ln, c, http.HandlerFunc(serveHTTP), log, nil)
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

@@ -46,6 +46,12 @@ type cachedStruct struct {
 	pbErr error  // protobuf cannot write msg (invalid UTF-8)
 }
 
+// hasProto reports whether pb holds the binary encoding of msg, for a hand encoder
+// to splice in. When it does not, the encoder reports its response inexact and
+// its caller marshals the whole message with protobuf-go, which refuses it with
+// the error that pbErr holds.
+func (c *cachedStruct) hasProto() bool { return c.pbErr == nil }
+
 func newCachedStruct(m *structpb.Struct) *cachedStruct {
 	c := &cachedStruct{msg: m}
 	c.pb, c.pbErr = proto.MarshalOptions{Deterministic: true}.Marshal(m)

@@ -198,8 +198,7 @@ func grpcError(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ce *connect.Error
-	if errors.As(err, &ce) {
+	if ce, ok := errors.AsType[*connect.Error](err); ok {
 		return status.Error(codes.Code(ce.Code()), ce.Message())
 	}
 	if _, ok := status.FromError(err); ok {

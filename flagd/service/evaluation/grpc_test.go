@@ -126,20 +126,20 @@ func responseFor(t *testing.T, method string) proto.Message {
 // response message. The responses, encoded by hand, must also be byte for byte
 // what protobuf-go's deterministic encoding of the message is (the metadata and
 // object Structs in them are encoded once, deterministically; ResolveAll's map
-// entries are written sorted by key). It returns grpc-go's answer.
-func (p *grpcPair) compare(t *testing.T, method string, req []byte, md metadata.MD, opts ...grpc.CallOption) grpcAnswer {
+// entries are written sorted by key).
+func (p *grpcPair) compare(t *testing.T, method string, req []byte, md metadata.MD, opts ...grpc.CallOption) {
 	t.Helper()
 	fast, slow := invokeRaw(t, p.fast, method, req, md, opts...), invokeRaw(t, p.slow, method, req, md, opts...)
 	if fast.Code != slow.Code || fast.Message != slow.Message || fast.Details != slow.Details {
 		t.Errorf("%s %x %v: grpc-go answered %v %q (%d details), connect-go %v %q (%d details)", method, req, md,
 			fast.Code, fast.Message, fast.Details, slow.Code, slow.Message, slow.Details)
-		return fast
+		return
 	}
 	if diff := cmp.Diff(slow.MD, fast.MD); diff != "" {
 		t.Errorf("%s %x %v: response metadata (-connect-go +grpc-go):\n%s", method, req, md, diff)
 	}
 	if fast.Code != codes.OK {
-		return fast
+		return
 	}
 	a, b := responseFor(t, method), responseFor(t, method)
 	if err := proto.Unmarshal(fast.Body, a); err != nil {
@@ -158,7 +158,6 @@ func (p *grpcPair) compare(t *testing.T, method string, req []byte, md metadata.
 	if !bytes.Equal(fast.Body, want) {
 		t.Errorf("%s %x %v: hand encoding\n %x\nprotobuf-go\n %x", method, req, md, fast.Body, want)
 	}
-	return fast
 }
 
 // resolveRequest encodes a typed Resolve* request.

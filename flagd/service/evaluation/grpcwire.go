@@ -285,12 +285,12 @@ func (s *Service) appendProtoResponse(b []byte, p fastProcedure, r result) (out 
 		if obj, err = s.objectValue(r); err != nil {
 			return b, false, err
 		}
-		if obj != nil && obj.pbErr != nil {
-			return b, false, nil
+		if obj != nil && !obj.hasProto() {
+			return b, false, nil // inexact: the caller falls back to proto.Marshal
 		}
 	}
-	if r.meta.pbErr != nil {
-		return b, false, nil
+	if !r.meta.hasProto() {
+		return b, false, nil // the same
 	}
 	var hasValue bool
 	switch p.typ {
@@ -412,7 +412,7 @@ func appendResolveAll(b []byte, a api, items []bulkItem, selMeta []byte) (out []
 		}
 		// protobuf-go writes the oneof after the other fields
 		if a == apiV1 && it.metaC != nil {
-			if it.metaC.pbErr != nil {
+			if !it.metaC.hasProto() {
 				return b, false
 			}
 			flag = protowire.AppendTag(flag, 7, protowire.BytesType)
@@ -434,7 +434,7 @@ func appendResolveAll(b []byte, a api, items []bulkItem, selMeta []byte) (out []
 		case *structpb.Struct:
 			var pb []byte
 			switch {
-			case it.objC != nil && it.objC.pbErr == nil:
+			case it.objC != nil && it.objC.hasProto():
 				pb = it.objC.pb
 			case it.objC == nil && len(v.GetFields()) == 0: // the zero value of a failed evaluation
 			default:

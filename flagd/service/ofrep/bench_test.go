@@ -3,6 +3,7 @@ package ofrep_test
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,13 +63,12 @@ func benchHandler(b *testing.B, h http.Handler, path, body string, want int) {
 }
 
 func benchHandlerHeader(b *testing.B, h http.Handler, path, body string, header http.Header, want int) {
+	b.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://x"+path, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, header)
 	rd := &bodyReader{}
 	req.Body = rd
 	w := &discardWriter{h: http.Header{}}

@@ -339,11 +339,7 @@ func walkClock(v any) bool {
 			}
 		}
 	case []any:
-		for _, x := range t {
-			if walkClock(x) {
-				return true
-			}
-		}
+		return slices.ContainsFunc(t, walkClock)
 	}
 	return false
 }

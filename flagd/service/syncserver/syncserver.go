@@ -172,10 +172,10 @@ func New(opts Options) *Server {
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
-		// each in-process provider holds a connection: small buffers (requests are a
-		// provider id and a selector), the write buffer returned between writes
+		// each in-process provider holds a connection: a small read buffer (requests
+		// are a provider id and a selector); grpc-go returns the write buffer to a
+		// pool between writes by default
 		grpc.ReadBufferSize(readBufferSize),
-		grpc.SharedWriteBuffer(true),
 		// requests nesting messages deeper than protolimit allows are refused
 		// (InvalidArgument) without being decoded
 		grpc.ForceServerCodecV2(protolimit.GRPCServerCodec{}),
