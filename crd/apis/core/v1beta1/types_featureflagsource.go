@@ -195,9 +195,11 @@ type Source struct {
 	// +kubebuilder:validation:Enum=kubernetes;file;http;grpc;flagd-proxy
 	Provider string `json:"provider,omitempty"`
 
-	// httpSyncBearerToken is sent as a bearer token to an http source. It ends up in
-	// the sidecar's arguments, readable by anyone who can read the pod: prefer a token
-	// without privileges beyond reading the flags.
+	// httpSyncBearerToken is sent as a bearer token to an http source. The webhook
+	// keeps it out of the pod spec (a Secret in the pod's namespace, read by the
+	// sidecar through its environment), but anyone who can read this
+	// FeatureFlagSource reads it: prefer a token without privileges beyond reading
+	// the flags.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	HTTPSyncBearerToken string `json:"httpSyncBearerToken,omitempty"`
