@@ -2,14 +2,20 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/flagpole
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version comes from the newest v* tag (git describe: v1.2.3, or v1.2.3-4-gabc1234
+# after it, -dirty with local changes; the short commit without a tag). The build date is
+# the commit's, not the clock's, so that two builds of a commit are the same bytes.
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DATE ?= $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r $(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 60s
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
 .PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale
+.PHONY: image image-binaries image-verify image-push deploy-crds
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -57,6 +63,51 @@ propagation: ## time from a flag file change to the new value served (20 renames
 
 fuzz: ## run every fuzz target of the module for $(FUZZTIME) each (found by hack/fuzz.sh)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) bash hack/fuzz.sh
+
+# The image (docs/install.md, "The image"): assembled by hack/image with
+# go-containerregistry, no Docker engine and no base image. Output in $(IMAGE_DIR):
+# oci/ (OCI layout, linux/amd64 + linux/arm64), flagpole-<version>-linux-<arch>.tar
+# (docker load), flagpole-<version>.tar (this machine's architecture), image.json,
+# sbom-linux-<arch>.txt, rootfs/linux_<arch>/ (the Dockerfile's build context).
+IMAGE_REPO ?= ghcr.io/flagpole-dev/flagpole
+IMAGE_DIR ?= bin/image
+SOURCE_URL ?= https://github.com/flagpole-dev/flagpole
+IMAGE_ARCHES := amd64 arm64
+IMAGE_TOOL := bin/tools/image
+# IMAGE_REBUILD_FLAGS=-a makes image-verify's second build ignore the build cache
+# (every package compiled again: ~15 min on 2 busy cores, so not the default).
+IMAGE_REBUILD_FLAGS ?=
+IMAGE_META = -repository $(IMAGE_REPO) -version $(VERSION) -revision $(REVISION) -source $(SOURCE_URL) -created $(SOURCE_DATE_EPOCH)
+
+image-binaries: ## static linux binaries of every image architecture in bin/linux_<arch>/
+	for a in $(IMAGE_ARCHES); do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux_$$a/flagpole . || exit 1; \
+	done
+
+$(IMAGE_TOOL): FORCE
+	$(GO) -C hack/image build -o $(CURDIR)/$(IMAGE_TOOL) .
+
+image: image-binaries $(IMAGE_TOOL) ## the multi-arch OCI image, without Docker, in $(IMAGE_DIR) (docs/install.md)
+	$(IMAGE_TOOL) build -out $(IMAGE_DIR) $(IMAGE_META) $(foreach a,$(IMAGE_ARCHES),-binary $(a)=bin/linux_$(a)/flagpole)
+
+image-verify: build image ## check the image (config, files, binaries, archives), rebuild it to prove it reproducible, and (IMAGE_DOCKER=1) load, run and rebuild it with a real Docker engine
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	  echo "rebuilding the binaries ($(or $(IMAGE_REBUILD_FLAGS),from the build cache)) and the image in $$tmp"; \
+	  for a in $(IMAGE_ARCHES); do \
+	    CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build $(IMAGE_REBUILD_FLAGS) -trimpath -ldflags '$(LDFLAGS)' -o $$tmp/linux_$$a/flagpole . || exit 1; \
+	  done; \
+	  $(IMAGE_TOOL) build -out $$tmp/image $(IMAGE_META) $(foreach a,$(IMAGE_ARCHES),-binary $(a)=$$tmp/linux_$(a)/flagpole) >/dev/null && \
+	  $(IMAGE_TOOL) verify -dir $(IMAGE_DIR) $(IMAGE_META) -host-binary $(BIN) -want-digest $$($(IMAGE_TOOL) digest -dir $$tmp/image)
+	@if [ "$(IMAGE_DOCKER)" = 1 ]; then bash hack/image/docker-verify.sh $(IMAGE_DIR); fi
+
+image-push: image ## push the image index to $(REGISTRY)/flagpole:<version> (credentials: docker login / credential helpers)
+	@test -n "$(REGISTRY)" || { echo "make image-push REGISTRY=registry.example.com/team"; exit 2; }
+	$(IMAGE_TOOL) push -dir $(IMAGE_DIR) -repository $(REGISTRY)/flagpole
+
+FORCE:
+
+deploy-crds: ## copy crd/manifests into deploy/base/crds and the chart's crds/ (kustomize and Helm load no file outside their directory; go test ./deploy fails when they differ)
+	for d in deploy/base/crds deploy/chart/flagpole/crds; do mkdir -p $$d && rm -f $$d/*.yaml && cp crd/manifests/*.yaml $$d/ || exit 1; done
 
 clean:
 	rm -rf bin
