@@ -4,9 +4,10 @@
 #   run.sh e2e    up, then the e2e suite against the cluster, then down (always,
 #                 also after a failure or Ctrl-C; FLAGPOLE_KIND_KEEP=1 keeps it all)
 #   run.sh up     Docker engine (hack/docker-up.sh), node image (node-image.sh),
-#                 cluster from e2e/kind/, flagpole and test-app images loaded,
-#                 operator installed from deploy/default; prints how to use it
-#   run.sh test   the e2e suite against a cluster `up` made
+#                 cluster from e2e/kind/, flagpole and test-app images loaded
+#   run.sh install  the operator from deploy/default (install.sh), image under test
+#   run.sh test   against a cluster `up` made: the API-server e2e suite, then the
+#                 operator installed, then the kind scenarios and figures (e2e/kindtest)
 #   run.sh down   delete the cluster and what was made for it: the kind network, the
 #                 /lib/modules mount point kind made, the engine docker-up started
 #
@@ -57,14 +58,19 @@ engine() {
 	echo "$env" >"$state/docker-env"
 }
 
-# image_archive prints the docker-loadable archive of the flagpole image under test.
+# image_archive prints the docker-loadable archive of the flagpole image under test:
+# $FLAGPOLE_IMAGE_ARCHIVE, else what `make image` writes for this machine's
+# architecture (bin/image/flagpole-<version>.tar, docs/install.md).
 image_archive() {
+	local a
 	if [ -n "${FLAGPOLE_IMAGE_ARCHIVE:-}" ]; then
 		echo "$FLAGPOLE_IMAGE_ARCHIVE"
 		return
 	fi
 	make -C "$repo" -s image >&2
-	make -C "$repo" -s --no-print-directory image-archive-path
+	a=$(find "$repo/bin/image" -maxdepth 1 -name 'flagpole-*.tar' ! -name '*-linux-*' | head -n 1)
+	[ -s "$a" ] || { log "make image wrote no bin/image/flagpole-<version>.tar"; exit 1; }
+	echo "$a"
 }
 
 # archive_tag prints the first repo:tag of a docker-save archive.
@@ -86,8 +92,12 @@ up() {
 
 	config="$here/cluster.yaml"
 	case "$node_image" in flagpole.local/*) config="$here/cluster-local-node.yaml" ;; esac
-	if docker network inspect kind >/dev/null 2>&1; then rm -f "$state/network-created"; else : >"$state/network-created"; fi
-	if [ -e /lib/modules ]; then rm -f "$state/lib-modules-created"; else : >"$state/lib-modules-created"; fi
+	# What kind is about to create on the host, recorded once per state (down removes it).
+	if [ ! -e "$state/recorded" ]; then
+		docker network inspect kind >/dev/null 2>&1 || : >"$state/network-created"
+		[ -e /lib/modules ] || : >"$state/lib-modules-created"
+		: >"$state/recorded"
+	fi
 	if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
 		log "cluster $cluster exists: deleting it first"
 		"$kind" delete cluster --name "$cluster" >&2
@@ -102,24 +112,55 @@ up() {
 		echo "FLAGPOLE_E2E_APPS_IMAGE=$apps_image"
 		echo "FLAGPOLE_E2E_KUBECTL=$(kubectl_bin)"
 		echo "FLAGPOLE_E2E_NODE_IMAGE=$node_image"
+		echo "FLAGPOLE_E2E_KIND_NODE=$cluster-control-plane"
+		echo "FLAGPOLE_E2E_INSTALL=$here/install.sh"
+		echo "FLAGPOLE_E2E_OPERATOR_NAMESPACE=flagpole-system"
+		echo "FLAGPOLE_E2E_OPERATOR_DEPLOYMENT=flagpole-operator"
 	} >"$state/env"
 	phase "images loaded"
-	"$repo/e2e/kind/install.sh" "$kubeconfig" "$image" >&2
-	phase "operator installed"
-	log "cluster $cluster is up: KUBECONFIG=$kubeconfig (run.sh test, run.sh down)"
+	log "cluster $cluster is up: KUBECONFIG=$kubeconfig (run.sh install, run.sh test, run.sh down)"
 }
 
-run_tests() {
-	local env
-	[ -s "$kubeconfig" ] || { log "no cluster: run.sh up first"; exit 1; }
+# load_env reads what up wrote: the engine's DOCKER_HOST and the tests' environment.
+load_env() {
+	[ -s "$kubeconfig" ] && [ -s "$state/env" ] || { log "no cluster: run.sh up first"; exit 1; }
 	eval "$(cat "$state/docker-env")"
 	set -a
 	# shellcheck disable=SC1091
 	. "$state/env"
 	set +a
+	export KUBECONFIG="$kubeconfig"
+}
+
+# install installs the operator from deploy/default with the image under test.
+install() {
+	load_env
+	"$here/install.sh" "$kubeconfig" "$FLAGPOLE_E2E_IMAGE"
+	phase "operator installed"
+}
+
+# run_tests runs, against the cluster: the API-server suite (every e2e package but
+# kindtest, FLAGPOLE_E2E_EXISTING_CLUSTER=true), before the operator is installed (its
+# validating webhooks would refuse what that suite expects the API server alone to
+# judge); then the operator from deploy/default; then the kindtest scenarios.
+run_tests() {
+	local pkgs
+	load_env
 	cd "$repo/e2e"
-	FLAGPOLE_E2E_EXISTING_CLUSTER=true FLAGPOLE_E2E_KIND=true KUBECONFIG="$kubeconfig" \
-		go test -count=1 -p 1 -timeout "${FLAGPOLE_KIND_TIMEOUT:-40m}" ${FLAGPOLE_KIND_TESTFLAGS:--v} ./...
+	export FLAGPOLE_E2E_EXISTING_CLUSTER=true FLAGPOLE_E2E_KIND=true
+	local flags=(-count=1 -p 1 ${FLAGPOLE_KIND_TESTFLAGS:--v})
+	if [ -z "${FLAGPOLE_KIND_ONLY:-}" ]; then
+		pkgs=$(go list ./... | grep -v /kindtest)
+		# shellcheck disable=SC2086
+		go test "${flags[@]}" -timeout 20m $pkgs
+		phase "API-server suite passed on the kind cluster"
+	fi
+	install
+	# The scenarios (in parallel), then the figures of issue 15 item 4 — benchmarks run
+	# once each, alone on the cluster (FLAGPOLE_KIND_BENCH='^$' skips them).
+	go test "${flags[@]}" -timeout "${FLAGPOLE_KIND_TIMEOUT:-40m}" ${FLAGPOLE_KIND_RUN:+-run "$FLAGPOLE_KIND_RUN"} \
+		-bench "${FLAGPOLE_KIND_BENCH:-.}" -benchtime 1x ./kindtest/
+	phase "kind scenarios passed"
 }
 
 down() {
@@ -143,6 +184,7 @@ down() {
 
 case "${1:-}" in
 up) up ;;
+install) install ;;
 test) run_tests ;;
 down) down ;;
 e2e)
@@ -156,7 +198,7 @@ e2e)
 	log "e2e passed in $((SECONDS - start)) s (setup and tests)"
 	;;
 *)
-	echo "usage: $0 e2e|up|test|down" >&2
+	echo "usage: $0 e2e|up|install|test|down" >&2
 	exit 2
 	;;
 esac

@@ -112,7 +112,7 @@ func (e *env) appDeployment(name string, o appOptions) *appsv1.Deployment {
 }
 
 // deployApp creates the app's Deployment in ns and returns its Ready pod.
-func (e *env) deployApp(t *testing.T, ns, name string, o appOptions) *corev1.Pod {
+func (e *env) deployApp(t testing.TB, ns, name string, o appOptions) *corev1.Pod {
 	t.Helper()
 	if _, err := e.Cluster.Kube.AppsV1().Deployments(ns).Create(t.Context(), e.appDeployment(name, o), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating Deployment %s/%s: %v", ns, name, err)
@@ -122,7 +122,7 @@ func (e *env) deployApp(t *testing.T, ns, name string, o appOptions) *corev1.Pod
 
 // readyPod waits for a Ready pod of the app Deployment name that is not being deleted
 // and is not the pod named except, and returns it.
-func (e *env) readyPod(t *testing.T, ns, name, except string) *corev1.Pod {
+func (e *env) readyPod(t testing.TB, ns, name, except string) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
 	waitFor(t, fmt.Sprintf("a Ready pod of %s/%s", ns, name), podTimeout, func() (bool, error) {
@@ -240,7 +240,7 @@ func (e *env) status(ctx context.Context, ns, pod string) (appStatus, error) {
 
 // waitValue waits until the app in pod reports value without an error, and returns
 // its status.
-func (e *env) waitValue(t *testing.T, ns, pod, value string, timeout time.Duration) appStatus {
+func (e *env) waitValue(t testing.TB, ns, pod, value string, timeout time.Duration) appStatus {
 	t.Helper()
 	var s appStatus
 	waitFor(t, fmt.Sprintf("app %s/%s to see %q", ns, pod, value), timeout, func() (bool, error) {
@@ -257,7 +257,7 @@ func (e *env) waitValue(t *testing.T, ns, pod, value string, timeout time.Durati
 }
 
 // waitFor polls cond every 100 ms until it holds or the timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -291,7 +291,7 @@ func colorFlags(value string) v1beta1.FlagSpec {
 }
 
 // createFlags creates FeatureFlag name in ns with colorFlags(value).
-func (e *env) createFlags(t *testing.T, ns, name, value string) *v1beta1.FeatureFlag {
+func (e *env) createFlags(t testing.TB, ns, name, value string) *v1beta1.FeatureFlag {
 	t.Helper()
 	ff, err := e.Cluster.Flags.CoreV1beta1().FeatureFlags(ns).Create(t.Context(),
 		&v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.FeatureFlagSpec{FlagSpec: colorFlags(value)}}, metav1.CreateOptions{})
@@ -303,7 +303,7 @@ func (e *env) createFlags(t *testing.T, ns, name, value string) *v1beta1.Feature
 
 // setColor updates FeatureFlag name so that "color" is value, retrying on conflicts,
 // and returns when the update returned.
-func (e *env) setColor(t *testing.T, ns, name, value string) time.Time {
+func (e *env) setColor(t testing.TB, ns, name, value string) time.Time {
 	t.Helper()
 	ffs := e.Cluster.Flags.CoreV1beta1().FeatureFlags(ns)
 	for {
@@ -321,7 +321,7 @@ func (e *env) setColor(t *testing.T, ns, name, value string) time.Time {
 }
 
 // createSource creates FeatureFlagSource name in ns with the given sources.
-func (e *env) createSource(t *testing.T, ns, name string, edit func(*v1beta1.FeatureFlagSourceSpec), sources ...v1beta1.Source) {
+func (e *env) createSource(t testing.TB, ns, name string, edit func(*v1beta1.FeatureFlagSourceSpec), sources ...v1beta1.Source) {
 	t.Helper()
 	spec := v1beta1.FeatureFlagSourceSpec{Sources: sources}
 	if edit != nil {
@@ -336,7 +336,7 @@ func (e *env) createSource(t *testing.T, ns, name string, edit func(*v1beta1.Fea
 // namespace is a fresh namespace for the test, deleted at its end, in which the
 // default ServiceAccount exists (pods are refused until the ServiceAccount
 // controller has made it).
-func (e *env) namespace(t *testing.T, prefix string) string {
+func (e *env) namespace(t testing.TB, prefix string) string {
 	t.Helper()
 	ns := harness.Namespace(t, e.Cluster, prefix)
 	waitFor(t, "the default ServiceAccount of "+ns, time.Minute, func() (bool, error) {
@@ -352,7 +352,7 @@ func (e *env) namespace(t *testing.T, prefix string) string {
 }
 
 // dumpNamespace logs the pods of ns and the last log lines of their containers.
-func (e *env) dumpNamespace(ns string, t *testing.T) {
+func (e *env) dumpNamespace(ns string, t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pods, err := e.Cluster.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
@@ -382,7 +382,7 @@ func (e *env) dumpNamespace(ns string, t *testing.T) {
 
 // sidecar returns the injected flagd sidecar of pod, failing the test if there is
 // none or it is not a native sidecar running the image under test.
-func (e *env) sidecar(t *testing.T, pod *corev1.Pod) corev1.Container {
+func (e *env) sidecar(t testing.TB, pod *corev1.Pod) corev1.Container {
 	t.Helper()
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name != sidecarName {
@@ -412,7 +412,7 @@ func sidecarStatus(pod *corev1.Pod) (corev1.ContainerStatus, bool) {
 
 // checkSidecarRunning fails unless pod's sidecar is started, ready and running the
 // image under test (the kubelet's view: the image the container really runs).
-func (e *env) checkSidecarRunning(t *testing.T, pod *corev1.Pod) {
+func (e *env) checkSidecarRunning(t testing.TB, pod *corev1.Pod) {
 	t.Helper()
 	e.sidecar(t, pod)
 	s, ok := sidecarStatus(pod)

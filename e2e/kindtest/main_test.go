@@ -89,7 +89,7 @@ func setup() (*env, error) {
 }
 
 // kind skips the test unless the run targets a kind cluster, and returns the suite.
-func kind(t *testing.T) *env {
+func kind(t testing.TB) *env {
 	t.Helper()
 	if suite == nil {
 		t.Skipf("needs a kind cluster (%s=true: make kind-e2e)", KindEnv)

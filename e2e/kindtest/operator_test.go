@@ -16,7 +16,7 @@ import (
 )
 
 // operator returns the operator's Deployment.
-func (e *env) operator(t *testing.T) *appsv1.Deployment {
+func (e *env) operator(t testing.TB) *appsv1.Deployment {
 	t.Helper()
 	d, err := e.Cluster.Kube.AppsV1().Deployments(e.OperatorNamespace).Get(t.Context(), e.OperatorDeployment, metav1.GetOptions{})
 	if err != nil {
@@ -27,7 +27,7 @@ func (e *env) operator(t *testing.T) *appsv1.Deployment {
 
 // operatorFlag returns the value of the operator's command-line flag name (--name=v
 // or --name v in its first container's args), or def.
-func (e *env) operatorFlag(t *testing.T, name, def string) string {
+func (e *env) operatorFlag(t testing.TB, name, def string) string {
 	t.Helper()
 	d := e.operator(t)
 	args := d.Spec.Template.Spec.Containers[0].Args
@@ -44,7 +44,7 @@ func (e *env) operatorFlag(t *testing.T, name, def string) string {
 
 // waitOperatorAvailable waits until the operator's Deployment has rolled out its
 // current generation and every replica is available.
-func (e *env) waitOperatorAvailable(t *testing.T) {
+func (e *env) waitOperatorAvailable(t testing.TB) {
 	t.Helper()
 	waitFor(t, "the operator to be available", podTimeout, func() (bool, error) {
 		d, err := e.Cluster.Kube.AppsV1().Deployments(e.OperatorNamespace).Get(t.Context(), e.OperatorDeployment, metav1.GetOptions{})
@@ -62,7 +62,7 @@ func (e *env) waitOperatorAvailable(t *testing.T) {
 
 // scaleOperator sets the operator's replicas and waits until that many pods run (0:
 // until none is left).
-func (e *env) scaleOperator(t *testing.T, replicas int32) {
+func (e *env) scaleOperator(t testing.TB, replicas int32) {
 	t.Helper()
 	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
 	if _, err := e.Cluster.Kube.AppsV1().Deployments(e.OperatorNamespace).Patch(t.Context(), e.OperatorDeployment, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -82,7 +82,30 @@ func (e *env) scaleOperator(t *testing.T, replicas int32) {
 	})
 }
 
-// admitted creates an annotated Deployment's pod directly — a Pod owned by a
+// restoreOperator sets the operator's replicas back and waits until they are
+// available, for a test's cleanup (whose t.Context() is already canceled).
+func (e *env) restoreOperator(replicas int32) error {
+	ctx, cancel := context.WithTimeout(context.Background(), podTimeout)
+	defer cancel()
+	deployments := e.Cluster.Kube.AppsV1().Deployments(e.OperatorNamespace)
+	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
+	if _, err := deployments.Patch(ctx, e.OperatorDeployment, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("restoring the operator's %d replicas: %w", replicas, err)
+	}
+	for {
+		d, err := deployments.Get(ctx, e.OperatorDeployment, metav1.GetOptions{})
+		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas && d.Status.Replicas == replicas {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the operator's %d replicas not available again within %s (last: %v)", replicas, podTimeout, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// tryInjectedPod creates an annotated Deployment's pod directly — a Pod owned by a
 // ConfigMap, since the webhook refuses orphaned pods — and reports whether the API
 // server admitted it; the pod is deleted again. A denial returns the error.
 func (e *env) tryInjectedPod(ctx context.Context, ns, source string) error {
@@ -112,8 +135,8 @@ func (e *env) tryInjectedPod(ctx context.Context, ns, source string) error {
 // TestOperatorDown: with the operator stopped, a pod asking for injection is refused
 // (the webhook's failurePolicy is Fail: no pod starts without its flags), a pod of
 // another namespace that asks for nothing is admitted, and running apps keep their
-// flags — and follow updates, which reach their sidecars without the operator. Once
-// the operator is back, admissions work again.
+// flags, evaluating without an error. Once the operator is back, admissions work
+// again and updates flow.
 func TestOperatorDown(t *testing.T) {
 	e := kind(t)
 	ctx := t.Context()
@@ -130,7 +153,9 @@ func TestOperatorDown(t *testing.T) {
 	replicas := ptr.Deref(e.operator(t).Spec.Replicas, 1)
 	t.Cleanup(func() {
 		// Whatever happened, the operator runs again for the next tests.
-		e.scaleOperator(t, replicas)
+		if err := e.restoreOperator(replicas); err != nil {
+			t.Error(err)
+		}
 	})
 	e.scaleOperator(t, 0)
 	before, err := e.status(ctx, ns, pod.Name)
@@ -153,13 +178,24 @@ func TestOperatorDown(t *testing.T) {
 		t.Fatalf("a pod without annotations in another namespace was refused while the operator is down: %v", err)
 	}
 
-	e.setColor(t, ns, "flags", "blue")
-	after := e.waitValue(t, ns, pod.Name, "blue", valueTimeout)
+	// FeatureFlag writes go through the validating webhook (failurePolicy Fail too):
+	// nothing changes the flags while the operator is down. The app keeps evaluating,
+	// without an error, for a while.
+	time.Sleep(10 * time.Second)
+	after := e.waitValue(t, ns, pod.Name, "red", valueTimeout)
 	if after.Errors != before.Errors {
 		t.Fatalf("the app saw %d evaluation errors while the operator was down (%s)", after.Errors-before.Errors, after.ErrorMessage)
 	}
 	if after.Evaluations <= before.Evaluations {
 		t.Fatalf("the app stopped evaluating: %d evaluations before, %d after", before.Evaluations, after.Evaluations)
+	}
+	ff, err := e.Cluster.Flags.CoreV1beta1().FeatureFlags(ns).Get(ctx, "flags", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ff.Spec.FlagSpec = colorFlags("blue")
+	if _, err := e.Cluster.Flags.CoreV1beta1().FeatureFlags(ns).Update(ctx, ff, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "webhook") {
+		t.Fatalf("a FeatureFlag update while the validating webhook is down: %v, want refused by the webhook call", err)
 	}
 
 	e.scaleOperator(t, replicas)
@@ -167,6 +203,8 @@ func TestOperatorDown(t *testing.T) {
 		err := e.tryInjectedPod(ctx, ns, "source")
 		return err == nil, err
 	})
+	e.setColor(t, ns, "flags", "blue")
+	e.waitValue(t, ns, pod.Name, "blue", valueTimeout)
 }
 
 // TestWebhookCertificateReissued: deleting the operator's webhook certificate Secret

@@ -34,7 +34,7 @@ func flagsSource() v1beta1.Source {
 // measureUpdates sets the FeatureFlag's "color" n times and times each update, from
 // the Update call to the moment the app in pod first saw the new value (its own
 // clock: the node shares this machine's). Values are prefix-00, prefix-01, ...
-func (e *env) measureUpdates(t *testing.T, ns, pod, flag, prefix string, n int, timeout time.Duration) []time.Duration {
+func (e *env) measureUpdates(t testing.TB, ns, pod, flag, prefix string, n int, timeout time.Duration) []time.Duration {
 	t.Helper()
 	var took []time.Duration
 	for i := range n {
@@ -52,7 +52,7 @@ func (e *env) measureUpdates(t *testing.T, ns, pod, flag, prefix string, n int, 
 }
 
 // report logs the figures of a propagation measurement (reported, never asserted).
-func report(t *testing.T, what string, took []time.Duration, budget time.Duration) {
+func report(t testing.TB, what string, took []time.Duration, budget time.Duration) {
 	t.Helper()
 	if len(took) == 0 {
 		return
@@ -250,7 +250,7 @@ func TestHTTPProvider(t *testing.T) {
 }
 
 // service creates a ClusterIP Service name in ns for the pods of app Deployment app.
-func (e *env) service(t *testing.T, ns, name, app string, port int32) {
+func (e *env) service(t testing.TB, ns, name, app string, port int32) {
 	t.Helper()
 	if _, err := e.Cluster.Kube.CoreV1().Services(ns).Create(t.Context(), &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -264,7 +264,7 @@ func (e *env) service(t *testing.T, ns, name, app string, port int32) {
 }
 
 // randomToken is a fresh 32-byte hex token.
-func randomToken(t *testing.T) string {
+func randomToken(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {

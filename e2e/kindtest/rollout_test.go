@@ -164,7 +164,7 @@ func TestUpgrade(t *testing.T) {
 }
 
 // sidecarImage is the image of pod's flagd sidecar.
-func (e *env) sidecarImage(t *testing.T, pod *corev1.Pod) string {
+func (e *env) sidecarImage(t testing.TB, pod *corev1.Pod) string {
 	t.Helper()
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == sidecarName {
