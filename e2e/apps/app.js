@@ -69,6 +69,10 @@ const state = {
   reason: undefined,
   errorCode: undefined,
   errorMessage: undefined,
+  // What the provider threw, from an error hook (the SDK's details carry only the
+  // code and message): its class name and, for HTTP errors, the response status.
+  errorType: undefined,
+  errorStatus: undefined,
   evaluations: 0,
   errors: 0,
   lastErrorAt: null,
@@ -77,6 +81,12 @@ const state = {
 };
 
 const client = OpenFeature.getClient('flagpole-e2e');
+client.addHooks({
+  error(_hookContext, err) {
+    state.errorType = err && err.name;
+    state.errorStatus = err && err.response && err.response.status;
+  },
+});
 const evaluate = {
   boolean: (k, d, c) => client.getBooleanDetails(k, d, c),
   string: (k, d, c) => client.getStringDetails(k, d, c),
@@ -97,6 +107,8 @@ function record(details) {
   state.lastSuccessAt = now;
   state.errorCode = undefined;
   state.errorMessage = undefined;
+  state.errorType = undefined;
+  state.errorStatus = undefined;
   state.variant = details.variant;
   state.reason = details.reason;
   const value = JSON.stringify(details.value);

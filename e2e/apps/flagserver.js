@@ -3,7 +3,8 @@
 // GET /flags.json only with "Authorization: Bearer <token>" (the token read from
 // TOKEN_FILE, a mounted Secret), 401 otherwise. The document starts as FLAGS (JSON);
 // PUT /admin/flags replaces it (the test reaches it through the API server's pod
-// proxy). GET /admin/stats counts served and refused requests. Listens on PORT
+// proxy). GET /admin/stats counts served and refused requests; GET /healthz is the
+// readiness probe. Listens on PORT
 // (default 8080).
 const http = require('node:http');
 const fs = require('node:fs');
@@ -50,6 +51,11 @@ http
         res.writeHead(204);
         res.end();
       });
+      return;
+    }
+    if (req.method === 'GET' && req.url === '/healthz') {
+      res.writeHead(200);
+      res.end('ok');
       return;
     }
     if (req.method === 'GET' && req.url === '/admin/stats') {

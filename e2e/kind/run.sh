@@ -5,6 +5,8 @@
 #                 also after a failure or Ctrl-C; FLAGPOLE_KIND_KEEP=1 keeps it all)
 #   run.sh up     Docker engine (hack/docker-up.sh), node image (node-image.sh),
 #                 cluster from e2e/kind/, flagpole and test-app images loaded
+#   run.sh load   rebuild what changed of the flagpole and test-app images and load
+#                 them into the running cluster
 #   run.sh install  the operator from deploy/default (install.sh), image under test
 #   run.sh test   against a cluster `up` made: the API-server e2e suite, then the
 #                 operator installed, then the kind scenarios and figures (e2e/kindtest)
@@ -77,19 +79,13 @@ image_archive() {
 archive_tag() { tar -xOf "$1" manifest.json | jq -r '.[0].RepoTags[0]'; }
 
 up() {
-	local kind node_image config archive apps image apps_image
+	local kind node_image config
 	mkdir -p "$state"
 	engine
 	phase "engine ready"
 	kind=$(kind_bin)
 	node_image=$("$here/node-image.sh")
 	phase "node image $node_image"
-	archive=$(image_archive)
-	image=$(archive_tag "$archive")
-	apps=$("$repo/e2e/apps/build.sh")
-	apps_image=$(archive_tag "$apps")
-	phase "images $image, $apps_image"
-
 	config="$here/cluster.yaml"
 	case "$node_image" in flagpole.local/*) config="$here/cluster-local-node.yaml" ;; esac
 	# What kind is about to create on the host, recorded once per state (down removes it).
@@ -105,20 +101,35 @@ up() {
 	"$kind" create cluster --name "$cluster" --image "$node_image" --config "$config" \
 		--kubeconfig "$kubeconfig" --wait 3m >&2
 	phase "cluster $cluster created"
+	echo "$node_image" >"$state/node-image"
+	load_images
+	log "cluster $cluster is up: KUBECONFIG=$kubeconfig (run.sh install, run.sh test, run.sh down)"
+}
+
+# load_images builds (or reuses) the flagpole image and the test apps' image, loads
+# them into the cluster's node and writes the tests' environment. Run alone (run.sh
+# load) it refreshes a running cluster after a change to flagpole or the apps.
+load_images() {
+	local kind archive image apps apps_image
+	kind=$(kind_bin)
+	archive=$(image_archive)
+	image=$(archive_tag "$archive")
+	apps=$("$repo/e2e/apps/build.sh")
+	apps_image=$(archive_tag "$apps")
+	phase "images $image, $apps_image"
 	"$kind" load image-archive --name "$cluster" "$archive" >&2
 	"$kind" load image-archive --name "$cluster" "$apps" >&2
 	{
 		echo "FLAGPOLE_E2E_IMAGE=$image"
 		echo "FLAGPOLE_E2E_APPS_IMAGE=$apps_image"
 		echo "FLAGPOLE_E2E_KUBECTL=$(kubectl_bin)"
-		echo "FLAGPOLE_E2E_NODE_IMAGE=$node_image"
+		echo "FLAGPOLE_E2E_NODE_IMAGE=$(cat "$state/node-image")"
 		echo "FLAGPOLE_E2E_KIND_NODE=$cluster-control-plane"
 		echo "FLAGPOLE_E2E_INSTALL=$here/install.sh"
 		echo "FLAGPOLE_E2E_OPERATOR_NAMESPACE=flagpole-system"
 		echo "FLAGPOLE_E2E_OPERATOR_DEPLOYMENT=flagpole-operator"
 	} >"$state/env"
 	phase "images loaded"
-	log "cluster $cluster is up: KUBECONFIG=$kubeconfig (run.sh install, run.sh test, run.sh down)"
 }
 
 # load_env reads what up wrote: the engine's DOCKER_HOST and the tests' environment.
@@ -184,6 +195,11 @@ down() {
 
 case "${1:-}" in
 up) up ;;
+load)
+	[ -s "$kubeconfig" ] || { log "no cluster: run.sh up first"; exit 1; }
+	eval "$(cat "$state/docker-env")"
+	load_images
+	;;
 install) install ;;
 test) run_tests ;;
 down) down ;;
@@ -198,7 +214,7 @@ e2e)
 	log "e2e passed in $((SECONDS - start)) s (setup and tests)"
 	;;
 *)
-	echo "usage: $0 e2e|up|install|test|down" >&2
+	echo "usage: $0 e2e|up|load|install|test|down" >&2
 	exit 2
 	;;
 esac

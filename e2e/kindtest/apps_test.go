@@ -190,6 +190,8 @@ type appStatus struct {
 	Reason       string          `json:"reason"`
 	ErrorCode    string          `json:"errorCode"`
 	ErrorMessage string          `json:"errorMessage"`
+	ErrorType    string          `json:"errorType"`
+	ErrorStatus  int             `json:"errorStatus"`
 	Evaluations  int64           `json:"evaluations"`
 	Errors       int64           `json:"errors"`
 	ReadyAt      *int64          `json:"readyAt"`

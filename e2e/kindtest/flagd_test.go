@@ -76,8 +76,8 @@ func TestFlagdCR(t *testing.T) {
 		return s.Errors > 0 && s.ErrorCode != "", fmt.Errorf("%d evaluations, %d errors", s.Evaluations, s.Errors)
 	})
 	s, _ := e.status(ctx, ns, refused.Name)
-	t.Logf("without the token: %s %s", s.ErrorCode, s.ErrorMessage)
-	if !strings.Contains(strings.ToLower(s.ErrorMessage), "401") && !strings.Contains(strings.ToLower(s.ErrorMessage), "unauthori") {
-		t.Fatalf("the app without a token fails, but not for want of authorization: %s %s", s.ErrorCode, s.ErrorMessage)
+	t.Logf("without the token: %s %s (%s, HTTP %d)", s.ErrorCode, s.ErrorMessage, s.ErrorType, s.ErrorStatus)
+	if s.ErrorStatus != 401 || !strings.Contains(s.ErrorType, "Unauthorized") {
+		t.Fatalf("the app without a token fails, but not for want of authorization: %s %s (%s, HTTP %d)", s.ErrorCode, s.ErrorMessage, s.ErrorType, s.ErrorStatus)
 	}
 }
