@@ -12,9 +12,11 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 DATE ?= $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r $(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 60s
+# golangci-lint, pinned in hack/lint/go.mod (a module of its own) and built from it.
+GOLANGCI_LINT := bin/tools/golangci-lint
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
-.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale
+.PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout
 .PHONY: image image-binaries image-verify image-push deploy-crds
 
 build: ## build bin/flagpole
@@ -35,10 +37,21 @@ admission-load: ## pod creates with and without the webhook (p50/p99, pods/s) an
 controller-scale: ## 1,000 FeatureFlags and 200 Flagds: time to reconcile all (cold and restart), RSS, API requests, writes in a steady state (a benchmark: prints figures)
 	cd e2e && $(GO) run ./bench/controllerscale $(SCALEFLAGS)
 
-lint: ## go vet + gofmt check
+proxy-fanout: ## flagd-proxy: 1,000 authenticated streams over 100 FeatureFlags: RSS, CPU per update, update → last stream p50/p99 (a benchmark: prints figures; options via FANOUTFLAGS)
+	cd e2e && $(GO) run ./bench/proxyfanout $(FANOUTFLAGS)
+
+lint: $(GOLANGCI_LINT) ## go vet, the gofmt check, and golangci-lint (.golangci.yml) on the main and e2e modules
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GOLANGCI_LINT) run ./...
+	cd e2e && ../$(GOLANGCI_LINT) run ./...
+
+# Built when missing or older than its pin; go's build cache makes a rebuild cheap.
+$(GOLANGCI_LINT): hack/lint/go.mod hack/lint/go.sum
+	@mkdir -p $(@D)
+	$(GO) -C hack/lint build -o $(CURDIR)/$@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+	@touch $@
 
 generate: ## regenerate deepcopy, clientset, listers, informers, applyconfigurations and CRD manifests from crd/apis
 	bash hack/update-codegen.sh

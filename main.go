@@ -30,6 +30,7 @@ type cli struct {
 
 	Flagd      modes.FlagdCmd      `cmd:"" help:"Run as flagd: serve flags over gRPC, Connect, OFREP and the sync API."`
 	Start      modes.FlagdStartCmd `cmd:"" hidden:"" help:"Alias of \"flagd start\", so flagd's and the OpenFeature Operator's pod args work unchanged."`
+	FlagdProxy modes.FlagdProxyCmd `cmd:"" name:"flagd-proxy" help:"Run as flagd-proxy: serve FeatureFlags to many flagd sidecars over the sync API, checking who asks."`
 	Operator   modes.OperatorCmd   `cmd:"" help:"Run the OpenFeature Operator: admission webhooks and reconcilers in one process (the default deployment)."`
 	Webhook    modes.WebhookCmd    `cmd:"" help:"Run the admission webhooks only: sidecar injection and validation of the core.openfeature.dev kinds."`
 	Controller modes.ControllerCmd `cmd:"" help:"Run the reconcilers only (Flagd, FeatureFlag, FeatureFlagSource), on the elected leader."`
@@ -71,8 +72,7 @@ func run(args []string) int {
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	build := modes.BuildInfo{Version: version, Commit: commit, Date: date}
 	if err := kctx.Run(logger, build, modes.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}); err != nil {
-		var exit modes.ExitError
-		if errors.As(err, &exit) {
+		if exit, ok := errors.AsType[modes.ExitError](err); ok {
 			return exit.Code
 		}
 		fmt.Fprintln(os.Stderr, "flagpole:", err)

@@ -31,3 +31,22 @@ func TestFlagdStartIsWired(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagdProxyStartIsWired: `flagd-proxy start` runs with its bindings and
+// reports a kubeconfig it cannot use.
+func TestFlagdProxyStartIsWired(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	code := run([]string{"flagd-proxy", "start", "--kubeconfig", "/nonexistent/kubeconfig", "--port", "0", "--management-port", "0"})
+	os.Stderr = stderr
+	w.Close()
+	out, _ := io.ReadAll(r)
+	r.Close()
+	if code != 1 || !strings.Contains(string(out), "kubernetes: kubeconfig /nonexistent/kubeconfig: invalid configuration") {
+		t.Errorf("exit %d, stderr %q", code, out)
+	}
+}

@@ -18,6 +18,7 @@ const (
 	ReasonApplied          = "Applied"
 	ReasonInvalid          = "Invalid"
 	ReasonSourceNotFound   = "FeatureFlagSourceNotFound"
+	ReasonConflict         = "Conflict" // a child's name is taken by someone else's object
 	ReasonRolledOut        = "RolledOut"
 	ReasonGrantRemoved     = "GrantRemoved"
 	ReasonConfigMapUpdated = "ConfigMapUpdated"

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -255,8 +256,8 @@ func (f *fakeAPI) writes() []string {
 func (f *fakeAPI) body(verb, path string) map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for i := len(f.actions) - 1; i >= 0; i-- {
-		if a := f.actions[i]; a.Verb == verb && a.Path == path {
+	for _, a := range slices.Backward(f.actions) {
+		if a.Verb == verb && a.Path == path {
 			doc, _ := a.Body.(map[string]any)
 			return doc
 		}

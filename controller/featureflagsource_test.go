@@ -261,7 +261,8 @@ func TestFeatureFlagSourceRolloutOnChangeAloneRestartsNothing(t *testing.T) {
 }
 
 // TestFeatureFlagSourceConditions: Ready False lists the first problems of every
-// kind of unresolvable source, bounded.
+// kind of unresolvable source, bounded (a flagd-proxy source of an existing
+// FeatureFlag resolves; the proxy's readiness is not a problem of the source).
 func TestFeatureFlagSourceConditions(t *testing.T) {
 	f := newFixture(t)
 	r := newSourceController(t, f)
@@ -276,6 +277,7 @@ func TestFeatureFlagSourceConditions(t *testing.T) {
 		v1beta1.Source{Source: "flags.example:8015", Provider: "grpc"},
 		v1beta1.Source{Source: "my-flag"}, // the operator's default provider: kubernetes
 		v1beta1.Source{Source: "x", Provider: "unknown"},
+		v1beta1.Source{Source: "elsewhere/private", Provider: "flagd-proxy"},
 	)
 	f.seed(f.cluster.Sources, ffs)
 	if err := r.sync(context.Background(), cache.ObjectName{Namespace: "team", Name: "flags"}); err != nil {
@@ -286,8 +288,7 @@ func TestFeatureFlagSourceConditions(t *testing.T) {
 		t.Fatalf("requests: %v", got)
 	}
 	cond := got[0].Body.(map[string]any)["status"].(map[string]any)["conditions"].([]any)[0].(map[string]any)
-	want := "FeatureFlagSource team/flags spec.sources[0]: provider flagd-proxy is not supported by this flagpole version yet; use kubernetes (least-privilege per-namespace grants) or grpc; " +
-		"FeatureFlagSource team/flags spec.sources[1]: provider gcs (cloud blob storage) is not implemented by flagpole's sidecar; serve the flags over http(s) or from a FeatureFlag; " +
+	want := "FeatureFlagSource team/flags spec.sources[1]: provider gcs (cloud blob storage) is not implemented by flagpole's sidecar; serve the flags over http(s) or from a FeatureFlag; " +
 		`FeatureFlagSource team/flags spec.sources[2]: source "not a url" is not an http(s) URL; ` +
 		`FeatureFlagSource team/flags spec.sources[3]: uri: want host:port, got "flags.example"; ` +
 		"FeatureFlagSource team/flags spec.sources[4]: FeatureFlag elsewhere/private is in another namespace than the pod (team)"

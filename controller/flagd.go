@@ -196,6 +196,26 @@ func (r *Flagd) sync(ctx context.Context, key cache.ObjectName) error {
 		return err // deleted: its children are collected by ownership
 	}
 	f := obj.(*v1beta1.Flagd).DeepCopy()
+	err = r.reconcile(ctx, f)
+	if conflict := (*childConflict)(nil); errors.As(err, &conflict) {
+		return r.setStatus(ctx, f, metav1.ConditionFalse, ReasonConflict, conflict.Error(), "", 0)
+	}
+	return err
+}
+
+// childConflict is a child's name taken by an object the Flagd does not control: it
+// is left alone (applying would take over someone else's Deployment, Service or
+// ServiceAccount, and collect it with the Flagd).
+type childConflict struct {
+	resource, namespace, name string
+}
+
+func (c *childConflict) Error() string {
+	return fmt.Sprintf("%s %s/%s exists and is not controlled by this Flagd; rename the Flagd or remove that object", c.resource, c.namespace, c.name)
+}
+
+// reconcile brings one Flagd's children and status to the desired state.
+func (r *Flagd) reconcile(ctx context.Context, f *v1beta1.Flagd) error {
 	ffs, err := r.cluster.FeatureFlagSource(ctx, sidecar.Ref{Namespace: f.Namespace, Name: f.Spec.FeatureFlagSource})
 	if apierrors.IsNotFound(err) {
 		return r.setStatus(ctx, f, metav1.ConditionFalse, ReasonSourceNotFound,
@@ -342,6 +362,8 @@ func (r *Flagd) apply(ctx context.Context, cached cache.SharedIndexInformer, rc 
 		if lo, ok := live.(runtime.Object); ok && UpToDate(patch, lo) {
 			return nil
 		}
+	} else if err := notTaken(ctx, rc.Get().Namespace(m.GetNamespace()).Resource(resource).Name(m.GetName()), resource, m); err != nil {
+		return err
 	}
 	err = ApplyBytes(ctx, rc, resource, m.GetNamespace(), m.GetName(), patch)
 	if apierrors.IsInvalid(err) && exists {
@@ -359,6 +381,28 @@ func (r *Flagd) apply(ctx context.Context, cached cache.SharedIndexInformer, rc 
 	}
 	r.log.Info().Str("key", m.GetNamespace()+"/"+m.GetName()).Str("resource", resource).Msg("applied")
 	return nil
+}
+
+// notTaken reads a child the (labelled) cache does not hold: absent, or ours and
+// not cached yet, it may be applied; someone else's is a childConflict.
+func notTaken(ctx context.Context, get *rest.Request, resource string, desired metav1.Object) error {
+	raw, err := get.Do(ctx).Raw()
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s %s/%s: %w", resource, desired.GetNamespace(), desired.GetName(), err)
+	}
+	var live struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &live); err != nil {
+		return fmt.Errorf("reading %s %s/%s: %w", resource, desired.GetNamespace(), desired.GetName(), err)
+	}
+	if ref, want := metav1.GetControllerOf(&live.Metadata), metav1.GetControllerOfNoCopy(desired); ref != nil && want != nil && ref.UID == want.UID {
+		return nil
+	}
+	return &childConflict{resource: resource, namespace: desired.GetNamespace(), name: desired.GetName()}
 }
 
 // recreate deletes a child we control (only that exact object: a UID precondition)
@@ -437,6 +481,9 @@ func (r *Flagd) syncRoute(ctx context.Context, f *v1beta1.Flagd, p flagdPorts) e
 			return r.clients.Core.Delete().AbsPath("/apis/gateway.networking.k8s.io/v1/namespaces", f.Namespace, "httproutes", f.Name).Do(ctx).Error()
 		}
 		return nil
+	}
+	if live != nil && !ownedBy(live, f) {
+		return &childConflict{resource: "httproutes", namespace: f.Namespace, name: f.Name}
 	}
 	desired := flagdHTTPRoute(f, p)
 	patch, err := desired.MarshalJSON()

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -21,13 +22,11 @@ import (
 	"github.com/flagpole-dev/flagpole/sidecar"
 )
 
-// flagdFixture is a Flagd controller on a fake API server with seeded caches.
+// flagdFixture is a Flagd controller on the fixture's fake API server and caches.
 type flagdFixture struct {
-	t    *testing.T
-	api  *fakeAPI
-	r    *Flagd
-	rec  *record.FakeRecorder
-	objs *sidecar.Cluster
+	*fixture
+	r   *Flagd
+	rec *record.FakeRecorder
 }
 
 func newFlagdFixture(t *testing.T) *flagdFixture {
@@ -39,20 +38,12 @@ func newFlagdFixture(t *testing.T) *flagdFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &flagdFixture{t: t, api: fx.api, r: r, rec: rec, objs: fx.cluster}
+	return &flagdFixture{fixture: fx, r: r, rec: rec}
 }
 
-func (f *flagdFixture) seed(inf cache.SharedIndexInformer, objs ...runtime.Object) {
-	f.t.Helper()
-	for _, o := range objs {
-		if err := inf.GetIndexer().Add(o); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-}
-
-func (f *flagdFixture) sync(name string) error {
-	return f.r.sync(context.Background(), cache.ObjectName{Namespace: "ns", Name: name})
+// sync reconciles the Flagd ns/shared.
+func (f *flagdFixture) sync() error {
+	return f.r.sync(context.Background(), cache.ObjectName{Namespace: "ns", Name: "shared"})
 }
 
 func fixtureFlagd(edit func(*v1beta1.Flagd)) *v1beta1.Flagd {
@@ -79,7 +70,10 @@ func fixtureFlag() *v1beta1.FeatureFlag {
 // decodeInto decodes a recorded body into a typed object.
 func decodeInto(t *testing.T, body map[string]any, out any) {
 	t.Helper()
-	data, _ := json.Marshal(body)
+	data, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +84,10 @@ func decodeInto(t *testing.T, body map[string]any, out any) {
 func TestFlagdFirstReconcile(t *testing.T) {
 	f := newFlagdFixture(t)
 	f.seed(f.r.flagds, fixtureFlagd(nil))
-	f.seed(f.objs.Sources, fixtureSource())
-	f.seed(f.objs.FeatureFlags, fixtureFlag())
-	f.seed(f.objs.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
-	if err := f.sync("shared"); err != nil {
+	f.seed(f.cluster.Sources, fixtureSource())
+	f.seed(f.cluster.FeatureFlags, fixtureFlag())
+	f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
+	if err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -141,11 +135,11 @@ func TestFlagdFirstReconcile(t *testing.T) {
 // unchanged, a reconcile writes nothing.
 func TestFlagdSteadyState(t *testing.T) {
 	f := newFlagdFixture(t)
-	f.seed(f.objs.Sources, fixtureSource())
-	f.seed(f.objs.FeatureFlags, fixtureFlag())
+	f.seed(f.cluster.Sources, fixtureSource())
+	f.seed(f.cluster.FeatureFlags, fixtureFlag())
 	f.seed(f.r.flagds, fixtureFlagd(nil))
-	f.seed(f.objs.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
-	if err := f.sync("shared"); err != nil {
+	f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
+	if err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
 	// feed what was written back into the caches, as the watches would
@@ -158,8 +152,8 @@ func TestFlagdSteadyState(t *testing.T) {
 	decodeSeed(f.r.services, "/api/v1/namespaces/ns/services/shared", &corev1.Service{})
 	var role rbacv1.Role
 	decodeInto(t, f.api.body("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles"), &role)
-	f.seed(f.objs.Roles, &role)
-	f.seed(f.objs.RoleBindings, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: role.Name}})
+	f.seed(f.cluster.Roles, &role)
+	f.seed(f.cluster.RoleBindings, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: role.Name}})
 	// the Deployment now in the cache changes the status once; feed that back too
 	feedStatus := func() {
 		var st struct {
@@ -169,12 +163,12 @@ func TestFlagdSteadyState(t *testing.T) {
 		f.seed(f.r.flagds, fixtureFlagd(func(fd *v1beta1.Flagd) { fd.Status = st.Status }))
 	}
 	feedStatus()
-	if err := f.sync("shared"); err != nil {
+	if err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
 	feedStatus()
 	f.api.take()
-	if err := f.sync("shared"); err != nil {
+	if err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
 	if w := f.api.writes(); len(w) != 0 {
@@ -233,18 +227,18 @@ func TestFlagdDecisions(t *testing.T) {
 			f := newFlagdFixture(t)
 			f.seed(f.r.flagds, tc.flagd)
 			if tc.source {
-				f.seed(f.objs.Sources, fixtureSource())
+				f.seed(f.cluster.Sources, fixtureSource())
 			}
 			if tc.flag {
-				f.seed(f.objs.FeatureFlags, fixtureFlag())
+				f.seed(f.cluster.FeatureFlags, fixtureFlag())
 			}
 			if tc.ingress != nil {
 				f.seed(f.r.ingresses, tc.ingress)
 			}
 			for _, sa := range []string{"shared", "given"} {
-				f.seed(f.objs.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: sa}})
+				f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: sa}})
 			}
-			if err := f.sync("shared"); err != nil {
+			if err := f.sync(); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tc.wantWrites, f.api.writes()); diff != "" {
@@ -264,6 +258,50 @@ func TestFlagdDecisions(t *testing.T) {
 	}
 }
 
+// TestFlagdLeavesOthersObjectsAlone: a Deployment of the Flagd's name that it does
+// not control (not in the labelled cache, found by a live read) is not taken over:
+// no write to it, a Conflict status and Event naming it. Its own Deployment, not
+// cached yet, is applied.
+func TestFlagdLeavesOthersObjectsAlone(t *testing.T) {
+	const path = "/apis/apps/v1/namespaces/ns/deployments/shared"
+	for _, tc := range []struct {
+		name       string
+		owners     []metav1.OwnerReference
+		wantApply  bool
+		wantReason string
+	}{
+		{name: "someone else's", wantReason: ReasonConflict},
+		{name: "another Flagd's", owners: []metav1.OwnerReference{{Kind: "Flagd", Name: "shared", UID: "older-uid", Controller: new(true)}}, wantReason: ReasonConflict},
+		{name: "its own, not cached yet", owners: ownerRef(fixtureFlagd(nil)), wantApply: true, wantReason: "Progressing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFlagdFixture(t)
+			f.seed(f.r.flagds, fixtureFlagd(nil))
+			f.seed(f.cluster.Sources, fixtureSource())
+			f.seed(f.cluster.FeatureFlags, fixtureFlag())
+			f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
+			f.api.live[path] = &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared", OwnerReferences: tc.owners}}
+			if err := f.sync(); err != nil {
+				t.Fatal(err)
+			}
+			if applied := slices.Contains(f.api.writes(), "PATCH "+path); applied != tc.wantApply {
+				t.Errorf("applied: %v, want %v (writes %v)", applied, tc.wantApply, f.api.writes())
+			}
+			var st struct {
+				Status v1beta1.FlagdStatus `json:"status"`
+			}
+			decodeInto(t, f.api.body("PATCH", "/apis/core.openfeature.dev/v1beta1/namespaces/ns/flagds/shared/status"), &st)
+			c := st.Status.Conditions[0]
+			if c.Reason != tc.wantReason {
+				t.Errorf("status reason %s (%s), want %s", c.Reason, c.Message, tc.wantReason)
+			}
+			if tc.wantReason == ReasonConflict && c.Message != "deployments ns/shared exists and is not controlled by this Flagd; rename the Flagd or remove that object" {
+				t.Errorf("message %q", c.Message)
+			}
+		})
+	}
+}
+
 func TestSyncPortIsTheSidecarContractDefault(t *testing.T) {
 	if startconfig.Default().SyncPort != syncPort {
 		t.Errorf("the Service's sync port %d is not flagd mode's default %d", syncPort, startconfig.Default().SyncPort)
@@ -274,14 +312,14 @@ func TestSyncPortIsTheSidecarContractDefault(t *testing.T) {
 // passed to flagd, through the sidecar contract (the args parse back).
 func TestFlagdAuth(t *testing.T) {
 	f := newFlagdFixture(t)
-	f.seed(f.objs.Sources, fixtureSource())
-	f.seed(f.objs.FeatureFlags, fixtureFlag())
-	f.seed(f.objs.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
+	f.seed(f.cluster.Sources, fixtureSource())
+	f.seed(f.cluster.FeatureFlags, fixtureFlag())
+	f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
 	f.seed(f.r.flagds, fixtureFlagd(func(fd *v1beta1.Flagd) {
 		fd.Spec.Auth = &v1beta1.FlagdAuth{TokenSecretRef: &v1beta1.SecretKeyRef{Name: "flagd-tokens", Key: "apps"},
 			TLS: &v1beta1.FlagdTLS{SecretName: "flagd-tls", ClientCASecretRef: &v1beta1.SecretKeyRef{Name: "clients", Key: "ca.pem"}}}
 	}))
-	if err := f.sync("shared"); err != nil {
+	if err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
 	var d appsv1.Deployment

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,9 +62,10 @@ type Grants struct {
 
 // NewGrants builds the grant clean-up controller on the cluster's Role,
 // RoleBinding, ServiceAccount and FeatureFlag caches; it writes through clients.RBAC.
-func NewGrants(cluster *sidecar.Cluster, clients Clients, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*Grants, error) {
+// grace is how long what a grant depends on must have been gone (0: GrantGrace).
+func NewGrants(cluster *sidecar.Cluster, clients Clients, grace time.Duration, recorder record.EventRecorder, metrics *Metrics, log zerolog.Logger) (*Grants, error) {
 	r := &Grants{cluster: cluster, rbac: clients.RBAC, recorder: recorder, log: log.With().Str("controller", "grants").Logger(),
-		grace: GrantGrace, now: time.Now, goneSince: map[string]time.Time{}}
+		grace: cmp.Or(grace, GrantGrace), now: time.Now, goneSince: map[string]time.Time{}}
 	r.Controller = New("grants", r.sync, log, metrics)
 	errs := []error{
 		cluster.Roles.AddIndexers(cache.Indexers{indexGrantsByAccount: grantAccount, indexGrantsByFlag: grantFlags}),

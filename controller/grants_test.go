@@ -161,7 +161,7 @@ func TestGrantsSync(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			r, err := NewGrants(f.cluster, f.clients, f.events, nil, zerolog.Nop())
+			r, err := NewGrants(f.cluster, f.clients, 0, f.events, nil, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,7 +194,7 @@ func TestGrantsSync(t *testing.T) {
 // for the grace period; an object created again meanwhile keeps its grant.
 func TestGrantsGracePeriod(t *testing.T) {
 	f := newFixture(t)
-	r, err := NewGrants(f.cluster, f.clients, f.events, nil, zerolog.Nop())
+	r, err := NewGrants(f.cluster, f.clients, 0, f.events, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestGrantsGracePeriod(t *testing.T) {
 // namespace; a deleted FeatureFlag the grants that name it.
 func TestGrantsHandlers(t *testing.T) {
 	f := newFixture(t)
-	r, err := NewGrants(f.cluster, f.clients, f.events, nil, zerolog.Nop())
+	r, err := NewGrants(f.cluster, f.clients, 0, f.events, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

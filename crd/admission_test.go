@@ -224,7 +224,7 @@ func readYAMLDocuments(file string) ([][]byte, error) {
 
 func stripComments(doc []byte) []byte {
 	var b bytes.Buffer
-	for _, l := range strings.Split(string(doc), "\n") {
+	for l := range strings.SplitSeq(string(doc), "\n") {
 		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
 			b.WriteString(l + "\n")
 		}
@@ -235,7 +235,7 @@ func stripComments(doc []byte) []byte {
 // leadingComments collects "# key: value" lines before the first YAML line.
 func leadingComments(doc []byte) map[string][]string {
 	out := map[string][]string{}
-	for _, l := range strings.Split(string(doc), "\n") {
+	for l := range strings.SplitSeq(string(doc), "\n") {
 		l = strings.TrimSpace(l)
 		if l == "" || l == "---" {
 			continue

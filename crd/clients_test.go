@@ -1,7 +1,6 @@
 package crd_test
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -22,8 +21,7 @@ import (
 // TestGeneratedClients wires the generated clientset, informers and listers together
 // on a fake clientset: what is created is listed through the informer's cache.
 func TestGeneratedClients(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	client := fake.NewClientset()
 	ff := &v1beta1.FeatureFlag{
 		ObjectMeta: metav1.ObjectMeta{Name: "flags", Namespace: "shop"},

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -23,8 +25,14 @@ import (
 // reconcileTimeout bounds a wait for the controller to act (it takes milliseconds).
 const reconcileTimeout = 60 * time.Second
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
+// waitFor polls cond until it holds or reconcileTimeout passes.
+func waitFor(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	waitWithin(t, what, reconcileTimeout, cond)
+}
+
+// waitWithin polls cond until it holds or timeout passes.
+func waitWithin(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -90,7 +98,7 @@ func TestFlagdReconciled(t *testing.T) {
 	e.flagd(t, "shared", func(s *v1beta1.FlagdSpec) { two := int32(2); s.Replicas = &two })
 
 	var d *appsv1.Deployment
-	waitFor(t, "the Deployment", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the Deployment", func() (bool, error) {
 		var err error
 		d, err = e.deployment(ctx, "shared")
 		return err == nil, err
@@ -126,7 +134,7 @@ func TestFlagdReconciled(t *testing.T) {
 	if _, err := e.c.Kube.RbacV1().Roles(e.ns).Get(ctx, "flagpole-featureflags-"+e.ns+".shared", metav1.GetOptions{}); err != nil {
 		t.Errorf("grant Role: %v", err)
 	}
-	waitFor(t, "status", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "status", func() (bool, error) {
 		f, err := e.c.Flags.CoreV1beta1().Flagds(e.ns).Get(ctx, "shared", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -140,7 +148,7 @@ func TestFlagdReconciled(t *testing.T) {
 	if err := e.c.Kube.AppsV1().Deployments(e.ns).Delete(ctx, "shared", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the Deployment re-created", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the Deployment re-created", func() (bool, error) {
 		nd, err := e.deployment(ctx, "shared")
 		return err == nil && nd.UID != d.UID, err
 	})
@@ -148,7 +156,7 @@ func TestFlagdReconciled(t *testing.T) {
 	if _, err := e.c.Kube.CoreV1().Services(e.ns).Patch(ctx, "shared", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the Service port restored", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the Service port restored", func() (bool, error) {
 		s, err := e.c.Kube.CoreV1().Services(e.ns).Get(ctx, "shared", metav1.GetOptions{})
 		return err == nil && s.Spec.Ports[0].Port == 8013, err
 	})
@@ -166,12 +174,12 @@ func TestFlagdReconciled(t *testing.T) {
 		}
 	}
 	setIngress(true)
-	waitFor(t, "the Ingress", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the Ingress", func() (bool, error) {
 		in, err := e.c.Kube.NetworkingV1().Ingresses(e.ns).Get(ctx, "shared", metav1.GetOptions{})
 		return err == nil && len(in.Spec.Rules) == 1 && len(in.Spec.Rules[0].HTTP.Paths) == 3, err
 	})
 	setIngress(false)
-	waitFor(t, "the Ingress removed", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the Ingress removed", func() (bool, error) {
 		_, err := e.c.Kube.NetworkingV1().Ingresses(e.ns).Get(ctx, "shared", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), err
 	})
@@ -189,7 +197,7 @@ func TestFlagdReconciled(t *testing.T) {
 	if _, err := e.c.Flags.CoreV1beta1().FeatureFlagSources(e.ns).Update(ctx, ffs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the template updated", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the template updated", func() (bool, error) {
 		after, err := e.deployment(ctx, "shared")
 		return err == nil && after.Generation > before.Generation && slices.Contains(after.Spec.Template.Spec.Containers[0].Args, "env=prod"), err
 	})
@@ -230,12 +238,14 @@ func deref(s *string) string {
 
 // TestFlagdWithoutSource: a Flagd whose FeatureFlagSource does not exist reports it
 // in its status (and a Warning Event) and is reconciled once the source appears.
+// The operator also serves /metrics, and only that, on OFO's --metrics-bind-address.
 func TestFlagdWithoutSource(t *testing.T) {
 	e := &flagdEnv{c: suite.Cluster, ns: harness.Namespace(t, suite.Cluster, "flagdnosrc")}
 	ctx := t.Context()
-	suite.StartOperator(t, e.c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false")
+	op := suite.StartOperator(t, e.c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false",
+		"--metrics-bind-address", "127.0.0.1:0")
 	e.flagd(t, "lonely", nil)
-	waitFor(t, "a FeatureFlagSourceNotFound status", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "a FeatureFlagSourceNotFound status", func() (bool, error) {
 		f, err := e.c.Flags.CoreV1beta1().Flagds(e.ns).Get(ctx, "lonely", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -243,7 +253,7 @@ func TestFlagdWithoutSource(t *testing.T) {
 		cond := meta.FindStatusCondition(f.Status.Conditions, v1beta1.ConditionReady)
 		return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == "FeatureFlagSourceNotFound", nil
 	})
-	waitFor(t, "a Warning Event", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "a Warning Event", func() (bool, error) {
 		events, err := e.c.Kube.CoreV1().Events(e.ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err
@@ -261,10 +271,41 @@ func TestFlagdWithoutSource(t *testing.T) {
 	if _, err := e.c.Flags.CoreV1beta1().FeatureFlagSources(e.ns).Create(ctx, ffs, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the Deployment after the source appeared", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the Deployment after the source appeared", func() (bool, error) {
 		_, err := e.deployment(ctx, "lonely")
 		return err == nil, err
 	})
+
+	metrics := httpGet(t, "http://"+op.Metrics+"/metrics")
+	if metrics.code != http.StatusOK || !strings.Contains(metrics.body, `controller_runtime_reconcile_total{controller="flagd",result="success"}`) {
+		t.Errorf("/metrics on --metrics-bind-address: %d %.200s", metrics.code, metrics.body)
+	}
+	if readyz := httpGet(t, "http://"+op.Metrics+"/readyz"); readyz.code != http.StatusNotFound {
+		t.Errorf("/readyz on the metrics listener: %d, want 404 (metrics only)", readyz.code)
+	}
+}
+
+type httpAnswer struct {
+	code int
+	body string
+}
+
+func httpGet(t *testing.T, url string) httpAnswer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpAnswer{resp.StatusCode, string(body)}
 }
 
 // TestLeaderElection: two controllers, one Lease. Only the leader reconciles; when
@@ -285,11 +326,11 @@ func TestLeaderElection(t *testing.T) {
 		}
 		return *l.Spec.HolderIdentity
 	}
-	waitFor(t, "a leader", reconcileTimeout, func() (bool, error) { return holder() != "", nil })
+	waitFor(t, "a leader", func() (bool, error) { return holder() != "", nil })
 	first := holder()
 	b := suite.StartOperator(t, e.c, suite.TempDir(t), "controller", args...)
 	e.flagd(t, "one", nil)
-	waitFor(t, "the first Flagd reconciled", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the first Flagd reconciled", func() (bool, error) {
 		_, err := e.deployment(ctx, "one")
 		return err == nil, err
 	})
@@ -307,7 +348,7 @@ func TestLeaderElection(t *testing.T) {
 	killed := time.Now()
 	leaderProc.Proc.Kill() // a crash: the Lease is not released
 	e.flagd(t, "two", nil)
-	waitFor(t, "the other process takes over and reconciles", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the other process takes over and reconciles", func() (bool, error) {
 		_, err := e.deployment(ctx, "two")
 		return err == nil && leads(other), err
 	})
@@ -326,7 +367,7 @@ func TestLeaderElection(t *testing.T) {
 	}
 	e.flagd(t, "three", nil) // created with no leader at all
 	suite.StartOperator(t, e.c, suite.TempDir(t), "controller", args...)
-	waitFor(t, "the next leader reconciles what changed meanwhile", reconcileTimeout, func() (bool, error) {
+	waitFor(t, "the next leader reconciles what changed meanwhile", func() (bool, error) {
 		_, err := e.deployment(ctx, "three")
 		return err == nil, err
 	})

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -149,7 +150,7 @@ func TestInvalidSamplesRejected(t *testing.T) {
 				t.Fatalf("refused with %v (reason %s), want Invalid or BadRequest", err, apierrors.ReasonForError(err))
 			}
 			for _, m := range statusMessages(err) {
-				if !contains(want, m) {
+				if !slices.Contains(want, m) {
 					t.Errorf("kubectl would see %q, which is not a wanted error %q", m, want)
 				}
 			}
@@ -210,16 +211,6 @@ const (
 	skippedRulesField   = "<nil>"
 	skippedRulesMessage = "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
 )
-
-// contains reports whether list holds s.
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 // notStored lists the leaves of sent (nulls aside: the API server prunes them) that
 // stored lacks or holds with another value.

@@ -49,7 +49,7 @@ const (
 // flagSpec is the FeatureFlag's flag document: "color" serves the string color,
 // "enabled" serves true.
 func flagSpec(color string) v1beta1.FlagSpec {
-	variants, _ := json.Marshal(map[string]string{"current": color, "other": "other-" + color})
+	variants, _ := json.Marshal(map[string]string{"current": color, "other": "other-" + color}) //nolint:errchkjson // a map of strings always encodes
 	return v1beta1.FlagSpec{
 		Flags: map[string]v1beta1.Flag{
 			"color":   {State: "ENABLED", Variants: variants, DefaultVariant: "current"},

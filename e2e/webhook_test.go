@@ -36,10 +36,10 @@ type webhookEnv struct {
 
 // startWebhook runs the webhook, registers it for a new namespace of the test's own
 // (the configuration is deleted when the test ends) and prepares that namespace.
-func startWebhook(t *testing.T, args ...string) *webhookEnv {
+func startWebhook(t *testing.T) *webhookEnv {
 	t.Helper()
 	c := suite.Cluster
-	hook := suite.StartWebhook(t, c, suite.TempDir(t), append([]string{"--sidecar-image", sidecarImage}, args...)...)
+	hook := suite.StartWebhook(t, c, suite.TempDir(t), "--sidecar-image", sidecarImage)
 	env := &webhookEnv{c: c, hook: hook, ns: harness.Namespace(t, c, "inject")}
 	ctx := t.Context()
 	unregister, err := hook.Register(ctx, c, "flagpole-e2e-"+env.ns, env.ns)
@@ -143,7 +143,7 @@ func TestWebhookInjectsKubernetesSource(t *testing.T) {
 	if err := e.c.TokenKubeconfig(ctx, e.ns, "web", kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	own := suite.StartFlagd(t, filepath.Join(dir), kubeconfig, "--uri", "core.openfeature.dev/"+e.ns+"/checkout")
+	own := suite.StartFlagd(t, dir, kubeconfig, "--uri", "core.openfeature.dev/"+e.ns+"/checkout")
 	if err := own.WaitReadyz(ctx, http.StatusOK, readyTimeout); err != nil {
 		t.Fatalf("the sidecar cannot read the FeatureFlag its pod names: %v", err)
 	}
@@ -254,7 +254,10 @@ func TestWebhookProviders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := json.Marshal(pod)
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if strings.Contains(string(raw), token) {
 		t.Fatalf("the bearer token is in the pod")
 	}

@@ -27,8 +27,7 @@ type DebugCmd struct {
 func readFile(name string) ([]byte, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
-		var pathErr *fs.PathError
-		if errors.As(err, &pathErr) {
+		if pathErr, ok := errors.AsType[*fs.PathError](err); ok {
 			err = pathErr.Err
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -96,7 +95,7 @@ func newFlagLookup(files []string, sets []*flags.Set, sel store.Selector) (flagL
 		return flagLookup{}, err
 	}
 	for i, set := range sets {
-		if err := st.ApplyParsed(files[i], set); err != nil {
+		if err := st.ApplyParsed(files[i], set); err != nil { //nolint:gosec // G602: sets are loadFlagFiles(files), one per file
 			return flagLookup{}, err
 		}
 	}

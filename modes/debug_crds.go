@@ -2,6 +2,7 @@ package modes
 
 import (
 	"bytes"
+	"slices"
 
 	"github.com/flagpole-dev/flagpole/crd/manifests"
 )
@@ -28,11 +29,8 @@ func (c *DebugCRDsCmd) Run(stdio Stdio) error {
 		}
 		selected := crds[:0:0]
 		for _, crd := range crds {
-			for _, k := range c.Kinds {
-				if crd.Matches(k) {
-					selected = append(selected, crd)
-					break
-				}
+			if slices.ContainsFunc(c.Kinds, crd.Matches) {
+				selected = append(selected, crd)
 			}
 		}
 		crds = selected

@@ -280,8 +280,7 @@ func evalBatchLine(out *resultWriter, n int, line []byte, lookup flagLookup, typ
 
 // describeBatchLineError rewords encoding/json's errors for a batch input line.
 func describeBatchLineError(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
+	if typeErr, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		switch typeErr.Field {
 		case "":
 			return fmt.Sprintf(`a line must be a JSON object {"flagKey":...,"context":{...}}, got %s`, typeErr.Value)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
@@ -216,9 +217,7 @@ func dig(obj map[string]any, path []string) any {
 
 func copyMap(m map[string]any) map[string]any {
 	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
+	maps.Copy(out, m)
 	return out
 }
 
@@ -233,8 +232,8 @@ func render(format string, original, podJSON []byte, templatePath []string, patc
 			}
 		}
 		prefix := ""
-		for _, p := range templatePath {
-			prefix += "/" + p
+		if len(templatePath) > 0 {
+			prefix = "/" + strings.Join(templatePath, "/")
 		}
 		for _, op := range ops {
 			op["path"] = prefix + op["path"].(string)

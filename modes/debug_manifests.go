@@ -167,7 +167,7 @@ func (v manifestValidator) validateObject(file, where string, js []byte) ([]stri
 		lines = append(lines, label+": warning: "+w)
 	}
 	if !d.Allowed {
-		for _, p := range strings.Split(d.Message, "\n") {
+		for p := range strings.SplitSeq(d.Message, "\n") {
 			lines = append(lines, label+": "+p)
 		}
 		return lines, false

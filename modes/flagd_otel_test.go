@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ func traceparent(n byte) (header, traceID, spanID string) {
 
 // fastExport makes the SDK export every few milliseconds (standard variables).
 func fastExport(t *testing.T) {
+	t.Helper()
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
 }
@@ -142,6 +144,8 @@ func spanIn(rcv *otlptest.Receiver, scope, name, traceID string) (otlptest.Span,
 // OFREP and a sync fetch become spans joined to the callers' traces, flagd's
 // metrics arrive under their OTel names, /metrics keeps serving, and nothing the
 // callers sent in evaluation contexts or headers is in anything the receiver got.
+//
+//nolint:gocognit // an end-to-end script: call every API, then check every span and metric; its steps read in order
 func TestFlagdExportsTelemetry(t *testing.T) {
 	fastExport(t)
 	rcv := otlptest.Start(t, nil)
@@ -304,12 +308,7 @@ func TestFlagdExportsOverMutualTLS(t *testing.T) {
 	}
 	presented := func(cn string) bool {
 		evaluate()
-		for _, c := range rcv.Clients() {
-			if c == cn {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(rcv.Clients(), cn)
 	}
 	otlptest.Eventually(t, "an export with the client certificate", func() bool { return presented("flagd-1") })
 	otlptest.Eventually(t, "a span over mutual TLS", func() bool {

@@ -43,6 +43,8 @@ type KubeFlags struct {
 	KubeQPS    float32 `name:"kube-api-qps" help:"Requests per second to the API server." default:"50"`
 	KubeBurst  int     `name:"kube-api-burst" help:"Burst of requests to the API server." default:"100"`
 	HealthAddr string  `name:"health-probe-bind-address" help:"Management listener: /healthz, /readyz, /metrics, gRPC health." default:":8081"`
+	// MetricsAddr keeps OFO's flag: its manifests scrape a port of their own.
+	MetricsAddr string `name:"metrics-bind-address" help:"Also serve /metrics (only) on this address, as OFO's manifests expect (:8080); empty or 0: /metrics on the management listener only." default:""`
 }
 
 // SidecarFlags configure the flagd the operator renders: the injected sidecar and
@@ -77,6 +79,8 @@ type SidecarFlags struct {
 	InProcessEnvVarPrefix string `name:"in-process-env-var-prefix" help:"In-process mode: environment prefix." env:"IN_PROCESS_ENV_VAR_PREFIX" default:"FLAGD"`
 
 	CrossNamespace string `name:"cross-namespace" help:"Pods may reference FeatureFlagSources and FeatureFlags of other namespaces: deny (unless the object lists the pod's namespace in its flagpole.dev/allowed-namespaces annotation) or allow (OFO's behaviour, for migrations)." default:"deny" enum:"deny,allow"`
+
+	FlagdProxyFlags
 }
 
 // WebhookFlags configure the admission server.
@@ -102,6 +106,7 @@ type ControllerFlags struct {
 	RenewDeadline    time.Duration `name:"leader-election-renew-deadline" help:"How long the leader keeps trying to renew before it stops leading." default:"10s"`
 	RetryPeriod      time.Duration `name:"leader-election-retry-period" help:"How often replicas try, and the leader renews." default:"2s"`
 	Workers          int           `name:"workers" help:"Workers per reconciler." default:"2"`
+	GrantGrace       time.Duration `name:"grant-grace" help:"How long a ServiceAccount or FeatureFlag must have been gone before the RBAC grant the webhook made for it is removed (a delete and re-create within it keeps the grant)." default:"1m"`
 	ImagePullSecrets []string      `name:"image-pull-secrets" help:"Image pull secrets of the Flagd Deployments (OFO's --image-pull-secrets)." sep:","`
 	Labels           string        `name:"labels" help:"Labels added to the Flagd Deployments and their pods, k1:v1,k2:v2 (OFO's format)."`
 	Annotations      string        `name:"annotations" help:"Annotations added to the Flagd Deployments and their pods, k1:v1,k2:v2 (OFO's format)."`
@@ -113,7 +118,7 @@ func parsePairs(flag, s string) (map[string]string, error) {
 		return nil, nil
 	}
 	out := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
+	for kv := range strings.SplitSeq(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), ":")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("%s %q: want key:value pairs separated by commas", flag, s)
@@ -160,7 +165,7 @@ func (c *SidecarFlags) injectorConfig() (webhook.InjectorConfig, error) {
 
 // OperatorAddresses are the bound addresses of a running operator (tests).
 type OperatorAddresses struct {
-	Webhook, Management string
+	Webhook, Management, Metrics string
 }
 
 // operatorParts says which parts of the operator a command runs.
@@ -196,92 +201,171 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	if err != nil {
 		return err
 	}
-	ready := []func() (bool, string){func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" }}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg gosync.WaitGroup
-	var errs []error
-	var mu gosync.Mutex
-	goRun := func(name string, fn func() error) {
-		wg.Go(func() {
-			if err := fn(); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				mu.Unlock()
-				cancel()
-			}
-		})
+	if injector.Sidecar.FlagdProxy, err = p.sidecar.flagdProxy(p.kube.Namespace); err != nil {
+		return err
 	}
-	var listeners []net.Listener
-	closeAll := func() {
-		for _, ln := range listeners {
-			_ = ln.Close()
-		}
+	proxyStatus, err := newFlagdProxyStatus(restCfg, p.kube.Namespace)
+	if err != nil {
+		return err
 	}
-	var addrs OperatorAddresses
-	var serve []func()
-
+	injector.Sidecar.FlagdProxy.Ready = proxyStatus.ready
+	o := &operatorRun{log: log, ready: []func() (bool, string){
+		func() (bool, string) { return cluster.Synced(), "informer caches not synced yet" },
+		func() (bool, string) {
+			return proxyStatus.informer.HasSynced(), "flagd-proxy Deployment cache not synced yet"
+		},
+	}}
+	o.ctx, o.cancel = context.WithCancel(ctx)
+	defer o.cancel()
 	if w := p.webhook; w != nil {
-		hook, err := webhookServer(restCfg, log, reg, cluster, injector, p.kube, *w)
-		if err != nil {
+		if err := o.addWebhook(restCfg, reg, cluster, injector, p.kube, *w); err != nil {
+			o.closeAll()
 			return err
 		}
-		ln, err := server.Listen(hook.cfg)
-		if err != nil {
-			return err
-		}
-		listeners = append(listeners, ln)
-		addrs.Webhook = ln.Addr().String()
-		ready = append(ready, func() (bool, string) {
-			if err := hook.certs.Healthy(); err != nil {
-				return false, err.Error()
-			}
-			return true, ""
-		})
-		serve = append(serve, func() {
-			goRun("certificates", func() error { return hook.certs.Run(ctx) })
-			goRun("webhook", func() error { return server.Serve(ctx, ln, hook.cfg, hook.handler, log, nil) })
-		})
-		log.Info().Str("sidecar_image", injector.Sidecar.Image).Str("cross_namespace", string(injector.Sidecar.CrossNamespace)).
-			Strs("paths", hook.paths).Msg("admission webhooks configured")
 	}
 	if c := p.controller; c != nil {
-		ctrl, err := newControllers(restCfg, log, reg, cluster, injector, *c)
+		proxyOpts, err := p.sidecar.controllerOptions(p.kube.Namespace, injector, c, build)
 		if err != nil {
-			closeAll()
+			o.closeAll()
 			return err
 		}
-		defer ctrl.stop()
-		elector, err := c.elector(restCfg, p.kube.Namespace, log)
+		stop, err := o.addControllers(restCfg, reg, cluster, injector, p.kube.Namespace, *c, proxyOpts)
 		if err != nil {
-			closeAll()
+			o.closeAll()
 			return err
 		}
-		serve = append(serve, func() {
-			for _, inf := range ctrl.informers {
-				goRun("informers", func() error { inf.RunWithContext(ctx); return nil })
-			}
-			lead := func(ctx context.Context) {
-				if !cache.WaitForCacheSync(ctx.Done(), append([]cache.InformerSynced{cluster.Synced}, synced(ctrl.informers)...)...) {
-					return
-				}
-				var workers gosync.WaitGroup
-				for _, r := range ctrl.reconcilers {
-					workers.Go(func() { r.Run(ctx, c.Workers) })
-				}
-				workers.Wait()
-			}
-			if elector == nil {
-				goRun("controllers", func() error { lead(ctx); return nil })
-				return
-			}
-			goRun("leader election", func() error { elector.Run(ctx, lead); return nil })
-		})
+		defer stop()
 	}
+	serveManagement, err := o.addManagement(reg, p.kube)
+	if err != nil {
+		o.closeAll()
+		return err
+	}
+	o.goRun("caches", func() error { cluster.Run(o.ctx); return nil })
+	o.goRun("flagd-proxy status", func() error { proxyStatus.informer.RunWithContext(o.ctx); return nil })
+	for _, s := range o.serve {
+		s()
+	}
+	serveManagement()
+	if started != nil {
+		started(o.addrs)
+	}
+	o.wg.Wait()
+	return errors.Join(o.errs...)
+}
 
-	mgmt := management.New(management.Options{Gatherer: reg, Log: log,
+// operatorRun collects the parts of a running operator: its listeners, what
+// starts serving once all are bound, the readiness checks, and the goroutines,
+// the first failure of which stops them all.
+type operatorRun struct {
+	ctx       context.Context
+	cancel    context.CancelFunc
+	log       zerolog.Logger
+	wg        gosync.WaitGroup
+	mu        gosync.Mutex
+	errs      []error
+	listeners []net.Listener
+	serve     []func()
+	ready     []func() (bool, string)
+	addrs     OperatorAddresses
+}
+
+// goRun runs fn; an error is kept and stops everything.
+func (o *operatorRun) goRun(name string, fn func() error) {
+	o.wg.Go(func() {
+		if err := fn(); err != nil {
+			o.mu.Lock()
+			o.errs = append(o.errs, fmt.Errorf("%s: %w", name, err))
+			o.mu.Unlock()
+			o.cancel()
+		}
+	})
+}
+
+// listen binds a listener, closed by closeAll if the start fails later.
+func (o *operatorRun) listen(cfg server.ListenConfig) (net.Listener, error) {
+	ln, err := server.Listen(cfg)
+	if err == nil {
+		o.listeners = append(o.listeners, ln)
+	}
+	return ln, err
+}
+
+func (o *operatorRun) closeAll() {
+	for _, ln := range o.listeners {
+		_ = ln.Close()
+	}
+}
+
+// addWebhook binds the admission server; its certificates and serving start with
+// the rest.
+func (o *operatorRun) addWebhook(restCfg *rest.Config, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, k KubeFlags, w WebhookFlags) error {
+	hook, err := webhookServer(restCfg, o.log, reg, cluster, injector, k, w)
+	if err != nil {
+		return err
+	}
+	ln, err := o.listen(hook.cfg)
+	if err != nil {
+		return err
+	}
+	o.addrs.Webhook = ln.Addr().String()
+	o.ready = append(o.ready, func() (bool, string) {
+		if err := hook.certs.Healthy(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	o.serve = append(o.serve, func() {
+		o.goRun("certificates", func() error { return hook.certs.Run(o.ctx) })
+		o.goRun("webhook", func() error { return server.Serve(o.ctx, ln, hook.cfg, hook.handler, o.log, nil) })
+	})
+	o.log.Info().Str("sidecar_image", injector.Sidecar.Image).Str("cross_namespace", string(injector.Sidecar.CrossNamespace)).
+		Strs("paths", hook.paths).Msg("admission webhooks configured")
+	return nil
+}
+
+// addControllers builds the reconcilers; once serving, their caches run on every
+// replica and the reconcilers on the leader. stop stops the Event recorder.
+func (o *operatorRun) addControllers(restCfg *rest.Config, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig,
+	namespace string, c ControllerFlags, proxyOpts controller.FlagdProxyOptions) (stop func(), err error) {
+	ctrl, err := newControllers(restCfg, o.log, reg, cluster, injector, c, proxyOpts)
+	if err != nil {
+		return nil, err
+	}
+	elector, err := c.elector(restCfg, namespace, o.log)
+	if err != nil {
+		ctrl.stop()
+		return nil, err
+	}
+	lead := func(ctx context.Context) {
+		if !cache.WaitForCacheSync(ctx.Done(), append([]cache.InformerSynced{cluster.Synced}, synced(ctrl.informers)...)...) {
+			return
+		}
+		var workers gosync.WaitGroup
+		for _, r := range ctrl.reconcilers {
+			workers.Go(func() { r.Run(ctx, c.Workers) })
+		}
+		workers.Wait()
+	}
+	o.serve = append(o.serve, func() {
+		for _, inf := range ctrl.informers {
+			o.goRun("informers", func() error { inf.RunWithContext(o.ctx); return nil })
+		}
+		if elector == nil {
+			o.goRun("controllers", func() error { lead(o.ctx); return nil })
+			return
+		}
+		o.goRun("leader election", func() error { elector.Run(o.ctx, lead); return nil })
+	})
+	return ctrl.stop, nil
+}
+
+// addManagement binds the management listener (probes naming what is not ready,
+// /metrics) and OFO's --metrics-bind-address; serve starts them.
+func (o *operatorRun) addManagement(reg *prometheus.Registry, k KubeFlags) (serve func(), err error) {
+	mgmt := management.New(management.Options{Gatherer: reg, Log: o.log,
 		Ready: func() bool {
-			for _, r := range ready {
+			for _, r := range o.ready {
 				if ok, _ := r(); !ok {
 					return false
 				}
@@ -290,30 +374,36 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 		},
 		NotReady: func() any {
 			var why []string
-			for _, r := range ready {
+			for _, r := range o.ready {
 				if ok, reason := r(); !ok {
 					why = append(why, reason)
 				}
 			}
 			return map[string]any{"reason": "not ready", "checks": why}
 		}})
-	mgmtCfg := server.ListenConfig{Name: "management", Address: p.kube.HealthAddr, ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second}
-	mgmtLn, err := server.Listen(mgmtCfg)
+	mgmtCfg := server.ListenConfig{Name: "management", Address: k.HealthAddr, ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second}
+	mgmtLn, err := o.listen(mgmtCfg)
 	if err != nil {
-		closeAll()
-		return err
+		return nil, err
 	}
-	addrs.Management = mgmtLn.Addr().String()
-	goRun("caches", func() error { cluster.Run(ctx); return nil })
-	for _, s := range serve {
-		s()
+	o.addrs.Management = mgmtLn.Addr().String()
+	var metricsLn net.Listener
+	metricsCfg := mgmtCfg
+	if a := k.MetricsAddr; a != "" && a != "0" {
+		metricsCfg.Name, metricsCfg.Address = "metrics", a
+		if metricsLn, err = o.listen(metricsCfg); err != nil {
+			return nil, err
+		}
+		o.addrs.Metrics = metricsLn.Addr().String()
 	}
-	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
-	if started != nil {
-		started(addrs)
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return func() {
+		o.goRun("management", func() error { return server.Serve(o.ctx, mgmtLn, mgmtCfg, mgmt.Handler(), o.log, mgmt.ShuttingDown) })
+		if metricsLn != nil {
+			metricsOnly := http.NewServeMux()
+			metricsOnly.Handle("GET /metrics", mgmt.Handler())
+			o.goRun("metrics", func() error { return server.Serve(o.ctx, metricsLn, metricsCfg, metricsOnly, o.log, nil) })
+		}
+	}, nil
 }
 
 func synced(infs []cache.SharedIndexInformer) []cache.InformerSynced {
@@ -375,7 +465,7 @@ type controllers struct {
 }
 
 // newControllers builds the reconcilers.
-func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, c ControllerFlags) (*controllers, error) {
+func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, c ControllerFlags, proxyOpts controller.FlagdProxyOptions) (*controllers, error) {
 	clients, err := controller.NewClients(restCfg)
 	if err != nil {
 		return nil, err
@@ -406,15 +496,19 @@ func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Re
 	}
 	var grants *controller.Grants
 	if err == nil {
-		grants, err = controller.NewGrants(cluster, clients, recorder, metrics, log)
+		grants, err = controller.NewGrants(cluster, clients, c.GrantGrace, recorder, metrics, log)
+	}
+	var flagdProxy *controller.FlagdProxy
+	if err == nil {
+		flagdProxy, err = controller.NewFlagdProxy(restCfg, cluster, clients, injector.Sidecar.UsesFlagdProxy, proxyOpts, metrics, log)
 	}
 	if err != nil {
 		stopRecorder()
 		return nil, err
 	}
 	return &controllers{
-		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller},
-		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers()),
+		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller, flagdProxy.Controller},
+		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers(), flagdProxy.Informers()),
 		stop:        stopRecorder,
 	}, nil
 }

@@ -41,7 +41,7 @@ func TestTokensHandler(t *testing.T) {
 	tokens.now = func() time.Time { return clock }
 	h := tokens.Handler("evaluation", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }))
 	call := func(auth string) (int, string) {
-		req := httptest.NewRequest("POST", "/flagd.evaluation.v1.Service/ResolveBoolean", nil)
+		req := httptest.NewRequest(http.MethodPost, "/flagd.evaluation.v1.Service/ResolveBoolean", nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}

@@ -18,7 +18,7 @@ import (
 type ConnLimit struct {
 	max     int64
 	open    atomic.Int64
-	refused atomic.Int64
+	refused atomic.Uint64
 	log     zerolog.Logger
 	warn    LogThrottle
 }
@@ -35,7 +35,7 @@ func (l *ConnLimit) Max() int { return int(l.max) }
 func (l *ConnLimit) Open() int { return int(l.open.Load()) }
 
 // Refused is the number of connections refused so far.
-func (l *ConnLimit) Refused() uint64 { return uint64(l.refused.Load()) }
+func (l *ConnLimit) Refused() uint64 { return l.refused.Load() }
 
 // Listener wraps ln so that its connections count against the cap; name is the
 // listener's, for the log. refusal, if not nil, is written to a refused connection

@@ -35,7 +35,9 @@ func serveTest(t *testing.T, cfg ListenConfig, h http.Handler) string {
 	go func() { done <- Serve(ctx, ln, cfg, h, zerolog.Nop(), nil) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
 	})
 	return ln.Addr().String()
 }
@@ -46,7 +48,7 @@ var ok = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 })
 
 // keepAlive opens a connection and completes one request on it.
-func keepAlive(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
+func keepAlive(t *testing.T, addr string) (net.Conn, string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, wait)
 	if err != nil {
@@ -57,14 +59,13 @@ func keepAlive(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(c)
-	res, err := http.ReadResponse(br, nil)
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return c, br, "error: " + err.Error()
+		return c, "error: " + err.Error()
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	return c, br, fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(body)))
+	return c, fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(body)))
 }
 
 // closedByServer waits until the server closes c (a read ends with EOF or a
@@ -82,14 +83,14 @@ func TestConnLimit(t *testing.T) {
 	limit := NewConnLimit(2, zerolog.Nop())
 	a := serveTest(t, ListenConfig{Conns: limit}, ok)
 	b := serveTest(t, ListenConfig{Conns: limit}, ok)
-	first, _, got := keepAlive(t, a)
+	first, got := keepAlive(t, a)
 	if got != "200 ok" {
 		t.Fatalf("first connection: %s", got)
 	}
-	if _, _, got := keepAlive(t, b); got != "200 ok" {
+	if _, got := keepAlive(t, b); got != "200 ok" {
 		t.Fatalf("second connection, other listener: %s", got)
 	}
-	if _, _, got := keepAlive(t, a); got != "503 too many connections" {
+	if _, got := keepAlive(t, a); got != "503 too many connections" {
 		t.Errorf("third connection: %s, want 503 too many connections", got)
 	}
 	if limit.Open() != 2 || limit.Refused() != 1 {
@@ -98,7 +99,7 @@ func TestConnLimit(t *testing.T) {
 	first.Close()
 	deadline := time.Now().Add(wait)
 	for {
-		if _, _, got := keepAlive(t, b); got == "200 ok" {
+		if _, got := keepAlive(t, b); got == "200 ok" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -181,7 +182,7 @@ func TestIdleTimeout(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hold" {
 			w.WriteHeader(http.StatusOK)
-			http.NewResponseController(w).Flush()
+			_ = http.NewResponseController(w).Flush()
 			select {
 			case <-release:
 			case <-r.Context().Done():
@@ -193,7 +194,7 @@ func TestIdleTimeout(t *testing.T) {
 	const idle = 100 * time.Millisecond
 	addr := serveTest(t, ListenConfig{IdleTimeout: idle}, h)
 
-	c, _, got := keepAlive(t, addr)
+	c, got := keepAlive(t, addr)
 	if got != "200 ok" {
 		t.Fatal(got)
 	}
@@ -311,6 +312,7 @@ func TestReadTimeoutBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
 	if want := "chunk 0\nchunk 1\nchunk 2\n"; string(body) != want {
 		t.Errorf("streamed response past the read deadline: %q, want %q", body, want)

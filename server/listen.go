@@ -56,13 +56,13 @@ func Listen(cfg ListenConfig) (net.Listener, error) {
 		if err := os.Remove(cfg.SocketPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: removing stale socket %s: %w", cfg.Name, cfg.SocketPath, err)
 		}
-		ln, err := net.Listen("unix", cfg.SocketPath)
+		ln, err := net.Listen("unix", cfg.SocketPath) //nolint:noctx // binding at start-up: there is nothing to cancel
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Name, err)
 		}
 		return ln, nil
 	}
-	ln, err := net.Listen("tcp", cfg.Address)
+	ln, err := net.Listen("tcp", cfg.Address) //nolint:noctx // binding at start-up; a context would only bound resolving a host name
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
 	}

@@ -70,11 +70,19 @@ func TestCertReloaderPicksUpRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := ListenConfig{Name: "test", TLS: r.TLSConfig()}
-	go Serve(ctx, ln, cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), zerolog.Nop(), nil)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, ln, cfg, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), zerolog.Nop(), nil)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
 	peer := func() string {
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test reads the presented certificate
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true}) // the test reads the presented certificate
 		if err != nil {
 			t.Fatal(err)
 		}

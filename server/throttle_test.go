@@ -15,15 +15,13 @@ func TestLogThrottle(t *testing.T) {
 	var wg sync.WaitGroup
 	var logged, held sync.Map
 	for i := range 1000 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if ok, n := th.Allow(); ok {
 				logged.Store(i, n)
 			} else {
 				held.Store(i, true)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	count := func(m *sync.Map) (n int) {

@@ -271,7 +271,7 @@ func (c *Cluster) ensureSecret(ctx context.Context, e EnsureSecret) error {
 	if _, ok := c.createdSecrets.Load(key); ok {
 		return nil
 	}
-	s := corev1.Secret{ObjectMeta: managedMeta(e.Namespace, e.Name, e.Owners), Immutable: ptr(true),
+	s := corev1.Secret{ObjectMeta: managedMeta(e.Namespace, e.Name, e.Owners), Immutable: new(true),
 		Type: corev1.SecretTypeOpaque, StringData: map[string]string{e.Key: e.Value}}
 	err := c.core.Post().Namespace(e.Namespace).Resource("secrets").Body(&s).Do(ctx).Error()
 	if err != nil && !apierrors.IsAlreadyExists(err) {

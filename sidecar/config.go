@@ -32,7 +32,7 @@ const ContainerName = "flagd"
 type CrossNamespace string
 
 const (
-	// CrossNamespaceDeny, the default, refuses cross-namespace references unless the
+	// CrossNamespaceDeny (the default) refuses cross-namespace references unless the
 	// referenced object lists the referring namespace in its
 	// AnnotationAllowedNamespaces annotation.
 	CrossNamespaceDeny CrossNamespace = "deny"
@@ -76,6 +76,8 @@ type Config struct {
 	Resources      corev1.ResourceRequirements
 	Defaults       Defaults
 	CrossNamespace CrossNamespace
+	// FlagdProxy is where flagd-proxy sources point.
+	FlagdProxy FlagdProxy
 }
 
 // DefaultConfig returns OFO's defaults (ofo-compat §5.1, §5.2) with flagpole's image
@@ -91,6 +93,7 @@ func DefaultConfig(image string) Config {
 		Defaults: Defaults{Port: 8013, ManagementPort: 8014, Evaluator: "json", DefaultSyncProvider: v1beta1.SyncProviderKubernetes,
 			EnvVarPrefix: "FLAGD", LogFormat: "json", ProbesEnabled: true, OfrepPort: 8016},
 		CrossNamespace: CrossNamespaceDeny,
+		FlagdProxy:     DefaultFlagdProxy("flagpole-system"),
 	}
 }
 

@@ -12,13 +12,13 @@ func shortHash(n int, parts ...string) string {
 	return hex.EncodeToString(sum[:])[:n]
 }
 
-// boundedName returns name if it fits in max bytes, else a prefix of it with a
+// boundedName returns name if it fits in limit bytes, else a prefix of it with a
 // hash of key appended (so distinct keys keep distinct names), trimmed of a
 // trailing '-' or '.'.
-func boundedName(name string, max int, key string) string {
-	if len(name) <= max {
+func boundedName(name string, limit int, key string) string {
+	if len(name) <= limit {
 		return name
 	}
-	prefix := strings.TrimRight(name[:max-9], "-.")
+	prefix := strings.TrimRight(name[:limit-9], "-.")
 	return prefix + "-" + shortHash(8, key)
 }

@@ -42,7 +42,7 @@ func ParseRef(s, defaultNamespace string) (Ref, error) {
 // parseList: items trimmed, empty items dropped); the first bad item is an error.
 func ParseRefList(list, defaultNamespace string) ([]Ref, error) {
 	var refs []Ref
-	for _, item := range strings.Split(list, ",") {
+	for item := range strings.SplitSeq(list, ",") {
 		if strings.TrimSpace(item) == "" {
 			continue
 		}

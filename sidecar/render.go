@@ -1,8 +1,10 @@
 package sidecar
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"strconv"
 	"strings"
 
@@ -31,9 +33,15 @@ const (
 // Prometheus come from outside the pod, and it carries no flag values or contexts.
 // A standalone flagd (a Flagd's Deployment) serves other pods: every listener on
 // every interface.
-func sidecarContract(spec *v1beta1.FeatureFlagSourceSpec, sources []flagsync.SourceConfig, standalone bool) startconfig.Config {
+func sidecarContract(spec *v1beta1.FeatureFlagSourceSpec, sources []flagsync.SourceConfig, standalone bool) (startconfig.Config, error) {
 	c := startconfig.Default()
-	c.Port, c.ManagementPort, c.OfrepPort = uint16(spec.Port), uint16(spec.ManagementPort), uint16(spec.OfrepPort)
+	var errs [3]error
+	c.Port, errs[0] = port("port", spec.Port)
+	c.ManagementPort, errs[1] = port("managementPort", spec.ManagementPort)
+	c.OfrepPort, errs[2] = port("ofrepPort", spec.OfrepPort)
+	if err := errors.Join(errs[:]...); err != nil {
+		return c, err
+	}
 	c.Sources = startconfig.SourceList(sources)
 	c.Debug = spec.DebugLogging != nil && *spec.DebugLogging
 	if spec.OtelCollectorURI != "" {
@@ -45,7 +53,16 @@ func sidecarContract(spec *v1beta1.FeatureFlagSourceSpec, sources []flagsync.Sou
 	if !standalone {
 		c.BindAddress, c.ManagementBind = "127.0.0.1", "0.0.0.0"
 	}
-	return c
+	return c, nil
+}
+
+// port is a FeatureFlagSource port field as a TCP port; out of range (an object
+// that bypassed the schema) is an error naming the field.
+func port(field string, v int32) (uint16, error) {
+	if v < 1 || v > math.MaxUint16 {
+		return 0, fmt.Errorf("%s %d: want a TCP port, 1-65535", field, v)
+	}
+	return uint16(v), nil
 }
 
 // sidecarEnv is OFO's environment of the sidecar (§2.8): the FeatureFlagSource
@@ -90,7 +107,10 @@ func appEnv(spec *v1beta1.FeatureFlagSourceSpec) []corev1.EnvVar {
 
 // container renders the flagd container.
 func (r *Renderer) container(w Workload, spec *v1beta1.FeatureFlagSourceSpec, plan *sidecarPlan) (corev1.Container, error) {
-	contract := sidecarContract(spec, plan.sources, w.Standalone)
+	contract, err := sidecarContract(spec, plan.sources, w.Standalone)
+	if err != nil {
+		return corev1.Container{}, err
+	}
 	if w.Configure != nil {
 		w.Configure(&contract)
 	}
@@ -113,10 +133,10 @@ func (r *Renderer) container(w Workload, spec *v1beta1.FeatureFlagSourceSpec, pl
 		VolumeMounts: append(plan.mounts, w.Mounts...),
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			Privileged:               ptr(false),
-			RunAsNonRoot:             ptr(true),
-			AllowPrivilegeEscalation: ptr(false),
-			ReadOnlyRootFilesystem:   ptr(true),
+			Privileged:               new(false),
+			RunAsNonRoot:             new(true),
+			AllowPrivilegeEscalation: new(false),
+			ReadOnlyRootFilesystem:   new(true),
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}

@@ -72,7 +72,12 @@ func (r *Renderer) Render(ctx context.Context, w Workload, sources []*v1beta1.Fe
 	if d != nil {
 		return nil, d
 	}
-	if plan.k8sSync {
+	if plan.proxy && !w.Standalone {
+		if d := r.flagdProxyReady(); d != nil {
+			return nil, d
+		}
+	}
+	if len(plan.grants) > 0 {
 		grants, d := r.planGrants(ctx, w, plan.grants)
 		if d != nil {
 			return nil, d
@@ -91,7 +96,8 @@ func (r *Renderer) Render(ctx context.Context, w Workload, sources []*v1beta1.Fe
 }
 
 // planGrants returns the RBAC grants the workload's service account still lacks:
-// read access to the FeatureFlags its kubernetes sources name, per namespace.
+// read access to the FeatureFlags its kubernetes and flagd-proxy sources name, per
+// namespace.
 // Nothing is returned when the grant is already in place, so such a rendering makes
 // no API call.
 func (r *Renderer) planGrants(ctx context.Context, w Workload, needs map[string][]string) ([]Effect, *Denial) {

@@ -44,6 +44,7 @@ func (s plannedSource) where() string {
 type sidecarPlan struct {
 	sources    []flagsync.SourceConfig
 	k8sSync    bool
+	proxy      bool // a flagd-proxy source: the proxy's token is mounted
 	volumes    []corev1.Volume
 	mounts     []corev1.VolumeMount
 	sidecarEnv []corev1.EnvVar
@@ -74,11 +75,11 @@ func (r *Renderer) planSources(ctx context.Context, w Workload, sources []planne
 		case "":
 			d = deny(http.StatusBadRequest, "%s: no provider, and no defaultSyncProvider in the pod's FeatureFlagSources or the operator's configuration", src.where())
 		case v1beta1.SyncProviderFlagdProxy:
-			d = deny(http.StatusBadRequest, "%s: provider flagd-proxy is not supported by this flagpole version yet; use kubernetes (least-privilege per-namespace grants) or grpc", src.where())
+			d = r.planFlagdProxy(ctx, w, src, plan)
 		case flagsync.ProviderGCS, flagsync.ProviderAzblob, flagsync.ProviderS3:
 			d = deny(http.StatusBadRequest, "%s: provider %s (cloud blob storage) is not implemented by flagpole's sidecar; serve the flags over http(s) or from a FeatureFlag", src.where(), provider)
 		default:
-			d = deny(http.StatusBadRequest, "%s: unknown provider %q (kubernetes, file, http, grpc)", src.where(), provider)
+			d = deny(http.StatusBadRequest, "%s: unknown provider %q (kubernetes, file, http, grpc, flagd-proxy)", src.where(), provider)
 		}
 		if d != nil {
 			return nil, d
@@ -131,7 +132,7 @@ func (r *Renderer) CrossNamespaceCheck(namespace, kind string, obj metav1.Object
 	if obj.GetNamespace() == namespace || r.Config.CrossNamespace == CrossNamespaceAllow {
 		return nil
 	}
-	for _, ns := range strings.Split(obj.GetAnnotations()[AnnotationAllowedNamespaces], ",") {
+	for ns := range strings.SplitSeq(obj.GetAnnotations()[AnnotationAllowedNamespaces], ",") {
 		if ns = strings.TrimSpace(ns); ns == "*" || ns == namespace {
 			return nil
 		}
@@ -168,7 +169,7 @@ func (r *Renderer) planFile(ctx context.Context, w Workload, src plannedSource, 
 	dir := ref.Namespace + "_" + ref.Name
 	key := dir + ".flagd.json"
 	cmName := ref.Name
-	owners := []metav1.OwnerReference{{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "FeatureFlag", Name: ff.Name, UID: ff.UID, Controller: ptr(true)}}
+	owners := []metav1.OwnerReference{{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "FeatureFlag", Name: ff.Name, UID: ff.UID, Controller: new(true)}}
 	if ref.Namespace != w.Namespace {
 		cmName = boundedName("flagpole-"+ref.Namespace+"."+ref.Name, 253, ref.String())
 		owners = w.Owners
@@ -215,5 +216,3 @@ func (r *Renderer) planHTTP(w Workload, src plannedSource, i int, plan *sidecarP
 	plan.sources = append(plan.sources, cfg)
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }

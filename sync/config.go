@@ -68,6 +68,11 @@ type SourceConfig struct {
 	// a mounted Secret); it is re-read before every request, so rotation needs no
 	// restart. Surrounding whitespace and the trailing newline are ignored.
 	AuthHeaderFile string `json:"authHeaderFile,omitempty"`
+	// BearerTokenFile names a file holding a bare bearer token — a projected
+	// ServiceAccount token, as the webhook mounts for flagd-proxy sources — sent as
+	// "Authorization: Bearer <token>". It is re-read before every request or stream,
+	// so the kubelet's rotation needs no restart.
+	BearerTokenFile string `json:"bearerTokenFile,omitempty"`
 	// AllowInsecure permits plaintext to a host that is not loopback: http:// URLs
 	// (and their OAuth token URLs), and credentials over plaintext grpc://. Without
 	// it such sources are refused.
@@ -75,8 +80,16 @@ type SourceConfig struct {
 }
 
 // Name is the source string flags are tagged with (flagd-compat §4.1): the path for
-// file sources, ns/name for kubernetes, host:port for grpc, the URI otherwise.
-func (c SourceConfig) Name() string { return c.URI }
+// file sources, ns/name for kubernetes, host:port for grpc, the URI otherwise. A
+// grpc source with a selector is "<uri> <selector>": several selections of one sync
+// server (flagd-proxy sources: one FeatureFlag each, all from the same proxy) are
+// distinct sources, where flagd would let them overwrite each other's flags.
+func (c SourceConfig) Name() string {
+	if c.Provider == ProviderGRPC && c.Selector != "" {
+		return c.URI + " " + c.Selector
+	}
+	return c.URI
+}
 
 var uriPrefixes = []struct {
 	re       *regexp.Regexp
@@ -156,49 +169,52 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // validateAdditions checks the fields the http and grpc sources use. Errors start
 // with the field name.
-func (s SourceConfig) validateAdditions() error {
-	remote := s.Provider == ProviderHTTP || s.Provider == ProviderGRPC
+func (c SourceConfig) validateAdditions() error {
+	remote := c.Provider == ProviderHTTP || c.Provider == ProviderGRPC
 	switch {
-	case s.TimeoutS < 0:
-		return fmt.Errorf("timeoutS: must not be negative, got %d", s.TimeoutS)
-	case s.MaxMsgSize < 0:
-		return fmt.Errorf("maxMsgSize: must not be negative, got %d", s.MaxMsgSize)
-	case s.AuthHeaderEnv != "" && !remote:
-		return fmt.Errorf("authHeaderEnv: only http and grpc sources use it, not %s", s.Provider)
-	case s.AuthHeaderFile != "" && !remote:
-		return fmt.Errorf("authHeaderFile: only http and grpc sources use it, not %s", s.Provider)
-	case s.AllowInsecure && !remote:
-		return fmt.Errorf("allowInsecure: only http and grpc sources use it, not %s", s.Provider)
-	case s.AuthHeaderEnv != "" && !envName.MatchString(s.AuthHeaderEnv):
-		return fmt.Errorf("authHeaderEnv: %q is not an environment variable name", s.AuthHeaderEnv)
+	case c.TimeoutS < 0:
+		return fmt.Errorf("timeoutS: must not be negative, got %d", c.TimeoutS)
+	case c.MaxMsgSize < 0:
+		return fmt.Errorf("maxMsgSize: must not be negative, got %d", c.MaxMsgSize)
+	case c.AuthHeaderEnv != "" && !remote:
+		return fmt.Errorf("authHeaderEnv: only http and grpc sources use it, not %s", c.Provider)
+	case c.AuthHeaderFile != "" && !remote:
+		return fmt.Errorf("authHeaderFile: only http and grpc sources use it, not %s", c.Provider)
+	case c.BearerTokenFile != "" && !remote:
+		return fmt.Errorf("bearerTokenFile: only http and grpc sources use it, not %s", c.Provider)
+	case c.AllowInsecure && !remote:
+		return fmt.Errorf("allowInsecure: only http and grpc sources use it, not %s", c.Provider)
+	case c.AuthHeaderEnv != "" && !envName.MatchString(c.AuthHeaderEnv):
+		return fmt.Errorf("authHeaderEnv: %q is not an environment variable name", c.AuthHeaderEnv)
 	}
 	var auth []string
 	for _, f := range []struct {
 		name string
 		set  bool
-	}{{"authHeader", s.AuthHeader != ""}, {"authHeaderEnv", s.AuthHeaderEnv != ""}, {"authHeaderFile", s.AuthHeaderFile != ""}, {"oauth", s.OAuth != nil}} {
+	}{{"authHeader", c.AuthHeader != ""}, {"authHeaderEnv", c.AuthHeaderEnv != ""}, {"authHeaderFile", c.AuthHeaderFile != ""},
+		{"bearerTokenFile", c.BearerTokenFile != ""}, {"oauth", c.OAuth != nil}} {
 		if f.set {
 			auth = append(auth, f.name)
 		}
 	}
 	if len(auth) > 1 {
-		return fmt.Errorf("%s: give one of authHeader, authHeaderEnv, authHeaderFile or oauth, not %s", auth[0], strings.Join(auth, " and "))
+		return fmt.Errorf("%s: give one of authHeader, authHeaderEnv, authHeaderFile, bearerTokenFile or oauth, not %s", auth[0], strings.Join(auth, " and "))
 	}
-	for _, k := range sortedKeys(s.Headers) {
+	for _, k := range sortedKeys(c.Headers) {
 		if !validHeaderName(k) {
 			return fmt.Errorf("headers: %q is not a valid header name", k)
 		}
-		if strings.ContainsAny(s.Headers[k], "\r\n\x00") {
+		if strings.ContainsAny(c.Headers[k], "\r\n\x00") {
 			return fmt.Errorf("headers.%s: the value contains a line break or NUL", k)
 		}
 		if strings.EqualFold(k, "Authorization") && len(auth) > 0 {
 			return fmt.Errorf("headers.%s: conflicts with %s; give the credentials once", k, auth[0])
 		}
 	}
-	if o := s.OAuth; o != nil {
+	if o := c.OAuth; o != nil {
 		switch {
-		case s.Provider != ProviderHTTP:
-			return fmt.Errorf("oauth: only http sources use it, not %s", s.Provider)
+		case c.Provider != ProviderHTTP:
+			return fmt.Errorf("oauth: only http sources use it, not %s", c.Provider)
 		case o.TokenURL == "":
 			return errors.New("oauth.tokenUrl: is required")
 		case o.ReloadDelayS < 0:
@@ -238,9 +254,10 @@ func sortedKeys(m map[string]string) []string {
 const maxAuthHeaderFile = 64 << 10
 
 // AuthHeaderValue returns the Authorization header value set by authHeader,
-// authHeaderEnv or authHeaderFile, or "" when none is set (oauth is the http
-// source's business). The file is read on every call. Errors name the field and the
-// variable or file, never the value.
+// authHeaderEnv, authHeaderFile or bearerTokenFile ("Bearer " and the file's
+// token), or "" when none is set (oauth is the http source's business). Files are
+// read on every call. Errors name the field and the variable or file, never the
+// value.
 func (c SourceConfig) AuthHeaderValue() (string, error) {
 	var v, field string
 	switch {
@@ -255,19 +272,23 @@ func (c SourceConfig) AuthHeaderValue() (string, error) {
 		v = env
 	case c.AuthHeaderFile != "":
 		field = "authHeaderFile"
-		f, err := os.Open(c.AuthHeaderFile)
+		data, err := readCredential(field, c.AuthHeaderFile)
 		if err != nil {
-			return "", fmt.Errorf("authHeaderFile: %w", err)
+			return "", err
 		}
-		defer f.Close()
-		data, err := io.ReadAll(io.LimitReader(f, maxAuthHeaderFile+1))
+		v = data
+	case c.BearerTokenFile != "":
+		field = "bearerTokenFile"
+		data, err := readCredential(field, c.BearerTokenFile)
 		if err != nil {
-			return "", fmt.Errorf("authHeaderFile: reading %s: %w", c.AuthHeaderFile, err)
+			return "", err
 		}
-		if len(data) > maxAuthHeaderFile {
-			return "", fmt.Errorf("authHeaderFile: %s is larger than %d bytes; it must hold one header value", c.AuthHeaderFile, maxAuthHeaderFile)
+		if v = strings.TrimSpace(data); v != "" {
+			if strings.ContainsAny(v, " \t") {
+				return "", fmt.Errorf("bearerTokenFile %s: the token contains white space; the file must hold the bare token (authHeaderFile takes a whole header value)", c.BearerTokenFile)
+			}
+			v = "Bearer " + v
 		}
-		v = string(data)
 	default:
 		return "", nil
 	}
@@ -278,6 +299,8 @@ func (c SourceConfig) AuthHeaderValue() (string, error) {
 		where += " " + c.AuthHeaderEnv
 	case "authHeaderFile":
 		where += " " + c.AuthHeaderFile
+	case "bearerTokenFile":
+		where += " " + c.BearerTokenFile
 	}
 	if v == "" {
 		return "", fmt.Errorf("%s: the value is empty", where)
@@ -286,6 +309,23 @@ func (c SourceConfig) AuthHeaderValue() (string, error) {
 		return "", fmt.Errorf("%s: the value contains a line break or NUL", where)
 	}
 	return v, nil
+}
+
+// readCredential reads a credential file of at most maxAuthHeaderFile bytes.
+func readCredential(field, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAuthHeaderFile+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: reading %s: %w", field, path, err)
+	}
+	if len(data) > maxAuthHeaderFile {
+		return "", fmt.Errorf("%s: %s is larger than %d bytes; it must hold one header value", field, path, maxAuthHeaderFile)
+	}
+	return string(data), nil
 }
 
 // RootCAs returns the system roots plus the certificates of certPath (PEM), or nil

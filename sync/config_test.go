@@ -132,7 +132,12 @@ func TestValidate(t *testing.T) {
 			wantErr: "sources[0].allowInsecure: only http and grpc sources use it, not file"},
 		"allowInsecure on grpc": {in: SourceConfig{URI: "h:1", Provider: ProviderGRPC, AllowInsecure: true}},
 		"two auth fields": {in: httpSrc(func(c *SourceConfig) { c.AuthHeader, c.AuthHeaderFile = "Bearer x", "/f" }),
-			wantErr: "sources[0].authHeader: give one of authHeader, authHeaderEnv, authHeaderFile or oauth, not authHeader and authHeaderFile"},
+			wantErr: "sources[0].authHeader: give one of authHeader, authHeaderEnv, authHeaderFile, bearerTokenFile or oauth, not authHeader and authHeaderFile"},
+		"bearerTokenFile on grpc": {in: SourceConfig{URI: "h:1", Provider: ProviderGRPC, BearerTokenFile: "/var/run/secrets/token"}},
+		"bearerTokenFile on kubernetes": {in: SourceConfig{URI: "ns/n", Provider: ProviderKubernetes, BearerTokenFile: "/x"},
+			wantErr: "sources[0].bearerTokenFile: only http and grpc sources use it, not kubernetes"},
+		"bearerTokenFile and authHeaderEnv": {in: SourceConfig{URI: "h:1", Provider: ProviderGRPC, BearerTokenFile: "/x", AuthHeaderEnv: "X"},
+			wantErr: "not authHeaderEnv and bearerTokenFile"},
 		"auth and oauth": {in: httpSrc(func(c *SourceConfig) {
 			c.AuthHeaderEnv, c.OAuth = "X", &OAuth{TokenURL: "https://t", ClientID: "i", ClientSecret: "s"}
 		}), wantErr: "not authHeaderEnv and oauth"},
@@ -181,6 +186,18 @@ func TestCombine(t *testing.T) {
 	if _, err := Combine([]string{"grpc://h:1"}, []SourceConfig{{URI: "h:1", Provider: ProviderGRPC}}); err == nil || !strings.Contains(err.Error(), `source "h:1" is configured twice`) {
 		t.Errorf("duplicate: error = %v", err)
 	}
+	// one sync server, two selections (two flagd-proxy sources): two sources
+	proxied, err := Combine(nil, []SourceConfig{{URI: "proxy:8015", Provider: ProviderGRPC, Selector: "core.openfeature.dev/a/x"},
+		{URI: "proxy:8015", Provider: ProviderGRPC, Selector: "core.openfeature.dev/a/y"}})
+	if err != nil {
+		t.Fatalf("two selections of one server: %v", err)
+	}
+	if a, b := proxied[0].Name(), proxied[1].Name(); a != "proxy:8015 core.openfeature.dev/a/x" || b != "proxy:8015 core.openfeature.dev/a/y" {
+		t.Errorf("names %q and %q", a, b)
+	}
+	if _, err := Combine(nil, []SourceConfig{{URI: "proxy:8015", Provider: ProviderGRPC, Selector: "s"}, {URI: "proxy:8015", Provider: ProviderGRPC, Selector: "s"}}); err == nil {
+		t.Error("the same selection twice: no error")
+	}
 	if _, err := Combine([]string{"ftp://x"}, nil); err == nil || !strings.Contains(err.Error(), "invalid sync uri argument") {
 		t.Errorf("bad uri: error = %v", err)
 	}
@@ -203,15 +220,21 @@ func TestAuthHeaderValue(t *testing.T) {
 		want    string
 		wantErr string
 	}{
-		"none":           {in: SourceConfig{}, want: ""},
-		"literal":        {in: SourceConfig{AuthHeader: "Basic abc"}, want: "Basic abc"},
-		"env":            {in: SourceConfig{AuthHeaderEnv: "FLAGPOLE_TEST_AUTH"}, want: "Bearer from-env"},
-		"env unset":      {in: SourceConfig{AuthHeaderEnv: "FLAGPOLE_TEST_UNSET_VARIABLE"}, wantErr: "authHeaderEnv: environment variable FLAGPOLE_TEST_UNSET_VARIABLE is not set"},
-		"env empty":      {in: SourceConfig{AuthHeaderEnv: "FLAGPOLE_TEST_EMPTY"}, wantErr: "authHeaderEnv FLAGPOLE_TEST_EMPTY: the value is empty"},
-		"file":           {in: SourceConfig{AuthHeaderFile: write("auth", secret+"\n")}, want: secret},
-		"file missing":   {in: SourceConfig{AuthHeaderFile: filepath.Join(dir, "missing")}, wantErr: "authHeaderFile: open"},
-		"file two lines": {in: SourceConfig{AuthHeaderFile: write("two", secret+"\nX: y\n")}, wantErr: "the value contains a line break"},
-		"file too large": {in: SourceConfig{AuthHeaderFile: write("large", strings.Repeat("a", maxAuthHeaderFile+1))}, wantErr: "is larger than 65536 bytes"},
+		"none":              {in: SourceConfig{}, want: ""},
+		"literal":           {in: SourceConfig{AuthHeader: "Basic abc"}, want: "Basic abc"},
+		"env":               {in: SourceConfig{AuthHeaderEnv: "FLAGPOLE_TEST_AUTH"}, want: "Bearer from-env"},
+		"env unset":         {in: SourceConfig{AuthHeaderEnv: "FLAGPOLE_TEST_UNSET_VARIABLE"}, wantErr: "authHeaderEnv: environment variable FLAGPOLE_TEST_UNSET_VARIABLE is not set"},
+		"env empty":         {in: SourceConfig{AuthHeaderEnv: "FLAGPOLE_TEST_EMPTY"}, wantErr: "authHeaderEnv FLAGPOLE_TEST_EMPTY: the value is empty"},
+		"file":              {in: SourceConfig{AuthHeaderFile: write("auth", secret+"\n")}, want: secret},
+		"file missing":      {in: SourceConfig{AuthHeaderFile: filepath.Join(dir, "missing")}, wantErr: "authHeaderFile: open"},
+		"file two lines":    {in: SourceConfig{AuthHeaderFile: write("two", secret+"\nX: y\n")}, wantErr: "the value contains a line break"},
+		"file too large":    {in: SourceConfig{AuthHeaderFile: write("large", strings.Repeat("a", maxAuthHeaderFile+1))}, wantErr: "is larger than 65536 bytes"},
+		"bearer token file": {in: SourceConfig{BearerTokenFile: write("token", "eyJs3cr3t.payload.sig\n")}, want: "Bearer eyJs3cr3t.payload.sig"},
+		"bearer token file empty": {in: SourceConfig{BearerTokenFile: write("empty-token", "\n")},
+			wantErr: "bearerTokenFile " + filepath.Join(dir, "empty-token") + ": the value is empty"},
+		"bearer token file with a header value": {in: SourceConfig{BearerTokenFile: write("header-token", secret)},
+			wantErr: "the token contains white space; the file must hold the bare token"},
+		"bearer token file missing": {in: SourceConfig{BearerTokenFile: filepath.Join(dir, "missing")}, wantErr: "bearerTokenFile: open"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := tc.in.AuthHeaderValue()

@@ -188,11 +188,9 @@ func (t *Telemetry) transport(ep endpoint, files tlsFiles, opts Options) (transp
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	t.stop = stop
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
+	t.wg.Go(func() {
 		creds.run(ctx, opts.ReloadInterval)
-	}()
+	})
 	dial := grpc.WithContextDialer(creds.dial)
 	return transportOptions{
 		trace:  []otlptracegrpc.Option{otlptracegrpc.WithTLSCredentials(creds), otlptracegrpc.WithDialOption(dial)},

@@ -57,10 +57,12 @@ func Deny(code int32, format string, args ...any) Decision {
 	return Decision{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Effect and EffectApplier are the side effects of admissions (package sidecar
-// defines the kinds: RBAC grants, ConfigMaps, Secrets).
+// The side effects of admissions; package sidecar defines the kinds (RBAC grants,
+// ConfigMaps, Secrets).
 type (
-	Effect        = sidecar.Effect
+	// Effect is one side effect of an admission.
+	Effect = sidecar.Effect
+	// EffectApplier applies the effects of admissions.
 	EffectApplier = sidecar.EffectApplier
 )
 
@@ -101,8 +103,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			h.reply(w, http.StatusRequestEntityTooLarge, "", Deny(http.StatusRequestEntityTooLarge, "AdmissionReview larger than %d bytes", limit), start)
 			return
 		}
@@ -189,11 +190,11 @@ func (h *Handler) reply(w http.ResponseWriter, status int, uid types.UID, d Deci
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	h.Metrics.observe(h.Name, d, time.Since(start))
-	ev := h.Log.Debug()
+	level := zerolog.DebugLevel
 	if !d.Allowed {
-		ev = h.Log.Info()
+		level = zerolog.InfoLevel
 	}
-	ev.Str("webhook", h.Name).Str("uid", string(uid)).Bool("allowed", d.Allowed).Int("patch_bytes", len(d.Patch)).
+	h.Log.WithLevel(level).Str("webhook", h.Name).Str("uid", string(uid)).Bool("allowed", d.Allowed).Int("patch_bytes", len(d.Patch)).
 		Int("effects", len(d.Effects)).Str("message", d.Message).Msg("admission")
 }
 

@@ -34,12 +34,16 @@ type testEffect string
 
 func (e testEffect) Describe() string { return string(e) }
 
-func review(uid string, dryRun bool) string {
+func review(t testing.TB, uid string, dryRun bool) string {
+	t.Helper()
 	r := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request:  &admissionv1.AdmissionRequest{UID: types.UID("u-" + uid), Operation: admissionv1.Create, DryRun: &dryRun},
 	}
-	b, _ := json.Marshal(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return string(b)
 }
 
@@ -94,7 +98,7 @@ func TestHandler(t *testing.T) {
 			return Deny(0, "no %s", "way")
 		case strings.HasSuffix(string(req.UID), "panic"):
 			var m map[string]int
-			m["boom"]++ // a nil-map write: the handler must not crash
+			m["boom"]++ //nolint:staticcheck // SA5000: a nil-map write on purpose: the handler must not crash
 		case strings.HasSuffix(string(req.UID), "effects"):
 			return Decision{Allowed: true, Patch: []byte(patch), Effects: []Effect{testEffect("grant a"), testEffect("grant b")}, Warnings: []string{"careful"}}
 		case strings.HasSuffix(string(req.UID), "refuse"):
@@ -110,20 +114,20 @@ func TestHandler(t *testing.T) {
 		want        result
 		wantApplied []string
 	}{
-		{name: "allowed with a message", method: "POST", ct: "application/json", body: review("ok", false),
+		{name: "allowed with a message", method: "POST", ct: "application/json", body: review(t, "ok", false),
 			want: result{Status: 200, UID: "u-ok", Allowed: true, Code: 200, Message: "OpenFeature is disabled"}},
-		{name: "denied", method: "POST", ct: "application/json; charset=utf-8", body: review("deny", false),
+		{name: "denied", method: "POST", ct: "application/json; charset=utf-8", body: review(t, "deny", false),
 			want: result{Status: 200, UID: "u-deny", Code: 403, Reason: "Forbidden", Message: "no way"}},
-		{name: "patch, warnings and effects applied in order", method: "POST", ct: "application/json", body: review("effects", false),
+		{name: "patch, warnings and effects applied in order", method: "POST", ct: "application/json", body: review(t, "effects", false),
 			want:        result{Status: 200, UID: "u-effects", Allowed: true, Patch: patch, Warnings: []string{"careful"}},
 			wantApplied: []string{"grant a", "grant b"}},
-		{name: "dry-run: effects skipped", method: "POST", ct: "application/json", body: review("effects", true),
+		{name: "dry-run: effects skipped", method: "POST", ct: "application/json", body: review(t, "effects", true),
 			want: result{Status: 200, UID: "u-effects", Allowed: true, Patch: patch, Warnings: []string{"careful"}}},
-		{name: "a failing effect denies", method: "POST", ct: "application/json", body: review("effects", false), failApply: true,
+		{name: "a failing effect denies", method: "POST", ct: "application/json", body: review(t, "effects", false), failApply: true,
 			want: result{Status: 200, UID: "u-effects", Code: 500, Reason: "InternalError", Message: "grant a: etcd is down"}},
-		{name: "a denial applies no effect", method: "POST", ct: "application/json", body: review("refuse", false),
+		{name: "a denial applies no effect", method: "POST", ct: "application/json", body: review(t, "refuse", false),
 			want: result{Status: 200, UID: "u-refuse", Code: 403, Reason: "Forbidden", Message: "no"}},
-		{name: "a panic denies", method: "POST", ct: "application/json", body: review("panic", false),
+		{name: "a panic denies", method: "POST", ct: "application/json", body: review(t, "panic", false),
 			want: result{Status: 200, UID: "u-panic", Code: 500, Reason: "InternalError", Message: "internal error in webhook test; the request was not admitted"}},
 		{name: "not JSON", method: "POST", ct: "application/json", body: "{", want: result{Status: 400, Code: 400, Reason: "BadRequest",
 			Message: "the body is not an AdmissionReview: unexpected end of JSON input"}},
@@ -132,7 +136,7 @@ func TestHandler(t *testing.T) {
 		{name: "v1beta1", method: "POST", ct: "application/json", body: `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"old"}}`,
 			want: result{Status: 200, UID: "old", Code: 400, Reason: "BadRequest",
 				Message: `want an AdmissionReview of apiVersion admission.k8s.io/v1, got kind "AdmissionReview" of apiVersion "admission.k8s.io/v1beta1" (register the webhook with admissionReviewVersions: [v1])`}},
-		{name: "wrong content type", method: "POST", ct: "application/yaml", body: review("ok", false),
+		{name: "wrong content type", method: "POST", ct: "application/yaml", body: review(t, "ok", false),
 			want: result{Status: 415, Message: "Content-Type must be application/json (an AdmissionReview)"}},
 		{name: "GET", method: "GET", want: result{Status: 405, Message: "admission webhooks answer POST only"}},
 		{name: "too large", method: "POST", ct: "application/json", body: `{"x":"` + strings.Repeat("a", 2048) + `"}`,
@@ -158,7 +162,7 @@ func TestHandler(t *testing.T) {
 // FuzzAdmissionReview: whatever the body, the handler answers (never panics, never
 // 5xx) and echoes the request UID when there is a request to take it from.
 func FuzzAdmissionReview(f *testing.F) {
-	f.Add(review("ok", false))
+	f.Add(review(f, "ok", false))
 	f.Add(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":{"kind":"Pod"}}}`)
 	f.Add(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`)
 	f.Add(`[]`)
@@ -171,7 +175,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	}}
 	f.Fuzz(func(t *testing.T, body string) {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("POST", "/validate", strings.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, "/validate", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -27,11 +28,14 @@ func BenchmarkAdmitPod(b *testing.B) {
 		objs.RoleBindings = append(objs.RoleBindings, sidecar.GrantBinding(g))
 	}
 	h := &Handler{Name: "mutate-pods", Admit: in.Admit, Log: zerolog.Nop()}
-	review, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+	review, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: request(b, rpcPod("flags"))})
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("POST", PathMutatePod, strings.NewReader(string(review)))
+		req := httptest.NewRequest(http.MethodPost, PathMutatePod, strings.NewReader(string(review)))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -42,6 +46,7 @@ func BenchmarkAdmitPod(b *testing.B) {
 }
 
 func request(tb testing.TB, pod any) *admissionv1.AdmissionRequest {
+	tb.Helper()
 	raw, err := json.Marshal(pod)
 	if err != nil {
 		tb.Fatal(err)

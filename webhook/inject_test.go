@@ -29,7 +29,7 @@ const testImage = "registry.example/flagpole:v1"
 func storedFFS(ns, name string, sources []v1beta1.Source, edit func(*v1beta1.FeatureFlagSourceSpec)) *v1beta1.FeatureFlagSource {
 	f := &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name)}}
 	f.Spec = v1beta1.FeatureFlagSourceSpec{ManagementPort: 8014, Port: 8013, Evaluator: "json", Sources: sources, LogFormat: "json",
-		EnvVarPrefix: "FLAGD", RolloutOnChange: ptr(false), ProbesEnabled: ptr(true), DebugLogging: ptr(false), OfrepPort: 8016}
+		EnvVarPrefix: "FLAGD", RolloutOnChange: new(false), ProbesEnabled: new(true), DebugLogging: new(false), OfrepPort: 8016}
 	if edit != nil {
 		edit(&f.Spec)
 	}
@@ -47,7 +47,7 @@ func appPod(annotations map[string]string, edit ...func(*corev1.Pod)) *corev1.Po
 	p := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-abc", Annotations: annotations,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d9", UID: "rs-uid", Controller: ptr(true)}}},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d9", UID: "rs-uid", Controller: new(true)}}},
 		Spec: corev1.PodSpec{ServiceAccountName: "web", Containers: []corev1.Container{
 			{Name: "app", Image: "app:1"},
 			{Name: "worker", Image: "worker:1", Env: []corev1.EnvVar{{Name: "FLAGD_PORT", Value: "9999"}}},
@@ -132,8 +132,8 @@ func wantSidecar(sourcesJSON string) corev1.Container {
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 		},
 		RestartPolicy: &always, LivenessProbe: live, ReadinessProbe: ready, StartupProbe: startup,
-		SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, Privileged: ptr(false),
-			RunAsNonRoot: ptr(true), AllowPrivilegeEscalation: ptr(false), ReadOnlyRootFilesystem: ptr(true),
+		SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, Privileged: new(false),
+			RunAsNonRoot: new(true), AllowPrivilegeEscalation: new(false), ReadOnlyRootFilesystem: new(true),
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 	}
 }
@@ -208,9 +208,9 @@ func TestDecisionFlow(t *testing.T) {
 		{"bad reference", rpcPod("a/b/c"), false, 400, `annotation openfeature.dev/featureflagsource: "a/b/c": want name or namespace/name`},
 		{"service account missing", rpcPod("flags", noSA), false, 403, `serviceaccounts "ghost" not found`},
 		{"FeatureFlag missing", rpcPod("missing-flag"), false, 404, "FeatureFlagSource shop/missing-flag spec.sources[0]: FeatureFlag shop/nope not found"},
-		{"flagd-proxy not yet", rpcPod("proxied"), false, 400, "FeatureFlagSource shop/proxied spec.sources[0]: provider flagd-proxy is not supported by this flagpole version yet; use kubernetes (least-privilege per-namespace grants) or grpc"},
+		{"flagd-proxy (readiness not checked without a cluster)", rpcPod("proxied"), true, 0, ""},
 		{"blob provider", rpcPod("blob"), false, 400, "FeatureFlagSource shop/blob spec.sources[0]: provider gcs (cloud blob storage) is not implemented by flagpole's sidecar; serve the flags over http(s) or from a FeatureFlag"},
-		{"unknown provider", rpcPod("odd"), false, 400, `FeatureFlagSource shop/odd spec.sources[0]: unknown provider "carrier-pigeon" (kubernetes, file, http, grpc)`},
+		{"unknown provider", rpcPod("odd"), false, 400, `FeatureFlagSource shop/odd spec.sources[0]: unknown provider "carrier-pigeon" (kubernetes, file, http, grpc, flagd-proxy)`},
 		{"empty provider uses the default (kubernetes)", rpcPod("no-provider"), true, 0, ""},
 		{"cross-namespace FeatureFlagSource", rpcPod("ops/shared"), false, 403,
 			`FeatureFlagSource ops/shared is in another namespace than the pod (shop): cross-namespace references are refused unless the FeatureFlagSource lists "shop" in its flagpole.dev/allowed-namespaces annotation (or the operator runs with --cross-namespace=allow)`},
@@ -244,7 +244,10 @@ func TestDecisionFlow(t *testing.T) {
 func TestNotMutatedTwice(t *testing.T) {
 	in := newInjector(baseObjects())
 	_, injected := admitted(t, in, rpcPod("flags"))
-	raw, _ := json.Marshal(injected)
+	raw, err := json.Marshal(injected)
+	if err != nil {
+		t.Fatal(err)
+	}
 	update := in.Admit(context.Background(), &admissionv1.AdmissionRequest{Operation: admissionv1.Update, Object: runtime.RawExtension{Raw: raw}})
 	if !update.Allowed || update.Patch != nil || update.Message != msgNotCreated {
 		t.Errorf("UPDATE: %+v", update)
@@ -354,7 +357,7 @@ func TestProviders(t *testing.T) {
 		}
 		want := []sidecar.Effect{sidecar.EnsureConfigMap{Namespace: "shop", Name: "checkout", FeatureFlag: sidecar.Ref{Namespace: "shop", Name: "checkout"}, Key: "shop_checkout.flagd.json",
 			Data:   `{"flags":{"simple-flag":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`,
-			Owners: []metav1.OwnerReference{{APIVersion: "core.openfeature.dev/v1beta1", Kind: "FeatureFlag", Name: "checkout", UID: "uid-checkout", Controller: ptr(true)}}}}
+			Owners: []metav1.OwnerReference{{APIVersion: "core.openfeature.dev/v1beta1", Kind: "FeatureFlag", Name: "checkout", UID: "uid-checkout", Controller: new(true)}}}}
 		if diff := cmp.Diff(want, d.Effects); diff != "" {
 			t.Errorf("effects (-want +got):\n%s", diff)
 		}
@@ -418,7 +421,7 @@ func argAfter(args []string, flag string) string {
 func TestMergeAndRender(t *testing.T) {
 	one := storedFFS("shop", "one", []v1beta1.Source{k8sSource("checkout")}, func(s *v1beta1.FeatureFlagSourceSpec) {
 		s.Port, s.ManagementPort = 8090, 8091
-		s.DebugLogging = ptr(true)
+		s.DebugLogging = new(true)
 		s.OtelCollectorURI = "otel-collector.observability:4317"
 		s.ContextValues = map[string]string{"env": "prod", "tier": "gold"}
 		s.HeaderToContextMappings = map[string]string{"X-Tenant": "tenant"}
@@ -431,7 +434,7 @@ func TestMergeAndRender(t *testing.T) {
 		s.ContextValues = map[string]string{"tier": "silver"}
 		s.Cors = []string{"https://*.example.com"}
 		s.OfrepPort = 9016
-		s.ProbesEnabled = ptr(false)
+		s.ProbesEnabled = new(false)
 		s.EnvVars = []corev1.EnvVar{{Name: "DEBUG_SYNC", Value: "2"}}
 	})
 	objs := baseObjects()
@@ -538,5 +541,3 @@ func TestInProcess(t *testing.T) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

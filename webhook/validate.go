@@ -82,13 +82,13 @@ type report struct {
 	problems, warnings eval.Problems
 }
 
-// problem records a reason to deny the object at path.
-func (r *report) problem(path, format string, args ...any) {
+// problemf records a reason to deny the object at path.
+func (r *report) problemf(path, format string, args ...any) {
 	r.problems = append(r.problems, eval.Problem{Path: path, Message: oneLine(fmt.Sprintf(format, args...))})
 }
 
-// warn records something valid but risky at path.
-func (r *report) warn(path, format string, args ...any) {
+// warnf records something valid but risky at path.
+func (r *report) warnf(path, format string, args ...any) {
 	r.warnings = append(r.warnings, eval.Problem{Path: path, Message: oneLine(fmt.Sprintf(format, args...))})
 }
 
@@ -167,7 +167,7 @@ func validator[T any, PT interface {
 				namespace = metav1.NamespaceDefault
 			}
 			if specRequired && !present(raw, "spec") {
-				r.problem("spec", "is required")
+				r.problemf("spec", "is required")
 			} else {
 				check(r, (*T)(obj), namespace, raw)
 			}

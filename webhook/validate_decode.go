@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -33,11 +34,11 @@ const (
 func decodeObject(raw []byte, obj any, r *report) decodeResult {
 	var probe any
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		r.problem("", "the object is not valid JSON: %v", err)
+		r.problemf("", "the object is not valid JSON: %v", err)
 		return notJSON
 	}
 	if k := jsonKind(raw); k != "object" {
-		r.problem("", "the object must be a JSON object, got %s", k)
+		r.problemf("", "the object must be a JSON object, got %s", k)
 		return notJSON
 	}
 	before := len(r.problems)
@@ -46,7 +47,7 @@ func decodeObject(raw []byte, obj any, r *report) decodeResult {
 		return wrongTypes
 	}
 	if err := utiljson.Unmarshal(raw, obj); err != nil { // the walk should have found it
-		r.problem("", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		r.problemf("", "%s", strings.TrimPrefix(err.Error(), "json: "))
 		return wrongTypes
 	}
 	return decoded
@@ -68,11 +69,11 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 		// metav1.Time, resource.Quantity, intstr.IntOrString, ...: their own decoder
 		// knows what fits.
 		if err := utiljson.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
-			r.problem(path, "%s", strings.TrimPrefix(err.Error(), "json: "))
+			r.problemf(path, "%s", strings.TrimPrefix(err.Error(), "json: "))
 		}
 		return
 	}
-	want := func(what string) { r.problem(path, "must be %s, got %s", what, kind) }
+	want := func(what string) { r.problemf(path, "must be %s, got %s", what, kind) }
 	switch t.Kind() {
 	case reflect.Pointer:
 		checkShape(r, path, raw, t.Elem())
@@ -82,21 +83,7 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 			want("an object")
 			return
 		}
-		fields := structFields(t)
-		seen := map[string]bool{}
-		for _, m := range objectMembers(raw) {
-			p := eval.Key(path, m.key)
-			if seen[m.key] {
-				r.warn(p, "duplicate field: the last value is used (kubectl apply refuses the manifest)")
-			}
-			seen[m.key] = true
-			ft, ok := fields[m.key]
-			if !ok {
-				r.warn(p, "unknown field: the API server drops it (kubectl apply refuses the manifest)")
-				continue
-			}
-			checkShape(r, p, m.value, ft)
-		}
+		checkFields(r, path, raw, t)
 	case reflect.Map:
 		if kind != "object" {
 			want("an object")
@@ -134,15 +121,7 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 			want("an integer")
 			return
 		}
-		text := string(bytes.TrimSpace(raw))
-		if _, err := strconv.ParseInt(text, 10, t.Bits()); err != nil {
-			if errors.Is(err, strconv.ErrRange) {
-				maxInt := int64(^uint64(0) >> (65 - t.Bits()))
-				r.problem(path, "must be an integer from %d to %d, got %s", -maxInt-1, maxInt, text)
-			} else {
-				r.problem(path, "must be an integer, got %s", text)
-			}
-		}
+		checkInt(r, path, raw, t.Bits())
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		if kind != "number" {
 			want("an integer")
@@ -150,11 +129,44 @@ func checkShape(r *report, path string, raw []byte, t reflect.Type) {
 		}
 		text := string(bytes.TrimSpace(raw))
 		if _, err := strconv.ParseUint(text, 10, t.Bits()); err != nil {
-			r.problem(path, "must be an integer from 0 to %d, got %s", ^uint64(0)>>(64-t.Bits()), text)
+			r.problemf(path, "must be an integer from 0 to %d, got %s", ^uint64(0)>>(64-t.Bits()), text)
 		}
 	case reflect.Float32, reflect.Float64:
 		if kind != "number" {
 			want("a number")
+		}
+	}
+}
+
+// checkFields checks the members of a JSON object against the fields of struct type t.
+func checkFields(r *report, path string, raw []byte, t reflect.Type) {
+	fields := structFields(t)
+	seen := map[string]bool{}
+	for _, m := range objectMembers(raw) {
+		p := eval.Key(path, m.key)
+		if seen[m.key] {
+			r.warnf(p, "duplicate field: the last value is used (kubectl apply refuses the manifest)")
+		}
+		seen[m.key] = true
+		ft, ok := fields[m.key]
+		if !ok {
+			r.warnf(p, "unknown field: the API server drops it (kubectl apply refuses the manifest)")
+			continue
+		}
+		checkShape(r, p, m.value, ft)
+	}
+}
+
+// checkInt checks that the JSON number raw is an integer that fits a signed integer
+// of the given size in bits.
+func checkInt(r *report, path string, raw []byte, bits int) {
+	text := string(bytes.TrimSpace(raw))
+	if _, err := strconv.ParseInt(text, 10, bits); err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			maxInt := int64(math.MaxInt64) >> (64 - bits)
+			r.problemf(path, "must be an integer from %d to %d, got %s", -maxInt-1, maxInt, text)
+		} else {
+			r.problemf(path, "must be an integer, got %s", text)
 		}
 	}
 }
@@ -240,8 +252,7 @@ func structFields(t reflect.Type) map[string]reflect.Type {
 	fields := map[string]reflect.Type{}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
-		for i := range t.NumField() {
-			f := t.Field(i)
+		for f := range t.Fields() {
 			tag := f.Tag.Get("json")
 			if tag == "-" {
 				continue

@@ -21,18 +21,18 @@ func ValidateFeatureFlag() AdmitFunc {
 
 func checkFeatureFlag(r *report, ff *v1beta1.FeatureFlag, _ string, raw []byte) {
 	if !present(raw, "spec", "flagSpec") {
-		r.problem("spec.flagSpec", "is required")
+		r.problemf("spec.flagSpec", "is required")
 		return
 	}
 	if !present(raw, "spec", "flagSpec", "flags") {
-		r.problem("spec.flagSpec.flags", "is required (an empty object removes every flag)")
+		r.problemf("spec.flagSpec.flags", "is required (an empty object removes every flag)")
 		return
 	}
 	problems, warnings, _ := flagdoc.Check(&ff.Spec.FlagSpec)
 	for _, p := range problems {
-		r.problem(p.Path, "%s", p.Message)
+		r.problemf(p.Path, "%s", p.Message)
 	}
 	for _, w := range warnings {
-		r.warn(w.Path, "%s", w.Message)
+		r.warnf(w.Path, "%s", w.Message)
 	}
 }

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -55,15 +56,13 @@ var (
 // checkProvider records a problem for a provider flagpole cannot run and reports
 // whether it can.
 func checkProvider(r *report, path, provider, whose string) bool {
-	for _, p := range knownProviders {
-		if provider == p {
-			return true
-		}
+	if slices.Contains(knownProviders, provider) {
+		return true
 	}
 	if blobProviders[provider] {
-		r.problem(path, "%sprovider %q: flagpole's sidecar does not implement the cloud blob providers (gcs, azblob, s3); serve the document over https (an http source) or put it in a FeatureFlag (kubernetes, file or flagd-proxy)", whose, provider)
+		r.problemf(path, "%sprovider %q: flagpole's sidecar does not implement the cloud blob providers (gcs, azblob, s3); serve the document over https (an http source) or put it in a FeatureFlag (kubernetes, file or flagd-proxy)", whose, provider)
 	} else {
-		r.problem(path, "%sunknown provider %q: one of %s", whose, provider, strings.Join(knownProviders, ", "))
+		r.problemf(path, "%sunknown provider %q: one of %s", whose, provider, strings.Join(knownProviders, ", "))
 	}
 	return false
 }
@@ -79,15 +78,15 @@ func checkFeatureFlagSource(r *report, spec *v1beta1.FeatureFlagSourceSpec, name
 
 	prefix := envVarPrefix(r, "spec.envVarPrefix", spec.EnvVarPrefix)
 	if spec.Evaluator != "" && spec.Evaluator != "json" {
-		r.warn("spec.evaluator", "%q is not an evaluator: json (JsonLogic) is the only one; the value only reaches %s, which nothing reads", spec.Evaluator, envVarKey(prefix, "EVALUATOR", false))
+		r.warnf("spec.evaluator", "%q is not an evaluator: json (JsonLogic) is the only one; the value only reaches %s, which nothing reads", spec.Evaluator, envVarKey(prefix, "EVALUATOR", false))
 	}
 	switch spec.LogFormat {
 	case "", "json", "console":
 	default:
-		r.problem("spec.logFormat", "must be json or console, got %q", spec.LogFormat)
+		r.problemf("spec.logFormat", "must be json or console, got %q", spec.LogFormat)
 	}
 	if strings.ContainsRune(spec.SocketPath, 0) || len(spec.SocketPath) > 107 {
-		r.problem("spec.socketPath", "must be a unix socket path: at most 107 bytes, no NUL")
+		r.problemf("spec.socketPath", "must be a unix socket path: at most 107 bytes, no NUL")
 	}
 	defaultOK := spec.DefaultSyncProvider == "" || checkProvider(r, "spec.defaultSyncProvider", spec.DefaultSyncProvider, "")
 
@@ -95,23 +94,23 @@ func checkFeatureFlagSource(r *report, spec *v1beta1.FeatureFlagSourceSpec, name
 
 	envVars(r, "spec.envVars", prefix, spec.EnvVars, true, ffsOperatorEnv, KindFeatureFlagSource)
 	if len(spec.SyncProviderArgs) > 0 {
-		r.warn("spec.syncProviderArgs", "flagd removed --sync-provider-args (flagd #1075) and flagpole's sidecar has no such option: these are not passed on")
+		r.warnf("spec.syncProviderArgs", "flagd removed --sync-provider-args (flagd #1075) and flagpole's sidecar has no such option: these are not passed on")
 	}
 	if spec.OtelCollectorURI != "" {
 		otelCollectorURI(r, "spec.otelCollectorUri", spec.OtelCollectorURI)
 	}
 	commandLineMap(r, "spec.contextValues", "--context-value", spec.ContextValues, func(k, _ string) {
 		if k == "" {
-			r.problem(eval.Key("spec.contextValues", k), "an empty key cannot be passed to the sidecar (--context-value key=value)")
+			r.problemf(eval.Key("spec.contextValues", k), "an empty key cannot be passed to the sidecar (--context-value key=value)")
 		}
 	})
 	commandLineMap(r, "spec.headerToContextMappings", "--context-from-header", spec.HeaderToContextMappings, func(k, v string) {
 		p := eval.Key("spec.headerToContextMappings", k)
 		if errs := validation.IsHTTPHeaderName(k); len(errs) > 0 {
-			r.problem(p, "%q is not a valid HTTP header name", k)
+			r.problemf(p, "%q is not a valid HTTP header name", k)
 		}
 		if v == "" {
-			r.problem(p, "the evaluation context key is empty")
+			r.problemf(p, "the evaluation context key is empty")
 		}
 	})
 	cors(r, "spec.cors", spec.Cors)
@@ -124,6 +123,7 @@ func checkFeatureFlagSource(r *report, spec *v1beta1.FeatureFlagSourceSpec, name
 	// rendering (what a command line cannot carry) must pass, so that no admitted
 	// FeatureFlagSource gives a sidecar that refuses to start.
 	cfg := startconfig.Default()
+	//nolint:gosec // G115: port() returns 0 or a port from 1 to 65535, and any other value is a problem that returned above
 	cfg.Port, cfg.ManagementPort, cfg.OfrepPort = uint16(ports[0].value), uint16(ports[1].value), uint16(ports[2].value)
 	cfg.Sources = sources
 	cfg.Debug = spec.DebugLogging != nil && *spec.DebugLogging
@@ -139,7 +139,7 @@ func checkFeatureFlagSource(r *report, spec *v1beta1.FeatureFlagSourceSpec, name
 		_, err = flagsync.Combine(nil, sources)
 	}
 	if err != nil {
-		r.problem("spec", "the sidecar would refuse this configuration: %s", redactSources(err.Error(), sources))
+		r.problemf("spec", "the sidecar would refuse this configuration: %s", redactSources(err.Error(), sources))
 	}
 }
 
@@ -158,7 +158,7 @@ func redactSources(msg string, sources []flagsync.SourceConfig) string {
 // them at its flagd-proxy).
 func checkSources(r *report, spec *v1beta1.FeatureFlagSourceSpec, namespace string, opts ValidationOptions, defaultOK bool) []flagsync.SourceConfig {
 	if len(spec.Sources) == 0 {
-		r.problem("spec.sources", "needs at least one source")
+		r.problemf("spec.sources", "needs at least one source")
 		return nil
 	}
 	var out []flagsync.SourceConfig
@@ -182,15 +182,15 @@ func checkSources(r *report, spec *v1beta1.FeatureFlagSourceSpec, namespace stri
 				continue
 			}
 		default:
-			r.problem(p+".provider", "is required: this FeatureFlagSource has no defaultSyncProvider and the operator no default sync provider")
+			r.problemf(p+".provider", "is required: this FeatureFlagSource has no defaultSyncProvider and the operator no default sync provider")
 			continue
 		}
 		if src.Source == "" {
-			r.problem(p+".source", "is required")
+			r.problemf(p+".source", "is required")
 			continue
 		}
 		if src.Interval < 0 {
-			r.problem(p+".interval", "must not be negative, got %d", src.Interval)
+			r.problemf(p+".interval", "must not be negative, got %d", src.Interval)
 			continue
 		}
 		before := len(r.problems)
@@ -199,7 +199,7 @@ func checkSources(r *report, spec *v1beta1.FeatureFlagSourceSpec, namespace stri
 			continue
 		}
 		if other, dup := seen[id]; dup {
-			r.problem(p+".source", "is the same source as %s: the sidecar tells sources apart by their name, so it refuses one given twice", other)
+			r.problemf(p+".source", "is the same source as %s: the sidecar tells sources apart by their name, so it refuses one given twice", other)
 			continue
 		}
 		seen[id] = p
@@ -215,13 +215,13 @@ func checkSources(r *report, spec *v1beta1.FeatureFlagSourceSpec, namespace stri
 func checkSource(r *report, p string, src v1beta1.Source, provider, namespace string, opts ValidationOptions) (*flagsync.SourceConfig, string) {
 	unused := func(field string, set bool, usedBy string) {
 		if set {
-			r.warn(p+"."+field, "only %s sources use it: ignored for a %s source", usedBy, provider)
+			r.warnf(p+"."+field, "only %s sources use it: ignored for a %s source", usedBy, provider)
 		}
 	}
 	switch provider {
 	case v1beta1.SyncProviderKubernetes, v1beta1.SyncProviderFile, v1beta1.SyncProviderFlagdProxy:
 		if src.HTTPSyncBearerToken != "" {
-			r.warn(p+".httpSyncBearerToken", "only http sources use it: ignored for a %s source, yet stored in plain text where anyone who can read this FeatureFlagSource can read it; remove it", provider)
+			r.warnf(p+".httpSyncBearerToken", "only http sources use it: ignored for a %s source, yet stored in plain text where anyone who can read this FeatureFlagSource can read it; remove it", provider)
 		}
 		unused("tls", src.TLS, "grpc")
 		unused("certPath", src.CertPath != "", "grpc")
@@ -233,7 +233,7 @@ func checkSource(r *report, p string, src v1beta1.Source, provider, namespace st
 			return nil, ""
 		}
 		if ref.Namespace != namespace && opts.CrossNamespace != sidecar.CrossNamespaceAllow {
-			r.warn(p+".source", "FeatureFlag %s is in another namespace than this FeatureFlagSource: the pod webhook refuses cross-namespace references unless namespace %q opts in or the operator runs with --cross-namespace=allow", ref, ref.Namespace)
+			r.warnf(p+".source", "FeatureFlag %s is in another namespace than this FeatureFlagSource: the pod webhook refuses cross-namespace references unless namespace %q opts in or the operator runs with --cross-namespace=allow", ref, ref.Namespace)
 		}
 		switch provider {
 		case v1beta1.SyncProviderKubernetes:
@@ -255,7 +255,7 @@ func checkSource(r *report, p string, src v1beta1.Source, provider, namespace st
 		return cfg, cfg.Name()
 	case v1beta1.SyncProviderGRPC:
 		if src.HTTPSyncBearerToken != "" {
-			r.warn(p+".httpSyncBearerToken", "only http sources use it: ignored for a grpc source (nothing is sent), yet stored in plain text where anyone who can read this FeatureFlagSource can read it; remove it")
+			r.warnf(p+".httpSyncBearerToken", "only http sources use it: ignored for a grpc source (nothing is sent), yet stored in plain text where anyone who can read this FeatureFlagSource can read it; remove it")
 		}
 		unused("interval", src.Interval != 0, "http")
 		if src.Selector != "" {
@@ -265,7 +265,7 @@ func checkSource(r *report, p string, src v1beta1.Source, provider, namespace st
 			ProviderID: src.ProviderID, Selector: src.Selector}
 		lower := strings.ToLower(src.Source)
 		if src.CertPath != "" && !src.TLS && !strings.HasPrefix(lower, "grpcs://") {
-			r.problem(p+".certPath", "needs TLS: set tls: true (or use a grpcs:// source); the sidecar, as flagd, refuses a CA file for a plaintext connection")
+			r.problemf(p+".certPath", "needs TLS: set tls: true (or use a grpcs:// source); the sidecar, as flagd, refuses a CA file for a plaintext connection")
 			return nil, ""
 		}
 		if err := grpcsource.Check(cfg); err != nil {
@@ -287,15 +287,15 @@ func featureFlagRef(r *report, path, source, provider, namespace string) (sideca
 	display := shown(source)
 	switch {
 	case strings.HasPrefix(source, "core.openfeature.dev/"):
-		r.problem(path, "a %s source is a FeatureFlag name, [namespace/]name: drop the core.openfeature.dev/ prefix of %q", provider, display)
+		r.problemf(path, "a %s source is a FeatureFlag name, [namespace/]name: drop the core.openfeature.dev/ prefix of %q", provider, display)
 	case provider == v1beta1.SyncProviderFile && (strings.HasPrefix(source, "/") || strings.HasPrefix(source, "file:") || strings.Contains(source, "..") || strings.ContainsRune(source, '\\')):
-		r.problem(path, "a file source is a FeatureFlag name, [namespace/]name, not a path (%q): the operator writes that FeatureFlag into a ConfigMap and mounts it in the sidecar", display)
+		r.problemf(path, "a file source is a FeatureFlag name, [namespace/]name, not a path (%q): the operator writes that FeatureFlag into a ConfigMap and mounts it in the sidecar", display)
 	case strings.Contains(source, "://"):
-		r.problem(path, "a %s source is a FeatureFlag name, [namespace/]name, not a URL (%q): use provider http or grpc for a URL", provider, display)
+		r.problemf(path, "a %s source is a FeatureFlag name, [namespace/]name, not a URL (%q): use provider http or grpc for a URL", provider, display)
 	case display != source:
-		r.problem(path, "a %s source is a FeatureFlag name, [namespace/]name, not %q", provider, display)
+		r.problemf(path, "a %s source is a FeatureFlag name, [namespace/]name, not %q", provider, display)
 	default:
-		r.problem(path, "a %s source is a FeatureFlag name, [namespace/]name: %v", provider, err)
+		r.problemf(path, "a %s source is a FeatureFlag name, [namespace/]name: %v", provider, err)
 	}
 	return sidecar.Ref{}, false
 }
@@ -306,27 +306,28 @@ func featureFlagRef(r *report, path, source, provider, namespace string) (sideca
 func httpSource(r *report, p string, src v1beta1.Source) (*flagsync.SourceConfig, bool) {
 	u, err := url.Parse(src.Source)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		r.problem(p+".source", "an http source must be an absolute http:// or https:// URL, not %q", shown(src.Source))
+		r.problemf(p+".source", "an http source must be an absolute http:// or https:// URL, not %q", shown(src.Source))
 		return nil, false
 	}
 	if u.User != nil {
-		r.warn(p+".source", "the URL holds credentials (user info) in plain text: anyone who can read this FeatureFlagSource or the pods can read them; prefer a Secret")
+		r.warnf(p+".source", "the URL holds credentials (user info) in plain text: anyone who can read this FeatureFlagSource or the pods can read them; prefer a Secret")
 	}
 	if u.Scheme == "http" && !flagsync.IsLoopbackHost(u.Hostname()) {
-		r.warn(p+".source", "plain http:// to %s: flags (and any token) travel unencrypted; the injected sidecar allows it (allowInsecure, as flagd and OFO do), but use https://", u.Hostname())
+		r.warnf(p+".source", "plain http:// to %s: flags (and any token) travel unencrypted; the injected sidecar allows it (allowInsecure, as flagd and OFO do), but use https://", u.Hostname())
 	}
+	//nolint:gosec // G115: the caller refuses a negative interval before it checks the source
 	cfg := flagsync.SourceConfig{URI: src.Source, Provider: flagsync.ProviderHTTP, Interval: uint32(src.Interval), AllowInsecure: true}
 	if tok := src.HTTPSyncBearerToken; tok != "" {
 		tp := p + ".httpSyncBearerToken"
 		switch {
 		case len(tok) > 7 && strings.EqualFold(tok[:7], "bearer "):
-			r.problem(tp, "give the token alone, without \"Bearer \": the sidecar sends \"Authorization: Bearer <token>\"")
+			r.problemf(tp, "give the token alone, without \"Bearer \": the sidecar sends \"Authorization: Bearer <token>\"")
 			return nil, false
 		case strings.IndexFunc(tok, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) >= 0:
-			r.problem(tp, "contains white space or control characters: it cannot be sent in an Authorization header")
+			r.problemf(tp, "contains white space or control characters: it cannot be sent in an Authorization header")
 			return nil, false
 		}
-		r.warn(tp, "the token is stored in plain text: anyone who can read this FeatureFlagSource can read it; prefer a Secret")
+		r.warnf(tp, "the token is stored in plain text: anyone who can read this FeatureFlagSource can read it; prefer a Secret")
 		cfg.AuthHeader = "Bearer " + tok
 	}
 	if err := httpsource.Check(cfg); err != nil {
@@ -352,11 +353,11 @@ func syncProblem(r *report, p, source string, err error) {
 	}
 	if field, rest, ok := strings.Cut(msg, ": "); ok {
 		if f, known := syncFields[field]; known {
-			r.problem(p+"."+f, "the sidecar would refuse it: %s", rest)
+			r.problemf(p+"."+f, "the sidecar would refuse it: %s", rest)
 			return
 		}
 	}
-	r.problem(p, "the sidecar would refuse it: %s", msg)
+	r.problemf(p, "the sidecar would refuse it: %s", msg)
 }
 
 // commandLineMap checks a map the sidecar gets as repeated key=value flags: a key
@@ -368,10 +369,10 @@ func commandLineMap(r *report, path, flag string, m map[string]string, each func
 		p := eval.Key(path, k)
 		each(k, v)
 		if strings.Contains(k, "=") {
-			r.problem(p, "a key with \"=\" cannot be passed to the sidecar (%s key=value)", flag)
+			r.problemf(p, "a key with \"=\" cannot be passed to the sidecar (%s key=value)", flag)
 		}
 		if strings.Contains(k+"="+v, `\,`) {
-			r.problem(p, "a backslash before a comma cannot be passed to the sidecar (%s splits its values on commas)", flag)
+			r.problemf(p, "a backslash before a comma cannot be passed to the sidecar (%s splits its values on commas)", flag)
 		}
 	}
 }
@@ -384,18 +385,18 @@ func cors(r *report, path string, origins []string) {
 		t := strings.TrimSpace(o)
 		switch {
 		case strings.Contains(o, `\,`):
-			r.problem(p, "a backslash before a comma cannot be passed to the sidecar (--cors-origin splits its values on commas)")
+			r.problemf(p, "a backslash before a comma cannot be passed to the sidecar (--cors-origin splits its values on commas)")
 		case t == "":
-			r.warn(p, "empty: ignored")
+			r.warnf(p, "empty: ignored")
 		case t == "*":
-			r.warn(p, "allows every origin: any web page a user's browser opens may read flag values from the sidecar")
+			r.warnf(p, "allows every origin: any web page a user's browser opens may read flag values from the sidecar")
 		case strings.Count(t, "*") > 1:
-			r.warn(p, "%q: only the first * is a wildcard, the others must match literally, so it never matches", shown(t))
+			r.warnf(p, "%q: only the first * is a wildcard, the others must match literally, so it never matches", shown(t))
 		case strings.Contains(t, ","):
-			r.warn(p, "%q holds a comma: one origin per entry", shown(t))
+			r.warnf(p, "%q holds a comma: one origin per entry", shown(t))
 		default:
 			if !looksLikeOrigin(t) {
-				r.warn(p, "%q is not an origin (scheme://host[:port], no path): it never matches a browser's Origin header", shown(t))
+				r.warnf(p, "%q is not an origin (scheme://host[:port], no path): it never matches a browser's Origin header", shown(t))
 			}
 		}
 	}

@@ -162,6 +162,7 @@ func TestValidateFeatureFlagSource(t *testing.T) {
     - {source: "https://flags.example.com/f.json", provider: http}
     - {source: "https://flags.example.com/f.json", provider: http, interval: 60}
     - {source: "flagd:8015", provider: grpc, selector: flagSetId=a}
+    - {source: "flagd:8015", provider: grpc, selector: flagSetId=a}
     - {source: "flagd:8015", provider: grpc, selector: flagSetId=b}`,
 			want: denied(nil,
 				"spec.sources[1].source: is the same source as spec.sources[0]: the sidecar tells sources apart by their name, so it refuses one given twice",

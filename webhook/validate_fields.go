@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,7 +27,7 @@ func port(r *report, path string, value, def int32) int32 {
 	case value == 0:
 		return def
 	case value < 1 || value > 65535:
-		r.problem(path, "must be from 1 to 65535, got %d", value)
+		r.problemf(path, "must be from 1 to 65535, got %d", value)
 		return 0
 	}
 	return value
@@ -46,12 +47,12 @@ func distinctPorts(r *report, ports []namedPort, reserved map[int32]string) {
 			continue
 		}
 		if what, ok := reserved[p.value]; ok {
-			r.problem(p.path, "%d is %s: each listener of the sidecar needs its own port", p.value, what)
+			r.problemf(p.path, "%d is %s: each listener of the sidecar needs its own port", p.value, what)
 			continue
 		}
 		for _, q := range ports[:i] {
 			if q.value == p.value {
-				r.problem(p.path, "%d is also %s: each listener of the sidecar needs its own port", p.value, q.path)
+				r.problemf(p.path, "%d is also %s: each listener of the sidecar needs its own port", p.value, q.path)
 				break
 			}
 		}
@@ -65,11 +66,11 @@ func envVarPrefix(r *report, path, prefix string) string {
 		return v1beta1.DefaultEnvVarPrefix
 	}
 	if errs := validation.IsEnvVarName(prefix); len(errs) > 0 {
-		r.problem(path, "%q is not a valid environment variable name: %s", prefix, strings.Join(errs, "; "))
+		r.problemf(path, "%q is not a valid environment variable name: %s", prefix, strings.Join(errs, "; "))
 		return prefix
 	}
 	if prefix != v1beta1.DefaultEnvVarPrefix {
-		r.warn(path, "OpenFeature's flagd providers read FLAGD_* variables only: with prefix %q, applications must pass the %s_* values to their provider themselves", prefix, prefix)
+		r.warnf(path, "OpenFeature's flagd providers read FLAGD_* variables only: with prefix %q, applications must pass the %s_* values to their provider themselves", prefix, prefix)
 	}
 	return prefix
 }
@@ -103,32 +104,32 @@ func envVars(r *report, path, prefix string, vars []corev1.EnvVar, passthrough b
 	for i, e := range vars {
 		p := eval.Index(path, i)
 		if e.Name == "" {
-			r.problem(p+".name", "is required")
+			r.problemf(p+".name", "is required")
 			continue
 		}
 		name := envVarKey(prefix, e.Name, passthrough)
 		if errs := validation.IsEnvVarName(name); len(errs) > 0 {
-			r.problem(p+".name", "%q (set as %q) is not a valid environment variable name: %s", e.Name, name, strings.Join(errs, "; "))
+			r.problemf(p+".name", "%q (set as %q) is not a valid environment variable name: %s", e.Name, name, strings.Join(errs, "; "))
 			continue
 		}
 		if j, dup := seen[name]; dup {
-			r.warn(p+".name", "%s is also set by %s: the last one wins", name, eval.Index(path, j))
+			r.warnf(p+".name", "%s is also set by %s: the last one wins", name, eval.Index(path, j))
 		}
 		seen[name] = i
 		for suffix, field := range reserved {
 			if name == envVarKey(prefix, suffix, false) {
-				r.warn(p+".name", "the operator sets %s itself (%s)", name, field)
+				r.warnf(p+".name", "the operator sets %s itself (%s)", name, field)
 			}
 		}
 		if e.ValueFrom != nil {
 			if e.Value != "" {
-				r.warn(p, "value and valueFrom are both set: value is used")
+				r.warnf(p, "value and valueFrom are both set: value is used")
 			} else {
 				envVarSource(r, p+".valueFrom", e.ValueFrom)
 			}
 		}
 		if e.Value != "" && credentialName.MatchString(e.Name) {
-			r.warn(p+".value", "%s looks like a credential stored in plain text: anyone who can read this %s or the pods can read it; prefer a Secret (valueFrom.secretKeyRef)", e.Name, kind)
+			r.warnf(p+".value", "%s looks like a credential stored in plain text: anyone who can read this %s or the pods can read it; prefer a Secret (valueFrom.secretKeyRef)", e.Name, kind)
 		}
 	}
 }
@@ -140,13 +141,13 @@ func envVarSource(r *report, path string, s *corev1.EnvVarSource) {
 	if s.ConfigMapKeyRef != nil {
 		set = append(set, "configMapKeyRef")
 		if s.ConfigMapKeyRef.Key == "" {
-			r.problem(path+".configMapKeyRef.key", "is required")
+			r.problemf(path+".configMapKeyRef.key", "is required")
 		}
 	}
 	if s.FieldRef != nil {
 		set = append(set, "fieldRef")
 		if s.FieldRef.FieldPath == "" {
-			r.problem(path+".fieldRef.fieldPath", "is required")
+			r.problemf(path+".fieldRef.fieldPath", "is required")
 		}
 	}
 	if s.FileKeyRef != nil {
@@ -155,17 +156,17 @@ func envVarSource(r *report, path string, s *corev1.EnvVarSource) {
 	if s.ResourceFieldRef != nil {
 		set = append(set, "resourceFieldRef")
 		if s.ResourceFieldRef.Resource == "" {
-			r.problem(path+".resourceFieldRef.resource", "is required")
+			r.problemf(path+".resourceFieldRef.resource", "is required")
 		}
 	}
 	if s.SecretKeyRef != nil {
 		set = append(set, "secretKeyRef")
 		if s.SecretKeyRef.Key == "" {
-			r.problem(path+".secretKeyRef.key", "is required")
+			r.problemf(path+".secretKeyRef.key", "is required")
 		}
 	}
 	if len(set) != 1 {
-		r.problem(path, "must set exactly one of configMapKeyRef, fieldRef, fileKeyRef, resourceFieldRef and secretKeyRef, got %d: the pod would be refused", len(set))
+		r.problemf(path, "must set exactly one of configMapKeyRef, fieldRef, fileKeyRef, resourceFieldRef and secretKeyRef, got %d: the pod would be refused", len(set))
 	}
 }
 
@@ -175,18 +176,18 @@ func host(r *report, path, h string) {
 		return
 	}
 	if _, _, err := net.SplitHostPort(h); err == nil {
-		r.problem(path, "%q: give the host alone, without a port", h)
+		r.problemf(path, "%q: give the host alone, without a port", h)
 		return
 	}
 	if errs := validation.IsDNS1123Subdomain(strings.ToLower(strings.TrimSuffix(h, "."))); len(errs) > 0 {
-		r.problem(path, "%q is neither a DNS name nor an IP address: %s", h, strings.Join(errs, "; "))
+		r.problemf(path, "%q is neither a DNS name nor an IP address: %s", h, strings.Join(errs, "; "))
 	}
 }
 
 // selector checks a flagd selector (flagSetId=<id>, source=<uri>, or a bare source).
 func selector(r *report, path, s string) {
 	if _, err := store.ParseSelector(s); err != nil {
-		r.problem(path, "flagd's sync service refuses it: %v", err)
+		r.problemf(path, "flagd's sync service refuses it: %v", err)
 	}
 }
 
@@ -215,7 +216,7 @@ func otelCollectorURI(r *report, path, uri string) {
 	if !strings.Contains(uri, "://") {
 		h, p, err := net.SplitHostPort(uri)
 		if err != nil || h == "" {
-			r.problem(path, "%q: want host:port, http://host:port or https://host:port", shown)
+			r.problemf(path, "%q: want host:port, http://host:port or https://host:port", shown)
 			return
 		}
 		collectorPort(r, path, shown, p)
@@ -223,18 +224,18 @@ func otelCollectorURI(r *report, path, uri string) {
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		r.problem(path, "%q is not a URL: want host:port, http://host:port or https://host:port", shown)
+		r.problemf(path, "%q is not a URL: want host:port, http://host:port or https://host:port", shown)
 		return
 	}
 	switch {
 	case u.User != nil:
-		r.problem(path, "credentials in the URI are not supported (they would be readable in the pod spec)")
+		r.problemf(path, "credentials in the URI are not supported (they would be readable in the pod spec)")
 	case u.Scheme != "http" && u.Scheme != "https":
-		r.problem(path, "%q: scheme %q is not supported (OTLP over gRPC: host:port, http://host:port or https://host:port)", shown, u.Scheme)
+		r.problemf(path, "%q: scheme %q is not supported (OTLP over gRPC: host:port, http://host:port or https://host:port)", shown, u.Scheme)
 	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
-		r.problem(path, "%q: OTLP/gRPC has no path, query or fragment: want %s://host:port", shown, u.Scheme)
+		r.problemf(path, "%q: OTLP/gRPC has no path, query or fragment: want %s://host:port", shown, u.Scheme)
 	case u.Hostname() == "" || u.Port() == "":
-		r.problem(path, "%q: want %s://host:port (the port is required)", shown, u.Scheme)
+		r.problemf(path, "%q: want %s://host:port (the port is required)", shown, u.Scheme)
 	default:
 		collectorPort(r, path, shown, u.Port())
 	}
@@ -242,7 +243,7 @@ func otelCollectorURI(r *report, path, uri string) {
 
 func collectorPort(r *report, path, shown, p string) {
 	if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
-		r.problem(path, "%q: port %q is not a number from 1 to 65535", shown, p)
+		r.problemf(path, "%q: port %q is not a number from 1 to 65535", shown, p)
 	}
 }
 
@@ -255,14 +256,14 @@ func resources(r *report, path string, res corev1.ResourceRequirements) {
 	}{{"requests", res.Requests}, {"limits", res.Limits}} {
 		for _, name := range sortedResourceNames(list.l) {
 			if q := list.l[name]; q.Sign() < 0 {
-				r.problem(eval.Key(path+"."+list.name, string(name)), "must not be negative, got %s", q.String())
+				r.problemf(eval.Key(path+"."+list.name, string(name)), "must not be negative, got %s", q.String())
 			}
 		}
 	}
 	for _, name := range sortedResourceNames(res.Requests) {
 		req := res.Requests[name]
 		if lim, ok := res.Limits[name]; ok && req.Cmp(lim) > 0 {
-			r.problem(eval.Key(path+".requests", string(name)), "%s is more than the limit %s: the pod would be refused", req.String(), lim.String())
+			r.problemf(eval.Key(path+".requests", string(name)), "%s is more than the limit %s: the pod would be refused", req.String(), lim.String())
 		}
 	}
 }
@@ -272,7 +273,7 @@ func sortedResourceNames(l corev1.ResourceList) []corev1.ResourceName {
 	for n := range l {
 		names = append(names, n)
 	}
-	sort.Slice(names, func(i, j int) bool { return names[i] < names[j] })
+	slices.Sort(names)
 	return names
 }
 

@@ -34,21 +34,21 @@ const (
 func checkFlagd(r *report, s *v1beta1.FlagdSpec, namespace string) {
 	switch src := s.FeatureFlagSource; {
 	case src == "":
-		r.problem("spec.featureFlagSource", "is required: the name of a FeatureFlagSource in this namespace")
+		r.problemf("spec.featureFlagSource", "is required: the name of a FeatureFlagSource in this namespace")
 	case strings.Contains(src, "/"):
-		r.problem("spec.featureFlagSource", "%q: a Flagd uses a FeatureFlagSource of its own namespace; give the name alone, without namespace/", src)
+		r.problemf("spec.featureFlagSource", "%q: a Flagd uses a FeatureFlagSource of its own namespace; give the name alone, without namespace/", src)
 	default:
 		dnsSubdomain(r, "spec.featureFlagSource", src)
 	}
 	if s.Replicas != nil && *s.Replicas < 0 {
-		r.problem("spec.replicas", "must not be negative, got %d", *s.Replicas)
+		r.problemf("spec.replicas", "must not be negative, got %d", *s.Replicas)
 	}
 	switch s.ServiceType {
 	case "", "ClusterIP", "NodePort", "LoadBalancer":
 	case "ExternalName":
-		r.problem("spec.serviceType", "an ExternalName Service cannot route to the flagd pods: use ClusterIP, NodePort or LoadBalancer")
+		r.problemf("spec.serviceType", "an ExternalName Service cannot route to the flagd pods: use ClusterIP, NodePort or LoadBalancer")
 	default:
-		r.problem("spec.serviceType", "must be ClusterIP, NodePort or LoadBalancer, got %q", s.ServiceType)
+		r.problemf("spec.serviceType", "must be ClusterIP, NodePort or LoadBalancer, got %q", s.ServiceType)
 	}
 	if s.ServiceAccountName != "" {
 		dnsSubdomain(r, "spec.serviceAccountName", s.ServiceAccountName)
@@ -64,7 +64,7 @@ func checkFlagd(r *report, s *v1beta1.FlagdSpec, namespace string) {
 // dnsSubdomain records a problem when name is not a DNS subdomain (an object name).
 func dnsSubdomain(r *report, path, name string) {
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		r.problem(path, "%q: %s", name, strings.Join(errs, "; "))
+		r.problemf(path, "%q: %s", name, strings.Join(errs, "; "))
 	}
 }
 
@@ -72,7 +72,7 @@ func dnsSubdomain(r *report, path, name string) {
 func annotations(r *report, path string, m map[string]string) {
 	for _, k := range sortedKeys(m) {
 		if errs := validation.IsQualifiedName(strings.ToLower(k)); len(errs) > 0 {
-			r.problem(eval.Key(path, k), "not a valid annotation key: %s", strings.Join(errs, "; "))
+			r.problemf(eval.Key(path, k), "not a valid annotation key: %s", strings.Join(errs, "; "))
 		}
 	}
 }
@@ -85,13 +85,13 @@ var (
 
 func ingress(r *report, p string, in *v1beta1.IngressSpec) {
 	if len(in.Hosts) == 0 {
-		r.problem(p+".hosts", "is required: one rule per host (\"\" for any host)")
+		r.problemf(p+".hosts", "is required: one rule per host (\"\" for any host)")
 	}
 	seen := map[string]int{}
 	for i, h := range in.Hosts {
 		hp := eval.Index(p+".hosts", i)
 		if j, dup := seen[h]; dup {
-			r.warn(hp, "repeats %s", eval.Index(p+".hosts", j))
+			r.warnf(hp, "repeats %s", eval.Index(p+".hosts", j))
 		}
 		seen[h] = i
 		if h != "" {
@@ -104,7 +104,7 @@ func ingress(r *report, p string, in *v1beta1.IngressSpec) {
 		pathType = "Prefix"
 	case "Exact", "Prefix", "ImplementationSpecific":
 	default:
-		r.problem(p+".pathType", "must be Exact, Prefix or ImplementationSpecific, got %q", pathType)
+		r.problemf(p+".pathType", "must be Exact, Prefix or ImplementationSpecific, got %q", pathType)
 	}
 	paths := []namedPath{
 		{p + ".flagdPath", orDefault(in.FlagdPath, defaultFlagdPath)},
@@ -115,7 +115,7 @@ func ingress(r *report, p string, in *v1beta1.IngressSpec) {
 		ingressPath(r, path.field, path.value, pathType)
 		for _, q := range paths[:i] {
 			if q.value == path.value {
-				r.problem(path.field, "%q is also %s: each service needs its own path", path.value, q.field)
+				r.problemf(path.field, "%q is also %s: each service needs its own path", path.value, q.field)
 			}
 		}
 	}
@@ -147,7 +147,7 @@ func orDefault(v, def string) string {
 // leading "*." wildcard, not an IP address.
 func ingressHost(r *report, path, h string) {
 	if _, err := netip.ParseAddr(h); err == nil {
-		r.problem(path, "%q: must be a DNS name, not an IP address (Ingress)", h)
+		r.problemf(path, "%q: must be a DNS name, not an IP address (Ingress)", h)
 		return
 	}
 	check := validation.IsDNS1123Subdomain
@@ -155,14 +155,14 @@ func ingressHost(r *report, path, h string) {
 		check = validation.IsWildcardDNS1123Subdomain
 	}
 	if errs := check(h); len(errs) > 0 {
-		r.problem(path, "%q: %s", h, strings.Join(errs, "; "))
+		r.problemf(path, "%q: %s", h, strings.Join(errs, "; "))
 	}
 }
 
 // ingressPath checks a path as Ingress validation does.
 func ingressPath(r *report, field, path, pathType string) {
 	if !strings.HasPrefix(path, "/") {
-		r.problem(field, "%q: must start with /", path)
+		r.problemf(field, "%q: must start with /", path)
 		return
 	}
 	if pathType == "ImplementationSpecific" {
@@ -170,13 +170,13 @@ func ingressPath(r *report, field, path, pathType string) {
 	}
 	for _, s := range invalidPathSequences {
 		if strings.Contains(path, s) {
-			r.problem(field, "%q: a %s path must not contain %q (the Ingress would be refused; pathType ImplementationSpecific allows it)", path, pathType, s)
+			r.problemf(field, "%q: a %s path must not contain %q (the Ingress would be refused; pathType ImplementationSpecific allows it)", path, pathType, s)
 			return
 		}
 	}
 	for _, s := range invalidPathSuffixes {
 		if strings.HasSuffix(path, s) {
-			r.problem(field, "%q: a %s path must not end with %q (the Ingress would be refused)", path, pathType, s)
+			r.problemf(field, "%q: a %s path must not end with %q (the Ingress would be refused)", path, pathType, s)
 			return
 		}
 	}
@@ -194,36 +194,36 @@ func gatewayRoutes(r *report, p string, g *v1beta1.GatewayAPISpec, namespace str
 		hp := eval.Index(p+".hosts", i)
 		switch _, ipErr := netip.ParseAddr(h); {
 		case h == "":
-			r.problem(hp, "must not be empty (leave hosts out to match every host)")
+			r.problemf(hp, "must not be empty (leave hosts out to match every host)")
 		case ipErr == nil:
-			r.problem(hp, "%q: must be a DNS name, not an IP address (Gateway API)", h)
+			r.problemf(hp, "%q: must be a DNS name, not an IP address (Gateway API)", h)
 		case len(h) > 253 || !gatewayHostname.MatchString(h):
-			r.problem(hp, "%q is not a Gateway API hostname: a lowercase DNS name, optionally starting with *.", h)
+			r.problemf(hp, "%q is not a Gateway API hostname: a lowercase DNS name, optionally starting with *.", h)
 		}
 	}
 	if len(g.ParentRefs) == 0 {
-		r.problem(p+".parentRefs", "is required: the Gateways the HTTPRoute attaches to")
+		r.problemf(p+".parentRefs", "is required: the Gateways the HTTPRoute attaches to")
 	}
 	for i, ref := range g.ParentRefs {
 		rp := eval.Index(p+".parentRefs", i)
 		if ref.Name == "" {
-			r.problem(rp+".name", "is required")
+			r.problemf(rp+".name", "is required")
 		}
 		if ref.Kind != nil && !gatewayKind.MatchString(*ref.Kind) {
-			r.problem(rp+".kind", "%q is not a kind name", *ref.Kind)
+			r.problemf(rp+".kind", "%q is not a kind name", *ref.Kind)
 		}
 		if ref.SectionName != nil && *ref.SectionName != "" {
 			dnsSubdomain(r, rp+".sectionName", *ref.SectionName)
 		}
 		if ref.Port != nil && (*ref.Port < 1 || *ref.Port > 65535) {
-			r.problem(rp+".port", "must be from 1 to 65535, got %d", *ref.Port)
+			r.problemf(rp+".port", "must be from 1 to 65535, got %d", *ref.Port)
 		}
 		if ref.Namespace != nil && *ref.Namespace != "" {
 			ns := *ref.Namespace
 			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-				r.problem(rp+".namespace", "%q: %s", ns, strings.Join(errs, "; "))
+				r.problemf(rp+".namespace", "%q: %s", ns, strings.Join(errs, "; "))
 			} else if ns != namespace && ref.Name != "" {
-				r.warn(rp+".namespace", "the parent %s/%s is in another namespace: it accepts this HTTPRoute only if its listeners' allowedRoutes admit routes from namespace %q (the Gateway API default admits the Gateway's own namespace only)", ns, ref.Name, namespace)
+				r.warnf(rp+".namespace", "the parent %s/%s is in another namespace: it accepts this HTTPRoute only if its listeners' allowedRoutes admit routes from namespace %q (the Gateway API default admits the Gateway's own namespace only)", ns, ref.Name, namespace)
 			}
 		}
 	}

@@ -38,15 +38,15 @@ func checkInProcess(r *report, s *v1beta1.InProcessConfigurationSpec) {
 		host(r, "spec.host", s.Host)
 	}
 	if strings.ContainsRune(s.SocketPath, 0) || len(s.SocketPath) > 107 {
-		r.problem("spec.socketPath", "must be a unix socket path: at most 107 bytes, no NUL")
+		r.problemf("spec.socketPath", "must be a unix socket path: at most 107 bytes, no NUL")
 	}
 	switch s.Cache {
 	case "", "lru", "disabled":
 	default:
-		r.problem("spec.cache", "must be lru or disabled, got %q", s.Cache)
+		r.problemf("spec.cache", "must be lru or disabled, got %q", s.Cache)
 	}
 	if s.CacheMaxSize < 0 {
-		r.problem("spec.cacheMaxSize", "must be at least 1, got %d (cache: disabled turns the cache off)", s.CacheMaxSize)
+		r.problemf("spec.cacheMaxSize", "must be at least 1, got %d (cache: disabled turns the cache off)", s.CacheMaxSize)
 	}
 	if s.Selector != "" {
 		selector(r, "spec.selector", s.Selector)
@@ -54,9 +54,9 @@ func checkInProcess(r *report, s *v1beta1.InProcessConfigurationSpec) {
 	if p := s.OfflineFlagSourcePath; p != "" {
 		switch {
 		case strings.ContainsRune(p, 0):
-			r.problem("spec.offlineFlagSourcePath", "must be a file path: no NUL")
+			r.problemf("spec.offlineFlagSourcePath", "must be a file path: no NUL")
 		case !path.IsAbs(p):
-			r.warn("spec.offlineFlagSourcePath", "%q is relative: the provider resolves it against the application's working directory; use an absolute path", p)
+			r.warnf("spec.offlineFlagSourcePath", "%q is relative: the provider resolves it against the application's working directory; use an absolute path", p)
 		}
 	}
 	prefix := envVarPrefix(r, "spec.envVarPrefix", s.EnvVarPrefix)

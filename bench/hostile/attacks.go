@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -95,9 +96,7 @@ func parallelPosts(addr string, req []byte, n int, timeout time.Duration) ([]net
 	conns := make([]net.Conn, 0, n)
 	var wg sync.WaitGroup
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			status := "dial error"
 			conn, err := net.DialTimeout("tcp", addr, timeout)
 			if err == nil {
@@ -122,7 +121,7 @@ func parallelPosts(addr string, req []byte, n int, timeout time.Duration) ([]net
 				conns = append(conns, conn)
 			}
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	return conns, statuses
@@ -242,7 +241,7 @@ func syncCredentials(ctx context.Context, e *env) (outcome, error) {
 		return outcome{}, fmt.Errorf("SyncFlags: %w", err)
 	}
 	check("SyncFlags", first.GetFlagConfiguration()+first.GetSyncContext().String())
-	if md, err := client.GetMetadata(cctx, &syncv1.GetMetadataRequest{}); err == nil { //nolint:staticcheck // deprecated but served
+	if md, err := client.GetMetadata(cctx, &syncv1.GetMetadataRequest{}); err == nil { // deprecated but served
 		check("GetMetadata", md.String())
 	}
 	var metrics strings.Builder
@@ -264,8 +263,9 @@ func fdExhaustion(ctx context.Context, e *env) (outcome, error) {
 	var conns []net.Conn
 	refused := 0
 	req := postRequest(e.d.eval, resolveBoolean, "application/json", []byte(`{"flagKey":"new-checkout"}`))
+	dialer := &net.Dialer{Timeout: 2 * time.Second}
 	for range n {
-		conn, err := net.DialTimeout("tcp", e.d.eval, 2*time.Second)
+		conn, err := dialer.DialContext(ctx, "tcp", e.d.eval)
 		if err != nil {
 			refused++
 			continue
@@ -339,9 +339,7 @@ func syncCardinality(ctx context.Context, e *env) (outcome, error) {
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for j := range jobs {
 				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				sctx = metadata.AppendToOutgoingContext(sctx, "flagd-selector", fmt.Sprintf("flagSetId=set-%d", j[1]))
@@ -354,7 +352,7 @@ func syncCardinality(ctx context.Context, e *env) (outcome, error) {
 				}
 				cancel()
 			}
-		}()
+		})
 	}
 	start := time.Now()
 	for p := range providers {
@@ -451,12 +449,11 @@ func idleConns(ctx context.Context, e *env) (outcome, error) {
 	var refused atomic.Int64
 	jobs := make(chan struct{})
 	var wg sync.WaitGroup
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range jobs {
-				conn, err := net.DialTimeout("tcp", e.d.eval, 5*time.Second)
+				conn, err := dialer.DialContext(ctx, "tcp", e.d.eval)
 				if err != nil {
 					refused.Add(1)
 					continue
@@ -480,7 +477,7 @@ func idleConns(ctx context.Context, e *env) (outcome, error) {
 				conns = append(conns, conn)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	for range n {
 		jobs <- struct{}{}
@@ -498,7 +495,7 @@ func idleConns(ctx context.Context, e *env) (outcome, error) {
 	for _, c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
 		if _, err := c.Read(buf); err != nil {
-			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			if ne, ok := errors.AsType[net.Error](err); !ok || !ne.Timeout() {
 				closedByServer++
 			}
 		}
@@ -559,7 +556,7 @@ func h2HalfStreams(ctx context.Context, e *env) (outcome, error) {
 // Content of the yaml-leak attack's files: each error quotes a secret.
 const (
 	yamlSecretAnchor = "TOPSECRET_ANCHOR_42"
-	yamlSecretInt    = "SECRET_INT_99"
+	yamlSecretInt    = "SECRET_INT_99" //nolint:gosec // G101: a canary the attack checks never leaks, not a credential
 )
 
 func yamlDaemon() daemonOptions {
@@ -663,7 +660,7 @@ func eventStreamMemory(ctx context.Context, e *env) (outcome, error) {
 	req := postRequest(e.d.eval, "/flagd.evaluation.v1.Service/EventStream", "application/connect+json",
 		connectEnvelope([]byte("{}")), "Connect-Protocol-Version: 1")
 	conns, statuses := parallelStreams(e.d.eval, req, n)
-	defer closeAll(conns)()
+	defer func() { closeAll(conns)() }() // what is still open when the attack ends early
 	time.Sleep(min(5*time.Second, e.cfg.hold))
 	rssOpen, _ := rss(e.d.pid)
 	e.peak()
@@ -690,9 +687,7 @@ func parallelStreams(addr string, req []byte, n int) ([]net.Conn, map[string]int
 	jobs := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range jobs {
 				status := "dial error"
 				conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -706,7 +701,7 @@ func parallelStreams(addr string, req []byte, n int) ([]net.Conn, map[string]int
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	for range n {
 		jobs <- struct{}{}
@@ -722,7 +717,7 @@ func openStream(conn net.Conn, req []byte) string {
 	if _, err := conn.Write(req); err != nil {
 		return "error: " + shortErr(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil) //nolint:bodyclose // the stream stays open: the attack holds it, and closeAll closes the connection
 	if err != nil {
 		return "error: " + shortErr(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,7 +126,7 @@ func startDaemon(ctx context.Context, cfg config, o daemonOptions) (*daemon, err
 			break
 		}
 		if !d.alive() {
-			return nil, fmt.Errorf("daemon exited before answering (%v): %s", d.exitErr, d.log.tail(4096))
+			return nil, fmt.Errorf("daemon exited before answering (%v): %s", d.exitErr, d.log.tail(4096)) //nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, fmt.Errorf("daemon not answering %s within %v: %s", path, cfg.startTO, d.log.tail(4096))
@@ -252,7 +252,7 @@ func (l *logSink) tail(n int) string {
 // countLines counts the lines of s containing every one of subs.
 func countLines(s string, subs ...string) int {
 	n := 0
-	for _, line := range strings.Split(s, "\n") {
+	for line := range strings.SplitSeq(s, "\n") {
 		all := line != ""
 		for _, sub := range subs {
 			all = all && strings.Contains(line, sub)
@@ -270,7 +270,7 @@ func rss(pid int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.SplitSeq(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb << 10, err
@@ -477,7 +477,7 @@ func (p *probe) mark() (time.Duration, int, int) {
 	if len(lat) == 0 {
 		return 0, n, errs
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	return lat[len(lat)/2], n, errs
 }
 

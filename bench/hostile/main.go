@@ -47,14 +47,18 @@ type config struct {
 	progress io.Writer
 }
 
-func main() {
+func main() { os.Exit(realMain()) }
+
+// realMain runs the command and returns its exit code, so that deferred cleanups
+// (the signal handler, temporary directories) run before the process exits.
+func realMain() int {
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "hostile:", err)
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,14 +66,14 @@ func main() {
 		dir, err := os.MkdirTemp("", "flagpole-hostile-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "hostile:", err)
-			os.Exit(1)
+			return 1
 		}
 		defer os.RemoveAll(dir)
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "flagpole"), ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "hostile: go build: %v\n%s", err, out)
-			os.Exit(1)
+			return 1
 		}
 		cfg.bin = filepath.Join(dir, "flagpole")
 	}
@@ -79,14 +83,15 @@ func main() {
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "hostile:", err)
-			os.Exit(1)
+			return 1
 		}
 	}
 	for _, r := range results {
 		if r.err != nil {
-			os.Exit(1)
+			return 1
 		}
 	}
+	return 0
 }
 
 // parseFlags reads the command line.
@@ -119,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		for _, n := range attackNames() {
 			known[n] = true
 		}
-		for _, a := range strings.Split(attacks, ",") {
+		for a := range strings.SplitSeq(attacks, ",") {
 			if a = strings.TrimSpace(a); a == "" {
 				continue
 			}
@@ -220,7 +225,7 @@ func runAttack(ctx context.Context, cfg config, a attack) (r result) {
 		r.note += fmt.Sprintf(" (normal requests during the attack: %d of %d failed)", r.probeErrorsDuring, r.probesDuring)
 	}
 	if !d.alive() {
-		r.err = errors.Join(r.err, fmt.Errorf("the daemon died: %v; log tail:\n%s", d.exitErr, d.log.tail(4096)))
+		r.err = errors.Join(r.err, fmt.Errorf("the daemon died: %v; log tail:\n%s", d.exitErr, d.log.tail(4096))) //nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 	}
 	return r
 }

@@ -50,21 +50,26 @@ type config struct {
 	serverArgs, serverEnv []string
 }
 
-func main() {
+func main() { os.Exit(realMain()) }
+
+// realMain runs the command and returns its exit code, so that deferred cleanups
+// (the signal handler, temporary directories) run before the process exits.
+func realMain() int {
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+			return 0
 		}
 		fmt.Fprintln(os.Stderr, "load:", err)
-		os.Exit(2)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // parseFlags reads the command line.
@@ -97,7 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	for _, w := range strings.Split(workloads, ",") {
+	for w := range strings.SplitSeq(workloads, ",") {
 		if w = strings.TrimSpace(w); w != "" {
 			cfg.workloads = append(cfg.workloads, w)
 		}
@@ -173,18 +178,11 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 	}
 	defer os.RemoveAll(tmp)
 
-	doc, err := flaggen.Generate(cfg.flagCount)
+	flagsFile, flagsBytes, err := writeFlagFile(tmp, cfg.flagCount)
 	if err != nil {
 		return rep, err
 	}
-	if set, err := flags.Parse(doc, flags.Strict); err != nil || len(set.Flags) != cfg.flagCount {
-		return rep, fmt.Errorf("generated flag file is not valid (%d flags wanted): %v", cfg.flagCount, err)
-	}
-	rep.flagsBytes = len(doc)
-	flagsFile := filepath.Join(tmp, "flags.json")
-	if err := os.WriteFile(flagsFile, doc, 0o600); err != nil {
-		return rep, err
-	}
+	rep.flagsBytes = flagsBytes
 	wrk := ""
 	if cfg.wrk {
 		if wrk, err = exec.LookPath("wrk"); err != nil {
@@ -292,6 +290,24 @@ func measure(ctx context.Context, cfg config, stderr io.Writer) (report, error) 
 	return rep, nil
 }
 
+// writeFlagFile generates a flag file of n flags in dir, checks that flagd would load
+// all n of them, and returns its path and size in bytes.
+func writeFlagFile(dir string, n int) (string, int, error) {
+	doc, err := flaggen.Generate(n)
+	if err != nil {
+		return "", 0, err
+	}
+	set, err := flags.Parse(doc, flags.Strict)
+	if err != nil {
+		return "", 0, fmt.Errorf("generated flag file is not valid (%d flags wanted): %w", n, err)
+	}
+	if len(set.Flags) != n {
+		return "", 0, fmt.Errorf("generated flag file has %d flags, %d wanted", len(set.Flags), n)
+	}
+	path := filepath.Join(dir, "flags.json")
+	return path, len(doc), os.WriteFile(path, doc, 0o600)
+}
+
 // median returns the median of durations (the lower middle one for an even count).
 func median(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
@@ -318,7 +334,7 @@ func cpuModel() string {
 	if err != nil {
 		return "unknown CPU"
 	}
-	for _, line := range bytes.Split(data, []byte("\n")) {
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
 		if name, value, ok := bytes.Cut(line, []byte(":")); ok && string(bytes.TrimSpace(name)) == "model name" {
 			return string(bytes.TrimSpace(value))
 		}

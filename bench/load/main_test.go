@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,14 +44,14 @@ func serveFlagd(args []string) int {
 	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
-		os.Stderr.WriteString(err.Error() + "\n")
+		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	if err := kctx.Run(zerolog.New(os.Stderr).Level(zerolog.InfoLevel), modes.BuildInfo{Version: "load-test"}); err != nil {
-		os.Stderr.WriteString(err.Error() + "\n")
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return 0
@@ -166,21 +167,21 @@ func TestParseFlags(t *testing.T) {
 func TestRawConn(t *testing.T) {
 	big := strings.Repeat("0123456789", 10_000)
 	mux := http.NewServeMux()
-	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/small", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("ETag", `"abc"`)
 		_, _ = w.Write([]byte(`{"value":true}`))
 	})
-	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, _ *http.Request) {
 		for i := 0; i < len(big); i += 30_000 {
 			_, _ = w.Write([]byte(big[i:min(i+30_000, len(big))]))
 			w.(http.Flusher).Flush()
 		}
 	})
-	mux.HandleFunc("/close", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/close", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Connection", "close")
 		_, _ = w.Write([]byte("bye"))
 	})
-	mux.HandleFunc("/not-modified", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/not-modified", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 	})
 	srv := httptest.NewServer(mux)

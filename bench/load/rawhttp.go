@@ -30,14 +30,9 @@ func newRawConn(addr string, timeout time.Duration) *rawConn {
 }
 
 // rawRequest pre-encodes a POST request with a JSON body.
-func rawRequest(addr, path, body string, extraHeaders ...string) []byte {
+func rawRequest(addr, path, body string) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", path, addr, len(body))
-	for _, h := range extraHeaders {
-		b.WriteString(h)
-		b.WriteString("\r\n")
-	}
-	b.WriteString("\r\n")
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, addr, len(body))
 	b.WriteString(body)
 	return b.Bytes()
 }
@@ -187,7 +182,7 @@ func (c *rawConn) readChunked() error {
 				}
 			}
 		}
-		if err := c.readN(int(size)); err != nil {
+		if err := c.readN(size); err != nil {
 			return err
 		}
 		crlf, err := c.br.ReadSlice('\n')

@@ -195,11 +195,11 @@ func (r report) maxRSS() int64 {
 	return m
 }
 
-// verdict renders a budget check; comparable says whether the run's setup is the
+// verdict renders a budget check; budgetSetup says whether the run's setup is the
 // budget's (1,000 flags, 32 clients).
-func verdict(met, comparable bool) string {
+func verdict(met, budgetSetup bool) string {
 	switch {
-	case !comparable:
+	case !budgetSetup:
 		return "n/a (not the budget's setup)"
 	case met:
 		return "met"

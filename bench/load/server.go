@@ -35,7 +35,7 @@ func buildPackage(ctx context.Context, dir, pkg string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	return bin, nil
 }
@@ -77,7 +77,7 @@ type serverOptions struct {
 // just before the process is started.
 func startServer(ctx context.Context, o serverOptions) (*server, error) {
 	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
+	for range 3 {
 		s, err := startOnce(ctx, o)
 		if err == nil {
 			return s, nil
@@ -135,14 +135,15 @@ func startOnce(ctx context.Context, o serverOptions) (*server, error) {
 		}
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("%w (%v): %s", errExitedEarly, s.exitErr, s.log.String())
+			return nil, fmt.Errorf("%w (%v): %s", errExitedEarly, s.exitErr, s.log.String()) //nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 		case <-ctx.Done():
-			s.stop()
+			_ = s.stop() // cancelled: the cancellation is the news
 			return nil, ctx.Err()
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.stop()
+			_ = s.stop() // the server log below says more than how it stopped
+			//nolint:errorlint // %v: the last probe's error is nil when it got a wrong answer, which %w would print as %!w(<nil>)
 			return nil, fmt.Errorf("no correct answer within %v (last: status %d, error %v, body %.200q); server log:\n%s",
 				o.timeout, status, err, body, s.log.String())
 		}
@@ -193,7 +194,7 @@ func procStatus(pid int, field string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.SplitSeq(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			if err != nil {
@@ -343,7 +344,7 @@ func serverRuntime(mgmt string) (procs, goVersion string) {
 	if err != nil || status != 200 {
 		return procs, goVersion
 	}
-	for _, line := range strings.Split(string(body), "\n") {
+	for line := range strings.SplitSeq(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
 			procs = strings.TrimSpace(v)
 		}

@@ -383,9 +383,7 @@ func runWorkload(ctx context.Context, name string, s *server, o runOptions) (res
 	start, measure := make(chan struct{}), make(chan struct{})
 	ready.Add(o.clients)
 	for i, c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			st := &stats[i]
 			ready.Done()
 			<-start
@@ -414,7 +412,7 @@ func runWorkload(ctx context.Context, name string, s *server, o runOptions) (res
 				}
 			}
 			st.end = t0
-		}()
+		})
 	}
 	ready.Wait()
 	close(start)

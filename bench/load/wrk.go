@@ -62,7 +62,7 @@ func runWrk(ctx context.Context, wrk, dir, name string, s *server, o runOptions)
 	res.serverCPU = srvCPU1 - srvCPU0
 	res.serverDiedEarly = cpuErr != nil || !s.alive()
 	if err != nil {
-		return res, fmt.Errorf("%s: wrk: %v\n%s", name, err, out)
+		return res, fmt.Errorf("%s: wrk: %w\n%s", name, err, out)
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.harnessCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -100,7 +100,7 @@ func parseWrk(out []byte, res *result) error {
 			res.errors += n
 			res.firstError = "non-2xx/3xx responses"
 		case len(f) > 2 && f[0] == "Socket" && f[1] == "errors:":
-			for _, part := range strings.Split(strings.Join(f[2:], " "), ",") {
+			for part := range strings.SplitSeq(strings.Join(f[2:], " "), ",") {
 				kv := strings.Fields(part)
 				if len(kv) == 2 {
 					n, _ := strconv.ParseInt(kv[1], 10, 64)

@@ -179,7 +179,7 @@ func measureAll(ctx context.Context, n int, base string) ([]Result, error) {
 }
 
 // measure starts flagd on a fresh directory of the layout and times n changes.
-func measure(ctx context.Context, l layout, n int, base string) (Result, error) {
+func measure(ctx context.Context, l layout, n int, base string) (_ Result, err error) {
 	dir, err := os.MkdirTemp(base, "flagpole-propagation-")
 	if err != nil {
 		return Result{}, err
@@ -203,19 +203,24 @@ func measure(ctx context.Context, l layout, n int, base string) (Result, error) 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	addrs := make(chan modes.Addresses, 1)
-	done := make(chan error, 1)
+	var serveErr error
+	exited := make(chan struct{})
 	go func() {
-		done <- root.Flagd.Start.Serve(ctx, zerolog.Nop(), modes.BuildInfo{}, func(a modes.Addresses) { addrs <- a })
+		defer close(exited)
+		serveErr = root.Flagd.Start.Serve(ctx, zerolog.Nop(), modes.BuildInfo{}, func(a modes.Addresses) { addrs <- a })
 	}()
 	defer func() {
 		cancel()
-		<-done
+		<-exited
+		if err == nil && serveErr != nil {
+			err = fmt.Errorf("flagd: %w", serveErr)
+		}
 	}()
 	var a modes.Addresses
 	select {
 	case a = <-addrs:
-	case err := <-done:
-		return Result{}, fmt.Errorf("flagd did not start: %v", err)
+	case <-exited:
+		return Result{}, fmt.Errorf("flagd did not start: %w", serveErr)
 	}
 	url := "http://" + a.Evaluation
 	if err := waitReady(ctx, "http://"+a.Management+"/readyz"); err != nil {
@@ -264,7 +269,7 @@ func subscribe(ctx context.Context, base string) (<-chan string, error) {
 	events := make(chan string, 100)
 	go func() {
 		defer close(events)
-		defer stream.Close()
+		defer func() { _ = stream.Close() }()
 		for stream.Receive() {
 			events <- stream.Msg().GetType()
 		}
@@ -272,7 +277,7 @@ func subscribe(ctx context.Context, base string) (<-chan string, error) {
 	select {
 	case typ, ok := <-events:
 		if !ok || typ != "provider_ready" {
-			return nil, fmt.Errorf("event stream: got %q first, want provider_ready (%v)", typ, stream.Err())
+			return nil, fmt.Errorf("event stream: got %q first, want provider_ready (%v)", typ, stream.Err()) //nolint:errorlint // %v: nil when the stream ended cleanly, which %w would print as %!w(<nil>)
 		}
 	case <-time.After(waitLimit):
 		return nil, errors.New("event stream: no provider_ready")

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -183,7 +184,7 @@ func (e *Elector) renew(ctx context.Context) {
 func (e *Elector) tryAcquireOrRenew(ctx context.Context) (bool, error) {
 	now := e.cfg.now()
 	nowMicro := metav1.NewMicroTime(now)
-	seconds := int32(e.cfg.LeaseDuration / time.Second)
+	seconds := int32(min(e.cfg.LeaseDuration/time.Second, math.MaxInt32)) //nolint:gosec // G115: bounded by the min
 	lease, err := e.leases.Get(ctx, e.cfg.Namespace, e.cfg.Name)
 	if apierrors.IsNotFound(err) {
 		transitions := int32(0)
@@ -258,7 +259,7 @@ func deref[T any](p *T) T {
 
 // jitter spreads candidates' retries: d to 1.2 d.
 func jitter(d time.Duration) time.Duration {
-	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+	return d + time.Duration(rand.Int64N(int64(d)/5+1)) //nolint:gosec // G404: retry jitter, not a secret
 }
 
 // sleep waits d; false if ctx ended first.

@@ -154,7 +154,7 @@ func TestLeaderStepsDownWhenItCannotRenew(t *testing.T) {
 	leases := &fakeLeases{}
 	a := candidate(t, leases, "a")
 	var terms atomic.Int32
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	go a.Run(ctx, func(ctx context.Context) { terms.Add(1); <-ctx.Done() })
 	eventually(t, "a leads", a.IsLeader)
@@ -173,7 +173,7 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 		t.Fatalf("setup: %v %v", ok, err)
 	}
 	b := candidate(t, leases, "b")
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	go b.Run(ctx, func(ctx context.Context) { <-ctx.Done() })
 	eventually(t, "b takes over the expired Lease", b.IsLeader)

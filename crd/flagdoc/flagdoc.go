@@ -7,6 +7,7 @@ package flagdoc
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -50,7 +51,7 @@ func Check(spec *v1beta1.FlagSpec) (problems, warnings eval.Problems, set *flags
 	if err == nil {
 		return nil, underSpecAll(set.Warnings), set
 	}
-	found, ok := err.(eval.Problems)
+	found, ok := errors.AsType[eval.Problems](err)
 	if !ok {
 		return eval.Problems{{Path: SpecPath, Message: err.Error()}}, nil, nil
 	}

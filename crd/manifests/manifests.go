@@ -8,6 +8,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 
@@ -35,12 +36,7 @@ func (c CRD) Matches(name string) bool {
 	if name == c.Name || name == strings.ToLower(c.Kind) || name == c.Plural || name == c.Singular {
 		return true
 	}
-	for _, s := range c.ShortNames {
-		if name == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.ShortNames, name)
 }
 
 // header is the part of a CRD manifest CRDs reads.

@@ -124,7 +124,7 @@ func ensureBuilt(ctx context.Context, toolsDir, out, pkg string, ldflags []strin
 		return err
 	}
 	_ = tmp.Close()
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone already after the rename below
 
 	goBin, err := GoCommand()
 	if err != nil {
@@ -137,7 +137,7 @@ func ensureBuilt(ctx context.Context, toolsDir, out, pkg string, ldflags []strin
 	cmd.Dir = toolsDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
 	if output, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building %s: %v\n%s", pkg, err, output)
+		return fmt.Errorf("building %s: %w\n%s", pkg, err, output)
 	}
 	fmt.Fprintf(logw, "e2e: built %s in %s\n", pkg, time.Since(start).Round(time.Second))
 	return os.Rename(tmp.Name(), out)
@@ -164,7 +164,7 @@ func BuildFlagpole(ctx context.Context, repoRoot, dir string) (string, error) {
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
 	if output, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building flagpole in %s: %v\n%s", repoRoot, err, output)
+		return "", fmt.Errorf("building flagpole in %s: %w\n%s", repoRoot, err, output)
 	}
 	return out, nil
 }

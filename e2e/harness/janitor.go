@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,8 +66,8 @@ func (j *Janitor) Cleanup() {
 	procs := j.procs
 	j.procs, j.closed = nil, true
 	j.mu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		_ = procs[i].Stop(10 * time.Second)
+	for _, p := range slices.Backward(procs) {
+		_ = p.Stop(10 * time.Second)
 	}
 	_ = os.RemoveAll(j.root)
 }

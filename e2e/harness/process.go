@@ -141,5 +141,5 @@ func (p *Process) exitedError() error {
 	if err == nil {
 		err = errors.New("exit status 0")
 	}
-	return fmt.Errorf("%s exited: %v; last log lines:\n%s", p.Name, err, p.Tail(40))
+	return fmt.Errorf("%s exited: %w; last log lines:\n%s", p.Name, err, p.Tail(40))
 }

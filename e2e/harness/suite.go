@@ -20,10 +20,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ExistingClusterEnv, set to "true" together with KUBECONFIG, runs the suite against
-// the cluster KUBECONFIG names instead of a local control plane. KUBECONFIG alone is
-// not enough: it is often set in a developer's shell, and the suite installs the
-// core.openfeature.dev CRDs cluster-wide (replacing the OpenFeature Operator's).
+// ExistingClusterEnv names the variable that, set to "true" together with KUBECONFIG,
+// runs the suite against the cluster KUBECONFIG names instead of a local control
+// plane. KUBECONFIG alone is not enough: it is often set in a developer's shell, and
+// the suite installs the core.openfeature.dev CRDs cluster-wide (replacing the
+// OpenFeature Operator's).
 const ExistingClusterEnv = "FLAGPOLE_E2E_EXISTING_CLUSTER"
 
 // Suite is what the tests of one run share.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -118,7 +119,7 @@ func (w *Webhook) Stop() error {
 		return err
 	}
 	if err := w.Proc.Err(); err != nil {
-		return fmt.Errorf("flagpole webhook exited with %v after SIGTERM (want a clean shutdown)", err)
+		return fmt.Errorf("flagpole webhook exited with %w after SIGTERM (want a clean shutdown)", err)
 	}
 	return nil
 }
@@ -168,8 +169,9 @@ func (w *Webhook) Logs() []LogEntry { return ReadLogs(w.Proc.LogPath) }
 type Operator struct {
 	Proc *Process
 	// Management is the bound host:port of its management listener; Webhook, of its
-	// admission server ("" for `flagpole controller`).
-	Management, Webhook string
+	// admission server ("" for `flagpole controller`); Metrics, of its
+	// --metrics-bind-address listener ("" unless given).
+	Management, Webhook, Metrics string
 }
 
 // StartOperator runs `flagpole <command>` (operator or controller) with c's admin
@@ -193,11 +195,14 @@ func (s *Suite) StartOperator(t testing.TB, c *Cluster, dir, command string, arg
 		all = append(all, "--cert-dir", certDir, "--webhook-bind-address", "127.0.0.1", "--webhook-port", "0")
 		listeners = append(listeners, "webhook")
 	}
+	if slices.Contains(args, "--metrics-bind-address") {
+		listeners = append(listeners, "metrics")
+	}
 	p, addrs, err := StartFlagpole(t.Context(), s.Janitor, s.Flagpole, dir, nil, listeners, append(all, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &Operator{Proc: p, Management: addrs["management"], Webhook: addrs["webhook"]}
+	o := &Operator{Proc: p, Management: addrs["management"], Webhook: addrs["webhook"], Metrics: addrs["metrics"]}
 	t.Cleanup(func() {
 		if p.Running() {
 			if err := p.Stop(stopGrace); err != nil {

@@ -113,6 +113,7 @@ func cleanEnv() []string {
 // clients. Everything is stopped in t.Cleanup, also when the test fails. It may run
 // in its own goroutine: it reports failures as errors.
 func startDaemon(t *testing.T, bin, testbed string, config daemonConfig) (*daemon, error) {
+	t.Helper()
 	d := &daemon{config: config, dir: t.TempDir(), testbed: testbed}
 	settings, err := d.layout(config)
 	if err != nil {
@@ -172,6 +173,7 @@ func startDaemon(t *testing.T, bin, testbed string, config daemonConfig) (*daemo
 		d.evalAddr, d.syncAddr, d.mgmtAddr = a["evaluation"], a["sync"], a["management"]
 	case err := <-exited:
 		exited <- err // for the cleanup
+		//nolint:errorlint // %v: the exit error is nil after a clean exit, which %w would print as %!w(<nil>)
 		return nil, fmt.Errorf("daemon %s exited before serving: %v\n%s", config, err, logs.String())
 	case <-timeout.C:
 		return nil, fmt.Errorf("daemon %s did not report its listeners within %s\n%s", config, startTimeout, logs.String())
@@ -188,6 +190,7 @@ func startDaemon(t *testing.T, bin, testbed string, config daemonConfig) (*daemo
 // stop ends the subprocess gracefully (SIGINT, as a terminal or the kubelet's
 // SIGTERM), and kills it if it is still running after stopTimeout.
 func stop(t *testing.T, cmd *exec.Cmd, exited chan error, config daemonConfig) {
+	t.Helper()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		_ = cmd.Process.Kill() // already gone, or no SIGINT on this OS
 	}
@@ -199,8 +202,8 @@ func stop(t *testing.T, cmd *exec.Cmd, exited chan error, config daemonConfig) {
 		}
 	case <-time.After(stopTimeout):
 		_ = cmd.Process.Kill()
-		<-exited
-		t.Errorf("daemon %s did not stop within %s of SIGINT; killed", config, stopTimeout)
+		err := <-exited
+		t.Errorf("daemon %s did not stop within %s of SIGINT; killed (%v)", config, stopTimeout, err)
 	}
 }
 
@@ -443,7 +446,7 @@ func waitReady(mgmtAddr string) error {
 			err = fmt.Errorf("status %s", resp.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("/readyz not 200 within %s: %v", startTimeout, err)
+			return fmt.Errorf("/readyz not 200 within %s: %w", startTimeout, err)
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval, not a synchronisation
 	}

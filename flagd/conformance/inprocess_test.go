@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -54,7 +55,7 @@ func newInProcessProvider(ctx context.Context, d *daemon, selector string) (*inP
 		streamCtx = metadata.AppendToOutgoingContext(streamCtx, "flagd-selector", selector)
 	}
 	req := &syncv1.SyncFlagsRequest{ProviderId: providerID}
-	req.Selector = selector //nolint:staticcheck // deprecated, still sent by providers
+	req.Selector = selector // deprecated, still sent by providers
 	stream, err := client.SyncFlags(streamCtx, req)
 	if err != nil {
 		cancel()
@@ -180,11 +181,7 @@ func (p *inProcessProvider) Resolve(_ context.Context, key string, typ eval.Type
 		return steps.FromResolution(eval.NotFound(key)), nil
 	}
 	ctx := make(map[string]any, len(evalCtx)+len(enrichment))
-	for k, v := range evalCtx {
-		ctx[k] = v
-	}
-	for k, v := range enrichment {
-		ctx[k] = v
-	}
+	maps.Copy(ctx, evalCtx)
+	maps.Copy(ctx, enrichment)
 	return steps.FromResolution(f.EvaluateAs(typ, ctx, nil)), nil
 }

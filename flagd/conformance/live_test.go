@@ -131,9 +131,7 @@ func startDaemons(t *testing.T, bin, testbed string) map[daemonConfig]*daemon {
 	var mu sync.Mutex
 	var failures []string
 	for i, c := range configs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			d, err := startDaemon(t, bin, testbed, c)
 			if err != nil {
 				mu.Lock()
@@ -142,7 +140,7 @@ func startDaemons(t *testing.T, bin, testbed string) map[daemonConfig]*daemon {
 				return
 			}
 			started[i] = d
-		}()
+		})
 	}
 	wg.Wait()
 	if len(failures) > 0 {

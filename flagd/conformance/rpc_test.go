@@ -48,7 +48,7 @@ func newRPCProvider(ctx context.Context, d *daemon, selector string) (*rpcProvid
 	}
 	go func() {
 		defer close(p.done)
-		defer stream.Close()
+		defer func() { _ = stream.Close() }()
 		for stream.Receive() {
 			msg := stream.Msg()
 			switch msg.GetType() {

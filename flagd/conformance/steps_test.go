@@ -53,7 +53,7 @@ func (s *scenario) register(sc *godog.ScenarioContext) {
 		return nil
 	})
 
-	sc.After(func(ctx context.Context, _ *godog.Scenario, err error) (context.Context, error) {
+	sc.After(func(ctx context.Context, _ *godog.Scenario, _ error) (context.Context, error) {
 		if s.provider != nil {
 			s.provider.close()
 		}

@@ -58,6 +58,7 @@ func benchFlag(b *testing.B, key string) *eval.Flag {
 }
 
 func runBench(b *testing.B, key string, t eval.Type, ctx map[string]any, wantVariant string) {
+	b.Helper()
 	f := benchFlag(b, key)
 	if res := f.EvaluateAs(t, ctx, nil); res.Variant != wantVariant || res.Failed() {
 		b.Fatalf("resolution %+v, want variant %q", res, wantVariant)

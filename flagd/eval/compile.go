@@ -123,8 +123,8 @@ func CompileRuleWith(tree any, path string, strict bool, in *Interner) (rule *Ru
 	return &Rule{root: n}, c.warnings, nil
 }
 
-// problem records a schema-level finding: an error in strict mode, a warning otherwise.
-func (c *compiler) problem(path, format string, args ...any) {
+// problemf records a schema-level finding: an error in strict mode, a warning otherwise.
+func (c *compiler) problemf(path, format string, args ...any) {
 	p := Problem{Path: path, Message: fmt.Sprintf(format, args...)}
 	if c.strict {
 		c.errors = append(c.errors, p)
@@ -155,7 +155,7 @@ func (c *compiler) compile(x any, path string) node {
 	case map[string]any:
 		if len(t) != 1 {
 			if len(t) > 1 {
-				c.problem(path, "a rule object must have exactly one operator key, got %d keys (%s)", len(t), strings.Join(sortedKeys(t), ", "))
+				c.problemf(path, "a rule object must have exactly one operator key, got %d keys (%s)", len(t), strings.Join(sortedKeys(t), ", "))
 			}
 			return constant(value{k: kindObject, x: t})
 		}
@@ -195,15 +195,16 @@ func argList(args any) []any {
 	return []any{args}
 }
 
-// arity checks the argument count of an operator against [min, max] (max < 0: no upper bound).
-func (c *compiler) arity(op string, n, min, max int, path string) {
+// arity checks the argument count of an operator against [least, most] (most < 0:
+// no upper bound).
+func (c *compiler) arity(op string, n, least, most int, path string) {
 	switch {
-	case max >= 0 && min == max && n != min:
-		c.problem(path, "%q takes exactly %d argument%s, got %d", op, min, plural(min), n)
-	case n < min:
-		c.problem(path, "%q takes at least %d argument%s, got %d", op, min, plural(min), n)
-	case max >= 0 && n > max:
-		c.problem(path, "%q takes at most %d arguments, got %d", op, max, n)
+	case most >= 0 && least == most && n != least:
+		c.problemf(path, "%q takes exactly %d argument%s, got %d", op, least, plural(least), n)
+	case n < least:
+		c.problemf(path, "%q takes at least %d argument%s, got %d", op, least, plural(least), n)
+	case most >= 0 && n > most:
+		c.problemf(path, "%q takes at most %d arguments, got %d", op, most, n)
 	}
 }
 
@@ -300,7 +301,7 @@ func (c *compiler) operator(op string, rawArgs any, path string) node {
 		return func(e *env) value { e.fail(failure); return null }
 	}
 	if !spec.inSchema {
-		c.problem(path, "operator %q is evaluated by flagd but not allowed by the flagd schema", op)
+		c.problemf(path, "operator %q is evaluated by flagd but not allowed by the flagd schema", op)
 	}
 	args := argList(rawArgs)
 	c.arity(op, len(args), spec.min, spec.max, path)

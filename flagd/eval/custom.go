@@ -17,7 +17,7 @@ func compileAffix(prefix bool) func(*compiler, []any, string) node {
 		for i, a := range args {
 			if _, isString := a.(string); !isString && isLiteral(a) {
 				// flagd's schema: a string or a rule.
-				c.problem(Index(path, i), "must be a string or a rule, not %s: the operator would always return null", describe(a))
+				c.problemf(Index(path, i), "must be a string or a rule, not %s: the operator would always return null", describe(a))
 			}
 		}
 		nodes := c.compileAll(args, path)
@@ -60,11 +60,11 @@ func compileSemVer(c *compiler, args []any, path string) node {
 	nodes := c.compileAll(args, path)
 	if len(args) == 3 {
 		if op, ok := args[1].(string); ok && !semverOperators[op] {
-			c.problem(Index(path, 1), "unknown sem_ver operator %q: use one of = != < <= > >= ~ ^", op)
+			c.problemf(Index(path, 1), "unknown sem_ver operator %q: use one of = != < <= > >= ~ ^", op)
 		}
 		for _, i := range []int{0, 2} {
 			if lit, ok := args[i].(string); ok && !strictSemver.MatchString(lit) {
-				c.problem(Index(path, i), "%q is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build])", lit)
+				c.problemf(Index(path, i), "%q is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build])", lit)
 			}
 		}
 	}
@@ -150,6 +150,8 @@ func (b bucketEntry) resolve(e *env) (variant node, weight int64, ok bool) {
 // bucket = murmur3_x86_32(key, seed 0) * totalWeight >> 32, walked over the entries.
 // The key is the first argument when it evaluates to a string, otherwise
 // flagKey+targetingKey.
+//
+//nolint:gocognit // half the score is the returned evaluation closure, fractional's hot path, kept flat and next to the compile-time checks it is specialised by
 func compileFractional(c *compiler, args []any, path string) node {
 	var keyNode node
 	entryArgs, first := args, 0
@@ -158,14 +160,14 @@ func compileFractional(c *compiler, args []any, path string) node {
 			if isLiteral(args[0]) {
 				// flagd's schema wants a rule here ({"var": ...}, {"cat": [...]});
 				// the engine would hash the constant, putting every user in one bucket.
-				c.problem(Index(path, 0), "the bucketing key must be a rule such as {\"var\": \"email\"}, not %s: every user would land in the same bucket", describe(args[0]))
+				c.problemf(Index(path, 0), "the bucketing key must be a rule such as {\"var\": \"email\"}, not %s: every user would land in the same bucket", describe(args[0]))
 			}
 			keyNode = c.compile(args[0], Index(path, 0))
 			entryArgs, first = args[1:], 1
 		}
 	}
 	if len(entryArgs) == 0 {
-		c.problem(path, "fractional needs at least one [variant, weight] entry")
+		c.problemf(path, "fractional needs at least one [variant, weight] entry")
 	}
 	entries := make([]bucketEntry, len(entryArgs))
 	allConst := true
@@ -185,7 +187,7 @@ func compileFractional(c *compiler, args []any, path string) node {
 			constTotal += w
 		}
 		if constTotal > maxTotalWeight {
-			c.problem(path, "fractional weights sum to %d, more than %d", constTotal, maxTotalWeight)
+			c.problemf(path, "fractional weights sum to %d, more than %d", constTotal, maxTotalWeight)
 			return nullNode
 		}
 	}
@@ -237,7 +239,7 @@ func compileFractional(c *compiler, args []any, path string) node {
 			if !ok {
 				return null
 			}
-			cumulative += uint64(w)
+			cumulative += uint64(w) //nolint:gosec // G115: resolve returns weights from 0 to maxTotalWeight
 			if bucket < cumulative {
 				v := variant(e)
 				switch v.k {
@@ -259,18 +261,18 @@ func (c *compiler) compileBucket(raw any, path string, allConst bool) (bucketEnt
 		if m, isRule := raw.(map[string]any); isRule && len(m) == 1 {
 			return bucketEntry{whole: c.compile(raw, path)}, false
 		}
-		c.problem(path, "a fractional entry must be a [variant, weight] array, got %s", fromAny(raw).k)
+		c.problemf(path, "a fractional entry must be a [variant, weight] array, got %s", fromAny(raw).k)
 		return bucketEntry{whole: nullNode}, false
 	}
 	if len(arr) == 0 || len(arr) > 2 {
-		c.problem(path, "a fractional entry must be [variant] or [variant, weight], got %d items", len(arr))
+		c.problemf(path, "a fractional entry must be [variant] or [variant, weight], got %d items", len(arr))
 	}
 	if len(arr) == 0 {
 		return bucketEntry{whole: nullNode}, false
 	}
 	b := bucketEntry{variant: c.compile(arr[0], Index(path, 0)), weight: c.constant(numberValue(1))}
 	if lit := fromAny(arr[0]); isLiteral(arr[0]) && (lit.k == kindArray || lit.k == kindObject) {
-		c.problem(Index(path, 0), "a fractional variant must be a string, boolean or number, got %s", lit.k)
+		c.problemf(Index(path, 0), "a fractional variant must be a string, boolean or number, got %s", lit.k)
 	}
 	if len(arr) > 1 {
 		wp := Index(path, 1)
@@ -278,9 +280,9 @@ func (c *compiler) compileBucket(raw any, path string, allConst bool) (bucketEnt
 		if isLiteral(arr[1]) {
 			w := fromAny(arr[1])
 			if w.k != kindNumber || w.n < 0 || w.n != math.Trunc(w.n) {
-				c.problem(wp, "weight must be a non-negative integer, got %s", literalText(arr[1]))
+				c.problemf(wp, "weight must be a non-negative integer, got %s", literalText(arr[1]))
 			} else if w.n > maxTotalWeight {
-				c.problem(wp, "weight %v is more than %d", w.n, maxTotalWeight)
+				c.problemf(wp, "weight %v is more than %d", w.n, maxTotalWeight)
 			}
 		} else {
 			allConst = false
@@ -324,12 +326,13 @@ func murmur3(a, b string) uint32 {
 	i := 0
 	for ; i+4 <= n; i += 4 {
 		var k uint32
-		if i+4 <= len(a) {
+		switch {
+		case i+4 <= len(a):
 			k = uint32(a[i]) | uint32(a[i+1])<<8 | uint32(a[i+2])<<16 | uint32(a[i+3])<<24
-		} else if i >= len(a) {
+		case i >= len(a):
 			j := i - len(a)
 			k = uint32(b[j]) | uint32(b[j+1])<<8 | uint32(b[j+2])<<16 | uint32(b[j+3])<<24
-		} else {
+		default:
 			k = at(i) | at(i+1)<<8 | at(i+2)<<16 | at(i+3)<<24
 		}
 		k *= c1
@@ -354,7 +357,7 @@ func murmur3(a, b string) uint32 {
 		k *= c2
 		h ^= k
 	}
-	h ^= uint32(n)
+	h ^= uint32(n) //nolint:gosec // G115: murmur3 mixes in the length modulo 2^32, by definition
 	h ^= h >> 16
 	h *= 0x85ebca6b
 	h ^= h >> 13

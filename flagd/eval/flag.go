@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -258,14 +259,10 @@ func (f *Flag) CompileWith(path string, strict bool, in *Interner) (warnings, er
 
 func variantList(vs map[string]any) string {
 	names := sortedKeys(vs)
-	s := ""
 	for i, n := range names {
-		if i > 0 {
-			s += ", "
-		}
-		s += fmt.Sprintf("%q", n)
+		names[i] = strconv.Quote(n)
 	}
-	return s
+	return strings.Join(names, ", ")
 }
 
 // envPool recycles evaluation state: closures take *env, so a stack env would escape.

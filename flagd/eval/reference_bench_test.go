@@ -3,6 +3,7 @@ package eval_test
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +16,9 @@ import (
 // jsonlogic.Apply on the raw rule, and strip the quotes of the result. It is the
 // baseline for docs/performance.md, measured on the same machine as our benchmarks.
 func flagdPath(b *testing.B, rule string, ctx map[string]any) string {
+	b.Helper()
 	withFlagd := make(map[string]any, len(ctx)+1)
-	for k, v := range ctx {
-		withFlagd[k] = v
-	}
+	maps.Copy(withFlagd, ctx)
 	withFlagd["$flagd"] = map[string]any{"flagKey": "flag", "timestamp": time.Now().Unix()}
 	data, err := json.Marshal(withFlagd)
 	if err != nil {
@@ -32,6 +32,7 @@ func flagdPath(b *testing.B, rule string, ctx map[string]any) string {
 }
 
 func benchFlagdPath(b *testing.B, rule string, ctx map[string]any, want string) {
+	b.Helper()
 	if got := flagdPath(b, rule, ctx); got != want {
 		b.Fatalf("reference result %q, want %q", got, want)
 	}

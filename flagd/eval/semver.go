@@ -95,7 +95,7 @@ func semverIdentifiers(s string, prerelease bool) bool {
 }
 
 func isNumeric(s string) bool {
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
 			return false
 		}
@@ -178,7 +178,7 @@ func comparePrerelease(x, y string) int {
 }
 
 func nextIdentifier(s string) (id, rest string) {
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if s[i] == '.' {
 			return s[:i], s[i+1:]
 		}

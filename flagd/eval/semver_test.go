@@ -17,7 +17,7 @@ func TestSemverMatchesXMod(t *testing.T) {
 		"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	parts := []string{"0", "1", "2", "10", "01", ".", "-", "+", "alpha", "beta", "rc", "x", "9", "-1"}
-	for i := 0; i < 3000; i++ {
+	for range 3000 {
 		var b strings.Builder
 		for n := rng.IntN(7); n >= 0; n-- {
 			b.WriteString(parts[rng.IntN(len(parts))])

@@ -132,7 +132,7 @@ func (c *compiler) compileVar(raw any, path string) node {
 			return v
 		}
 	default:
-		c.problem(argPath, "var path must be a string or a number, got %s", fromAny(t).k)
+		c.problemf(argPath, "var path must be a string or a number, got %s", fromAny(t).k)
 		return nullNode
 	}
 }
@@ -171,5 +171,5 @@ func (c *compiler) checkFlagdVar(parts []string, path string) {
 	if len(parts) == 1 {
 		return
 	}
-	c.problem(path, "%q is not a flagd property: only $flagd.flagKey and $flagd.timestamp exist", strings.Join(parts, "."))
+	c.problemf(path, "%q is not a flagd property: only $flagd.flagKey and $flagd.timestamp exist", strings.Join(parts, "."))
 }

@@ -32,9 +32,10 @@ const (
 	Strict
 )
 
-// Problem and Problems are the findings of parsing, with JSON paths.
 type (
-	Problem  = eval.Problem
+	// Problem is a finding of parsing, with its JSON path.
+	Problem = eval.Problem
+	// Problems are the findings of parsing.
 	Problems = eval.Problems
 )
 
@@ -146,26 +147,26 @@ func yamlError(doc []byte, err error) error {
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 	}
-	token := "" // the quoted token, only to find its line
+	quoted := "" // the quoted token, only to find its line
 	if m := quotedName.FindStringSubmatch(msg); m != nil {
-		token = m[1] + m[2]
+		quoted = m[1] + m[2]
 	}
 	var what string
 	switch {
 	case strings.Contains(msg, "unknown anchor"):
-		what, token = "an alias refers to an anchor that is not defined", "*"+token
+		what, quoted = "an alias refers to an anchor that is not defined", "*"+quoted
 	case strings.Contains(msg, "value contains itself"):
-		what, token = "an anchor's value contains an alias to itself", "&"+token
+		what, quoted = "an anchor's value contains an alias to itself", "&"+quoted
 	case strings.Contains(msg, "cannot decode"), strings.Contains(msg, "cannot unmarshal"):
 		what = "a value does not match its tag (e.g. !!int on text)"
 	case strings.Contains(msg, "invalid map key"), strings.Contains(msg, "unsupported map key"):
-		what, token = "a map key is a list or a map, which JSON cannot represent", ""
+		what, quoted = "a map key is a list or a map, which JSON cannot represent", ""
 	case strings.Contains(msg, "!!binary"):
-		what, token = "a !!binary value is not valid base64", ""
+		what, quoted = "a !!binary value is not valid base64", ""
 	case strings.Contains(msg, "excessive aliasing"):
-		what, token = "the document expands too many aliases", ""
+		what, quoted = "the document expands too many aliases", ""
 	default:
-		what, token = "the document is not valid YAML", ""
+		what, quoted = "the document is not valid YAML", ""
 		if i := strings.Index(msg, "line "); i >= 0 && line > 0 {
 			// the scanner's and parser's own phrases, kept if they quote nothing
 			// but a punctuation character
@@ -174,8 +175,8 @@ func yamlError(doc []byte, err error) error {
 			}
 		}
 	}
-	if line == 0 && token != "" {
-		if i := bytes.Index(doc, []byte(token)); i >= 0 {
+	if line == 0 && quoted != "" {
+		if i := bytes.Index(doc, []byte(quoted)); i >= 0 {
 			line = bytes.Count(doc[:i], []byte("\n")) + 1
 		}
 	}
@@ -198,13 +199,13 @@ type parser struct {
 	literals    *eval.Interner // shared by every rule of the document
 }
 
-// fail records a finding that makes flagd reject the payload, in both modes.
-func (p *parser) fail(path, format string, args ...any) {
+// failf records a finding that makes flagd reject the payload, in both modes.
+func (p *parser) failf(path, format string, args ...any) {
 	p.errors = append(p.errors, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
-// schema records a schema violation: an error in strict mode, a warning otherwise.
-func (p *parser) schema(path, format string, args ...any) {
+// schemaf records a schema violation: an error in strict mode, a warning otherwise.
+func (p *parser) schemaf(path, format string, args ...any) {
 	pr := Problem{Path: path, Message: fmt.Sprintf(format, args...)}
 	if p.strict {
 		p.errors = append(p.errors, pr)
@@ -217,7 +218,7 @@ func (p *parser) document(doc any) *Set {
 	set := &Set{}
 	root, ok := doc.(map[string]any)
 	if !ok {
-		p.fail("", "the document must be a JSON object with a \"flags\" member, got %s", typeName(doc))
+		p.failf("", "the document must be a JSON object with a \"flags\" member, got %s", typeName(doc))
 		return set
 	}
 	for _, k := range sortedKeys(root) {
@@ -227,7 +228,7 @@ func (p *parser) document(doc any) *Set {
 			p.warnings = append(p.warnings, Problem{Path: eval.Key("", k), Message: "unknown member, ignored"})
 		}
 	}
-	set.Metadata = p.metadata(root["metadata"], "metadata", true)
+	set.Metadata = p.metadata(root["metadata"], "metadata")
 	p.loadEvaluators(root)
 
 	rawFlags, present := root["flags"]
@@ -236,7 +237,7 @@ func (p *parser) document(doc any) *Set {
 		for _, key := range sortedKeys(fl) {
 			path := eval.Key("flags", key)
 			if key == "" {
-				p.fail(path, "a flag key must not be empty")
+				p.failf(path, "a flag key must not be empty")
 				continue
 			}
 			set.Flags = p.appendFlag(set.Flags, key, fl[key], path, set.Metadata, false)
@@ -248,7 +249,7 @@ func (p *parser) document(doc any) *Set {
 			obj, _ := raw.(map[string]any)
 			key, _ := obj["key"].(string)
 			if obj != nil && key == "" {
-				p.fail(eval.Key(path, "key"), "a flag in the array form needs a non-empty string \"key\"")
+				p.failf(eval.Key(path, "key"), "a flag in the array form needs a non-empty string \"key\"")
 				continue
 			}
 			before := len(set.Flags)
@@ -259,21 +260,21 @@ func (p *parser) document(doc any) *Set {
 			f := set.Flags[len(set.Flags)-1]
 			id := [2]string{f.FlagSetID, f.Key}
 			if prev, dup := seen[id]; dup {
-				p.schema(path, "flag %q is defined again in flag set %q (first at %s); the last definition wins", f.Key, f.FlagSetID, prev)
+				p.schemaf(path, "flag %q is defined again in flag set %q (first at %s); the last definition wins", f.Key, f.FlagSetID, prev)
 				set.Flags = removeFlag(set.Flags[:len(set.Flags)-1], id, f)
 			}
 			seen[id] = path
 		}
 	case nil:
 		if !present {
-			p.fail("flags", "is required")
+			p.failf("flags", "is required")
 		} else {
-			p.schema("flags", "is null, which removes every flag of this source")
+			p.schemaf("flags", "is null, which removes every flag of this source")
 		}
 	default:
-		p.fail("flags", "must be an object or an array of flags, got %s", typeName(rawFlags))
+		p.failf("flags", "must be an object or an array of flags, got %s", typeName(rawFlags))
 	}
-	p.checkEvaluators(set)
+	p.checkEvaluators()
 	return set
 }
 
@@ -294,13 +295,13 @@ var flagFields = map[string]bool{"state": true, "variants": true, "defaultVarian
 func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, setMeta map[string]any, arrayForm bool) []*eval.Flag {
 	obj, ok := raw.(map[string]any)
 	if !ok {
-		p.fail(path, "a flag must be an object, got %s", typeName(raw))
+		p.failf(path, "a flag must be an object, got %s", typeName(raw))
 		return out
 	}
 	errorsBefore := len(p.errors)
 	for _, k := range sortedKeys(obj) {
 		if !flagFields[k] || (k == "key" && !arrayForm) {
-			p.schema(eval.Key(path, k), "unknown flag member")
+			p.schemaf(eval.Key(path, k), "unknown flag member")
 		}
 	}
 	f := &eval.Flag{Key: strings.Clone(key)}
@@ -309,16 +310,16 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 	case string:
 		f.State = stateName(st)
 		if st != "ENABLED" && st != "DISABLED" {
-			p.schema(eval.Key(path, "state"), "must be \"ENABLED\" or \"DISABLED\", got %q (flagd treats it as enabled)", st)
+			p.schemaf(eval.Key(path, "state"), "must be \"ENABLED\" or \"DISABLED\", got %q (flagd treats it as enabled)", st)
 		}
 	case nil:
 		if _, present := obj["state"]; present {
-			p.fail(eval.Key(path, "state"), "must be a string, got null")
+			p.failf(eval.Key(path, "state"), "must be a string, got null")
 		} else {
-			p.schema(eval.Key(path, "state"), "is required (flagd treats a missing state as enabled)")
+			p.schemaf(eval.Key(path, "state"), "is required (flagd treats a missing state as enabled)")
 		}
 	default:
-		p.fail(eval.Key(path, "state"), "must be a string, got %s", typeName(st))
+		p.failf(eval.Key(path, "state"), "must be a string, got %s", typeName(st))
 	}
 
 	p.variants(f, obj, path)
@@ -328,10 +329,10 @@ func (p *parser) appendFlag(out []*eval.Flag, key string, raw any, path string, 
 		f.DefaultVariant = strings.Clone(dv)
 	case nil:
 	default:
-		p.fail(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
+		p.failf(eval.Key(path, "defaultVariant"), "must be a string or null, got %s", typeName(dv))
 	}
 
-	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"), false)
+	meta := p.metadata(obj["metadata"], eval.Key(path, "metadata"))
 	if meta == nil {
 		if !p.setMetaDone {
 			p.setMeta, p.setMetaDone = mergeMetadata(setMeta, nil), true
@@ -381,54 +382,54 @@ func (p *parser) variants(f *eval.Flag, obj map[string]any, path string) {
 	vs, ok := raw.(map[string]any)
 	switch {
 	case !present:
-		p.schema(vpath, "is required")
+		p.schemaf(vpath, "is required")
 		return
 	case !ok:
-		p.fail(vpath, "must be an object of variant name to value, got %s", typeName(raw))
+		p.failf(vpath, "must be an object of variant name to value, got %s", typeName(raw))
 		return
 	case len(vs) == 0:
-		p.schema(vpath, "must have at least one variant")
+		p.schemaf(vpath, "must have at least one variant")
 	}
 	f.Variants = vs
 	first, firstName := "", ""
 	for _, name := range sortedKeys(vs) {
 		vp := eval.Key(vpath, name)
 		if name == "" {
-			p.schema(vp, "a variant name must not be empty")
+			p.schemaf(vp, "a variant name must not be empty")
 		}
 		t := typeName(vs[name])
 		switch t {
 		case "array", "null":
-			p.schema(vp, "a variant value must be a boolean, string, number or object, got %s", t)
+			p.schemaf(vp, "a variant value must be a boolean, string, number or object, got %s", t)
 			continue
 		}
 		if first == "" {
 			first, firstName = t, name
 		} else if t != first {
-			p.schema(vp, "is a %s, but variant %q is a %s: all variants of a flag must have one type", t, firstName, first)
+			p.schemaf(vp, "is a %s, but variant %q is a %s: all variants of a flag must have one type", t, firstName, first)
 		}
 	}
 }
 
 // metadata validates a metadata object: string, number or boolean values; flagSetId
 // and version must be strings.
-func (p *parser) metadata(raw any, path string, isSet bool) map[string]any {
+func (p *parser) metadata(raw any, path string) map[string]any {
 	if raw == nil {
 		return nil
 	}
 	m, ok := raw.(map[string]any)
 	if !ok {
-		p.fail(path, "must be an object, got %s", typeName(raw))
+		p.failf(path, "must be an object, got %s", typeName(raw))
 		return nil
 	}
 	for _, k := range sortedKeys(m) {
 		switch v := m[k].(type) {
 		case string, float64, bool:
 			if (k == "flagSetId" || k == "version") && typeName(v) != "string" {
-				p.schema(eval.Key(path, k), "must be a string, got %s", typeName(v))
+				p.schemaf(eval.Key(path, k), "must be a string, got %s", typeName(v))
 			}
 		default:
-			p.schema(eval.Key(path, k), "metadata values must be strings, numbers or booleans, got %s", typeName(v))
+			p.schemaf(eval.Key(path, k), "metadata values must be strings, numbers or booleans, got %s", typeName(v))
 		}
 	}
 	return m
@@ -498,7 +499,7 @@ func (p *parser) loadEvaluators(root map[string]any) {
 	}
 	evs, ok := raw.(map[string]any)
 	if !ok {
-		p.fail("$evaluators", "must be an object of evaluator name to JsonLogic rule, got %s", typeName(raw))
+		p.failf("$evaluators", "must be an object of evaluator name to JsonLogic rule, got %s", typeName(raw))
 		return
 	}
 	p.evaluators = evs
@@ -506,11 +507,11 @@ func (p *parser) loadEvaluators(root map[string]any) {
 	for _, name := range sortedKeys(evs) {
 		path := eval.Key("$evaluators", name)
 		if isEmptyEvaluator(evs[name]) {
-			p.fail(path, "evaluator is empty")
+			p.failf(path, "evaluator is empty")
 			continue
 		}
 		if r, _ := p.resolveEvaluator(name, nil); r.size > MaxRuleNodes {
-			p.fail(path, "the evaluator expands to more than %d nodes after inlining $ref (evaluators that reference each other several times multiply)", MaxRuleNodes)
+			p.failf(path, "the evaluator expands to more than %d nodes after inlining $ref (evaluators that reference each other several times multiply)", MaxRuleNodes)
 		}
 	}
 }
@@ -554,7 +555,7 @@ func (p *parser) resolveEvaluator(name string, stack []string) (resolved, bool) 
 	for i, s := range stack {
 		if s == name {
 			cycle := append(append([]string{}, stack[i:]...), name)
-			p.fail(eval.Key("$evaluators", stack[i]), "$ref cycle: %s", strings.Join(cycle, " -> "))
+			p.failf(eval.Key("$evaluators", stack[i]), "$ref cycle: %s", strings.Join(cycle, " -> "))
 			p.resolved[name] = resolved{}
 			return resolved{}, true
 		}
@@ -570,7 +571,7 @@ func (p *parser) resolveEvaluator(name string, stack []string) (resolved, bool) 
 func (p *parser) inlineRule(x any, path string) any {
 	tree, size := p.inline(x, path, nil)
 	if size > MaxRuleNodes {
-		p.fail(path, "the rule expands to %d nodes after inlining $ref, more than %d (evaluators that reference each other several times multiply)", size, MaxRuleNodes)
+		p.failf(path, "the rule expands to %d nodes after inlining $ref, more than %d (evaluators that reference each other several times multiply)", size, MaxRuleNodes)
 		return nil
 	}
 	return tree
@@ -619,7 +620,7 @@ func (p *parser) inline(x any, path string, stack []string) (any, int) {
 
 // checkEvaluators compiles every evaluator on its own, so its mistakes are reported
 // at its own path (and unused evaluators are checked too).
-func (p *parser) checkEvaluators(set *Set) {
+func (p *parser) checkEvaluators() {
 	if len(p.evaluators) == 0 {
 		return
 	}

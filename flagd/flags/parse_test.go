@@ -18,7 +18,7 @@ func problems(t *testing.T, doc string, mode flags.Mode) []string {
 	if err == nil {
 		return nil
 	}
-	ps, ok := err.(flags.Problems)
+	ps, ok := err.(flags.Problems) //nolint:errorlint // the contract: Parse returns Problems itself, unwrapped
 	if !ok {
 		t.Fatalf("error is %T, want flags.Problems", err)
 	}
@@ -316,7 +316,7 @@ func TestNestedRefsResolveDeterministically(t *testing.T) {
 		"in_eu":{"in":[{"var":"country"},["de","fr"]]}},
 	  "flags":{"f":{"state":"ENABLED","variants":{"yes":true,"no":false},"defaultVariant":"no",
 		"targeting":{"if":[{"$ref":"adult_in_eu"},"yes","no"]}}}}`
-	for i := 0; i < 20; i++ {
+	for i := range 20 {
 		set, err := flags.Parse([]byte(doc), flags.Strict)
 		if err != nil {
 			t.Fatal(err)
@@ -349,7 +349,7 @@ func TestRefFanOutIsBounded(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(`{"$evaluators":{`)
 	const levels = 40
-	for i := 0; i < levels; i++ {
+	for i := range levels {
 		fmt.Fprintf(&b, `"e%d":{"or":[{"$ref":"e%d"},{"$ref":"e%d"}]},`, i, i+1, i+1)
 	}
 	fmt.Fprintf(&b, `"e%d":{"==":[{"var":"x"},1]}},`, levels)
@@ -366,14 +366,14 @@ func TestRefFanOutIsBounded(t *testing.T) {
 	// Sharing one evaluator among many flags is fine: only a single rule's expansion counts.
 	var ok strings.Builder
 	ok.WriteString(`{"$evaluators":{"big":{"or":[`)
-	for i := 0; i < 500; i++ {
+	for i := range 500 {
 		if i > 0 {
 			ok.WriteString(",")
 		}
 		fmt.Fprintf(&ok, `{"==":[{"var":"k"},%d]}`, i)
 	}
 	ok.WriteString(`]}},"flags":{`)
-	for i := 0; i < 300; i++ {
+	for i := range 300 {
 		if i > 0 {
 			ok.WriteString(",")
 		}

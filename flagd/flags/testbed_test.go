@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -246,12 +247,8 @@ func (d *daemon) resolve(selector, key string, typ eval.Type, reqCtx map[string]
 		return eval.NotFound(key), nil
 	}
 	ctx := make(map[string]any, len(reqCtx)+len(d.static))
-	for k, v := range reqCtx {
-		ctx[k] = v
-	}
-	for k, v := range d.static {
-		ctx[k] = v
-	}
+	maps.Copy(ctx, reqCtx)
+	maps.Copy(ctx, d.static)
 	res := found.flag.EvaluateAs(typ, ctx, fixedClock)
 	meta := map[string]any{}
 	if sel.Field != "" {

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"maps"
 	"net/http"
 )
 
@@ -21,9 +22,7 @@ func (e *Enricher) Merge(base map[string]any, header http.Header) map[string]any
 		return base
 	}
 	out := make(map[string]any, len(base)+len(e.Static)+len(e.Headers))
-	for k, v := range base {
-		out[k] = v
-	}
+	maps.Copy(out, base)
 	for k, v := range e.Static {
 		out[k] = v
 	}

@@ -13,7 +13,7 @@ func TestEnricherLayers(t *testing.T) {
 		Headers: map[string]string{"X-Tier": "tier", "X-Empty": "empty"},
 	}
 	h := http.Header{}
-	h.Set("x-tier", "from-header") // header names match case-insensitively
+	h.Set("x-tier", "from-header") //nolint:canonicalheader // a client's lowercase name: header names match case-insensitively
 	h.Set("X-Empty", "")
 	base := map[string]any{"tier": "request", "targetingKey": "u"}
 	got := e.Merge(base, h)

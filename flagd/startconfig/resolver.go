@@ -19,7 +19,7 @@ import (
 // key=value pairs; lists: comma-separated).
 func ConfigResolver() kong.Resolver {
 	var file configFile
-	return kong.ResolverFunc(func(kctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+	return kong.ResolverFunc(func(kctx *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
 		if flag.Name == "config" {
 			return nil, nil
 		}

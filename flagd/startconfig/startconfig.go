@@ -309,8 +309,8 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func Flags() []string {
 	t := reflect.TypeFor[Config]()
 	names := make([]string, 0, t.NumField())
-	for i := range t.NumField() {
-		if n := t.Field(i).Tag.Get("name"); n != "" {
+	for field := range t.Fields() {
+		if n := field.Tag.Get("name"); n != "" {
 			names = append(names, n)
 		}
 	}

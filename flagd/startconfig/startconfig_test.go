@@ -16,6 +16,7 @@ import (
 // every source field, negated booleans. Every flag of Config but --config (which
 // Args refuses: TestArgsRefusesWhatACommandLineCannotCarry) must have an entry.
 func options(t *testing.T) map[string]func(*Config) {
+	t.Helper()
 	return map[string]func(*Config){
 		"uri": func(c *Config) {
 			c.URI = []string{"file:/etc/flags/a,b.json", `https://flags.example.com/f.json?a=1,2&b=\x`, "core.openfeature.dev/ns/name"}
@@ -27,6 +28,8 @@ func options(t *testing.T) map[string]func(*Config) {
 					TimeoutS: 5, Headers: map[string]string{"X-Team": "a, b"}, AuthHeaderFile: "/var/run/secrets/auth", AllowInsecure: true},
 				{URI: "flagd-proxy.ops.svc:8015", Provider: "grpc", TLS: true, ProviderID: "pod-1", Selector: "core.openfeature.dev/ns/ff",
 					MaxMsgSize: 1 << 20, AuthHeaderEnv: "SYNC_TOKEN"},
+				{URI: "flagd-proxy-svc.ops.svc.cluster.local:8015", Provider: "grpc", Selector: "core.openfeature.dev/ns/other",
+					BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", AllowInsecure: true},
 				{URI: "https://flags.example.com/o.json", Provider: "http", OAuth: &flagsync.OAuth{ClientID: "id", ClientSecret: "s", TokenURL: "https://t/token", ReloadDelayS: 3}},
 			}
 		},
@@ -41,9 +44,11 @@ func options(t *testing.T) map[string]func(*Config) {
 		"server-cert-path":        func(c *Config) { c.ServerCertPath, c.ServerKeyPath = "/tls/tls.crt", "/tls/tls.key" },
 		"server-key-path":         func(c *Config) { c.ServerCertPath, c.ServerKeyPath = "/tls/a.crt", "/tls/a.key" },
 		"ofrep-tls":               func(c *Config) { c.OfrepTLS, c.ServerCertPath, c.ServerKeyPath = true, "/tls/tls.crt", "/tls/tls.key" },
-		"client-ca-path":          func(c *Config) { c.ClientCAPath, c.ServerCertPath, c.ServerKeyPath = "/tls/clients.crt", "/tls/tls.crt", "/tls/tls.key" },
-		"auth-token-file":         func(c *Config) { c.AuthTokenFile = "/var/run/secrets/flagd/token" },
-		"cors-origin":             func(c *Config) { c.CORSOrigin = []string{"https://*.example.com", "https://a.example,b"} },
+		"client-ca-path": func(c *Config) {
+			c.ClientCAPath, c.ServerCertPath, c.ServerKeyPath = "/tls/clients.crt", "/tls/tls.crt", "/tls/tls.key"
+		},
+		"auth-token-file": func(c *Config) { c.AuthTokenFile = "/var/run/secrets/flagd/token" },
+		"cors-origin":     func(c *Config) { c.CORSOrigin = []string{"https://*.example.com", "https://a.example,b"} },
 		"context-value": func(c *Config) {
 			c.ContextValue = map[string]string{"env": "prod", "list": "a,b", "eq": "x=y", "back": `c:\dir`}
 		},

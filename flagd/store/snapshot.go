@@ -245,7 +245,7 @@ func (s *Snapshot) SyncPayload(sel Selector) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		key, _ := json.Marshal(e.Flag.Key)
+		key, _ := json.Marshal(e.Flag.Key) //nolint:errchkjson // a string always encodes
 		b.Write(key)
 		b.WriteByte(':')
 		b.Write(e.JSON())

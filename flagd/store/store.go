@@ -180,15 +180,15 @@ func (s *Store) Fail(sourceName string, err error) {
 // it is new; a source repeating the same error (a server down, polled every few
 // seconds) is logged at debug level until the error changes. Called with mu held.
 func (s *Store) logFailure(src *source, err error, msg string) {
-	level := s.log.Error()
+	level := zerolog.ErrorLevel
 	if err.Error() == src.status.LastError {
-		level = s.log.Debug()
+		level = zerolog.DebugLevel
 	}
 	if src.status.LastError == "" {
 		src.status.FailingSince = s.now()
 	}
 	src.status.LastError = err.Error()
-	level.Str("source", Redact(src.status.Name)).Err(err).Uint64("failures", src.status.Failures).Msg(msg)
+	s.log.WithLevel(level).Str("source", Redact(src.status.Name)).Err(err).Uint64("failures", src.status.Failures).Msg(msg)
 }
 
 // Redact is the one form in which a source name leaves the process outside the

@@ -191,10 +191,8 @@ func TestWatchAndConcurrentReaders(t *testing.T) {
 	defer stop()
 	var wg sync.WaitGroup
 	done := make(chan struct{})
-	for r := 0; r < 4; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range 4 {
+		wg.Go(func() {
 			for {
 				select {
 				case <-done:
@@ -205,9 +203,9 @@ func TestWatchAndConcurrentReaders(t *testing.T) {
 					e.Flag.Evaluate(map[string]any{"targetingKey": "u"})
 				}
 			}
-		}()
+		})
 	}
-	for i := 0; i < 50; i++ {
+	for i := range 50 {
 		apply(t, s, "src", flagDoc("f", string(rune('a'+i%26)), ""))
 	}
 	close(done)
@@ -254,7 +252,7 @@ func TestRepeatedSourceErrorsLogOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "https://h/f.json?token=secret"
-	for i := 0; i < 5; i++ {
+	for range 5 {
 		s.Fail(name, errors.New("connection refused"))
 	}
 	s.Fail(name, errors.New("503 Service Unavailable"))

@@ -439,24 +439,24 @@ func TestSymlinkedDirectory(t *testing.T) {
 func TestSymlinkToAnotherDirectory(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	real, other := filepath.Join(root, "data", "real.json"), filepath.Join(root, "data", "other.json")
+	target, other := filepath.Join(root, "data", "real.json"), filepath.Join(root, "data", "other.json")
 	if err := os.Mkdir(filepath.Join(root, "data"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, real, doc("v0"))
+	writeFile(t, target, doc("v0"))
 	writeFile(t, other, doc("other"))
 	path := filepath.Join(root, "etc", "flags.json")
-	if err := os.Symlink(real, path); err != nil {
+	if err := os.Symlink(target, path); err != nil {
 		t.Fatal(err)
 	}
 	w := run(t, path, WithSettle(never))
 	w.Data(doc("v0"))
-	writeFile(t, real, doc("v1")) // in place
+	writeFile(t, target, doc("v1")) // in place
 	w.Data(doc("v1"))
-	replace(t, real, doc("v2"))
+	replace(t, target, doc("v2"))
 	w.Data(doc("v2"))
 	if err := os.Symlink(other, path+".tmp"); err != nil {
 		t.Fatal(err)
@@ -465,7 +465,7 @@ func TestSymlinkToAnotherDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Data(doc("other"))
-	replace(t, real, doc("v3")) // the old target no longer matters (filtered out)
+	replace(t, target, doc("v3")) // the old target no longer matters (filtered out)
 	replace(t, other, doc("other2"))
 	w.Data(doc("other2"))
 }

@@ -117,16 +117,20 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 // Check runs every check New makes that needs nothing but cfg itself (no file and
 // no environment variable is read): the common --sources rules, the target syntax
 // (as grpc-go parses it), the options flagpole does not support, certPath without
-// TLS, and a literal authHeader over plaintext to a host that is not loopback. The
-// admission webhook runs it on the sources a FeatureFlagSource renders, so that it
-// never admits a grpc source the sidecar would refuse. Errors start with the field
-// name (uri, certPath, ...) and never quote a credential.
+// TLS, and a literal authHeader or a bearerTokenFile over plaintext to a host that
+// is not loopback. The admission webhook runs it on the sources a FeatureFlagSource
+// renders, so that it never admits a grpc source the sidecar would refuse. Errors
+// start with the field name (uri, certPath, ...) and never quote a credential.
 func Check(cfg flagsync.SourceConfig) error {
 	_, secure, local, err := check(cfg)
 	if err != nil {
 		return err
 	}
-	return checkAuthTransport(cfg.AuthHeader, secure, local, cfg.AllowInsecure)
+	auth := cfg.AuthHeader
+	if cfg.BearerTokenFile != "" { // a token will be sent, whatever the file holds
+		auth = "Bearer"
+	}
+	return checkAuthTransport(auth, secure, local, cfg.AllowInsecure)
 }
 
 // check is Check without the credentials: it returns the grpc-go target, whether
@@ -211,8 +215,9 @@ func parseTarget(uri string) (target string, secure, local bool, err error) {
 }
 
 // Name is the source as configured (host:port for grpc:// and grpcs:// --uri values,
-// as flagd): flags are tagged with it.
-func (s *Source) Name() string { return s.cfg.URI }
+// as flagd; followed by the selector when there is one, see
+// flagsync.SourceConfig.Name): flags are tagged with it.
+func (s *Source) Name() string { return s.cfg.Name() }
 
 // Run streams until ctx ends, reconnecting after every failure. It returns nil when
 // ctx ends, or an error when the client cannot be built at all.
@@ -287,7 +292,7 @@ func (s *Source) stream(ctx context.Context, client syncv1grpc.FlagSyncServiceCl
 	received := false
 	for {
 		msg, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return received, errors.New("the server ended the SyncFlags stream")
 		}
 		if err != nil {
@@ -359,7 +364,7 @@ func stripSource(payload []byte) []byte {
 // jitter returns a random duration between half and all of d.
 func jitter(d time.Duration) time.Duration {
 	half := d / 2
-	return half + rand.N(d-half+1)
+	return half + rand.N(d-half+1) //nolint:gosec // G404: backoff jitter needs no cryptographic randomness
 }
 
 func send(ctx context.Context, out chan<- flagsync.Update, u flagsync.Update) {

@@ -15,7 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -326,7 +326,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestUnixSocket(t *testing.T) {
-	dir, err := os.MkdirTemp("", "fp") // short: socket paths are limited to ~100 bytes
+	dir, err := os.MkdirTemp("", "fp") //nolint:usetesting // short: socket paths are limited to ~100 bytes, t.TempDir's holds the test name
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,6 +368,8 @@ func TestUnixSocket(t *testing.T) {
 type recorder struct {
 	syncv1grpc.UnimplementedFlagSyncServiceServer
 	payloads []string
+	// end makes every stream end after its payloads (the client reconnects).
+	end      bool
 	mu       sync.Mutex
 	requests []recorded
 }
@@ -386,14 +388,16 @@ func (r *recorder) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStr
 		}
 	}
 	r.mu.Lock()
-	r.requests = append(r.requests, recorded{ProviderID: req.GetProviderId(), BodySelector: req.GetSelector(), Header: h}) //nolint:staticcheck // the deprecated body selector is what we check
+	r.requests = append(r.requests, recorded{ProviderID: req.GetProviderId(), BodySelector: req.GetSelector(), Header: h}) // the deprecated body selector is what we check
 	r.mu.Unlock()
 	for _, p := range r.payloads {
 		if err := stream.Send(&syncv1.SyncFlagsResponse{FlagConfiguration: p}); err != nil {
 			return err
 		}
 	}
-	<-stream.Context().Done()
+	if !r.end {
+		<-stream.Context().Done()
+	}
 	return nil
 }
 
@@ -446,6 +450,43 @@ func TestRequestAndDeduplication(t *testing.T) {
 	}
 }
 
+// TestBearerTokenFileRotation: a bearerTokenFile's token is sent as
+// "authorization: Bearer <token>" metadata and re-read for every stream, so a
+// rotated token (the kubelet rewrites a projected ServiceAccount token) is sent on
+// the next connection without a restart.
+func TestBearerTokenFileRotation(t *testing.T) {
+	r := &recorder{payloads: []string{docA}, end: true}
+	addr := startRecorder(t, r)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("first-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, newSource(t, flagsync.SourceConfig{URI: addr, Selector: "core.openfeature.dev/ns/flags", BearerTokenFile: tokenFile}))
+	out.NextData()
+	tokens := func() []string {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var got []string
+		for _, req := range r.requests {
+			got = append(got, req.Header["authorization"]...)
+		}
+		return got
+	}
+	if got := tokens(); len(got) == 0 || got[0] != "Bearer first-token" {
+		t.Fatalf("authorization metadata %q, want Bearer first-token", got)
+	}
+	if err := os.WriteFile(tokenFile, []byte("rotated-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitFor)
+	for !slices.Contains(tokens(), "Bearer rotated-token") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotated token was never sent; sent %q", tokens())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestMaxMsgSize(t *testing.T) {
 	up := newUpstream(t, nil)
 	out := run(t, newSource(t, flagsync.SourceConfig{URI: up.addr, MaxMsgSize: 64}))
@@ -455,6 +496,10 @@ func TestMaxMsgSize(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		cfg     flagsync.SourceConfig
 		wantErr string
@@ -470,6 +515,8 @@ func TestNewErrors(t *testing.T) {
 		"auth in clear": {cfg: flagsync.SourceConfig{URI: "flagd:8015", AuthHeader: "Bearer x"}, wantErr: `grpc source flagd:8015: the Authorization header would travel unencrypted: use grpcs://, or set "allowInsecure": true`},
 		"env unset":     {cfg: flagsync.SourceConfig{URI: "grpcs://flagd:8015", AuthHeaderEnv: "FLAGPOLE_GRPC_TEST_UNSET"}, wantErr: "grpc source grpcs://flagd:8015: authHeaderEnv: environment variable FLAGPOLE_GRPC_TEST_UNSET is not set"},
 		"bad header":    {cfg: flagsync.SourceConfig{URI: "flagd:8015", Headers: map[string]string{"a b": "c"}}, wantErr: `grpc source flagd:8015: headers: "a b" is not a valid header name`},
+		"token in clear": {cfg: flagsync.SourceConfig{URI: "flagd:8015", BearerTokenFile: tokenFile},
+			wantErr: `grpc source flagd:8015: the Authorization header would travel unencrypted: use grpcs://, or set "allowInsecure": true`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tc.cfg.Provider = flagsync.ProviderGRPC
@@ -478,6 +525,9 @@ func TestNewErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
+	}
+	if err := Check(flagsync.SourceConfig{URI: "flagd:8015", Provider: flagsync.ProviderGRPC, BearerTokenFile: tokenFile}); err == nil {
+		t.Error("Check accepts a bearerTokenFile over plaintext")
 	}
 	for _, ok := range []flagsync.SourceConfig{
 		{URI: "dns:///flagd.example.com:8015"},
@@ -488,6 +538,7 @@ func TestNewErrors(t *testing.T) {
 		{URI: "flagd:8015", AuthHeader: "Bearer x", AllowInsecure: true},
 		{URI: "flagd:8015", TLS: true, AuthHeader: "Bearer x"},
 		{URI: "unix:///run/flagd.sock"},
+		{URI: "flagd-proxy:8015", BearerTokenFile: tokenFile, AllowInsecure: true},
 	} {
 		ok.Provider = flagsync.ProviderGRPC
 		if _, err := New(ok, zerolog.Nop()); err != nil {
@@ -597,7 +648,7 @@ func TestJitter(t *testing.T) {
 		}
 		out = append(out, d)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	slices.Sort(out)
 	if out[0] == out[len(out)-1] {
 		t.Error("jitter is constant")
 	}
@@ -610,7 +661,7 @@ type deepUpstream struct {
 }
 
 func (deepUpstream) SyncFlags(_ *syncv1.SyncFlagsRequest, stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse]) error {
-	var v *structpb.Value = structpb.NewNumberValue(1)
+	v := structpb.NewNumberValue(1)
 	for range 4000 {
 		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
 	}

@@ -55,8 +55,8 @@ const (
 	// DefaultRetries is how many times one poll retries a transient failure.
 	DefaultRetries = 2
 	// Backoff bounds between the attempts of one poll (before jitter).
-	retryWaitMin = 250 * time.Millisecond
-	retryWaitMax = 5 * time.Second
+	minRetryWait = 250 * time.Millisecond
+	maxRetryWait = 5 * time.Second
 	// maxRedirects bounds redirects, as net/http's default.
 	maxRedirects = 10
 )
@@ -110,7 +110,7 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	if cfg.IntervalSeed != "" {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(cfg.IntervalSeed))
-		s.offset = time.Duration(h.Sum32()%uint32(s.interval/time.Second)) * time.Second
+		s.offset = time.Duration(h.Sum32()%uint32(s.interval/time.Second)) * time.Second //nolint:gosec // G115: the interval is a uint32 count of seconds (cfg.Interval) or the default
 	}
 	s.next = func(now time.Time) time.Time { return nextPoll(now, s.interval, s.offset) }
 	timeout := DefaultTimeout
@@ -155,8 +155,8 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	}
 	s.client = &retryablehttp.Client{
 		HTTPClient:   httpClient,
-		RetryWaitMin: retryWaitMin,
-		RetryWaitMax: retryWaitMax,
+		RetryWaitMin: minRetryWait,
+		RetryWaitMax: maxRetryWait,
 		RetryMax:     DefaultRetries,
 		CheckRetry:   checkRetry,
 		Backoff:      jitterBackoff,
@@ -368,8 +368,7 @@ func check(cfg flagsync.SourceConfig, u *url.URL) error {
 // URL (url.Error's text would, query and password included).
 func parseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
 		err = ue.Err
 	}
 	if err == nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
@@ -396,34 +395,33 @@ func (e *redirectError) Unwrap() error { return e.err }
 // except 501; never TLS verification errors or a cancelled context) that also
 // does not retry a refused redirect.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	var re *redirectError
-	if errors.As(err, &re) {
+	if _, ok := errors.AsType[*redirectError](err); ok {
 		return false, nil
 	}
 	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 }
 
-// jitterBackoff waits min·2^attempt capped at max, with "equal jitter" (a random
+// jitterBackoff waits base·2^attempt capped at ceiling, with "equal jitter" (a random
 // duration between half and all of it), so that replicas that failed together do
-// not retry together. A Retry-After of 429 and 503 answers is honoured up to max
+// not retry together. A Retry-After of 429 and 503 answers is honoured up to ceiling
 // (the next poll is the longer wait).
-func jitterBackoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+func jitterBackoff(base, ceiling time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) &&
 		resp.Header.Get("Retry-After") != "" {
-		if d := retryablehttp.DefaultBackoff(min, max, attempt, resp); d < max {
+		if d := retryablehttp.DefaultBackoff(base, ceiling, attempt, resp); d < ceiling {
 			return d
 		}
-		return max
+		return ceiling
 	}
-	d := max
+	d := ceiling
 	if attempt < 30 {
-		d = min << attempt
+		d = base << attempt
 	}
-	if d > max || d <= 0 {
-		d = max
+	if d > ceiling || d <= 0 {
+		d = ceiling
 	}
 	half := d / 2
-	return half + rand.N(d-half+1)
+	return half + rand.N(d-half+1) //nolint:gosec // G404: backoff jitter needs no cryptographic randomness
 }
 
 // giveUp turns the last failure of a poll into an error that names the status or
@@ -433,8 +431,7 @@ func giveUp(resp *http.Response, err error, attempts int) (*http.Response, error
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) { // the client failed (connection, TLS, refused redirect)
+	if ue, ok := errors.AsType[*url.Error](err); ok { // the client failed (connection, TLS, refused redirect)
 		err = ue.Err
 	} else if resp != nil { // the server answered with a status worth retrying
 		return nil, fmt.Errorf("%s (%s)", resp.Status, plural(attempts, "attempt"))
@@ -464,7 +461,7 @@ func nextPoll(now time.Time, interval, offset time.Duration) time.Time {
 	if since < offset {
 		t = midnight.Add(offset)
 	} else {
-		t = midnight.Add(offset + ((since-offset)/interval+1)*interval)
+		t = midnight.Add(offset + (since - offset).Truncate(interval) + interval)
 	}
 	if nextMidnight := time.Date(y, m, d+1, 0, 0, 0, 0, now.Location()); !t.Before(nextMidnight) {
 		t = nextMidnight.Add(offset)

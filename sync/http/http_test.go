@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,7 +158,7 @@ func TestIdenticalBodyNotResent(t *testing.T) {
 	var requests atomic.Int64
 	var mu sync.Mutex
 	doc := doc1
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		requests.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
@@ -193,7 +194,7 @@ func TestTLS(t *testing.T) {
 	})
 	t.Run("unknown CA", func(t *testing.T) {
 		var requests atomic.Int64
-		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests.Add(1) }))
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { requests.Add(1) }))
 		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
 		srv.StartTLS()
 		defer srv.Close()
@@ -264,7 +265,7 @@ func TestServerErrors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var requests atomic.Int64
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				n := int(requests.Add(1))
 				code := tc.statuses[min(n, len(tc.statuses))-1]
 				if tc.ctype != "" {
@@ -368,12 +369,7 @@ func TestCredentials(t *testing.T) {
 	saw := func(v string) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, s := range seen {
-			if s == v {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(seen, v)
 	}
 	var logs logBuffer
 	var errs []string
@@ -695,10 +691,10 @@ func TestCheckFormat(t *testing.T) {
 func TestBackoffBounds(t *testing.T) {
 	for attempt := range 40 {
 		for range 20 {
-			d := jitterBackoff(retryWaitMin, retryWaitMax, attempt, nil)
-			full := retryWaitMax
+			d := jitterBackoff(minRetryWait, maxRetryWait, attempt, nil)
+			full := maxRetryWait
 			if attempt < 5 {
-				full = retryWaitMin << attempt
+				full = minRetryWait << attempt
 			}
 			if d < full/2 || d > full {
 				t.Fatalf("attempt %d: %s is outside [%s, %s]", attempt, d, full/2, full)
@@ -706,12 +702,12 @@ func TestBackoffBounds(t *testing.T) {
 		}
 	}
 	resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": []string{"2"}}}
-	if d := jitterBackoff(retryWaitMin, retryWaitMax, 0, resp); d != 2*time.Second {
+	if d := jitterBackoff(minRetryWait, maxRetryWait, 0, resp); d != 2*time.Second {
 		t.Errorf("Retry-After 2: waited %s", d)
 	}
 	resp.Header.Set("Retry-After", "3600")
-	if d := jitterBackoff(retryWaitMin, retryWaitMax, 0, resp); d != retryWaitMax {
-		t.Errorf("Retry-After 3600: waited %s, want the cap %s", d, retryWaitMax)
+	if d := jitterBackoff(minRetryWait, maxRetryWait, 0, resp); d != maxRetryWait {
+		t.Errorf("Retry-After 3600: waited %s, want the cap %s", d, maxRetryWait)
 	}
 }
 

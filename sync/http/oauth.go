@@ -92,8 +92,7 @@ func (o *oauthAuth) header(_ context.Context) (string, error) {
 			}
 			return "", fmt.Errorf("oauth: the token endpoint (oauth.tokenUrl) answered %s", msg)
 		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err
 		}
 		return "", fmt.Errorf("oauth: getting a token from oauth.tokenUrl: %w", err)

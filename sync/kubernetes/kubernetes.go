@@ -155,8 +155,6 @@ func (s *Source) Run(ctx context.Context, out chan<- flagsync.Update) error {
 			return w, err
 		},
 	}
-	lw.ListFunc = func(opts metav1.ListOptions) (runtime.Object, error) { return lw.ListWithContextFunc(ctx, opts) }
-	lw.WatchFunc = func(opts metav1.ListOptions) (watch.Interface, error) { return lw.WatchFuncWithContext(ctx, opts) }
 	r.informer = cache.NewSharedIndexInformer(lw, &v1beta1.FeatureFlag{}, 0, cache.Indexers{})
 	if err := r.informer.SetTransform(stripManagedFields); err != nil {
 		return fmt.Errorf("kubernetes source %s: %w", s.source, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,8 +98,8 @@ func TestAssertions(t *testing.T) {
 				tt.check(u)
 			}()
 			<-done
-			for i := len(rec.cleanups) - 1; i >= 0; i-- {
-				rec.cleanups[i]()
+			for _, cleanup := range slices.Backward(rec.cleanups) {
+				cleanup()
 			}
 			var got []string
 			for _, f := range rec.failures {

@@ -110,7 +110,7 @@ func (c *restObjects[T]) Watch(ctx context.Context, opts metav1.ListOptions) (wa
 // metadata.name=name, so a Role restricted by resourceNames is enough), with
 // managed fields stripped. onChange is called on every notification; onError on
 // list and watch failures other than the normal end of a watch.
-func newInformer[T runtime.Object](ctx context.Context, api objects[T], name string, example T, onChange func(), onError func(error)) (cache.SharedIndexInformer, error) {
+func newInformer[T runtime.Object](api objects[T], name string, example T, onChange func(), onError func(error)) (cache.SharedIndexInformer, error) {
 	selector := fields.OneTermEqualSelector("metadata.name", name).String()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
@@ -128,8 +128,6 @@ func newInformer[T runtime.Object](ctx context.Context, api objects[T], name str
 			return w, err
 		},
 	}
-	lw.ListFunc = func(opts metav1.ListOptions) (runtime.Object, error) { return lw.ListWithContextFunc(ctx, opts) }
-	lw.WatchFunc = func(opts metav1.ListOptions) (watch.Interface, error) { return lw.WatchFuncWithContext(ctx, opts) }
 	inf := cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{})
 	if err := inf.SetTransform(stripManagedFields); err != nil {
 		return nil, err

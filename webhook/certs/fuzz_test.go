@@ -41,6 +41,7 @@ func FuzzCheckSecret(f *testing.F) {
 
 // testSecretDataF is testSecretData for a fuzz target.
 func testSecretDataF(f *testing.F, now time.Time) map[string][]byte {
+	f.Helper()
 	ca, err := newCA(now, DefaultCALifetime)
 	if err != nil {
 		f.Fatal(err)

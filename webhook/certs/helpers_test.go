@@ -39,6 +39,7 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
 	api := newFakeAPI()
 	return &env{t: t, api: api, c: api.clients(testNamespace), clk: testingclock.NewFakeClock(time.Now().Truncate(time.Second))}
 }
@@ -55,6 +56,7 @@ func (e *env) validating() *fakeObjects[*admissionregistrationv1.ValidatingWebho
 
 // options are the self-managed options of the tests.
 func options(t *testing.T) Options {
+	t.Helper()
 	return Options{
 		Namespace: testNamespace, ServiceName: testService, Hosts: []string{"webhook.example.test", "127.0.0.1"},
 		MutatingWebhookConfigurations: []string{testMutating}, ValidatingWebhookConfigurations: []string{testValidate},
@@ -64,6 +66,7 @@ func options(t *testing.T) Options {
 
 // testLogger writes to the test's log.
 func testLogger(t *testing.T) zerolog.Logger {
+	t.Helper()
 	return zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t))).Level(zerolog.DebugLevel)
 }
 
@@ -133,6 +136,7 @@ func (e *env) start(o Options) *running {
 
 // runSource runs src.Run until the test ends, and checks that it returns nil.
 func runSource(t *testing.T, src *Source) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()

@@ -116,13 +116,13 @@ func (m *manager) run(ctx context.Context) error {
 		default: // the loop is busy; the informer retries and reports again
 		}
 	}
-	inf, err := newInformer(ctx, m.api.secrets, m.name, &corev1.Secret{}, m.kick, func(err error) { onError(m.explainSecret("list and watch", err)) })
+	inf, err := newInformer(m.api.secrets, m.name, &corev1.Secret{}, m.kick, func(err error) { onError(m.explainSecret("list and watch", err)) })
 	if err != nil {
 		return fmt.Errorf("webhook certificates: Secret %s: %w", m.key, err)
 	}
 	m.secrets = inf
 	for _, t := range m.targets {
-		if err := t.start(ctx, m.kick, onError); err != nil {
+		if err := t.start(m.kick, onError); err != nil {
 			return fmt.Errorf("webhook certificates: %w", err)
 		}
 	}
@@ -234,11 +234,11 @@ func (m *manager) reconcile(ctx context.Context) (time.Time, error) {
 		written, err := m.writeSecret(ctx, sec, exists, p.changes)
 		switch {
 		case err == nil:
-			ev := m.log.Info()
+			level := zerolog.InfoLevel
 			if p.repair {
-				ev = m.log.Warn()
+				level = zerolog.WarnLevel
 			}
-			ev.Strs("changes", p.why).Str("resourceVersion", written.ResourceVersion).Msg("wrote the Secret")
+			m.log.WithLevel(level).Strs("changes", p.why).Str("resourceVersion", written.ResourceVersion).Msg("wrote the Secret")
 			sec, exists = written, true
 			continue
 		case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err), apierrors.IsNotFound(err):
@@ -341,6 +341,7 @@ func (m *manager) writeSecret(ctx context.Context, sec *corev1.Secret, exists bo
 
 // sleep waits a little before re-reading after a lost race, longer each time.
 func (m *manager) sleep(ctx context.Context, attempt int) error {
+	//nolint:gosec // G404: retry jitter needs no cryptographic randomness
 	d := time.Duration(attempt) * (20*time.Millisecond + rand.N(30*time.Millisecond))
 	t := time.NewTimer(d) // real time: a race with another writer, not a renewal
 	defer t.Stop()

@@ -153,6 +153,7 @@ func testHosts() hosts {
 // someone else with an RSA CA and PKCS #1 keys): it is used as is, not written.
 func TestAdoptsValidSecret(t *testing.T) {
 	foreign := func(t *testing.T, now time.Time) map[string][]byte {
+		t.Helper()
 		ca, caPEM, caKeyPEM := rsaCA(t, now)
 		s, err := newServing(now, 24*time.Hour, ca.cert, ca.key, testHosts())
 		if err != nil {
@@ -198,7 +199,7 @@ func sortStrings(s []string) {
 // re-issued by the Secret's CA. Other keys stay; the Secret is updated in place
 // (with its resourceVersion), never deleted.
 func TestReplacesUnusableSecret(t *testing.T) {
-	other := func(t *testing.T, now time.Time) map[string][]byte { return testSecretData(t, now) }
+	other := testSecretData
 	tests := []struct {
 		name           string
 		corrupt        func(t *testing.T, now time.Time, d map[string][]byte)
@@ -207,9 +208,9 @@ func TestReplacesUnusableSecret(t *testing.T) {
 	}{
 		{"empty placeholder", func(_ *testing.T, _ time.Time, d map[string][]byte) { clear(d) }, true, true, "the Secret was empty"},
 		{"garbage ca.crt", func(_ *testing.T, _ time.Time, d map[string][]byte) { d[keyCACert] = []byte("not PEM") }, true, true, "ca.crt: no PEM certificate"},
-		{"ca.key of another CA", func(t *testing.T, now time.Time, d map[string][]byte) { d[keyCAKey] = other(t, now)[keyCAKey] }, true, true, "ca.key does not match"},
+		{"ca.key of another CA", func(t *testing.T, now time.Time, d map[string][]byte) { d[keyCAKey] = other(t, now)[keyCAKey] }, true, true, "ca.key does not match"}, //nolint:thelper // a step of this test case, not a helper: its failures point here
 		{"ca.key missing", func(_ *testing.T, _ time.Time, d map[string][]byte) { delete(d, keyCAKey) }, true, true, "no ca.key"},
-		{"expired CA", func(t *testing.T, now time.Time, d map[string][]byte) {
+		{"expired CA", func(t *testing.T, now time.Time, d map[string][]byte) { //nolint:thelper // a step of this test case, not a helper: its failures point here
 			maps := testSecretData(t, now.Add(-2*DefaultCALifetime))
 			d[keyCACert], d[keyCAKey] = maps[keyCACert], maps[keyCAKey]
 		}, true, true, "the CA expired"},
@@ -221,12 +222,12 @@ func TestReplacesUnusableSecret(t *testing.T) {
 		}, true, true, "PEM block 2 is a"},
 		{"only a CA of one's own", func(_ *testing.T, _ time.Time, d map[string][]byte) { delete(d, keyCert); delete(d, keyKey) }, false, true, "new serving certificate (no tls.crt)"},
 		{"garbage tls.crt", func(_ *testing.T, _ time.Time, d map[string][]byte) { d[keyCert] = []byte("garbage") }, false, true, "tls.crt / tls.key"},
-		{"tls.key of another certificate", func(t *testing.T, now time.Time, d map[string][]byte) { d[keyKey] = other(t, now)[keyKey] }, false, true, "private key does not match public key"},
-		{"serving certificate of another CA", func(t *testing.T, now time.Time, d map[string][]byte) {
+		{"tls.key of another certificate", func(t *testing.T, now time.Time, d map[string][]byte) { d[keyKey] = other(t, now)[keyKey] }, false, true, "private key does not match public key"}, //nolint:thelper // a step of this test case, not a helper: its failures point here
+		{"serving certificate of another CA", func(t *testing.T, now time.Time, d map[string][]byte) { //nolint:thelper // a step of this test case, not a helper: its failures point here
 			o := other(t, now)
 			d[keyCert], d[keyKey] = o[keyCert], o[keyKey]
 		}, false, true, "certificate signed by unknown authority"},
-		{"serving certificate lacks a host", func(t *testing.T, now time.Time, d map[string][]byte) {
+		{"serving certificate lacks a host", func(t *testing.T, now time.Time, d map[string][]byte) { //nolint:thelper // a step of this test case, not a helper: its failures point here
 			ca, err := newCA(now, DefaultCALifetime)
 			if err != nil {
 				t.Fatal(err)
@@ -237,7 +238,7 @@ func TestReplacesUnusableSecret(t *testing.T) {
 			}
 			d[keyCACert], d[keyCAKey], d[keyCert], d[keyKey] = ca.certPEM, ca.keyPEM, s.certPEM, s.keyPEM
 		}, false, true, "lacks the host(s) webhook.example.test, 127.0.0.1"},
-		{"expired serving certificate", func(t *testing.T, now time.Time, d map[string][]byte) {
+		{"expired serving certificate", func(t *testing.T, now time.Time, d map[string][]byte) { //nolint:thelper // a step of this test case, not a helper: its failures point here
 			ca, err := newCA(now.Add(-60*24*time.Hour), DefaultCALifetime)
 			if err != nil {
 				t.Fatal(err)

@@ -20,7 +20,7 @@ var errRetry = errors.New("conflict; retrying")
 // target is one webhook configuration whose caBundle is kept current.
 type target interface {
 	// start creates the informer; run runs it until ctx ends.
-	start(ctx context.Context, onChange func(), onError func(error)) error
+	start(onChange func(), onError func(error)) error
 	run(ctx context.Context)
 	// sync makes every webhook's caBundle equal to bundle. It reports whether the
 	// configuration, as read, already carried bundle everywhere (true also when it
@@ -93,8 +93,8 @@ func validatingTarget(api objects[*admissionregistrationv1.ValidatingWebhookConf
 
 func (t *webhookTarget[T]) describe() string { return t.kind + " " + t.name }
 
-func (t *webhookTarget[T]) start(ctx context.Context, onChange func(), onError func(error)) error {
-	inf, err := newInformer(ctx, t.api, t.name, t.example, onChange, func(err error) { onError(t.explain("list and watch", err)) })
+func (t *webhookTarget[T]) start(onChange func(), onError func(error)) error {
+	inf, err := newInformer(t.api, t.name, t.example, onChange, func(err error) { onError(t.explain("list and watch", err)) })
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.describe(), err)
 	}
@@ -149,16 +149,16 @@ func (t *webhookTarget[T]) sync(ctx context.Context, bundle []byte) (bool, error
 		return false, t.explain("update", err)
 	}
 	t.staleRV = meta.GetResourceVersion()
-	ev := t.log.Info()
+	level := zerolog.InfoLevel
 	if hadBundle(bundles) {
-		ev = t.log.Warn() // someone (kubectl apply, a GitOps tool) changed it
+		level = zerolog.WarnLevel // someone (kubectl apply, a GitOps tool) changed it
 	}
 	newMeta, _ := metaOf(updated)
 	rv := ""
 	if newMeta != nil {
 		rv = newMeta.GetResourceVersion()
 	}
-	ev.Str("webhookConfiguration", t.describe()).Int("webhooks", len(bundles)).Int("drifted", drifted).Str("resourceVersion", rv).
+	t.log.WithLevel(level).Str("webhookConfiguration", t.describe()).Int("webhooks", len(bundles)).Int("drifted", drifted).Str("resourceVersion", rv).
 		Msg("set caBundle of the webhook configuration to the current CA bundle")
 	return false, nil
 }

@@ -35,7 +35,7 @@ func TestCARotationKeepsOldCA(t *testing.T) {
 		serial string
 	}
 	var days []day
-	for d := 0; d <= 100; d++ {
+	for d := range 101 {
 		if d > 0 {
 			e.advance(start.Add(time.Duration(d)*24*time.Hour), r)
 		}

@@ -43,7 +43,7 @@ func generated(i int) (string, map[string]any) {
 	case r < 15:
 		return "semver", semVer(i)
 	case r < 17:
-		return "ref", refRule(i)
+		return "ref", refRule()
 	case r < 18:
 		return number(i)
 	case r < 19:
@@ -86,11 +86,8 @@ func Generate(n int) ([]byte, error) {
 			map[string]any{"ends_with": []any{map[string]any{"var": "email"}, TargetingEmailSuffix}}, "on", "off"}},
 		"metadata": map[string]any{"owner": "load-harness"},
 	}
-	width := len(strconv.Itoa(n - MinFlags))
-	if width < 4 {
-		width = 4
-	}
-	for i := 0; i < n-MinFlags; i++ {
+	width := max(len(strconv.Itoa(n-MinFlags)), 4)
+	for i := range n - MinFlags {
 		kind, f := generated(i)
 		all[fmt.Sprintf("flag-%0*d-%s", width, i, kind)] = f
 	}
@@ -167,7 +164,7 @@ func semVer(i int) map[string]any {
 }
 
 // refRule combines shared evaluators with $ref.
-func refRule(i int) map[string]any {
+func refRule() map[string]any {
 	return map[string]any{"state": "ENABLED",
 		"variants":       map[string]any{"staff": "staff", "beta": "beta", "eu": "eu", "none": "none"},
 		"defaultVariant": "none",

@@ -41,12 +41,17 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "profserve:", err)
 			return 1
 		}
-		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
 			fmt.Fprintln(os.Stderr, "profserve:", err)
 			return 1
 		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "profserve:", err)
+			}
+		}()
 	}
 	code := serveFlagd(fs.Args())
 	if *mem != "" {
@@ -54,7 +59,9 @@ func run(args []string) int {
 		f, err := os.Create(*mem)
 		if err == nil {
 			err = pprof.WriteHeapProfile(f)
-			_ = f.Close()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "profserve:", err)

@@ -39,8 +39,9 @@ func main() {
 	namespaces := flag.Int("namespaces", 20, "namespaces to spread them over")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *flags, *flagds, *namespaces); err != nil {
+	err := run(ctx, *flags, *flagds, *namespaces)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "controllerscale:", err)
 		os.Exit(1)
 	}
@@ -223,7 +224,7 @@ func requestCounts(mgmt string) (map[string]int, error) {
 		}
 		labels, value, _ := strings.Cut(strings.TrimPrefix(line, "flagpole_kube_requests_total{"), "} ")
 		var verb, resource string
-		for _, kv := range strings.Split(labels, ",") {
+		for kv := range strings.SplitSeq(labels, ",") {
 			k, v, _ := strings.Cut(kv, "=")
 			v = strings.Trim(v, `"`)
 			switch k {
@@ -261,7 +262,7 @@ func rssOf(pid int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.SplitSeq(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -236,9 +237,7 @@ func (s *Scenario) evaluate(ctx context.Context) error {
 		return fmt.Errorf("no flag type set (got %q)", s.flagType)
 	}
 	evalCtx := make(map[string]any, len(s.ctx)+1)
-	for k, v := range s.ctx {
-		evalCtx[k] = v
-	}
+	maps.Copy(evalCtx, s.ctx)
 	if s.targetingKey != nil {
 		evalCtx["targetingKey"] = *s.targetingKey
 	}

@@ -107,8 +107,7 @@ func TestRunFails(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestRunFails$", "-test.count=1")
 			cmd.Env = append(os.Environ(), failingSuiteEnv+"="+name)
 			out, err := cmd.CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) {
+			if _, ok := errors.AsType[*exec.ExitError](err); !ok {
 				t.Fatalf("suite %q: want the test to fail, got %v\n%s", name, err, out)
 			}
 			if !strings.Contains(string(out), "godog suite "+name) {
@@ -121,7 +120,8 @@ func TestRunFails(t *testing.T) {
 // runFailingSuite runs one of failingSuites with an evaluator whose only flag "on"
 // resolves to true.
 func runFailingSuite(t *testing.T, name, feature string) {
-	evaluator := ResolverFunc(func(_ context.Context, key string, typ eval.Type, _ map[string]any) (Outcome, error) {
+	t.Helper()
+	evaluator := ResolverFunc(func(_ context.Context, key string, _ eval.Type, _ map[string]any) (Outcome, error) {
 		if key != "on" {
 			return FromResolution(eval.NotFound(key)), nil
 		}

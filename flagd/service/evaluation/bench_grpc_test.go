@@ -40,7 +40,7 @@ func BenchmarkResolveBooleanGRPC(b *testing.B) {
 				req := httptest.NewRequest(http.MethodPost, "/flagd.evaluation.v1.Service/ResolveBoolean", bytes.NewReader(body))
 				req.ProtoMajor, req.ProtoMinor, req.Proto = 2, 0, "HTTP/2.0"
 				req.Header.Set("Content-Type", "application/grpc")
-				req.Header.Set("Te", "trailers")
+				req.Header.Set("TE", "trailers")
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)
 				if rec.Code != http.StatusOK || rec.Result().Trailer.Get("Grpc-Status") != "0" {

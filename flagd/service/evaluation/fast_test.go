@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -94,9 +95,7 @@ func (d *diffPair) send(t *testing.T, base string, c rawCall) wire {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	for k, vs := range c.header {
-		req.Header[k] = vs
-	}
+	maps.Copy(req.Header, c.header)
 	hc := d.hc
 	if c.h2 {
 		hc = d.hc2
@@ -202,9 +201,7 @@ func specialFlags(t *testing.T) *flags.Set {
 	}
 	md := func(extra map[string]any) map[string]any {
 		m := map[string]any{"flagSetId": "special"}
-		for k, v := range extra {
-			m[k] = v
-		}
+		maps.Copy(m, extra)
 		return m
 	}
 	defs := []eval.Flag{
@@ -223,7 +220,7 @@ func specialFlags(t *testing.T) *flags.Set {
 			"list": []any{1.0, "two", nil, map[string]any{"k": []any{}}}, "obj": map[string]any{"z": 1.0, "a": map[string]any{}}})},
 		{Key: "objects", DefaultVariant: "small", Targeting: pick, Metadata: md(nil), Variants: map[string]any{
 			"small": map[string]any{"a": 1.0}, "empty": map[string]any{}, "big": bigObject,
-			"nested": map[string]any{"a": map[string]any{"b": []any{1.0, "x", nil, true, 1e21, -0.0}}, "<&>": "\u2028"},
+			"nested": map[string]any{"a": map[string]any{"b": []any{1.0, "x", nil, true, 1e21, math.Copysign(0, -1)}}, "<&>": "\u2028"},
 			"nan":    map[string]any{"x": math.NaN()}, "unrepresentable": map[string]any{"x": struct{}{}},
 			"list": []any{1.0}, "scalar": "s"}},
 		{Key: "ints", DefaultVariant: "zero", Targeting: pick, Metadata: md(nil), Variants: map[string]any{

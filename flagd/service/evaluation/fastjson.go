@@ -34,6 +34,8 @@ type requestParser struct {
 
 // parse decodes the whole body. ctx is nil when the context is absent, null or {}
 // (as the slow path skips AsMap for an empty Struct).
+//
+//nolint:gocognit // a single-pass scanner of the request object on the evaluation hot path: one loop over its members by design
 func (p *requestParser) parse(body []byte) (key string, ctx map[string]any, ok bool) {
 	p.b, p.i = body, 0
 	p.ws()
@@ -395,7 +397,7 @@ func (p *requestParser) stringBytes() ([]byte, bool) {
 // unescape continues stringBytes at the first backslash (index i).
 func (p *requestParser) unescape(start, i int) ([]byte, bool) {
 	b := p.b
-	out := append(p.scratch[:0], b[start:i]...)
+	out := append(p.scratch[:0], b[start:i]...) //nolint:gocritic // appendAssign: reuses the scratch array in a local; stored back by the defer
 	defer func() { p.scratch = out[:0] }()
 	for i < len(b) {
 		c := b[i]

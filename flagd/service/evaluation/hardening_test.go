@@ -3,6 +3,7 @@ package evaluation
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -30,9 +31,7 @@ func corsHeaders(t *testing.T, hc *http.Client, method, url string, header http.
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
+	maps.Copy(req.Header, header)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)

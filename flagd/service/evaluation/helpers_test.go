@@ -116,7 +116,10 @@ func serveService(t *testing.T, svc *Service, cfg server.ListenConfig) *testServ
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("server did not stop within 10s")
 		}
@@ -134,6 +137,7 @@ func serveService(t *testing.T, svc *Service, cfg server.ListenConfig) *testServ
 
 // h2cClient speaks HTTP/2 without TLS (prior knowledge), as gRPC clients do.
 func h2cClient(t testing.TB) *http.Client {
+	t.Helper()
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
@@ -142,6 +146,7 @@ func h2cClient(t testing.TB) *http.Client {
 
 // h1Client speaks HTTP/1.1 only, as curl does by default.
 func h1Client(t testing.TB) *http.Client {
+	t.Helper()
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetHTTP1(true)
 	t.Cleanup(tr.CloseIdleConnections)
@@ -150,6 +155,7 @@ func h1Client(t testing.TB) *http.Client {
 
 // unixClient dials a unix socket, HTTP/2 without TLS.
 func unixClient(t testing.TB, path string) *http.Client {
+	t.Helper()
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -162,6 +168,7 @@ func unixClient(t testing.TB, path string) *http.Client {
 
 // tlsClient trusts the given root configuration and negotiates HTTP/2 by ALPN.
 func tlsClient(t testing.TB, cfg *tls.Config) *http.Client {
+	t.Helper()
 	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
@@ -195,8 +202,7 @@ type outcome struct {
 }
 
 func errOutcome(err error) outcome {
-	var ce *connect.Error
-	if errors.As(err, &ce) {
+	if ce, ok := errors.AsType[*connect.Error](err); ok {
 		return outcome{Code: ce.Code().String(), Message: ce.Message()}
 	}
 	return outcome{Code: "non-connect error", Message: err.Error()}
@@ -225,6 +231,7 @@ func withHeader[T any](req *connect.Request[T], h http.Header) *connect.Request[
 
 // callV1 resolves key as typ ("bool", "string", "int", "float", "object") over v1.
 func callV1(ctx context.Context, t testing.TB, c evaluationv1connect.ServiceClient, typ, key string, evalCtx map[string]any, h http.Header) outcome {
+	t.Helper()
 	sc := mustStruct(t, evalCtx)
 	switch typ {
 	case "bool":
@@ -264,6 +271,7 @@ func callV1(ctx context.Context, t testing.TB, c evaluationv1connect.ServiceClie
 
 // callV2 is callV1 for flagd.evaluation.v2; unset optional fields give nil / "".
 func callV2(ctx context.Context, t testing.TB, c evaluationv2connect.ServiceClient, typ, key string, evalCtx map[string]any, h http.Header) outcome {
+	t.Helper()
 	sc := mustStruct(t, evalCtx)
 	var o outcome
 	switch typ {
@@ -320,6 +328,7 @@ func callV2(ctx context.Context, t testing.TB, c evaluationv2connect.ServiceClie
 
 // callSchemaV1 is callV1 for the legacy schema.v1 service.
 func callSchemaV1(ctx context.Context, t testing.TB, c schemav1connect.ServiceClient, typ, key string, evalCtx map[string]any, h http.Header) outcome {
+	t.Helper()
 	sc := mustStruct(t, evalCtx)
 	switch typ {
 	case "bool":
@@ -359,6 +368,7 @@ func callSchemaV1(ctx context.Context, t testing.TB, c schemav1connect.ServiceCl
 
 // testContext is a per-test context with a generous deadline for waits.
 func testContext(t testing.TB) context.Context {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx

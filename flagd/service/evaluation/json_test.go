@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,9 +22,7 @@ func post(t *testing.T, hc *http.Client, url, contentType, body string, header h
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", contentType)
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
+	maps.Copy(req.Header, header)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package evaluation
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -194,9 +195,7 @@ func TestEventStreamChanges(t *testing.T) {
 func merge(a, b event) event {
 	flags := map[string]any{}
 	for _, e := range []event{a, b} {
-		for k, v := range e.Data["flags"].(map[string]any) {
-			flags[k] = v
-		}
+		maps.Copy(flags, e.Data["flags"].(map[string]any))
 	}
 	return event{Type: a.Type, Data: map[string]any{"flags": flags}}
 }

@@ -50,12 +50,12 @@ func viewOf(s sdktrace.ReadOnlySpan) spanView {
 		TraceID: s.SpanContext().TraceID().String(), Parent: s.Parent().SpanID().String(),
 		Attributes: map[string]string{}, Status: s.Status().Code.String() + ":" + s.Status().Description}
 	for _, kv := range s.Attributes() {
-		v.Attributes[string(kv.Key)] = kv.Value.Emit()
+		v.Attributes[string(kv.Key)] = kv.Value.String()
 	}
 	for _, e := range s.Events() {
 		ev := eventView{Name: e.Name, Attributes: map[string]string{}}
 		for _, kv := range e.Attributes {
-			ev.Attributes[string(kv.Key)] = kv.Value.Emit()
+			ev.Attributes[string(kv.Key)] = kv.Value.String()
 		}
 		v.Events = append(v.Events, ev)
 	}

@@ -211,7 +211,7 @@ func TestTLS(t *testing.T) {
 
 // TestUnixSocket serves on --socket-path and calls it with connect-go and grpc-go.
 func TestUnixSocket(t *testing.T) {
-	dir, err := os.MkdirTemp("", "fp-eval") // short: unix socket paths are limited to ~100 bytes
+	dir, err := os.MkdirTemp("", "fp-eval") //nolint:usetesting // short: unix socket paths are limited to ~100 bytes, t.TempDir's holds the test name
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -84,7 +85,7 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) (map[string]otelSerie
 func seriesKey(name string, kvs []attribute.KeyValue) string {
 	parts := make([]string, 0, len(kvs))
 	for _, kv := range kvs {
-		parts = append(parts, string(kv.Key)+"="+kv.Value.Emit())
+		parts = append(parts, string(kv.Key)+"="+kv.Value.String())
 	}
 	sort.Strings(parts)
 	return name + "{" + strings.Join(parts, ",") + "}"
@@ -117,7 +118,7 @@ func TestOTelEvaluation(t *testing.T) {
 	}
 	// Prometheus records as before, and the Go and process collectors of the served
 	// registry are not exported over OTLP
-	reg.MustRegister(prometheus.NewGoCollector())
+	reg.MustRegister(collectors.NewGoCollector())
 	if n := gather(t, reg)["feature_flag_flagd_impression_total{feature_flag_key=f,feature_flag_provider_name=flagd,feature_flag_reason=TARGETING_MATCH,feature_flag_result_variant=on}"]; n != 2 {
 		t.Errorf("Prometheus impressions = %v, want 2", n)
 	}

@@ -57,6 +57,7 @@ type bodyReader struct{ strings.Reader }
 func (*bodyReader) Close() error { return nil }
 
 func benchHandler(b *testing.B, h http.Handler, path, body string, want int) {
+	b.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://x"+path, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -76,6 +77,7 @@ func benchHandler(b *testing.B, h http.Handler, path, body string, want int) {
 }
 
 func benchHTTP(b *testing.B, h http.Handler, path, body string, want int) {
+	b.Helper()
 	url := serve(b, h) + path
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	b.ReportAllocs()

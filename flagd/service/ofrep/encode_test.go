@@ -49,6 +49,7 @@ var trickyValues = []any{
 	map[string]any{}, map[string]any{"z": 1.0, "a": map[string]any{"y": nil, "b": []any{"<"}}, "é": "x", "A": false},
 }
 
+//nolint:gocognit // the loops walk the product of values, selectors and metadata; each iteration is one flat comparison
 func TestEncoderMatchesEncodingJSON(t *testing.T) {
 	selectors := []store.Selector{{}, {Kind: store.SelectFlagSetID, Value: "set<1>"}, {Kind: store.SelectFlagSetID}, {Kind: store.SelectSource, Value: "file:/x.json"}}
 	metadatas := []map[string]any{nil, {}, {"flagSetId": "own", "version": "2", "n": 1.0, "on": true, "nil": nil}, {"source": nil, "team": "web"}}

@@ -47,7 +47,7 @@ func noneMatch(fields []string, etag string) bool {
 func nextTag(list string) (tag, rest string) {
 	list = strings.TrimLeft(list, " \t,")
 	quoted := false
-	for i := 0; i < len(list); i++ {
+	for i := range len(list) {
 		switch list[i] {
 		case '"':
 			quoted = !quoted

@@ -164,8 +164,7 @@ func (s *Service) decode(w http.ResponseWriter, r *http.Request, key string, sin
 	}
 	enc := s.getEncoder()
 	defer s.putEncoder(enc)
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		s.failed(r, eval.ErrorGeneral, "request body too large")
 		enc.buf = append(enc.buf, `{"errorDetails":`...)
 		enc.buf = jsonwire.AppendString(enc.buf, detailsTooLarge)

@@ -1,6 +1,7 @@
 package ofrep_test
 
 import (
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,11 +50,11 @@ func TestSpans(t *testing.T) {
 		v := view{Scope: s.InstrumentationScope().Name, Name: s.Name(), Kind: s.SpanKind().String(), TraceID: s.SpanContext().TraceID().String(),
 			Parent: s.Parent().SpanID().String(), Status: s.Status().Code.String(), Attributes: map[string]string{}, Events: len(s.Events())}
 		for _, kv := range s.Attributes() {
-			v.Attributes[string(kv.Key)] = kv.Value.Emit()
+			v.Attributes[string(kv.Key)] = kv.Value.String()
 		}
 		for _, e := range s.Events() {
 			for _, kv := range e.Attributes {
-				if strings.Contains(kv.Value.Emit(), marker) {
+				if strings.Contains(kv.Value.String(), marker) {
 					t.Errorf("event %s carries the marker: %s", e.Name, kv.Key)
 				}
 			}
@@ -70,9 +71,7 @@ func TestSpans(t *testing.T) {
 		if route != "" {
 			m["http.route"] = route
 		}
-		for k, v := range more {
-			m[k] = v
-		}
+		maps.Copy(m, more)
 		return m
 	}
 	span := func(status string, events int, attrs map[string]string) view {
@@ -90,9 +89,7 @@ func TestSpans(t *testing.T) {
 	}
 	single := "/ofrep/v1/evaluate/flags/{key}"
 	merge := func(a, b map[string]string) map[string]string {
-		for k, v := range b {
-			a[k] = v
-		}
+		maps.Copy(a, b)
 		return a
 	}
 	flagCount := strconv.Itoa(strings.Count(bulk.body, `"key":`))

@@ -39,6 +39,8 @@ func compatClock() time.Time { return time.Date(2026, time.January, 1, 0, 0, 0, 
 // their flagd-core evaluators) and checks that every flag evaluates, for every
 // resolution type and context, exactly as the server's own copy does. It runs over
 // every flag file of the flagd-testbed and over this package's fixture.
+//
+//nolint:gocognit // the loops walk documents × flags × types × contexts; each iteration is one flat comparison
 func TestInProcessProviderCompatibility(t *testing.T) {
 	entries, err := os.ReadDir(testbedFlags)
 	if err != nil {

@@ -52,7 +52,7 @@ func (h *handler) SyncFlags(req *syncv1.SyncFlagsRequest, stream grpc.ServerStre
 	s := h.s
 	ctx := stream.Context()
 	providerID := req.GetProviderId()
-	expr, sel, err := selector(ctx, req.GetSelector()) //nolint:staticcheck // the body selector is deprecated but still honoured, as flagd
+	expr, sel, err := selector(ctx, req.GetSelector()) // the body selector is deprecated but still honoured, as flagd
 	if err != nil {
 		end := s.opts.Metrics.SyncStreamStarted(s.labels.labels(store.Redact(expr), providerID))
 		end(reasonError)
@@ -167,7 +167,7 @@ func (h *handler) FetchAllFlags(ctx context.Context, req *syncv1.FetchAllFlagsRe
 
 // GetMetadata returns the static context values, or Unimplemented when disabled.
 //
-//nolint:staticcheck // GetMetadata is deprecated in the protocol but still served, as flagd
+// GetMetadata is deprecated in the protocol but still served, as flagd.
 func (h *handler) GetMetadata(context.Context, *syncv1.GetMetadataRequest) (*syncv1.GetMetadataResponse, error) {
 	if h.s.opts.DisableMetadata {
 		return nil, status.Error(codes.Unimplemented, "metadata endpoint disabled")

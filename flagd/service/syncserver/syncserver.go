@@ -58,8 +58,14 @@ const (
 
 // Options configures the sync server.
 type Options struct {
-	// Store holds the flags being served. Required.
+	// Store holds the flags being served. Required unless Service is set.
 	Store *store.Store
+	// Service, when set, answers the RPCs instead of the store-backed handler (the
+	// flagd-proxy's FeatureFlag streams): the server keeps its listener hardening,
+	// TLS, interceptors and graceful shutdown; Store, Enricher, Metrics,
+	// DisableMetadata, StreamDeadline and MaxStreams are then the Service's business.
+	// Its streams must end when the context given to Serve ends.
+	Service syncv1grpc.FlagSyncServiceServer
 	// Enricher supplies the static --context-value entries, sent as sync_context and
 	// returned by GetMetadata. May be nil (no static values).
 	Enricher *service.Enricher
@@ -93,6 +99,11 @@ type Options struct {
 	// RequestTimeout bounds the wait for an RPC's request message once its headers
 	// arrived; 0 means 5 s. SyncFlags streams last as long as they like afterwards.
 	RequestTimeout time.Duration
+	// SmallConnectionBuffers keeps each connection's read buffer at 4 KiB
+	// (grpc-go's default: 32 KiB per connection; write buffers are returned
+	// between writes by default), for a server holding thousands of connections that are idle
+	// between small messages (the flagd-proxy: one connection per sidecar).
+	SmallConnectionBuffers bool
 }
 
 // Server is the sync listener. Create it with New and run it with Serve (once).
@@ -174,8 +185,15 @@ func New(opts Options) *Server {
 	if opts.TLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
+	if opts.SmallConnectionBuffers {
+		serverOpts = append(serverOpts, grpc.ReadBufferSize(4<<10))
+	}
 	s.grpc = grpc.NewServer(serverOpts...)
-	s.grpc.RegisterService(protolimit.GRPCService(&syncv1grpc.FlagSyncService_ServiceDesc), &handler{s: s})
+	var impl syncv1grpc.FlagSyncServiceServer = &handler{s: s}
+	if opts.Service != nil {
+		impl = opts.Service
+	}
+	s.grpc.RegisterService(protolimit.GRPCService(&syncv1grpc.FlagSyncService_ServiceDesc), impl)
 	return s
 }
 
@@ -186,7 +204,9 @@ func New(opts Options) *Server {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	gateCtx, stopGate := context.WithCancel(ctx)
 	defer stopGate()
-	go s.gate(gateCtx)
+	if s.opts.Store != nil {
+		go s.gate(gateCtx)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(ln) }()

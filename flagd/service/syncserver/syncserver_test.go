@@ -96,6 +96,7 @@ func apply(t *testing.T, st *store.Store, source, doc string) {
 
 // readyStore holds docA and docB, both applied.
 func readyStore(t *testing.T) *store.Store {
+	t.Helper()
 	st := newStore(t, srcA, srcB)
 	apply(t, st, srcA, docA)
 	apply(t, st, srcB, docB)
@@ -134,7 +135,7 @@ func start(t *testing.T, opts Options, cfg startConfig) *harness {
 	var target string
 	switch cfg.network {
 	case "unix":
-		dir, err := os.MkdirTemp("", "syncsrv") // short: unix socket paths are limited to ~100 bytes
+		dir, err := os.MkdirTemp("", "syncsrv") //nolint:usetesting // short: unix socket paths are limited to ~100 bytes, t.TempDir's holds the test name
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,6 +197,7 @@ func start(t *testing.T, opts Options, cfg startConfig) *harness {
 
 // testCtx bounds a test's RPCs, so that a missing message fails instead of hanging.
 func testCtx(t *testing.T) context.Context {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	t.Cleanup(cancel)
 	return ctx
@@ -279,8 +281,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func ptr(s string) *string { return &s }
-
 func TestFirstPayloadAndFetchAllFlags(t *testing.T) {
 	all := payload(wantBoolFlag, wantNoDef, wantNullDef, wantOther, wantTargeted)
 	setA := payload(wantBoolFlag, wantNoDef, wantNullDef, wantTargeted)
@@ -292,13 +292,13 @@ func TestFirstPayloadAndFetchAllFlags(t *testing.T) {
 		want   string
 	}{
 		{name: "no selector", want: all},
-		{name: "header flag set", header: ptr("flagSetId=set-a"), want: setA},
+		{name: "header flag set", header: new("flagSetId=set-a"), want: setA},
 		{name: "body flag set", body: "flagSetId=set-b", want: setB},
-		{name: "header wins over body", header: ptr("flagSetId=set-b"), body: "flagSetId=set-a", want: setB},
-		{name: "empty header still wins over body", header: ptr(""), body: "flagSetId=set-a", want: all},
-		{name: "source", header: ptr("source=file:b.json"), want: setB},
+		{name: "header wins over body", header: new("flagSetId=set-b"), body: "flagSetId=set-a", want: setB},
+		{name: "empty header still wins over body", header: new(""), body: "flagSetId=set-a", want: all},
+		{name: "source", header: new("source=file:b.json"), want: setB},
 		{name: "legacy bare source in body", body: "file:a.json", want: setA},
-		{name: "flags without flag set", header: ptr("flagSetId="), want: payload()},
+		{name: "flags without flag set", header: new("flagSetId="), want: payload()},
 		{name: "unknown flag set", body: "flagSetId=nope", want: payload()},
 	}
 	for _, network := range []string{"tcp", "unix"} {
@@ -338,9 +338,9 @@ func TestInvalidSelector(t *testing.T) {
 		header *string
 		body   string
 	}{
-		{name: "header", header: ptr("foo=bar")},
+		{name: "header", header: new("foo=bar")},
 		{name: "body", body: "foo=bar"},
-		{name: "invalid header over valid body", header: ptr("foo=bar"), body: "flagSetId=set-a"},
+		{name: "invalid header over valid body", header: new("foo=bar"), body: "flagSetId=set-a"},
 	}
 	h := start(t, Options{Store: readyStore(t)}, startConfig{})
 	for _, tc := range cases {
@@ -514,7 +514,7 @@ func TestStreamEnds(t *testing.T) {
 		},
 		{
 			name: "graceful shutdown",
-			end: func(t *testing.T, h *harness, _ context.CancelFunc) {
+			end: func(t *testing.T, h *harness, _ context.CancelFunc) { //nolint:thelper // a step of this test case, not a helper: its failures point here
 				if err := h.stop(); err != nil {
 					t.Errorf("Serve returned %v after a clean shutdown, want nil", err)
 				}
@@ -950,7 +950,7 @@ func TestSourceCredentialsNotServed(t *testing.T) {
 	st := newStore(t, name)
 	apply(t, st, name, docB)
 	h := start(t, Options{Store: st}, startConfig{})
-	ctx := withSelectorHeader(testCtx(t), ptr("source="+name))
+	ctx := withSelectorHeader(testCtx(t), new("source="+name))
 	all, err := h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -960,7 +960,7 @@ func TestSourceCredentialsNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := recv(t, stream)
-	bad := withSelectorHeader(testCtx(t), ptr("bogus=https://probe:PASSWORD@h/?token=TOKEN"))
+	bad := withSelectorHeader(testCtx(t), new("bogus=https://probe:PASSWORD@h/?token=TOKEN"))
 	if s, err := h.client.SyncFlags(bad, &syncv1.SyncFlagsRequest{ProviderId: "p"}); err == nil {
 		_, _ = s.Recv()
 	}
@@ -996,7 +996,7 @@ func TestSyncMetricSeriesBounded(t *testing.T) {
 	const side = 17 // 289 pairs: more than the bound, fewer values per label than 256
 	for p := range side {
 		for s := range side {
-			ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), ptr(fmt.Sprintf("flagSetId=set-%d", s))))
+			ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), new(fmt.Sprintf("flagSetId=set-%d", s))))
 			stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: fmt.Sprintf("provider-%d", p)})
 			if err != nil {
 				t.Fatal(err)
@@ -1006,7 +1006,7 @@ func TestSyncMetricSeriesBounded(t *testing.T) {
 		}
 	}
 	// a pair seen before the bound was reached keeps its series
-	ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), ptr("flagSetId=set-0")))
+	ctx, cancel := context.WithCancel(withSelectorHeader(testCtx(t), new("flagSetId=set-0")))
 	defer cancel()
 	stream, err := h.client.SyncFlags(ctx, &syncv1.SyncFlagsRequest{ProviderId: "provider-0"})
 	if err != nil {
@@ -1107,7 +1107,9 @@ func rawH2(t *testing.T, addr string) (fr *http2.Framer, ended chan uint32, clos
 // whose request came lives on past both.
 func TestHalfSentRPCsAndIdleConnections(t *testing.T) {
 	st := readyStore(t)
-	h := start(t, Options{Store: st, RequestTimeout: 100 * time.Millisecond, IdleTimeout: 100 * time.Millisecond}, startConfig{})
+	// IdleTimeout long enough that a loaded machine still sends the first RPC
+	// before the first connection counts as idle (a short write otherwise).
+	h := start(t, Options{Store: st, RequestTimeout: 100 * time.Millisecond, IdleTimeout: time.Second}, startConfig{})
 	fr, ended, _ := rawH2(t, h.target)
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
@@ -1145,5 +1147,51 @@ func TestHalfSentRPCsAndIdleConnections(t *testing.T) {
 	apply(t, st, srcB, `{"flags":{}}`)
 	if got := recv(t, stream).GetFlagConfiguration(); !strings.Contains(got, "bool-flag") || strings.Contains(got, `"other"`) {
 		t.Errorf("the stream did not live on: %s", got)
+	}
+}
+
+// customService answers every RPC itself (the flagd-proxy's way of using the server).
+type customService struct {
+	syncv1grpc.UnimplementedFlagSyncServiceServer
+}
+
+func (customService) FetchAllFlags(context.Context, *syncv1.FetchAllFlagsRequest) (*syncv1.FetchAllFlagsResponse, error) {
+	return &syncv1.FetchAllFlagsResponse{FlagConfiguration: `{"flags":{}}`}, nil
+}
+
+func (customService) SyncFlags(_ *syncv1.SyncFlagsRequest, stream grpc.ServerStreamingServer[syncv1.SyncFlagsResponse]) error {
+	if err := stream.Send(&syncv1.SyncFlagsResponse{FlagConfiguration: `{"flags":{}}`}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// TestCustomService: with Options.Service and no store (and the proxy's small
+// connection buffers), the server answers through that service (its Unimplemented
+// methods too) and keeps the request limits.
+func TestCustomService(t *testing.T) {
+	h := start(t, Options{Service: customService{}, SmallConnectionBuffers: true}, startConfig{})
+	ctx := testCtx(t)
+	got, err := h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{})
+	if err != nil || got.GetFlagConfiguration() != `{"flags":{}}` {
+		t.Fatalf("FetchAllFlags = %v, %v", got, err)
+	}
+	_, err = h.client.GetMetadata(ctx, &syncv1.GetMetadataRequest{})
+	wantStatus(t, err, codes.Unimplemented, "method GetMetadata not implemented")
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := h.client.SyncFlags(streamCtx, &syncv1.SyncFlagsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := recv(t, stream); first.GetFlagConfiguration() != `{"flags":{}}` {
+		t.Fatalf("first message %v", first)
+	}
+	cancel()
+	_, err = h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{Selector: strings.Repeat("s", maxRecvMsgSize)})
+	wantStatus(t, err, codes.ResourceExhausted, fmt.Sprintf("grpc: received message larger than max (%d vs. %d)", maxRecvMsgSize+4, maxRecvMsgSize))
+	if err := h.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
