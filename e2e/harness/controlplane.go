@@ -47,6 +47,7 @@ type ControlPlane struct {
 	URL string
 
 	bins    Binaries
+	opts    ControlPlaneOptions
 	janitor *Janitor
 	pki     *pki
 	etcd    *Process
@@ -58,6 +59,19 @@ type ControlPlane struct {
 // janitor's root and waits until the API server is ready. The janitor stops both at
 // Cleanup; Stop stops them earlier.
 func StartControlPlane(ctx context.Context, bins Binaries, j *Janitor) (*ControlPlane, error) {
+	return StartControlPlaneWithOptions(ctx, bins, j, ControlPlaneOptions{})
+}
+
+// ControlPlaneOptions are optional settings of a control plane.
+type ControlPlaneOptions struct {
+	// AuditPolicy and AuditLog, both set, make the API server write an audit log
+	// (JSON lines, one event per request and stage the policy selects) to AuditLog.
+	AuditPolicy []byte
+	AuditLog    string
+}
+
+// StartControlPlaneWithOptions is StartControlPlane with options.
+func StartControlPlaneWithOptions(ctx context.Context, bins Binaries, j *Janitor, opts ControlPlaneOptions) (*ControlPlane, error) {
 	dir, err := j.TempDir("controlplane-")
 	if err != nil {
 		return nil, err
@@ -66,7 +80,7 @@ func StartControlPlane(ctx context.Context, bins Binaries, j *Janitor) (*Control
 	if err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{Dir: dir, bins: bins, janitor: j, pki: p}
+	cp := &ControlPlane{Dir: dir, bins: bins, janitor: j, pki: p, opts: opts}
 	// A port picked free may be taken before the process binds it: try again with
 	// new ports.
 	for attempt := 1; ; attempt++ {
@@ -132,6 +146,14 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 		// behind a load balancer does.
 		"--shutdown-watch-termination-grace-period=2s",
 		"--profiling=false",
+	}
+	if cp.opts.AuditLog != "" && len(cp.opts.AuditPolicy) > 0 {
+		policy := filepath.Join(cp.Dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, cp.opts.AuditPolicy, 0o600); err != nil {
+			return err
+		}
+		cp.apiArgs = append(cp.apiArgs, "--audit-policy-file="+policy, "--audit-log-path="+cp.opts.AuditLog,
+			"--audit-log-format=json", "--audit-log-mode=blocking", "--audit-log-maxsize=0")
 	}
 	if err := cp.StartAPIServer(ctx); err != nil {
 		return err

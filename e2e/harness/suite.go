@@ -39,6 +39,10 @@ type Suite struct {
 	RepoRoot string
 	// Binaries are the control-plane binaries; nil on an existing cluster.
 	Binaries *Binaries
+	// OperatorKubeconfig, when set, is the kubeconfig StartOperator and the webhook
+	// helpers run flagpole with on Cluster instead of the administrator's: a token
+	// of the install's ServiceAccount (InstallManifestsEnv; install.go).
+	OperatorKubeconfig string
 }
 
 // Options configure Setup.
@@ -84,7 +88,7 @@ func Setup(ctx context.Context, j *Janitor, opts Options) (*Suite, error) {
 			return nil, err
 		}
 		s.Binaries = &bins
-		if s.Cluster, err = s.startCluster(ctx); err != nil {
+		if s.Cluster, err = s.startClusterWith(ctx, auditOptions()); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(opts.Log, "e2e: kube-apiserver %s + etcd %s ready at %s in %s (admin kubeconfig %s)\n",
@@ -94,12 +98,22 @@ func Setup(ctx context.Context, j *Janitor, opts Options) (*Suite, error) {
 	if _, err := s.Cluster.InstallCRDs(ctx); err != nil {
 		return nil, err
 	}
+	if path := os.Getenv(InstallManifestsEnv); path != "" {
+		if err := s.runAsInstall(ctx, path, opts.Log); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
 // startCluster starts a local control plane and connects to it.
 func (s *Suite) startCluster(ctx context.Context) (*Cluster, error) {
-	cp, err := StartControlPlane(ctx, *s.Binaries, s.Janitor)
+	return s.startClusterWith(ctx, ControlPlaneOptions{})
+}
+
+// startClusterWith starts a local control plane with options and connects to it.
+func (s *Suite) startClusterWith(ctx context.Context, opts ControlPlaneOptions) (*Cluster, error) {
+	cp, err := StartControlPlaneWithOptions(ctx, *s.Binaries, s.Janitor, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +166,7 @@ func Namespace(t testing.TB, c *Cluster, prefix string) string {
 	if err != nil {
 		t.Fatalf("creating namespace %s: %v", name, err)
 	}
+	recordNamespace(t, name)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -99,7 +99,7 @@ func (s *Suite) startWebhook(ctx context.Context, c *Cluster, dir string, args [
 	if c.ControlPlane == nil {
 		return nil, fmt.Errorf("the webhook needs the local control plane (the API server calls it on 127.0.0.1)")
 	}
-	all := append([]string{"webhook", "--kubeconfig", c.ControlPlane.Kubeconfig,
+	all := append([]string{"webhook", "--kubeconfig", s.kubeconfigFor(c),
 		"--webhook-bind-address", "127.0.0.1", "--webhook-port", "0", "--health-probe-bind-address", "127.0.0.1:0"}, args...)
 	p, addrs, err := StartFlagpole(ctx, s.Janitor, s.Flagpole, dir, nil, []string{"webhook", "management"}, all...)
 	if err != nil {
@@ -182,7 +182,7 @@ func (s *Suite) StartOperator(t testing.TB, c *Cluster, dir, command string, arg
 	if c.ControlPlane == nil {
 		t.Skip("needs the local control plane")
 	}
-	all := []string{command, "--kubeconfig", c.ControlPlane.Kubeconfig, "--health-probe-bind-address", "127.0.0.1:0"}
+	all := []string{command, "--kubeconfig", s.kubeconfigFor(c), "--health-probe-bind-address", "127.0.0.1:0"}
 	listeners := []string{"management"}
 	if command == "operator" {
 		certDir := filepath.Join(dir, "certs")
