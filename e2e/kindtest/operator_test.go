@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+
+	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 )
 
 // operator returns the operator's Deployment.
@@ -82,6 +84,34 @@ func (e *env) scaleOperator(t testing.TB, replicas int32) {
 	})
 }
 
+// admissionProbe creates a FeatureFlag in the default namespace as a dry run: it
+// goes through the operator's validating webhook (failurePolicy Fail) and stores
+// nothing. nil means the webhook answered and admitted it.
+func (e *env) admissionProbe(ctx context.Context) error {
+	ff := &v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{GenerateName: "admission-probe-"}, Spec: v1beta1.FeatureFlagSpec{FlagSpec: colorFlags("probe")}}
+	_, err := e.Cluster.Flags.CoreV1beta1().FeatureFlags("default").Create(ctx, ff, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	return err
+}
+
+// waitAdmissions waits until the operator's webhook admits again (after an install,
+// a scale or a restart of the operator, its Service may route to no ready pod for a
+// moment), within podTimeout, without the test's context (cleanups use it too).
+func (e *env) waitAdmissions() error {
+	ctx, cancel := context.WithTimeout(context.Background(), podTimeout)
+	defer cancel()
+	for {
+		err := e.admissionProbe(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the operator's webhook does not admit within %s: %w", podTimeout, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // restoreOperator sets the operator's replicas back and waits until they are
 // available, for a test's cleanup (whose t.Context() is already canceled).
 func (e *env) restoreOperator(replicas int32) error {
@@ -95,7 +125,7 @@ func (e *env) restoreOperator(replicas int32) error {
 	for {
 		d, err := deployments.Get(ctx, e.OperatorDeployment, metav1.GetOptions{})
 		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas && d.Status.Replicas == replicas {
-			return nil
+			return e.waitAdmissions()
 		}
 		select {
 		case <-ctx.Done():
@@ -305,4 +335,60 @@ func TestSidecarKilled(t *testing.T) {
 	s := e.waitValue(t, ns, pod.Name, "blue", valueTimeout)
 	t.Logf("FIGURE sidecar SIGKILL → restarted and ready %s, app evaluating again %s (%d evaluation errors in all)",
 		back.Round(time.Millisecond), recovered.Round(time.Millisecond), s.Errors)
+}
+
+// TestAdmissionsDuringOperatorRollout: a rolling restart of the operator (2 replicas,
+// a PodDisruptionBudget) should not interrupt admissions: the API server calls the
+// webhook Service throughout, and each old replica is terminated only once a new one
+// is available. A FeatureFlag is created (dry run, through the validating webhook)
+// every 100 ms from the restart until the rollout is done and a few seconds after;
+// every refusal by the webhook call fails the test.
+func TestAdmissionsDuringOperatorRollout(t *testing.T) {
+	e := kind(t)
+	ctx := t.Context()
+	if err := e.waitAdmissions(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.waitAdmissions(); err != nil {
+			t.Error(err)
+		}
+	})
+	patch := fmt.Appendf(nil, `{"spec":{"template":{"metadata":{"annotations":{"flagpole-e2e/restarted-at":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
+	start := time.Now()
+	if _, err := e.Cluster.Kube.AppsV1().Deployments(e.OperatorNamespace).Patch(ctx, e.OperatorDeployment, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var probes, refused int
+	var first, last string
+	rolledOut := time.Time{}
+	for rolledOut.IsZero() || time.Since(rolledOut) < 5*time.Second {
+		if err := e.admissionProbe(ctx); err != nil {
+			refused++
+			last = fmt.Sprintf("%s after the restart: %v", time.Since(start).Round(time.Millisecond), err)
+			if first == "" {
+				first = last
+			}
+		}
+		probes++
+		if rolledOut.IsZero() {
+			d, err := e.Cluster.Kube.AppsV1().Deployments(e.OperatorNamespace).Get(ctx, e.OperatorDeployment, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ptr.Deref(d.Spec.Replicas, 1)
+			s := d.Status
+			if s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want {
+				rolledOut = time.Now()
+			}
+		}
+		if time.Since(start) > podTimeout {
+			t.Fatalf("the operator's rollout did not finish within %s", podTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("FIGURE operator rolling restart: rolled out in %s; %d of %d admissions refused", rolledOut.Sub(start).Round(time.Millisecond), refused, probes)
+	if refused > 0 {
+		t.Fatalf("%d of %d admissions were refused during the operator's rolling restart; first: %s; last: %s", refused, probes, first, last)
+	}
 }

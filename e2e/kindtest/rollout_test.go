@@ -85,9 +85,12 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		// The next tests need the install of the image under test.
+		// The next tests need the install of the image under test, admitting.
 		if _, err := run(context.Background(), e.Install, e.Kubeconfig, e.Image); err != nil {
 			t.Errorf("re-installing the image under test: %v", err)
+		}
+		if err := e.waitAdmissions(); err != nil {
+			t.Error(err)
 		}
 	})
 	if out, err := run(ctx, e.Install, e.Kubeconfig, previous); err != nil {
@@ -100,6 +103,9 @@ func TestUpgrade(t *testing.T) {
 		t.Fatalf("the operator runs %q after installing %q", img, previous)
 	}
 
+	if err := e.waitAdmissions(); err != nil {
+		t.Fatal(err)
+	}
 	ns := e.namespace(t, "upgrade")
 	e.createFlags(t, ns, "flags", "red")
 	e.createSource(t, ns, "source", nil, flagsSource())
