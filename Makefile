@@ -172,3 +172,19 @@ release-manifests: image $(DEPLOYTOOL) ## $(RELEASE_DIR)/install.yaml (deploy/de
 
 clean:
 	rm -rf bin
+
+.PHONY: kind-e2e kind-up kind-install kind-test kind-down
+kind-e2e: ## e2e on a kind cluster (e2e/README.md, "kind"): engine, node image, cluster, `make image` loaded, API-server suite, operator from deploy/default, SDK-app scenarios; torn down after (FLAGPOLE_KIND_KEEP=1 keeps it)
+	bash e2e/kind/run.sh e2e
+
+kind-up: ## the kind cluster of kind-e2e, kept (KUBECONFIG printed); then kind-install, kind-test, kind-down
+	bash e2e/kind/run.sh up
+
+kind-install: ## install the operator from deploy/default into the kind-up cluster (the image under test)
+	bash e2e/kind/run.sh install
+
+kind-test: ## the e2e suites against the kind-up cluster (FLAGPOLE_KIND_RUN=TestX for some scenarios, FLAGPOLE_KIND_ONLY=1 to skip the API-server suite)
+	bash e2e/kind/run.sh test
+
+kind-down: ## delete the kind cluster and everything kind-up made (network, engine it started)
+	bash e2e/kind/run.sh down
