@@ -130,6 +130,10 @@ app.kubernetes.io/component: {{ .component }}
     - name: management
       containerPort: 8081
       protocol: TCP
+  lifecycle:
+    preStop:
+      sleep:
+        seconds: 5
   livenessProbe:
     httpGet:
       path: /healthz
