@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,9 +99,9 @@ func (e *env) appDeployment(name string, o appOptions) *appsv1.Deployment {
 							PeriodSeconds: 1,
 						},
 						SecurityContext: &corev1.SecurityContext{
-							RunAsNonRoot:             ptr.To(true),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							AllowPrivilegeEscalation: ptr.To(false),
+							RunAsNonRoot:             new(true),
+							ReadOnlyRootFilesystem:   new(true),
+							AllowPrivilegeEscalation: new(false),
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 							SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 						},
@@ -216,10 +217,10 @@ func (s appStatus) String() string {
 // firstSeen returns when (ms since the epoch) the app first saw value, the last time
 // it changed to it.
 func (s appStatus) firstSeen(value string) (int64, bool) {
-	for i := len(s.Changes) - 1; i >= 0; i-- {
+	for _, c := range slices.Backward(s.Changes) {
 		var v string
-		if json.Unmarshal(s.Changes[i].Value, &v) == nil && v == value {
-			return s.Changes[i].At, true
+		if json.Unmarshal(c.Value, &v) == nil && v == value {
+			return c.At, true
 		}
 	}
 	return 0, false
@@ -283,7 +284,7 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool
 // colorFlags is a flag document with the string flag "color" whose default variant
 // is value, and a boolean flag "enabled".
 func colorFlags(value string) v1beta1.FlagSpec {
-	variants, _ := json.Marshal(map[string]string{"current": value, "other": "other-" + value})
+	variants := json.RawMessage(`{"current":` + strconv.Quote(value) + `,"other":` + strconv.Quote("other-"+value) + `}`)
 	return v1beta1.FlagSpec{
 		Flags: map[string]v1beta1.Flag{
 			"color":   {State: "ENABLED", Variants: variants, DefaultVariant: "current"},
@@ -292,9 +293,10 @@ func colorFlags(value string) v1beta1.FlagSpec {
 	}
 }
 
-// createFlags creates FeatureFlag name in ns with colorFlags(value).
-func (e *env) createFlags(t testing.TB, ns, name, value string) *v1beta1.FeatureFlag {
+// createFlags creates FeatureFlag "flags" in ns with colorFlags(value).
+func (e *env) createFlags(t testing.TB, ns, value string) *v1beta1.FeatureFlag {
 	t.Helper()
+	const name = "flags"
 	ff, err := e.Cluster.Flags.CoreV1beta1().FeatureFlags(ns).Create(t.Context(),
 		&v1beta1.FeatureFlag{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1beta1.FeatureFlagSpec{FlagSpec: colorFlags(value)}}, metav1.CreateOptions{})
 	if err != nil {
@@ -303,9 +305,8 @@ func (e *env) createFlags(t testing.TB, ns, name, value string) *v1beta1.Feature
 	return ff
 }
 
-// setColor updates FeatureFlag name so that "color" is value, retrying on conflicts,
-// and returns when the update returned.
-func (e *env) setColor(t testing.TB, ns, name, value string) time.Time {
+// setColor updates FeatureFlag name so that "color" is value, retrying on conflicts.
+func (e *env) setColor(t testing.TB, ns, name, value string) {
 	t.Helper()
 	ffs := e.Cluster.Flags.CoreV1beta1().FeatureFlags(ns)
 	for {
@@ -315,23 +316,23 @@ func (e *env) setColor(t testing.TB, ns, name, value string) time.Time {
 		}
 		ff.Spec.FlagSpec = colorFlags(value)
 		if _, err = ffs.Update(t.Context(), ff, metav1.UpdateOptions{}); err == nil {
-			return time.Now()
+			return
 		} else if !apierrors.IsConflict(err) {
 			t.Fatalf("updating FeatureFlag %s/%s: %v", ns, name, err)
 		}
 	}
 }
 
-// createSource creates FeatureFlagSource name in ns with the given sources.
-func (e *env) createSource(t testing.TB, ns, name string, edit func(*v1beta1.FeatureFlagSourceSpec), sources ...v1beta1.Source) {
+// createSource creates FeatureFlagSource "source" in ns with the given sources.
+func (e *env) createSource(t testing.TB, ns string, edit func(*v1beta1.FeatureFlagSourceSpec), sources ...v1beta1.Source) {
 	t.Helper()
 	spec := v1beta1.FeatureFlagSourceSpec{Sources: sources}
 	if edit != nil {
 		edit(&spec)
 	}
 	if _, err := e.Cluster.Flags.CoreV1beta1().FeatureFlagSources(ns).Create(t.Context(),
-		&v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating FeatureFlagSource %s/%s: %v", ns, name, err)
+		&v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Name: "source"}, Spec: spec}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating FeatureFlagSource %s/source: %v", ns, err)
 	}
 }
 
@@ -347,14 +348,15 @@ func (e *env) namespace(t testing.TB, prefix string) string {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			e.dumpNamespace(ns, t)
+			e.dumpNamespace(t, ns)
 		}
 	})
 	return ns
 }
 
 // dumpNamespace logs the pods of ns and the last log lines of their containers.
-func (e *env) dumpNamespace(ns string, t testing.TB) {
+func (e *env) dumpNamespace(t testing.TB, ns string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pods, err := e.Cluster.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})

@@ -117,7 +117,7 @@ const mib = 1 << 20
 // it (the figures of docs/performance.md are these): VmRSS, split into anonymous and
 // file pages. The cgroup's rss counts anonymous pages only, and the binary's pages are
 // charged to whichever container read them first (the operator, same image).
-type procMemory struct{ VmRSS, RssAnon, RssFile uint64 }
+type procMemory struct{ VMRSS, RssAnon, RssFile uint64 }
 
 // procMemory reads /proc/<pid>/status of the container's task in the node.
 func (e *env) procMemory(ctx context.Context, containerID string) (procMemory, error) {
@@ -151,14 +151,14 @@ func (e *env) procMemory(ctx context.Context, containerID string) (procMemory, e
 		}
 		switch f[0] {
 		case "VmRSS:":
-			m.VmRSS = kb << 10
+			m.VMRSS = kb << 10
 		case "RssAnon:":
 			m.RssAnon = kb << 10
 		case "RssFile:":
 			m.RssFile = kb << 10
 		}
 	}
-	if m.VmRSS == 0 {
+	if m.VMRSS == 0 {
 		return procMemory{}, fmt.Errorf("/proc/%s/status has no VmRSS", pid)
 	}
 	return m, nil
@@ -172,8 +172,8 @@ func (e *env) procMemory(ctx context.Context, containerID string) (procMemory, e
 func BenchmarkSidecarResources(b *testing.B) {
 	e := kind(b)
 	ns := e.namespace(b, "figures-res")
-	e.createFlags(b, ns, "flags", "red")
-	e.createSource(b, ns, "source", nil, flagsSource())
+	e.createFlags(b, ns, "red")
+	e.createSource(b, ns, nil, flagsSource())
 	const window = 30 * time.Second
 	for b.Loop() {
 		for _, load := range []struct {
@@ -185,7 +185,7 @@ func BenchmarkSidecarResources(b *testing.B) {
 			{"ofrep-1000", envs("PROVIDER", "ofrep", "OFREP_URL", "http://localhost:8016", "INTERVAL_MS", "1000", "RATE", "1000")},
 		} {
 			name := "app-" + load.name
-			pod := e.deployApp(b, ns, name, appOptions{Annotations: injected("source"), Env: append(envs("FLAG_KEY", "color"), load.env...)})
+			pod := e.deployApp(b, ns, name, appOptions{Annotations: injected(), Env: append(envs("FLAG_KEY", "color"), load.env...)})
 			e.checkSidecarRunning(b, pod)
 			e.waitValue(b, ns, pod.Name, "red", valueTimeout)
 			time.Sleep(10 * time.Second) // past start-up and the first connections
@@ -209,9 +209,9 @@ func BenchmarkSidecarResources(b *testing.B) {
 			}
 			rate := float64(after.Evaluations-before.Evaluations) / (time.Duration(after.Now-before.Now) * time.Millisecond).Seconds()
 			b.Logf("FIGURE sidecar %s: VmRSS %.1f MiB (anonymous %.1f, file %.1f), cgroup working set %.1f MiB, CPU %.1f%% of a core over %s; the app evaluated %.0f/s (%d errors), its working set %.1f MiB",
-				load.name, float64(proc.VmRSS)/mib, float64(proc.RssAnon)/mib, float64(proc.RssFile)/mib, float64(side.WS)/mib,
+				load.name, float64(proc.VMRSS)/mib, float64(proc.RssAnon)/mib, float64(proc.RssFile)/mib, float64(side.WS)/mib,
 				side.Cores*100, side.Window.Round(time.Second), rate, after.Errors-before.Errors, float64(*app.Memory.WorkingSetBytes)/mib)
-			b.ReportMetric(float64(proc.VmRSS)/mib, load.name+"-VmRSS-MiB")
+			b.ReportMetric(float64(proc.VMRSS)/mib, load.name+"-VmRSS-MiB")
 			b.ReportMetric(float64(proc.RssAnon)/mib, load.name+"-RssAnon-MiB")
 			b.ReportMetric(side.Cores*1000, load.name+"-CPU-millicores")
 			b.ReportMetric(rate, load.name+"-evals/s")
@@ -229,8 +229,8 @@ func BenchmarkSidecarResources(b *testing.B) {
 func BenchmarkPodStart(b *testing.B) {
 	e := kind(b)
 	ns := e.namespace(b, "figures-start")
-	e.createFlags(b, ns, "flags", "red")
-	e.createSource(b, ns, "source", nil, flagsSource())
+	e.createFlags(b, ns, "red")
+	e.createSource(b, ns, nil, flagsSource())
 	const rounds = 5
 	var plain, injectedReady, firstValue []time.Duration
 	probe := "the sidecar has no readiness probe"
@@ -240,7 +240,7 @@ func BenchmarkPodStart(b *testing.B) {
 				o := appOptions{Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")}
 				name := fmt.Sprintf("plain-%d", i)
 				if inject {
-					o.Annotations = injected("source")
+					o.Annotations = injected()
 					name = fmt.Sprintf("injected-%d", i)
 				}
 				start := time.Now()

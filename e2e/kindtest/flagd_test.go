@@ -30,8 +30,8 @@ func TestFlagdCR(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", nil, flagsSource())
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, nil, flagsSource())
 	if _, err := e.Cluster.Flags.CoreV1beta1().Flagds(ns).Create(ctx, &v1beta1.Flagd{
 		ObjectMeta: metav1.ObjectMeta{Name: "flagd"},
 		Spec: v1beta1.FlagdSpec{FeatureFlagSource: "source", Replicas: ptr.To[int32](1),

@@ -129,7 +129,7 @@ func (e *env) restoreOperator(replicas int32) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the operator's %d replicas not available again within %s (last: %v)", replicas, podTimeout, err)
+			return fmt.Errorf("the operator's %d replicas not available again within %s (last: %w)", replicas, podTimeout, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -138,13 +138,13 @@ func (e *env) restoreOperator(replicas int32) error {
 // tryInjectedPod creates an annotated Deployment's pod directly — a Pod owned by a
 // ConfigMap, since the webhook refuses orphaned pods — and reports whether the API
 // server admitted it; the pod is deleted again. A denial returns the error.
-func (e *env) tryInjectedPod(ctx context.Context, ns, source string) error {
+func (e *env) tryInjectedPod(ctx context.Context, ns string) error {
 	owner, err := e.Cluster.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "owner-"}}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("creating the owner ConfigMap: %w", err)
 	}
 	defer e.Cluster.Kube.CoreV1().ConfigMaps(ns).Delete(context.Background(), owner.Name, metav1.DeleteOptions{}) //nolint:errcheck // best effort
-	d := e.appDeployment("probe", appOptions{Annotations: injected(source)})
+	d := e.appDeployment("probe", appOptions{Annotations: injected()})
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Annotations: d.Spec.Template.Annotations,
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID}}},
@@ -172,11 +172,11 @@ func TestOperatorDown(t *testing.T) {
 	ctx := t.Context()
 	ns := e.namespace(t, "opdown")
 	other := e.namespace(t, "opdown-other")
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", nil, flagsSource())
-	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, nil, flagsSource())
+	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 	e.waitValue(t, ns, pod.Name, "red", valueTimeout)
-	if err := e.tryInjectedPod(ctx, ns, "source"); err != nil {
+	if err := e.tryInjectedPod(ctx, ns); err != nil {
 		t.Fatalf("before stopping the operator: %v", err)
 	}
 
@@ -193,7 +193,7 @@ func TestOperatorDown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err = e.tryInjectedPod(ctx, ns, "source")
+	err = e.tryInjectedPod(ctx, ns)
 	if err == nil {
 		t.Fatal("a pod asking for injection was admitted while the operator is down")
 	}
@@ -230,7 +230,7 @@ func TestOperatorDown(t *testing.T) {
 
 	e.scaleOperator(t, replicas)
 	waitFor(t, "admissions to work again", podTimeout, func() (bool, error) {
-		err := e.tryInjectedPod(ctx, ns, "source")
+		err := e.tryInjectedPod(ctx, ns)
 		return err == nil, err
 	})
 	e.setColor(t, ns, "flags", "blue")
@@ -244,8 +244,8 @@ func TestWebhookCertificateReissued(t *testing.T) {
 	e := kind(t)
 	ctx := t.Context()
 	ns := e.namespace(t, "certs")
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", nil, flagsSource())
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, nil, flagsSource())
 	secret := e.operatorFlag(t, "tls-secret", "flagpole-webhook-tls")
 	mutating := e.operatorFlag(t, "mutating-webhook-configuration", "flagpole-mutating-webhook")
 	old, err := e.Cluster.Kube.CoreV1().Secrets(e.OperatorNamespace).Get(ctx, secret, metav1.GetOptions{})
@@ -260,7 +260,7 @@ func TestWebhookCertificateReissued(t *testing.T) {
 		return m.Webhooks[0].ClientConfig.CABundle
 	}
 	oldBundle := caBundle()
-	if err := e.tryInjectedPod(ctx, ns, "source"); err != nil {
+	if err := e.tryInjectedPod(ctx, ns); err != nil {
 		t.Fatalf("before deleting the Secret: %v", err)
 	}
 
@@ -281,7 +281,7 @@ func TestWebhookCertificateReissued(t *testing.T) {
 	})
 	patched := time.Since(start)
 	waitFor(t, "admissions to work with the new certificate", podTimeout, func() (bool, error) {
-		err := e.tryInjectedPod(ctx, ns, "source")
+		err := e.tryInjectedPod(ctx, ns)
 		return err == nil, err
 	})
 	t.Logf("FIGURE webhook certificate Secret deleted → re-issued %s, caBundle patched %s, admissions working %s",
@@ -296,9 +296,9 @@ func TestSidecarKilled(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	ns := e.namespace(t, "sidecar-kill")
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", nil, flagsSource())
-	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, nil, flagsSource())
+	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 	e.waitValue(t, ns, pod.Name, "red", valueTimeout)
 	st, _ := sidecarStatus(pod)
 	id, ok := strings.CutPrefix(st.ContainerID, "containerd://")

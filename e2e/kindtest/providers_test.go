@@ -21,9 +21,9 @@ import (
 const updates = 20
 
 // injected returns the annotations that ask the webhook for a sidecar reading the
-// FeatureFlagSource source.
-func injected(source string) map[string]string {
-	return map[string]string{annEnabled: "true", annSource: source}
+// FeatureFlagSource "source" (createSource's).
+func injected() map[string]string {
+	return map[string]string{annEnabled: "true", annSource: "source"}
 }
 
 // flagsSource is a kubernetes source reading FeatureFlag "flags" of the pod's namespace.
@@ -77,12 +77,13 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 // provider: the app's pod runs the injected native sidecar from the image under test,
 // the sidecar becomes ready, the app reads the flag, and sees 20 updates.
 func kubernetesProvider(t *testing.T, name string, appEnv []corev1.EnvVar) {
+	t.Helper()
 	e := kind(t)
 	t.Parallel()
 	ns := e.namespace(t, "k8s-"+name)
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", nil, flagsSource())
-	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: appEnv})
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, nil, flagsSource())
+	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: appEnv})
 	e.checkSidecarRunning(t, pod)
 	s := e.waitValue(t, ns, pod.Name, "red", valueTimeout)
 	t.Logf("app (%s, %s) reads %s: %s, reason %s", s.Provider, s.Resolver, "color", s.Value, s.Reason)
@@ -115,9 +116,9 @@ func TestFileProvider(t *testing.T) {
 	e := kind(t)
 	t.Parallel()
 	ns := e.namespace(t, "file")
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", nil, v1beta1.Source{Source: "flags", Provider: v1beta1.SyncProviderFile})
-	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, nil, v1beta1.Source{Source: "flags", Provider: v1beta1.SyncProviderFile})
+	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 	e.checkSidecarRunning(t, pod)
 	var configMap string
 	for _, v := range pod.Spec.Volumes {
@@ -174,8 +175,11 @@ func TestHTTPProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := func(value string) string {
-		raw, _ := json.Marshal(map[string]any{"flags": map[string]any{"color": map[string]any{
+		raw, err := json.Marshal(map[string]any{"flags": map[string]any{"color": map[string]any{
 			"state": "ENABLED", "variants": map[string]string{"current": value, "other": "x"}, "defaultVariant": "current"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		return string(raw)
 	}
 	server := e.deployApp(t, ns, "flagserver", appOptions{
@@ -187,8 +191,8 @@ func TestHTTPProvider(t *testing.T) {
 	e.service(t, ns, "flagserver", "flagserver", appPort)
 
 	url := fmt.Sprintf("http://flagserver.%s.svc.cluster.local:%d/flags.json", ns, appPort)
-	e.createSource(t, ns, "source", nil, v1beta1.Source{Source: url, Provider: v1beta1.SyncProviderHTTP, HTTPSyncBearerToken: token, Interval: 1})
-	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+	e.createSource(t, ns, nil, v1beta1.Source{Source: url, Provider: v1beta1.SyncProviderHTTP, HTTPSyncBearerToken: token, Interval: 1})
+	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 	e.checkSidecarRunning(t, pod)
 	e.waitValue(t, ns, pod.Name, "red", valueTimeout)
 

@@ -85,8 +85,8 @@ func TestFlagdProxy(t *testing.T) {
 	e.grantProxyRBAC(t)
 	a, b := e.namespace(t, "proxy-a"), e.namespace(t, "proxy-b")
 	for ns, color := range map[string]string{a: "red", b: "blue"} {
-		e.createFlags(t, ns, "flags", color)
-		e.createSource(t, ns, "source", nil, v1beta1.Source{Source: "flags", Provider: v1beta1.SyncProviderFlagdProxy})
+		e.createFlags(t, ns, color)
+		e.createSource(t, ns, nil, v1beta1.Source{Source: "flags", Provider: v1beta1.SyncProviderFlagdProxy})
 	}
 	deployments := e.Cluster.Kube.AppsV1().Deployments(e.OperatorNamespace)
 	waitFor(t, "the operator's flagd-proxy Deployment to be available", podTimeout, func() (bool, error) {
@@ -106,7 +106,7 @@ func TestFlagdProxy(t *testing.T) {
 
 	pods := map[string]*corev1.Pod{}
 	for ns, color := range map[string]string{a: "red", b: "blue"} {
-		pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+		pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 		e.checkSidecarRunning(t, pod)
 		args := strings.Join(e.sidecar(t, pod).Args, " ")
 		for _, want := range []string{"flagd-proxy-svc." + e.OperatorNamespace, "core.openfeature.dev/" + ns + "/flags"} {

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 )
@@ -21,9 +20,9 @@ func TestRolloutOnChange(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	ns := e.namespace(t, "rollout")
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", func(s *v1beta1.FeatureFlagSourceSpec) { s.RolloutOnChange = ptr.To(true) }, flagsSource())
-	first := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, func(s *v1beta1.FeatureFlagSourceSpec) { s.RolloutOnChange = new(true) }, flagsSource())
+	first := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 	e.waitValue(t, ns, first.Name, "red", valueTimeout)
 	replicaSets := func() int {
 		rs, err := e.Cluster.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=app"})
@@ -107,13 +106,13 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := e.namespace(t, "upgrade")
-	e.createFlags(t, ns, "flags", "red")
-	e.createSource(t, ns, "source", nil, flagsSource())
+	e.createFlags(t, ns, "red")
+	e.createSource(t, ns, nil, flagsSource())
 	waitFor(t, "admissions by the previous operator", podTimeout, func() (bool, error) {
-		err := e.tryInjectedPod(ctx, ns, "source")
+		err := e.tryInjectedPod(ctx, ns)
 		return err == nil, err
 	})
-	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+	pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 	if img := e.sidecarImage(t, pod); img != previous {
 		t.Fatalf("sidecar image %q, want the previous %q", img, previous)
 	}
@@ -159,10 +158,10 @@ func TestUpgrade(t *testing.T) {
 		t.Fatalf("the operator runs %q after the upgrade, want %q", img, e.Image)
 	}
 	waitFor(t, "admissions by the upgraded operator", podTimeout, func() (bool, error) {
-		err := e.tryInjectedPod(ctx, ns, "source")
+		err := e.tryInjectedPod(ctx, ns)
 		return err == nil, err
 	})
-	fresh := e.deployApp(t, ns, "after", appOptions{Annotations: injected("source"), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
+	fresh := e.deployApp(t, ns, "after", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 	e.checkSidecarRunning(t, fresh)
 	e.waitValue(t, ns, fresh.Name, "red", valueTimeout)
 	t.Logf("FIGURE upgrade: operator rollout %s; the app answered %d polls during it, none wrong (%d evaluations, no error)",
