@@ -93,35 +93,47 @@ func decodeStruct(b []byte, depth int) (map[string]any, bool) {
 		return nil, false
 	}
 	m := map[string]any{}
+	ok := eachField1(b, func(entry []byte) bool {
+		k, v, ok := decodeEntry(entry, depth)
+		if ok {
+			m[k] = v // a repeated key: the last one wins, as in protobuf maps
+		}
+		return ok
+	})
+	return m, ok
+}
+
+// eachField1 calls fn with the payload of every field 1 of message b, which must be
+// length-delimited (the repeated field of Struct and ListValue), skipping the
+// fields it does not know; false when b is malformed or fn returns false.
+func eachField1(b []byte, fn func(payload []byte) bool) bool {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
-			return nil, false
+			return false
 		}
 		b = b[n:]
 		if num != 1 {
 			n, ok := skipField(num, typ, b)
 			if !ok {
-				return nil, false
+				return false
 			}
 			b = b[n:]
 			continue
 		}
 		if typ != protowire.BytesType {
-			return nil, false
+			return false
 		}
-		entry, n := protowire.ConsumeBytes(b)
+		payload, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return nil, false
+			return false
 		}
 		b = b[n:]
-		k, v, ok := decodeEntry(entry, depth)
-		if !ok {
-			return nil, false
+		if !fn(payload) {
+			return false
 		}
-		m[k] = v // a repeated key: the last one wins, as in protobuf maps
 	}
-	return m, true
+	return true
 }
 
 // decodeEntry decodes a map entry {string key = 1; Value value = 2;}.
@@ -243,35 +255,12 @@ func decodeList(b []byte, depth int) ([]any, bool) {
 		return nil, false
 	}
 	l := []any{}
-	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
-			return nil, false
-		}
-		b = b[n:]
-		if num != 1 {
-			n, ok := skipField(num, typ, b)
-			if !ok {
-				return nil, false
-			}
-			b = b[n:]
-			continue
-		}
-		if typ != protowire.BytesType {
-			return nil, false
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, false
-		}
-		b = b[n:]
+	ok := eachField1(b, func(v []byte) bool {
 		value, ok := decodeValue(v, depth)
-		if !ok {
-			return nil, false
-		}
 		l = append(l, value)
-	}
-	return l, true
+		return ok
+	})
+	return l, ok
 }
 
 // appendProtoResponse appends the binary encoding of the response of a typed
