@@ -35,7 +35,7 @@ resources:
 images:
   - name: ghcr.io/flagpole-dev/flagpole
     newName: $name
-    newTag: $tag
+    newTag: "$tag"  # quoted: a tag of digits only (a short commit hash can be) is a string
 replacements:
   - source:
       kind: Deployment

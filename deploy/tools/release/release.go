@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/flagpole-dev/flagpole/deploy/tools/render"
@@ -96,7 +97,7 @@ func Write(root, outDir, version, imageRef string) ([]string, error) {
 	}
 	tag := ""
 	if img.Tag != "" {
-		tag = "    newTag: " + img.Tag + "\n"
+		tag = "    newTag: " + strconv.Quote(img.Tag) + "\n" // quoted: "1.2" or digits would be a number
 	}
 	k := fmt.Sprintf(overlay, filepath.ToSlash(rel), img.Repository, tag, img.Digest)
 	if err := os.WriteFile(filepath.Join(work, "kustomization.yaml"), []byte(k), 0o644); err != nil {
