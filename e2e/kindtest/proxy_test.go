@@ -1,7 +1,6 @@
 package kindtest
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,67 +8,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 )
-
-// proxyRBAC is the path of the flagd-proxy's ClusterRole in the install
-// (deploy/overlays/flagd-proxy), from this package's directory.
-const proxyRBAC = "../../deploy/overlays/flagd-proxy/proxy-rbac.yaml"
-
-// grantProxyRBAC applies the proxy's ClusterRole as deploy/overlays/flagd-proxy has
-// it, and gives the operator's ServiceAccount what docs/controller.md ("flagd-proxy")
-// says its flagd-proxy reconciler and webhook need. Those operator rules are still
-// PENDING in deploy/overlays/flagd-proxy (its kustomization says so); until they are
-// there, the test grants them itself, exactly as documented, and removes them after.
-func (e *env) grantProxyRBAC(t testing.TB) {
-	t.Helper()
-	ctx := t.Context()
-	if out, err := run(ctx, e.Kubectl, "--kubeconfig", e.Kubeconfig, "apply", "--server-side", "--field-manager", "flagpole-e2e", "-f", proxyRBAC); err != nil {
-		t.Fatal(err)
-	} else {
-		t.Logf("%s", strings.TrimSpace(out))
-	}
-	const name = "flagpole-e2e-operator-flagd-proxy"
-	sa := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: e.OperatorNamespace, Name: e.operator(t).Spec.Template.Spec.ServiceAccountName}}
-	verbs := []string{"get", "list", "watch", "create", "patch"}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.OperatorNamespace}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"serviceaccounts", "services"}, Verbs: verbs},
-		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: append(verbs, "delete")},
-		{APIGroups: []string{"policy"}, Resources: []string{"poddisruptionbudgets"}, Verbs: verbs},
-	}}
-	binding := "flagpole-flagd-proxy." + e.OperatorNamespace
-	clusterRole := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterrolebindings"}, ResourceNames: []string{binding}, Verbs: []string{"get", "list", "watch", "patch"}},
-		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterrolebindings"}, Verbs: []string{"create"}},
-		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterroles"}, ResourceNames: []string{"flagpole-flagd-proxy"}, Verbs: []string{"bind"}},
-	}}
-	rbac := e.Cluster.Kube.RbacV1()
-	if _, err := rbac.Roles(e.OperatorNamespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rbac.RoleBindings(e.OperatorNamespace).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.OperatorNamespace},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: sa}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rbac.ClusterRoles().Create(ctx, clusterRole, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: sa}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		_ = rbac.ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = rbac.ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = rbac.RoleBindings(e.OperatorNamespace).Delete(ctx, name, metav1.DeleteOptions{})
-		_ = rbac.Roles(e.OperatorNamespace).Delete(ctx, name, metav1.DeleteOptions{})
-	})
-}
 
 // TestFlagdProxy: two apps in two namespaces read their flags through the one
 // flagd-proxy the operator deploys (the image under test, in the operator's
@@ -78,11 +21,13 @@ func (e *env) grantProxyRBAC(t testing.TB) {
 // namespace re-pointed at the second namespace's FeatureFlag — the injected
 // container, token and all, with only the selector changed — is refused by the proxy
 // and serves nothing.
+//
+// The proxy's ClusterRole and the operator's rules to deploy it are part of every
+// install (deploy/base/flagd-proxy-rbac.yaml): nothing is granted here.
 func TestFlagdProxy(t *testing.T) {
 	e := kind(t)
 	t.Parallel()
 	ctx := t.Context()
-	e.grantProxyRBAC(t)
 	a, b := e.namespace(t, "proxy-a"), e.namespace(t, "proxy-b")
 	for ns, color := range map[string]string{a: "red", b: "blue"} {
 		e.createFlags(t, ns, color)
