@@ -308,19 +308,7 @@ func (s *Service) appendResponse(b []byte, p fastProcedure, r result) (out []byt
 	if r.meta.err != nil {
 		return b, false, nil //nolint:nilerr // protojson would refuse the metadata: not exact, and the caller's marshal reports it
 	}
-	var hasValue bool
-	switch p.typ {
-	case eval.TypeBoolean:
-		_, hasValue = r.res.Value.(bool)
-	case eval.TypeString:
-		_, hasValue = r.res.Value.(string)
-	case eval.TypeInteger:
-		_, hasValue = r.res.Value.(int64)
-	case eval.TypeFloat:
-		_, hasValue = r.res.Value.(float64)
-	case eval.TypeObject:
-		hasValue = obj != nil
-	}
+	hasValue := hasTypedValue(p.typ, r.res.Value, obj)
 	ok := true
 	b = append(b, '{')
 	if hasValue || p.api != apiV2 { // v1 and schema.v1 write the zero value
@@ -476,4 +464,27 @@ func connectHTTPStatus(code connect.Code) int {
 		return 401
 	}
 	return 500
+}
+
+// hasTypedValue reports whether a resolution carries a value of the method's type
+// (obj: the object value, when the method resolves objects), which both response
+// encoders, JSON and protobuf, write only then.
+func hasTypedValue(typ eval.Type, v any, obj *cachedStruct) bool {
+	switch typ {
+	case eval.TypeBoolean:
+		_, ok := v.(bool)
+		return ok
+	case eval.TypeString:
+		_, ok := v.(string)
+		return ok
+	case eval.TypeInteger:
+		_, ok := v.(int64)
+		return ok
+	case eval.TypeFloat:
+		_, ok := v.(float64)
+		return ok
+	case eval.TypeObject:
+		return obj != nil
+	}
+	return false
 }

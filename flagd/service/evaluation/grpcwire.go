@@ -281,19 +281,7 @@ func (s *Service) appendProtoResponse(b []byte, p fastProcedure, r result) (out 
 	if !r.meta.hasProto() {
 		return b, false, nil // the same
 	}
-	var hasValue bool
-	switch p.typ {
-	case eval.TypeBoolean:
-		_, hasValue = r.res.Value.(bool)
-	case eval.TypeString:
-		_, hasValue = r.res.Value.(string)
-	case eval.TypeInteger:
-		_, hasValue = r.res.Value.(int64)
-	case eval.TypeFloat:
-		_, hasValue = r.res.Value.(float64)
-	case eval.TypeObject:
-		hasValue = obj != nil
-	}
+	hasValue := hasTypedValue(p.typ, r.res.Value, obj)
 	// v1 and schema.v1 write a plain proto3 field (absent when zero); v2's value is
 	// optional (present whenever there is a value, zero or not), and so is its
 	// variant, which it leaves out without a value
