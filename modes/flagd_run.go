@@ -67,6 +67,24 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 	if err != nil {
 		return err
 	}
+
+	// The sources start first: reading and compiling the flags (most of the time to
+	// the first answer) overlaps with setting up the listeners. Until the store is
+	// ready, evaluations answer as flagd does before its first sync.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg gosync.WaitGroup
+	defer wg.Wait() // on an early return too: the sources have stopped when Serve returns
+	defer cancel()
+	errs := make(chan error, 6)
+	goRun := func(name string, fn func() error) {
+		wg.Go(func() {
+			if err := fn(); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		})
+	}
+	goRun("sources", func() error { flagsync.Feed(ctx, st, sources); return nil })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m, err := metrics.New(reg)
@@ -174,19 +192,6 @@ func (c *FlagdStartCmd) Serve(ctx context.Context, log zerolog.Logger, build Bui
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg gosync.WaitGroup
-	errs := make(chan error, 6)
-	goRun := func(name string, fn func() error) {
-		wg.Go(func() {
-			if err := fn(); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		})
-	}
-	goRun("sources", func() error { flagsync.Feed(ctx, st, sources); return nil })
 	goRun("evaluation", func() error { return server.Serve(ctx, evalLn, evalCfg, evalSvc.Handler(), log, evalSvc.Shutdown) })
 	goRun("ofrep", func() error { return server.Serve(ctx, ofrepLn, ofrepCfg, ofrepSvc.Handler(), log, nil) })
 	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
