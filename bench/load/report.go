@@ -98,7 +98,7 @@ func (r report) markdown() string {
 	}
 	fmt.Fprintf(&b, "- HTTP/1.1 workloads use a minimal wrk-like client (pre-encoded requests, responses parsed in place); "+
 		"every answer is checked (the first one per client fully decoded, then status + known fragments; bulk: status, length and ETag).\n")
-	fmt.Fprintf(&b, "- Startup: first correct answer (a Connect JSON ResolveBoolean polled every 0.1 ms from just before fork/exec) "+
+	fmt.Fprintf(&b, "- Startup: first correct answer (a Connect JSON ResolveBoolean polled every 1 ms from just before fork/exec) "+
 		"**%s** after process start, median of %d starts (%s); idle RSS **%s** (%s after the first answer: %s anonymous, %s file-backed, "+
 		"i.e. pages of the %.1f MiB binary); idle RSS after the load %s.\n\n",
 		ms(r.firstAnswer), len(r.firstAnswers), msList(r.firstAnswers), mib(r.idleRSS), c.settle, mib(r.idleAnon), mib(r.idleFile),

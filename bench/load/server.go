@@ -203,7 +203,7 @@ func startOnce(ctx context.Context, o serverOptions) (*server, error) {
 			return nil, fmt.Errorf("no correct answer within %v (last: status %d, error %v, body %.200q); server log:\n%s",
 				o.timeout, status, err, body, s.log.String())
 		}
-		time.Sleep(100 * time.Microsecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -11,10 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	gosync "sync"
 
 	"sigs.k8s.io/yaml"
 
@@ -79,7 +83,10 @@ func decode(data []byte) (any, error) {
 		}
 		trimmed = converted
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if doc, ok := decodeTree(trimmed); ok {
+		return doc, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed)) // for its errors (decodeTree's are not precise)
 	var doc any
 	if err := dec.Decode(&doc); err != nil {
 		return nil, jsonError(trimmed, err)
@@ -234,36 +241,36 @@ func (p *parser) document(doc any) *Set {
 	rawFlags, present := root["flags"]
 	switch fl := rawFlags.(type) {
 	case map[string]any:
+		jobs := make([]flagJob, 0, len(fl))
 		for _, key := range sortedKeys(fl) {
-			path := eval.Key("flags", key)
-			if key == "" {
-				p.failf(path, "a flag key must not be empty")
-				continue
+			jobs = append(jobs, flagJob{key: key, raw: fl[key], path: eval.Key("flags", key)})
+		}
+		for _, j := range p.compileFlags(jobs, set.Metadata) {
+			p.errors, p.warnings = append(p.errors, j.errors...), append(p.warnings, j.warnings...)
+			if j.flag != nil {
+				set.Flags = append(set.Flags, j.flag)
 			}
-			set.Flags = p.appendFlag(set.Flags, key, fl[key], path, set.Metadata, false)
 		}
 	case []any:
-		seen := map[[2]string]string{}
+		jobs := make([]flagJob, len(fl))
 		for i, raw := range fl {
-			path := eval.Index("flags", i)
-			obj, _ := raw.(map[string]any)
-			key, _ := obj["key"].(string)
-			if obj != nil && key == "" {
-				p.failf(eval.Key(path, "key"), "a flag in the array form needs a non-empty string \"key\"")
+			jobs[i] = flagJob{raw: raw, path: eval.Index("flags", i), arrayForm: true}
+		}
+		seen := map[[2]string]string{}
+		for _, j := range p.compileFlags(jobs, set.Metadata) {
+			p.errors, p.warnings = append(p.errors, j.errors...), append(p.warnings, j.warnings...)
+			f := j.flag
+			if f == nil {
 				continue
 			}
-			before := len(set.Flags)
-			set.Flags = p.appendFlag(set.Flags, key, raw, path, set.Metadata, true)
-			if len(set.Flags) == before {
-				continue
-			}
-			f := set.Flags[len(set.Flags)-1]
 			id := [2]string{f.FlagSetID, f.Key}
 			if prev, dup := seen[id]; dup {
-				p.schemaf(path, "flag %q is defined again in flag set %q (first at %s); the last definition wins", f.Key, f.FlagSetID, prev)
-				set.Flags = removeFlag(set.Flags[:len(set.Flags)-1], id, f)
+				p.schemaf(j.path, "flag %q is defined again in flag set %q (first at %s); the last definition wins", f.Key, f.FlagSetID, prev)
+				set.Flags = removeFlag(set.Flags, id, f)
+			} else {
+				set.Flags = append(set.Flags, f)
 			}
-			seen[id] = path
+			seen[id] = j.path
 		}
 	case nil:
 		if !present {
@@ -276,6 +283,78 @@ func (p *parser) document(doc any) *Set {
 	}
 	p.checkEvaluators()
 	return set
+}
+
+// flagJob is one flag of a document to compile, and what compiling it found.
+type flagJob struct {
+	key       string // map form; the array form reads the flag's "key"
+	raw       any
+	path      string
+	arrayForm bool
+
+	flag             *eval.Flag // nil when the flag has errors
+	errors, warnings Problems
+}
+
+// parallelFlags is the number of flags from which a document's flags are compiled
+// on several cores: a sidecar's start-up is mostly compiling its flags.
+const parallelFlags = 256
+
+// compileFlags compiles the flags of jobs, in contiguous runs on up to GOMAXPROCS
+// goroutines, each with its own parser (and literal interner) over the read-only
+// state of p: the evaluators, all resolved by loadEvaluators, and the flag-set
+// metadata. The results stay in document order, so problems and flags come out as
+// from a sequential pass.
+func (p *parser) compileFlags(jobs []flagJob, setMeta map[string]any) []flagJob {
+	p.setMeta, p.setMetaDone = mergeMetadata(setMeta, nil), true
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(jobs)/(parallelFlags/2)))
+	if len(jobs) < parallelFlags {
+		workers = 1
+	}
+	run := func(part []flagJob, in *eval.Interner) {
+		for i := range part {
+			j := &part[i]
+			c := &parser{strict: p.strict, evaluators: p.evaluators, resolved: p.resolved,
+				setMeta: p.setMeta, setMetaDone: true, literals: in}
+			c.compileFlag(j, setMeta)
+			j.errors, j.warnings = c.errors, c.warnings
+		}
+	}
+	if workers == 1 {
+		run(jobs, p.literals)
+		return jobs
+	}
+	var wg gosync.WaitGroup
+	size := (len(jobs) + workers - 1) / workers
+	for start := 0; start < len(jobs); start += size {
+		part := jobs[start:min(start+size, len(jobs))]
+		in := p.literals
+		if start > 0 {
+			in = eval.NewInterner() // an Interner is not safe for concurrent use
+		}
+		wg.Go(func() { run(part, in) })
+	}
+	wg.Wait()
+	return jobs
+}
+
+// compileFlag compiles one flag of a document into j.flag, recording its problems.
+func (p *parser) compileFlag(j *flagJob, setMeta map[string]any) {
+	key := j.key
+	if j.arrayForm {
+		obj, _ := j.raw.(map[string]any)
+		key, _ = obj["key"].(string)
+		if obj != nil && key == "" {
+			p.failf(eval.Key(j.path, "key"), "a flag in the array form needs a non-empty string \"key\"")
+			return
+		}
+	} else if key == "" {
+		p.failf(j.path, "a flag key must not be empty")
+		return
+	}
+	if out := p.appendFlag(nil, key, j.raw, j.path, setMeta, j.arrayForm); len(out) == 1 {
+		j.flag = out[0]
+	}
 }
 
 // removeFlag replaces an earlier flag with the same flag set and key by f.
@@ -560,7 +639,7 @@ func (p *parser) resolveEvaluator(name string, stack []string) (resolved, bool) 
 			return resolved{}, true
 		}
 	}
-	tree, size := p.inline(raw, eval.Key("$evaluators", name), append(stack, name))
+	tree, size, _ := p.inline(raw, append(stack, name))
 	r := resolved{tree: tree, size: size}
 	p.resolved[name] = r
 	return r, true
@@ -569,7 +648,7 @@ func (p *parser) resolveEvaluator(name string, stack []string) (resolved, bool) 
 // inlineRule inlines the $refs of a rule and rejects it when its expanded size is
 // over MaxRuleNodes.
 func (p *parser) inlineRule(x any, path string) any {
-	tree, size := p.inline(x, path, nil)
+	tree, size, _ := p.inline(x, nil)
 	if size > MaxRuleNodes {
 		p.failf(path, "the rule expands to %d nodes after inlining $ref, more than %d (evaluators that reference each other several times multiply)", size, MaxRuleNodes)
 		return nil
@@ -577,20 +656,22 @@ func (p *parser) inlineRule(x any, path string) any {
 	return tree
 }
 
-// inline returns a copy of a rule tree with every {"$ref": name} replaced by the
-// named evaluator (shared, not copied), and the number of nodes the tree has once
-// fully expanded (saturating above MaxRuleNodes). A $ref to a missing evaluator is
-// left in place: strict mode rejects it; in lenient mode the evaluation fails with
-// PARSE_ERROR, as in flagd.
-func (p *parser) inline(x any, path string, stack []string) (any, int) {
+// inline returns the rule tree with every {"$ref": name} replaced by the named
+// evaluator (shared, not copied), and the number of nodes the tree has once fully
+// expanded (saturating above MaxRuleNodes). Only the objects and arrays on the way
+// to a $ref are copied: a subtree without one is returned as it is (the decoded
+// tree belongs to the parser, and nothing writes to it). A $ref to a missing
+// evaluator is left in place: strict mode rejects it; in lenient mode the evaluation
+// fails with PARSE_ERROR, as in flagd.
+func (p *parser) inline(x any, stack []string) (tree any, size int, replaced bool) {
 	if name, ok := refName(x); ok {
 		r, found := p.resolveEvaluator(name, stack)
 		if !found {
-			return x, 1 // reported by the compiler as a $ref to a missing evaluator
+			return x, 1, false // reported by the compiler as a $ref to a missing evaluator
 		}
-		return r.tree, r.size
+		return r.tree, r.size, true
 	}
-	size := 1
+	size = 1
 	add := func(n int) {
 		size += n
 		if size > MaxRuleNodes {
@@ -599,23 +680,37 @@ func (p *parser) inline(x any, path string, stack []string) (any, int) {
 	}
 	switch t := x.(type) {
 	case map[string]any:
-		out := make(map[string]any, len(t))
+		var out map[string]any
 		for k, v := range t {
-			tree, n := p.inline(v, eval.Key(path, k), stack)
-			out[k] = tree
+			sub, n, r := p.inline(v, stack)
 			add(n)
+			if r {
+				if out == nil {
+					out = maps.Clone(t)
+				}
+				out[k] = sub
+			}
 		}
-		return out, size
+		if out != nil {
+			return out, size, true
+		}
 	case []any:
-		out := make([]any, len(t))
+		var out []any
 		for i, v := range t {
-			tree, n := p.inline(v, eval.Index(path, i), stack)
-			out[i] = tree
+			sub, n, r := p.inline(v, stack)
 			add(n)
+			if r {
+				if out == nil {
+					out = slices.Clone(t)
+				}
+				out[i] = sub
+			}
 		}
-		return out, size
+		if out != nil {
+			return out, size, true
+		}
 	}
-	return x, size
+	return x, size, false
 }
 
 // checkEvaluators compiles every evaluator on its own, so its mistakes are reported

@@ -2,6 +2,7 @@ package flags_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -425,5 +426,76 @@ func TestDecodeErrorsNameThePlaceNotTheContent(t *testing.T) {
 				t.Errorf("the error quotes the document: %q", got)
 			}
 		})
+	}
+}
+
+// TestParallelCompileKeepsDocumentOrder: a document large enough to be compiled on
+// several cores gives the flags, problems and evaluations of a sequential pass, in
+// document order, in both forms and modes. Problems are spread over the document,
+// including the array form's duplicates and missing keys.
+func TestParallelCompileKeepsDocumentOrder(t *testing.T) {
+	var mapForm, arrayForm strings.Builder
+	mapForm.WriteString(`{"$evaluators":{"staff":{"ends_with":[{"var":"email"},"@example.com"]}},"flags":{`)
+	arrayForm.WriteString(`{"$evaluators":{"staff":{"ends_with":[{"var":"email"},"@example.com"]}},"flags":[`)
+	for i := range 700 {
+		if i > 0 {
+			mapForm.WriteString(",")
+			arrayForm.WriteString(",")
+		}
+		body := `"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off","targeting":{"if":[{"$ref":"staff"},"on",null]}`
+		switch i % 97 {
+		case 13:
+			body = `"state":"ENABLED","variants":{"on":true},"defaultVariant":"missing"` // an error
+		case 41:
+			body = `"state":"ON","variants":{"on":true},"defaultVariant":"on","extra":1` // warnings (lenient)
+		case 66:
+			body = `"state":"ENABLED","variants":{"on":true},"defaultVariant":"on","targeting":{"nope":[1]}` // unknown operator
+		}
+		fmt.Fprintf(&mapForm, `"f%04d":{%s}`, i, body)
+		key := fmt.Sprintf(`"key":"f%04d",`, i%350) // every key twice: duplicates
+		if i%211 == 5 {
+			key = `"key":"",`
+		}
+		fmt.Fprintf(&arrayForm, `{%s%s}`, key, body)
+	}
+	mapForm.WriteString("}}")
+	arrayForm.WriteString("]}")
+
+	type result struct {
+		Flags    []string
+		Problems []string
+	}
+	parse := func(doc string, mode flags.Mode) result {
+		var r result
+		set, err := flags.Parse([]byte(doc), mode)
+		if err != nil {
+			for _, p := range err.(flags.Problems) { //nolint:errorlint // Parse returns Problems itself
+				r.Problems = append(r.Problems, "error "+p.String())
+			}
+			return r
+		}
+		for _, p := range set.Warnings {
+			r.Problems = append(r.Problems, "warning "+p.String())
+		}
+		for _, f := range set.Flags {
+			res := f.Evaluate(map[string]any{"email": "ada@example.com"})
+			r.Flags = append(r.Flags, fmt.Sprintf("%s/%s=%v %s", f.FlagSetID, f.Key, res.Value, res.Variant))
+		}
+		return r
+	}
+	for name, doc := range map[string]string{"map form": mapForm.String(), "array form": arrayForm.String()} {
+		for _, mode := range []flags.Mode{flags.Lenient, flags.Strict} {
+			prev := runtime.GOMAXPROCS(1)
+			sequential := parse(doc, mode)
+			runtime.GOMAXPROCS(4)
+			parallel := parse(doc, mode)
+			runtime.GOMAXPROCS(prev)
+			if len(sequential.Problems) == 0 {
+				t.Fatalf("%s, mode %d: the document has no problems to order", name, mode)
+			}
+			if diff := cmp.Diff(sequential, parallel); diff != "" {
+				t.Errorf("%s, mode %d (-sequential +parallel):\n%s", name, mode, diff)
+			}
+		}
 	}
 }
