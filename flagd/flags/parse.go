@@ -57,12 +57,28 @@ type Set struct {
 // for what makes flagd reject the whole payload; the returned Problems list every
 // finding. The error, when not nil, is of type Problems.
 func Parse(data []byte, mode Mode) (*Set, error) {
-	doc, err := decode(data)
+	doc, err := toJSON(data)
+	if err != nil {
+		return nil, Problems{{Message: err.Error()}}
+	}
+	if tree, ok := decodeDocument(doc); ok {
+		p := &parser{strict: mode == Strict, literals: eval.NewInterner()}
+		if set := p.document(tree); !p.undecodable {
+			return p.result(set)
+		}
+	}
+	// The one-pass decoder refused the document, or one of its flags: encoding/json
+	// decodes it, or says what is wrong with it.
+	tree, err := decodeJSON(doc)
 	if err != nil {
 		return nil, Problems{{Message: err.Error()}}
 	}
 	p := &parser{strict: mode == Strict, literals: eval.NewInterner()}
-	set := p.document(doc)
+	return p.result(p.document(tree))
+}
+
+// result is Parse's answer for a parsed document.
+func (p *parser) result(set *Set) (*Set, error) {
 	if len(p.errors) > 0 {
 		return nil, p.errors
 	}
@@ -70,8 +86,8 @@ func Parse(data []byte, mode Mode) (*Set, error) {
 	return set, nil
 }
 
-// decode reads JSON, or YAML converted to JSON, into generic values.
-func decode(data []byte) (any, error) {
+// toJSON returns the document as JSON: YAML is converted, JSON is trimmed.
+func toJSON(data []byte) ([]byte, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return nil, errors.New("the document is empty")
@@ -83,18 +99,21 @@ func decode(data []byte) (any, error) {
 		}
 		trimmed = converted
 	}
-	if doc, ok := decodeTree(trimmed); ok {
-		return doc, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed)) // for its errors (decodeTree's are not precise)
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, jsonError(trimmed, err)
+	return trimmed, nil
+}
+
+// decodeJSON decodes a JSON document into generic values with encoding/json, whose
+// errors name the line and column of the problem.
+func decodeJSON(doc []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, jsonError(doc, err)
 	}
 	if dec.More() {
-		return nil, jsonError(trimmed, fmt.Errorf("unexpected data after the document at offset %d", dec.InputOffset()))
+		return nil, jsonError(doc, fmt.Errorf("unexpected data after the document at offset %d", dec.InputOffset()))
 	}
-	return doc, nil
+	return tree, nil
 }
 
 // jsonError adds the line and column to encoding/json's offset-based errors.
@@ -204,6 +223,7 @@ type parser struct {
 	setMeta     map[string]any
 	setMetaDone bool
 	literals    *eval.Interner // shared by every rule of the document
+	undecodable bool           // a flag decodeDocument left raw could not be decoded
 }
 
 // failf records a finding that makes flagd reject the payload, in both modes.
@@ -247,6 +267,7 @@ func (p *parser) document(doc any) *Set {
 		}
 		for _, j := range p.compileFlags(jobs, set.Metadata) {
 			p.errors, p.warnings = append(p.errors, j.errors...), append(p.warnings, j.warnings...)
+			p.undecodable = p.undecodable || j.undecodable
 			if j.flag != nil {
 				set.Flags = append(set.Flags, j.flag)
 			}
@@ -259,6 +280,7 @@ func (p *parser) document(doc any) *Set {
 		seen := map[[2]string]string{}
 		for _, j := range p.compileFlags(jobs, set.Metadata) {
 			p.errors, p.warnings = append(p.errors, j.errors...), append(p.warnings, j.warnings...)
+			p.undecodable = p.undecodable || j.undecodable
 			f := j.flag
 			if f == nil {
 				continue
@@ -294,6 +316,7 @@ type flagJob struct {
 
 	flag             *eval.Flag // nil when the flag has errors
 	errors, warnings Problems
+	undecodable      bool // a rawFlag decodeTree could not decode
 }
 
 // parallelFlags is the number of flags from which a document's flags are compiled
@@ -340,6 +363,12 @@ func (p *parser) compileFlags(jobs []flagJob, setMeta map[string]any) []flagJob 
 
 // compileFlag compiles one flag of a document into j.flag, recording its problems.
 func (p *parser) compileFlag(j *flagJob, setMeta map[string]any) {
+	if raw, ok := j.raw.(rawFlag); ok {
+		if j.raw, ok = decodeTree(raw); !ok {
+			j.undecodable = true // Parse decodes the document again with encoding/json
+			return
+		}
+	}
 	key := j.key
 	if j.arrayForm {
 		obj, _ := j.raw.(map[string]any)

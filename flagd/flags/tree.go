@@ -30,10 +30,33 @@ func decodeTree(data []byte) (v any, ok bool) {
 	return v, d.pos == len(d.data)
 }
 
+// rawFlag is the JSON of one flag of a document decoded by decodeDocument: checked
+// for syntax, decoded by the goroutine that compiles the flag.
+type rawFlag []byte
+
+// decodeDocument is decodeTree for a whole flag document, except that the flags of
+// its top-level "flags" member (an object or an array) are left as rawFlag values,
+// checked but not decoded: each is decoded where it is compiled, on every core, and
+// is garbage as soon as it is compiled. Its results are those of decodeTree, flag
+// values aside: decodeTree of a rawFlag can still fail on what only decoding sees
+// (a number out of float64's range), and the caller then decodes the whole document
+// with encoding/json.
+func decodeDocument(data []byte) (v any, ok bool) {
+	d := treeDecoder{data: data, lazyFlags: true}
+	d.space()
+	v, ok = d.value(0)
+	if !ok {
+		return nil, false
+	}
+	d.space()
+	return v, d.pos == len(d.data)
+}
+
 // treeDecoder is the state of decodeTree.
 type treeDecoder struct {
-	data []byte
-	pos  int
+	data      []byte
+	pos       int
+	lazyFlags bool // decodeDocument: the top-level "flags" member's flags stay raw
 }
 
 // space skips JSON whitespace.
@@ -106,7 +129,12 @@ func (d *treeDecoder) object(depth int) (any, bool) {
 		}
 		d.pos++
 		d.space()
-		v, ok := d.value(depth)
+		var v any
+		if depth == 1 && d.lazyFlags && k.(string) == "flags" {
+			v, ok = d.flags(depth)
+		} else {
+			v, ok = d.value(depth)
+		}
 		if !ok {
 			return nil, false
 		}
@@ -165,6 +193,18 @@ func (d *treeDecoder) array(depth int) (any, bool) {
 // number decodes a number of JSON's grammar as a float64.
 func (d *treeDecoder) number() (any, bool) {
 	start := d.pos
+	if !d.numberSyntax() {
+		return nil, false
+	}
+	f, err := strconv.ParseFloat(string(d.data[start:d.pos]), 64)
+	if err != nil { // out of range: encoding/json reports it
+		return nil, false
+	}
+	return f, true
+}
+
+// numberSyntax moves past a number of JSON's grammar.
+func (d *treeDecoder) numberSyntax() bool {
 	if d.data[d.pos] == '-' {
 		d.pos++
 	}
@@ -172,12 +212,12 @@ func (d *treeDecoder) number() (any, bool) {
 	case d.pos < len(d.data) && d.data[d.pos] == '0':
 		d.pos++
 	case d.digits() == 0:
-		return nil, false
+		return false
 	}
 	if d.pos < len(d.data) && d.data[d.pos] == '.' {
 		d.pos++
 		if d.digits() == 0 {
-			return nil, false
+			return false
 		}
 	}
 	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
@@ -186,14 +226,10 @@ func (d *treeDecoder) number() (any, bool) {
 			d.pos++
 		}
 		if d.digits() == 0 {
-			return nil, false
+			return false
 		}
 	}
-	f, err := strconv.ParseFloat(string(d.data[start:d.pos]), 64)
-	if err != nil { // out of range: encoding/json reports it
-		return nil, false
-	}
-	return f, true
+	return true
 }
 
 // digits consumes decimal digits and returns how many.
@@ -320,4 +356,163 @@ func (d *treeDecoder) hex4() (rune, bool) {
 	}
 	d.pos += 4
 	return r, true
+}
+
+// flags decodes the top-level "flags" member with its flags left as rawFlag values.
+func (d *treeDecoder) flags(depth int) (any, bool) {
+	if d.pos >= len(d.data) || (d.data[d.pos] != '{' && d.data[d.pos] != '[') {
+		return d.value(depth) // not a container of flags: the parser says what is wrong
+	}
+	open := d.data[d.pos]
+	depth++
+	if depth > maxTreeDepth {
+		return nil, false
+	}
+	d.pos++
+	m, a := map[string]any{}, []any{}
+	d.space()
+	if d.pos < len(d.data) && d.data[d.pos] == open+2 { // '}' is '{'+2, ']' is '['+2
+		d.pos++
+		if open == '{' {
+			return m, true
+		}
+		return a, true
+	}
+	for {
+		var key any
+		if open == '{' {
+			var ok bool
+			if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+				return nil, false
+			}
+			if key, ok = d.str(); !ok {
+				return nil, false
+			}
+			d.space()
+			if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+				return nil, false
+			}
+			d.pos++
+			d.space()
+		}
+		start := d.pos
+		if !d.skip(depth) {
+			return nil, false
+		}
+		if open == '{' {
+			m[key.(string)] = rawFlag(d.data[start:d.pos])
+		} else {
+			a = append(a, rawFlag(d.data[start:d.pos]))
+		}
+		d.space()
+		if d.pos >= len(d.data) {
+			return nil, false
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+			d.space()
+		case open + 2:
+			d.pos++
+			if open == '{' {
+				return m, true
+			}
+			return a, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// skip checks the syntax of the value at d.pos and moves past it, building nothing.
+func (d *treeDecoder) skip(depth int) bool {
+	if d.pos >= len(d.data) {
+		return false
+	}
+	switch c := d.data[d.pos]; {
+	case c == '{' || c == '[':
+		if depth+1 > maxTreeDepth {
+			return false
+		}
+		d.pos++
+		d.space()
+		if d.pos < len(d.data) && d.data[d.pos] == c+2 {
+			d.pos++
+			return true
+		}
+		for {
+			if c == '{' {
+				if d.pos >= len(d.data) || d.data[d.pos] != '"' || !d.skipString() {
+					return false
+				}
+				d.space()
+				if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+					return false
+				}
+				d.pos++
+				d.space()
+			}
+			if !d.skip(depth + 1) {
+				return false
+			}
+			d.space()
+			if d.pos >= len(d.data) {
+				return false
+			}
+			switch d.data[d.pos] {
+			case ',':
+				d.pos++
+				d.space()
+			case c + 2:
+				d.pos++
+				return true
+			default:
+				return false
+			}
+		}
+	case c == '"':
+		return d.skipString()
+	case c == 't':
+		return d.literal("true")
+	case c == 'f':
+		return d.literal("false")
+	case c == 'n':
+		return d.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return d.numberSyntax() // the range is checked where the flag is decoded
+	}
+	return false
+}
+
+// skipString checks a string's syntax (escapes, no control characters) and moves
+// past it; invalid UTF-8 is accepted, as decoding replaces it.
+func (d *treeDecoder) skipString() bool {
+	d.pos++ // "
+	for d.pos < len(d.data) {
+		switch c := d.data[d.pos]; {
+		case c == '"':
+			d.pos++
+			return true
+		case c < 0x20:
+			return false
+		case c == '\\':
+			if d.pos+1 >= len(d.data) {
+				return false
+			}
+			switch d.data[d.pos+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				d.pos += 2
+			case 'u':
+				d.pos += 2
+				if _, ok := d.hex4(); !ok {
+					return false
+				}
+			default:
+				return false
+			}
+		default:
+			d.pos++
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -22,6 +23,14 @@ var treeCases = []string{
 	``, ` `, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `[1,]`, `[1 2]`, `{"a":1}x`, `{"a":1} {}`, `01`, `1.`, `.5`, `-`, `1e`, `1e+`,
 	`+1`, `tru`, `nul`, `"\x"`, `"\u12"`, `"\u12g4"`, "\"a\tb\"", `"abc`, `1e999`, `{1:2}`, `[` + strings.Repeat("[", 10001) + strings.Repeat("]", 10002),
 	"\xef\xbb\xbf{}", `NaN`, `{"a":[1,{"b":"\ud83d\u00zz"}]}`,
+	// flag documents: the "flags" member's flags are left raw by decodeDocument
+	`{"flags":{"a":{"state":"ENABLED","variants":{"on":1e2}},"b":[1,"\u00e9"],"a":{"x":null}},"flags2":{"c":1}}`,
+	`{"flags":[{"key":"a"},[],"s",-1.5,null,true],"metadata":{"flags":{"n":1}}}`,
+	`{"flags":{}}`, `{"flags":[]}`, `{"flags":null}`, `{"flags":"x"}`, `{"x":{"flags":{"a":1}}}`,
+	`{"flags":{"a":{"n":1e999}}}`, `{"flags":[{"s":"\x"}]}`, `{"flags":{"a":01}}`, `{"flags":{"a":{"b":}}}`,
+	`{"flags":{"a":1,}}`, `{"flags":[1 2]}`, `{"flags":{"a" 1}}`, `{"flags":{"a":"` + "\x01" + `"}}`,
+	`{"flags":[` + strings.Repeat("[", 9997) + strings.Repeat("]", 9997) + `]}`,
+	`{"flags":[` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `]}`,
 }
 
 // TestDecodeTreeMatchesEncodingJSON: decodeTree accepts what encoding/json accepts
@@ -66,12 +75,50 @@ func sameAsEncodingJSON(t *testing.T, data []byte) bool {
 		t.Errorf("%q: decodeTree ok=%v, encoding/json error %v", truncate(data), ok, err)
 		return err == nil
 	}
-	if ok {
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%q (-encoding/json +decodeTree):\n%s", truncate(data), diff)
-		}
+	if ok && !reflect.DeepEqual(want, got) { // DeepEqual first: cmp is slow on deep nesting
+		t.Errorf("%q (-encoding/json +decodeTree):\n%s", truncate(data), cmp.Diff(want, got))
+	}
+	// decodeDocument, its raw flags decoded as the compile workers decode them
+	doc, docOK := decodeDocument(data)
+	if docOK {
+		doc, docOK = expandRawFlags(doc)
+	}
+	if docOK != (err == nil) {
+		t.Errorf("%q: decodeDocument (flags decoded) ok=%v, encoding/json error %v", truncate(data), docOK, err)
+	} else if docOK && !reflect.DeepEqual(want, doc) {
+		t.Errorf("%q (-encoding/json +decodeDocument):\n%s", truncate(data), cmp.Diff(want, doc))
 	}
 	return ok
+}
+
+// expandRawFlags decodes the rawFlag values decodeDocument leaves in "flags".
+func expandRawFlags(doc any) (any, bool) {
+	root, _ := doc.(map[string]any)
+	switch fl := root["flags"].(type) {
+	case map[string]any:
+		for k, v := range fl {
+			raw, isRaw := v.(rawFlag)
+			if !isRaw {
+				return nil, false // every flag of an object is left raw
+			}
+			var ok bool
+			if fl[k], ok = decodeTree(raw); !ok {
+				return nil, false
+			}
+		}
+	case []any:
+		for i, v := range fl {
+			raw, isRaw := v.(rawFlag)
+			if !isRaw {
+				return nil, false
+			}
+			var ok bool
+			if fl[i], ok = decodeTree(raw); !ok {
+				return nil, false
+			}
+		}
+	}
+	return doc, true
 }
 
 func truncate(b []byte) []byte {
