@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -347,4 +348,117 @@ func TestFlagdAuth(t *testing.T) {
 	if len(c.VolumeMounts) != 3 {
 		t.Errorf("mounts %v", c.VolumeMounts)
 	}
+}
+
+// TestFlagdDeploymentRestricted: the standalone Flagd's Deployment meets the
+// "restricted" Pod Security Standard whatever its FeatureFlagSource and auth ask
+// for: every container non-root, read-only root file system, no privilege
+// escalation, all capabilities dropped, RuntimeDefault seccomp, not privileged; the
+// pod non-root with RuntimeDefault seccomp, no host namespaces, host ports or host
+// paths.
+func TestFlagdDeploymentRestricted(t *testing.T) {
+	yes := true
+	cases := map[string]struct {
+		source func(*v1beta1.FeatureFlagSource)
+		flagd  func(*v1beta1.Flagd)
+	}{
+		"kubernetes source": {},
+		"every source kind, debug and env": {source: func(s *v1beta1.FeatureFlagSource) {
+			s.Spec.Sources = []v1beta1.Source{
+				{Source: "checkout", Provider: "kubernetes"},
+				{Source: "https://flags.example.com/flags.json", Provider: "http"},
+				{Source: "flags.example.com:8015", Provider: "grpc"},
+				{Source: "checkout", Provider: "flagd-proxy"},
+			}
+			s.Spec.DebugLogging = &yes
+			s.Spec.EnvVars = []corev1.EnvVar{{Name: "EXTRA", Value: "1"}}
+		}},
+		"auth with token, TLS and client CA": {flagd: func(fd *v1beta1.Flagd) {
+			fd.Spec.Auth = &v1beta1.FlagdAuth{TokenSecretRef: &v1beta1.SecretKeyRef{Name: "flagd-tokens", Key: "apps"},
+				TLS: &v1beta1.FlagdTLS{SecretName: "flagd-tls", ClientCASecretRef: &v1beta1.SecretKeyRef{Name: "clients", Key: "ca.pem"}}}
+		}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := newFlagdFixture(t)
+			src := fixtureSource()
+			if tc.source != nil {
+				tc.source(src)
+			}
+			f.seed(f.cluster.Sources, src)
+			f.seed(f.cluster.FeatureFlags, fixtureFlag())
+			f.seed(f.cluster.ServiceAccounts, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shared"}})
+			f.seed(f.r.flagds, fixtureFlagd(tc.flagd))
+			if err := f.sync(); err != nil {
+				t.Fatal(err)
+			}
+			var d appsv1.Deployment
+			decodeInto(t, f.api.body("PATCH", "/apis/apps/v1/namespaces/ns/deployments/shared"), &d)
+			for _, problem := range restrictedProblems(&d.Spec.Template.Spec) {
+				t.Error(problem)
+			}
+		})
+	}
+}
+
+// restrictedProblems lists how a pod spec falls short of the restricted Pod
+// Security Standard (the checks that apply to what flagpole renders).
+func restrictedProblems(p *corev1.PodSpec) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if p.HostNetwork || p.HostPID || p.HostIPC {
+		bad("pod shares host namespaces: network %v, PID %v, IPC %v", p.HostNetwork, p.HostPID, p.HostIPC)
+	}
+	psc := p.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+		bad("pod securityContext.runAsNonRoot is not true: %+v", psc)
+	}
+	if psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		bad("pod securityContext.seccompProfile is not RuntimeDefault: %+v", psc)
+	}
+	if psc != nil && psc.RunAsUser != nil && *psc.RunAsUser == 0 {
+		bad("pod runs as UID 0")
+	}
+	for _, v := range p.Volumes {
+		if v.HostPath != nil {
+			bad("volume %s is a hostPath (%s)", v.Name, v.HostPath.Path)
+		}
+	}
+	containers := append(slices.Clone(p.InitContainers), p.Containers...)
+	if len(containers) == 0 {
+		bad("no container")
+	}
+	for _, c := range containers {
+		sc := c.SecurityContext
+		if sc == nil {
+			bad("container %s has no securityContext", c.Name)
+			continue
+		}
+		check := func(field string, ok bool, got any) {
+			if !ok {
+				bad("container %s: securityContext.%s is %v", c.Name, field, got)
+			}
+		}
+		check("runAsNonRoot (want true)", sc.RunAsNonRoot != nil && *sc.RunAsNonRoot, ptrString(sc.RunAsNonRoot))
+		check("readOnlyRootFilesystem (want true)", sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, ptrString(sc.ReadOnlyRootFilesystem))
+		check("allowPrivilegeEscalation (want false)", sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation, ptrString(sc.AllowPrivilegeEscalation))
+		check("privileged (want unset or false)", sc.Privileged == nil || !*sc.Privileged, ptrString(sc.Privileged))
+		check("capabilities (want drop [ALL], add none)", sc.Capabilities != nil && slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) && len(sc.Capabilities.Add) == 0, sc.Capabilities)
+		check("seccompProfile (want RuntimeDefault)", sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault, sc.SeccompProfile)
+		check("runAsUser (want not 0)", sc.RunAsUser == nil || *sc.RunAsUser != 0, ptrString(sc.RunAsUser))
+		for _, port := range c.Ports {
+			if port.HostPort != 0 {
+				bad("container %s: port %s binds host port %d", c.Name, port.Name, port.HostPort)
+			}
+		}
+	}
+	return out
+}
+
+// ptrString prints a pointer's value, or "unset".
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
 }

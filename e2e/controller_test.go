@@ -117,6 +117,9 @@ func TestFlagdReconciled(t *testing.T) {
 	if ref := metav1.GetControllerOf(d); ref == nil || ref.Kind != "Flagd" || ref.Name != "shared" {
 		t.Errorf("Deployment owner %v", ref)
 	}
+	// The API server's own Pod Security admission judges the pod the Deployment
+	// would run: admitted under "restricted".
+	admittedRestricted(t, e.c, d.Spec.Template)
 	// The Service is applied after the Deployment: wait for it too.
 	var svc *corev1.Service
 	waitFor(t, "the Service", func() (bool, error) {
@@ -380,4 +383,28 @@ func TestLeaderElection(t *testing.T) {
 // leads reports whether an operator process logged that it became the leader.
 func leads(o *harness.Operator) bool {
 	return slices.ContainsFunc(o.Logs(), func(l harness.LogEntry) bool { return l.Message() == "became the leader" })
+}
+
+// admittedRestricted creates (dry run) a pod of template in a namespace that
+// enforces the "restricted" Pod Security Standard, so that the API server's
+// PodSecurity admission judges it; a pod with the host's PID namespace and no
+// securityContext is refused there first, which proves the policy is enforced.
+func admittedRestricted(t *testing.T, c *harness.Cluster, template corev1.PodTemplateSpec) {
+	t.Helper()
+	ctx := t.Context()
+	ns := harness.Namespace(t, c, "psa")
+	labels := `{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted","pod-security.kubernetes.io/enforce-version":"latest"}}}`
+	if _, err := c.Kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(labels), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: corev1.PodSpec{HostPID: true,
+		Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	if _, err := c.Kube.CoreV1().Pods(ns).Create(ctx, plain, dryRun); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `violates PodSecurity "restricted`) {
+		t.Fatalf("a pod with the host's PID namespace and no securityContext in a namespace enforcing restricted: %v, want refused by PodSecurity", err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "rendered", Labels: template.Labels}, Spec: *template.Spec.DeepCopy()}
+	if _, err := c.Kube.CoreV1().Pods(ns).Create(ctx, pod, dryRun); err != nil {
+		t.Errorf("the rendered pod is not admitted under the restricted Pod Security Standard: %v", err)
+	}
 }

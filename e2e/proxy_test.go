@@ -370,6 +370,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 			strings.Contains(body, "system:serviceaccount:"+a.ns+":web may not get FeatureFlag "+b.ns+"/search"), fmt.Errorf("/readyz %d %s (%w)", code, body, err)
 	})
 	checkProxyRefusals(t, c, px.sync, a, b, tokenA)
+	checkProxyAccountability(t, px, a, b, tokenA)
 	if err := syncCall(ctx, px.sync, tokenA, a.selector()); err != nil {
 		t.Errorf("own flag, direct call: %v", err)
 	}
@@ -562,4 +563,91 @@ func checkProxyRefusals(t *testing.T, c *harness.Cluster, addr string, a, b *pro
 	wantRefused(t, "an API server token", syncCall(ctx, addr, apiToken, a.selector()), codes.PermissionDenied, `is invalid for the target audiences ["flagpole-flagd-proxy"]`)
 	wantRefused(t, "a forged token", syncCall(ctx, addr, tokenA[:len(tokenA)-4]+"AAAA", a.selector()), codes.PermissionDenied, "does not accept the token")
 	wantRefused(t, "a file selector", syncCall(ctx, addr, tokenA, "file:/etc/passwd"), codes.InvalidArgument, "unrecognized URI: file:/etc/passwd")
+}
+
+// checkProxyAccountability: after the accepted sidecars and the refusals above,
+// the proxy's /metrics counts accepted and refused callers by check, and its log
+// names refused callers by their ServiceAccount, never by their token.
+func checkProxyAccountability(t *testing.T, px *proxyProcess, a, b *proxyTeam, tokenA string) {
+	t.Helper()
+	metrics := scrape(t, "http://"+px.management+"/metrics")
+	decisions := map[string]float64{} // "check result" → count, cached or not
+	refused := map[string]float64{}
+	for line := range strings.Lines(metrics) {
+		name, labels, value, ok := parseSample(line)
+		switch {
+		case !ok:
+		case name == "flagpole_flagd_proxy_auth_decisions_total":
+			decisions[labels["check"]+" "+labels["result"]] += value
+		case name == "flagpole_flagd_proxy_refused_total":
+			refused[labels["code"]] += value
+		}
+	}
+	for _, key := range []string{"token allowed", "token denied", "access allowed", "access denied"} {
+		if decisions[key] < 1 {
+			t.Errorf("flagpole_flagd_proxy_auth_decisions_total counts no %q decision: %v", key, decisions)
+		}
+	}
+	// the five direct refusals of checkProxyRefusals (four PermissionDenied, one
+	// InvalidArgument) and the intruder's
+	if refused["PermissionDenied"] < 5 || refused["InvalidArgument"] < 1 {
+		t.Errorf("flagpole_flagd_proxy_refused_total: %v", refused)
+	}
+	var lines []harness.LogEntry
+	for _, e := range harness.ReadLogs(px.proc.LogPath) {
+		if e.Message() == "flagd-proxy request refused (logged at most every 10 s)" {
+			lines = append(lines, e)
+		}
+	}
+	if len(lines) == 0 {
+		t.Fatal("no refusal logged")
+	}
+	// The first refusal of the test has a verified caller: the intruder (or a
+	// sidecar that asked before the API server's RBAC cache had its new grant).
+	callers := map[string]bool{"system:serviceaccount:" + a.ns + ":web": true, "system:serviceaccount:" + b.ns + ":web": true}
+	if first := lines[0]; !callers[first.String("caller")] || first.String("code") != "PermissionDenied" || first.Level() != "warn" ||
+		(first.String("selector") != a.selector() && first.String("selector") != b.selector()) {
+		t.Errorf("the first refusal's log line: %s", first.Text())
+	}
+	for _, l := range lines {
+		if c, ok := l["caller"]; ok && !callers[l.String("caller")] {
+			t.Errorf("a refusal logged with caller %v: %s", c, l.Text())
+		}
+	}
+	if float64(len(lines)) > refused["PermissionDenied"]+refused["InvalidArgument"] {
+		t.Errorf("%d refusal lines for %v refusals", len(lines), refused)
+	}
+	log, err := os.ReadFile(px.proc.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), tokenA) || strings.Contains(string(log), tokenA[:len(tokenA)-4]+"AAAA") {
+		t.Error("the proxy's log holds a caller's token")
+	}
+}
+
+// parseSample parses a line of the Prometheus text format, `name{k="v",...} value`
+// (label values without escapes, as flagpole's are); comments are not samples.
+func parseSample(line string) (name string, labels map[string]string, value float64, ok bool) {
+	line = strings.TrimSpace(line)
+	if line == "" || strings.HasPrefix(line, "#") {
+		return "", nil, 0, false
+	}
+	head, val, found := strings.Cut(line, " ")
+	if !found {
+		return "", nil, 0, false
+	}
+	if _, err := fmt.Sscan(val, &value); err != nil {
+		return "", nil, 0, false
+	}
+	labels = map[string]string{}
+	name, rest, hasLabels := strings.Cut(head, "{")
+	if hasLabels {
+		for pair := range strings.SplitSeq(strings.TrimSuffix(rest, "}"), ",") {
+			if k, v, found := strings.Cut(pair, "="); found {
+				labels[k] = strings.Trim(v, `"`)
+			}
+		}
+	}
+	return name, labels, value, true
 }

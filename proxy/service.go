@@ -41,6 +41,8 @@ type Options struct {
 	// MaxStreams caps concurrent SyncFlags streams; more get ResourceExhausted. 0
 	// is 10,000.
 	MaxStreams int
+	// Now is the clock of the refusal log's throttle (tests); nil is time.Now.
+	Now func() time.Time
 }
 
 // Service is the proxy's FlagSyncService.
@@ -57,7 +59,9 @@ func NewService(opts Options) *Service {
 	if opts.MaxStreams <= 0 {
 		opts.MaxStreams = defaultMaxStreams
 	}
-	return &Service{opts: opts, done: make(chan struct{})}
+	s := &Service{opts: opts, done: make(chan struct{})}
+	s.refusals.Now = opts.Now
+	return s
 }
 
 // Serve serves the service on ln through a sync listener configured by listener

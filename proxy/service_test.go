@@ -34,7 +34,13 @@ func serve(t *testing.T, f *Flags, auth *Authorizer, maxStreams int) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(Options{Flags: f, Auth: auth, Log: zerolog.Nop(), Metrics: m, MaxStreams: maxStreams})
+	return serveWith(t, Options{Flags: f, Auth: auth, Log: zerolog.Nop(), Metrics: m, MaxStreams: maxStreams})
+}
+
+// serveWith serves a Service of opts.
+func serveWith(t *testing.T, opts Options) *served {
+	t.Helper()
+	svc := NewService(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +68,7 @@ func serve(t *testing.T, f *Flags, auth *Authorizer, maxStreams int) *served {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &served{client: syncv1grpc.NewFlagSyncServiceClient(conn), metrics: m, stop: stop}
+	return &served{client: syncv1grpc.NewFlagSyncServiceClient(conn), metrics: opts.Metrics, stop: stop}
 }
 
 // as adds a bearer token (if any) and a Flagd-Selector header (if any) to ctx.

@@ -18,17 +18,19 @@ type LogThrottle struct {
 	// DefaultLogEvery.
 	Every time.Duration
 
+	// Now is the clock (tests); nil is time.Now. Set it before the first Allow.
+	Now func() time.Time
+
 	last       atomic.Int64 // unix nanos of the last logged occurrence; 0: none yet
 	suppressed atomic.Int64
-	now        func() time.Time // tests
 }
 
 // Allow records an occurrence and reports whether to log it, and how many
 // occurrences were not logged before it (reset when it returns true).
 func (t *LogThrottle) Allow() (log bool, suppressed int64) {
 	now := time.Now
-	if t.now != nil {
-		now = t.now
+	if t.Now != nil {
+		now = t.Now
 	}
 	every := t.Every
 	if every <= 0 {

@@ -11,7 +11,7 @@ import (
 func TestLogThrottle(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	var mu sync.Mutex
-	th := &LogThrottle{Every: 10 * time.Second, now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }}
+	th := &LogThrottle{Every: 10 * time.Second, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }}
 	var wg sync.WaitGroup
 	var logged, held sync.Map
 	for i := range 1000 {

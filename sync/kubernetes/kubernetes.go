@@ -55,6 +55,8 @@ type Source struct {
 	log       zerolog.Logger
 	// onWatch, when set (tests), is called after every watch the informer opens.
 	onWatch func()
+	// onInformer, when set (tests), receives the informer Run builds, before it runs.
+	onInformer func(cache.SharedIndexInformer)
 }
 
 // Client lists and watches FeatureFlags in a namespace. ClientFromEnvironment returns
@@ -178,6 +180,9 @@ func (s *Source) Run(ctx context.Context, out chan<- flagsync.Update) error {
 		return fmt.Errorf("kubernetes source %s: %w", s.source, err)
 	}
 	r.synced = reg.HasSynced
+	if s.onInformer != nil {
+		s.onInformer(r.informer)
+	}
 
 	var wg sync.WaitGroup
 	wg.Go(func() { r.informer.RunWithContext(ctx) })

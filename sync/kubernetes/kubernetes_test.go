@@ -15,8 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
+	applycorev1beta1 "github.com/flagpole-dev/flagpole/crd/generated/applyconfiguration/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/crd/generated/clientset/versioned/fake"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	flagsync "github.com/flagpole-dev/flagpole/sync"
@@ -334,4 +336,69 @@ func TestStoreReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(state{Ready: true, Served: true, Problem: "FeatureFlag shop/flags was deleted (serving its last flags until it is re-created)"})
+}
+
+// TestCacheHoldsNoManagedFields: a FeatureFlag written by several field managers
+// (server-side apply, as kubectl, GitOps tools and controllers write) carries their
+// bookkeeping; the informer of a running source keeps the object without it, and
+// still serves its flags.
+func TestCacheHoldsNoManagedFields(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	ffs := client.CoreV1beta1().FeatureFlags(ns)
+	if _, err := ffs.Create(ctx, featureFlag(ns, name, "v0"), metav1.CreateOptions{FieldManager: "kubectl-create"}); err != nil {
+		t.Fatal(err)
+	}
+	managers := []string{"argocd", "team-bot", "kustomize-controller", "kubectl"}
+	for _, manager := range managers {
+		notes := map[string]string{}
+		for i := range 25 {
+			notes[fmt.Sprintf("%s.example.com/note-%02d", manager, i)] = "x"
+		}
+		if _, err := ffs.Apply(ctx, applycorev1beta1.FeatureFlag(name, ns).WithAnnotations(notes), metav1.ApplyOptions{FieldManager: manager, Force: true}); err != nil {
+			t.Fatalf("apply as %s: %v", manager, err)
+		}
+	}
+	live, err := ffs.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bookkeeping, err := json.Marshal(live.ManagedFields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live.ManagedFields) != len(managers)+1 || len(bookkeeping) < 4096 {
+		t.Fatalf("the stored FeatureFlag has %d managedFields entries (%d bytes), want %d of several KiB", len(live.ManagedFields), len(bookkeeping), len(managers)+1)
+	}
+	t.Logf("the API object carries %d managedFields entries, %d bytes of JSON", len(live.ManagedFields), len(bookkeeping))
+
+	informers := make(chan cache.SharedIndexInformer, 1)
+	s, err := New(flagsync.SourceConfig{URI: ns + "/" + name, Provider: flagsync.ProviderKubernetes}, zerolog.Nop(), clientset{client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.onInformer = func(inf cache.SharedIndexInformer) { informers <- inf }
+	updates := sourcetest.Run(t, s)
+	updates.Data(payload("v0"))
+	var inf cache.SharedIndexInformer
+	select {
+	case inf = <-informers:
+	case <-time.After(wait):
+		t.Fatal("Run built no informer")
+	}
+	cached := inf.GetStore().List()
+	if len(cached) != 1 {
+		t.Fatalf("the cache holds %d objects, want the FeatureFlag", len(cached))
+	}
+	ff, ok := cached[0].(*v1beta1.FeatureFlag)
+	if !ok {
+		t.Fatalf("the cache holds a %T", cached[0])
+	}
+	if len(ff.ManagedFields) != 0 {
+		t.Errorf("the cached FeatureFlag keeps %d managedFields entries", len(ff.ManagedFields))
+	}
+	if len(ff.Annotations) != len(live.Annotations) || ff.ResourceVersion != live.ResourceVersion {
+		t.Errorf("the cached FeatureFlag lost more than managedFields: %d annotations (want %d), resourceVersion %q (want %q)",
+			len(ff.Annotations), len(live.Annotations), ff.ResourceVersion, live.ResourceVersion)
+	}
 }

@@ -2,12 +2,14 @@ package certs
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -89,5 +91,79 @@ func TestRESTRequests(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("requests (-want +got):\n%s", d)
+	}
+}
+
+// withManagedFields adds n field managers' bookkeeping to an object, as the API
+// server returns it after several server-side applies.
+func withManagedFields(m metav1.Object, n int) {
+	var entries []metav1.ManagedFieldsEntry
+	for i := range n {
+		entries = append(entries, metav1.ManagedFieldsEntry{Manager: fmt.Sprintf("manager-%d", i), Operation: metav1.ManagedFieldsOperationApply,
+			APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: fmt.Appendf(nil, `{"f:metadata":{"f:labels":{"f:team-%d":{}}}}`, i)}})
+	}
+	m.SetManagedFields(entries)
+}
+
+// TestInformerDropsManagedFields: the informers on the webhook's Secret and its
+// webhook configurations (newInformer) cache them without managedFields, from the
+// list and from the watch.
+func TestInformerDropsManagedFields(t *testing.T) {
+	api := newFakeAPI()
+	c := api.clients("ops")
+	secrets, ok := c.secrets.(*fakeObjects[*corev1.Secret])
+	if !ok {
+		t.Fatalf("secrets are a %T", c.secrets)
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "webhook-tls"}, Data: map[string][]byte{"ca.crt": []byte("x")}}
+	withManagedFields(s, 3)
+	secrets.set(s)
+	changes, errs := make(chan struct{}, 16), make(chan error, 16)
+	inf, err := newInformer(c.secrets, "webhook-tls", &corev1.Secret{}, func() {
+		select {
+		case changes <- struct{}{}:
+		default:
+		}
+	}, func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go inf.RunWithContext(t.Context())
+	cachedSecret := func(want string) *corev1.Secret {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			obj, exists, err := inf.GetStore().GetByKey("ops/webhook-tls")
+			if cached, ok := obj.(*corev1.Secret); err == nil && exists && ok && string(cached.Data["ca.crt"]) == want {
+				return cached
+			}
+			select {
+			case <-changes:
+			case <-deadline:
+				t.Fatalf("the Secret with ca.crt %q never reached the cache", want)
+			}
+		}
+	}
+	if got := cachedSecret("x"); len(got.ManagedFields) != 0 {
+		t.Errorf("listed: the cached Secret keeps %d managedFields entries", len(got.ManagedFields))
+	}
+	s.Data["ca.crt"] = []byte("y")
+	withManagedFields(s, 5)
+	secrets.set(s)
+	if got := cachedSecret("y"); len(got.ManagedFields) != 0 {
+		t.Errorf("watched: the cached Secret keeps %d managedFields entries", len(got.ManagedFields))
+	}
+	if stored, err := c.secrets.Get(t.Context(), "webhook-tls"); err != nil || len(stored.ManagedFields) != 5 {
+		t.Fatalf("the fake API's Secret: %d managedFields entries, %v", len(stored.ManagedFields), err)
+	}
+	select {
+	case err := <-errs:
+		t.Errorf("list or watch: %v", err)
+	default:
 	}
 }
