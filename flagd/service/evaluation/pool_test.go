@@ -191,7 +191,7 @@ type echoAnswer struct {
 }
 
 // TestPooledBuffersKeepRequestsApart is the attack on the fast path's pooled
-// request buffers (and on grpc-go's pooled message buffers): 8 clients send ~400
+// request buffers (and on grpc-go's pooled message buffers): 8 clients send 432
 // concurrent requests, each with its own evaluation context, over the real
 // listener (HTTP/1.1 and h2c Connect JSON on the fast path, gRPC served by grpc-go),
 // with bodies around the 64 KiB pooling threshold, escaped strings decoded through
@@ -221,106 +221,123 @@ func TestPooledBuffersKeepRequestsApart(t *testing.T) {
 	var scribbled atomic.Int64
 	cfg.GRPC = svc.GRPCServer(append(server.GRPCServerOptions(cfg), experimental.BufferPool(scribblingPool{mem.DefaultBufferPool(), &scribbled}))...)
 	srv := serveWith(t, svc, cfg, false)
-	h1, h2 := h1Client(t), h2cClient(t)
+	c := &echoClients{kinds: kinds, srv: srv, h1: h1Client(t), h2: h2cClient(t)}
 	conn, err := grpc.NewClient(srv.ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
+	c.conn = conn
 
-	send := func(i int) {
-		k := kinds[i%len(kinds)]
-		var got echoAnswer
-		var err error
-		switch {
-		case k.grpc:
-			got, err = grpcEcho(t, conn, k, i)
-		case k.abort:
-			err = abortedUpload(srv.ln.Addr().String(), procPath(k.api, "string"), echoBody(i, k.size, k.escaped, k.tail))
-			if err != nil {
-				t.Errorf("%s #%d: %v", k.name, i, err)
-			}
-			return
-		default:
-			hc := h1
-			if k.h2 {
-				hc = h2
-			}
-			got, err = httpEcho(hc, srv.url+procPath(k.api, "string"), echoBody(i, k.size, k.escaped, k.tail), k.chunked)
-		}
-		if err != nil {
-			t.Errorf("%s #%d: %v", k.name, i, err)
-			return
-		}
-		if foreign := foreignMarkers(got.text, i); len(foreign) > 0 {
-			t.Errorf("%s #%d: the answer names other requests' contexts %q: %.300s", k.name, i, foreign, got.text)
-		}
-		switch {
-		case k.ok && (!got.ok || got.value != echoValue(i) || got.variant != echoVariant(i)):
-			t.Errorf("%s #%d: want variant %q of its own context, got %.300s", k.name, i, echoVariant(i), got.text)
-		case !k.ok && got.ok:
-			t.Errorf("%s #%d: a request that must fail was answered %.300s", k.name, i, got.text)
-		}
-	}
-	order := rand.New(rand.NewPCG(17, 1)).Perm(n)
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for i := range work {
-				send(i)
+				c.send(t, i)
 			}
 		})
 	}
-	for _, i := range order {
+	for _, i := range rand.New(rand.NewPCG(17, 1)).Perm(n) {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
 
-	// the attack went where it was meant to: the fast path answered, and requests
-	// were handed to connect-go after a failed decode and after a failed read
+	// the attack went where it was meant to: the fast path answered, requests were
+	// handed to connect-go after a failed decode and after a failed read, and
+	// grpc-go read messages into pooled buffers
 	mu.Lock()
 	for _, why := range []string{"", "body not decoded by the fast path", "reading the body failed"} {
 		if decisions[why] == 0 {
 			t.Errorf("no request took the %q branch of the fast path (decisions: %v)", why, decisions)
 		}
 	}
+	t.Logf("fast path decisions: %v; %d gRPC message buffers scribbled over after use", decisions, scribbled.Load())
 	mu.Unlock()
-
 	if scribbled.Load() == 0 {
 		t.Error("grpc-go returned no message buffer to the pool: the gRPC requests did not use pooled buffers")
 	}
-	mu.Lock()
-	t.Logf("fast path decisions: %v; %d gRPC message buffers scribbled over after use", decisions, scribbled.Load())
-	mu.Unlock()
 
 	// every buffer back in the pool is wiped (a GC may empty the pool: then refill
 	// it with a few requests and look again)
 	for attempt := 0; ; attempt++ {
-		pooled := 0
-		for range 1000 {
-			before := created.Load()
-			fb := svc.getFastBuffers()
-			if created.Load() != before {
-				break // the pool is empty
-			}
-			pooled++ // kept out of the pool: the next Get sees another one
-			if msg := unwiped(fb); msg != "" {
-				t.Errorf("a pooled buffer keeps a request's bytes: %s", msg)
-			}
+		if inspectPool(t, svc, &created) > 0 {
+			break
 		}
-		if pooled > 0 || attempt == 5 {
-			if pooled == 0 {
-				t.Error("no buffer was left in the pool to inspect")
-			}
+		if attempt == 5 {
+			t.Error("no buffer was left in the pool to inspect")
 			break
 		}
 		for i := range 16 {
-			send(i)
+			c.send(t, i)
 		}
 	}
+}
+
+// echoClients send the requests of the concurrent test.
+type echoClients struct {
+	kinds  []echoKind
+	srv    *testServer
+	h1, h2 *http.Client
+	conn   *grpc.ClientConn
+}
+
+// send sends request i (of kind i mod len(kinds)) and checks its answer.
+func (c *echoClients) send(t *testing.T, i int) {
+	t.Helper()
+	k := c.kinds[i%len(c.kinds)]
+	var got echoAnswer
+	var err error
+	switch {
+	case k.grpc:
+		got, err = grpcEcho(t, c.conn, k, i)
+	case k.abort:
+		if err := abortedUpload(c.srv.ln.Addr().String(), procPath(k.api, "string"), echoBody(i, k.size, k.escaped, k.tail)); err != nil {
+			t.Errorf("%s #%d: %v", k.name, i, err)
+		}
+		return
+	default:
+		hc := c.h1
+		if k.h2 {
+			hc = c.h2
+		}
+		got, err = httpEcho(hc, c.srv.url+procPath(k.api, "string"), echoBody(i, k.size, k.escaped, k.tail), k.chunked)
+	}
+	if err != nil {
+		t.Errorf("%s #%d: %v", k.name, i, err)
+		return
+	}
+	if foreign := foreignMarkers(got.text, i); len(foreign) > 0 {
+		t.Errorf("%s #%d: the answer names other requests' contexts %q: %.300s", k.name, i, foreign, got.text)
+	}
+	switch {
+	case k.ok && (!got.ok || got.value != echoValue(i) || got.variant != echoVariant(i)):
+		t.Errorf("%s #%d: want variant %q of its own context, got %.300s", k.name, i, echoVariant(i), got.text)
+	case !k.ok && got.ok:
+		t.Errorf("%s #%d: a request that must fail was answered %.300s", k.name, i, got.text)
+	}
+}
+
+// inspectPool takes every buffer set out of svc's pool (until the pool makes a new
+// one, counted by created), reports those that are not wiped and returns how many
+// it inspected. The sets it took stay out of the pool.
+func inspectPool(t *testing.T, svc *Service, created *atomic.Int64) int {
+	t.Helper()
+	pooled := 0
+	for range 1000 {
+		before := created.Load()
+		fb := svc.getFastBuffers()
+		if created.Load() != before {
+			break // the pool is empty
+		}
+		pooled++
+		if msg := unwiped(fb); msg != "" {
+			t.Errorf("a pooled buffer keeps a request's bytes: %s", msg)
+		}
+	}
+	return pooled
 }
 
 // unwiped describes what fb still holds of a request ("" when nothing): lengths
@@ -378,6 +395,7 @@ func httpEcho(hc *http.Client, url, body string, chunked bool) (echoAnswer, erro
 
 // grpcEcho calls ResolveString of k's API over grpc-go.
 func grpcEcho(t *testing.T, conn *grpc.ClientConn, k echoKind, i int) (echoAnswer, error) {
+	t.Helper()
 	method := procPath(k.api, "string")
 	got := invokeRaw(t, conn, method, echoResolve(t, i, k.size, k.broken), nil)
 	a := echoAnswer{text: got.Message + string(got.Body)}
@@ -478,17 +496,7 @@ func TestPooledBuffersWiped(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
 			}
 			if tc.status == http.StatusOK {
-				body := rec.Body.Bytes()
-				if rec.Header().Get("Content-Encoding") == "gzip" {
-					zr, err := gzip.NewReader(bytes.NewReader(body))
-					if err != nil {
-						t.Fatal(err)
-					}
-					if body, err = io.ReadAll(zr); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if !bytes.Contains(body, []byte(`"variant":"`+echoVariant(i)+`"`)) {
+				if body := recordedBody(t, rec); !bytes.Contains(body, []byte(`"variant":"`+echoVariant(i)+`"`)) {
 					t.Fatalf("answer %s, want variant %s", body, echoVariant(i))
 				}
 			}
@@ -511,6 +519,23 @@ func TestPooledBuffersWiped(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recordedBody is a recorded answer's body, gunzipped if it is compressed.
+func recordedBody(t *testing.T, rec *httptest.ResponseRecorder) []byte {
+	t.Helper()
+	body := rec.Body.Bytes()
+	if rec.Header().Get("Content-Encoding") != "gzip" {
+		return body
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err = io.ReadAll(zr); err != nil {
+		t.Fatal(err)
+	}
+	return body
 }
 
 // scribblingPool is grpc-go's buffer pool, except that a buffer returned to it is

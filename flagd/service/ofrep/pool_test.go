@@ -46,17 +46,17 @@ func ofrepBody(i, pad int) string {
 	return `{"context":{"targetingKey":"` + ofrepTK(i) + `","pad":"` + p + `","email":"` + ofrepEmail(i) + `"}}`
 }
 
-// TestConcurrentContextsStayApart is the attack on OFREP's pooled response
-// encoders and its context-keyed bulk ETags: 8 clients send ~400 concurrent single
-// and bulk evaluations, each with its own context (small and over 64 KiB bodies),
-// bulk requests carrying another request's ETag in If-None-Match, malformed bodies
-// and bodies over the limit. Every answer is computed from its own context and
-// names no other request's; another context's ETag never gets a 304, the request's
-// own does.
-func TestConcurrentContextsStayApart(t *testing.T) {
-	const rounds, limit = 60, 300_000
-	kinds := []string{"single", "single large", "bulk", "bulk with another's ETag", "bulk with its own ETag", "malformed", "over the limit"}
-	n := rounds * len(kinds)
+// ofrepKinds are the request shapes of TestConcurrentContextsStayApart.
+var ofrepKinds = []string{"single", "single large", "bulk", "bulk with another's ETag", "bulk with its own ETag", "malformed", "over the limit"}
+
+// ofrepLimit is the test server's body limit.
+const ofrepLimit = 300_000
+
+// echoOFREP serves flags "echo" and "echo-email" with a variant for each of n
+// contexts (long values for some), and a static flag; it returns the URL and the
+// value of each echo variant.
+func echoOFREP(t *testing.T, n int) (url string, values map[string]any) {
+	t.Helper()
 	echo, echoEmail := map[string]any{"none": "none"}, map[string]any{"none": "none"}
 	for i := range n {
 		echo[ofrepVariant(i)] = strings.Repeat(ofrepVariant(i)+";", 1+i%3*20)
@@ -79,106 +79,132 @@ func TestConcurrentContextsStayApart(t *testing.T) {
 	if err := st.Apply("echo", doc); err != nil {
 		t.Fatal(err)
 	}
-	url := serve(t, ofrep.New(ofrep.Options{Store: st, Log: zerolog.Nop(), MaxRequestBody: limit}).Handler())
+	return serve(t, ofrep.New(ofrep.Options{Store: st, Log: zerolog.Nop(), MaxRequestBody: ofrepLimit}).Handler()), echo
+}
 
-	var etags sync.Map // request index -> its bulk ETag
-	type bulkAnswer struct {
+// ofrepClient sends the requests of TestConcurrentContextsStayApart.
+type ofrepClient struct {
+	url    string
+	values map[string]any // read only
+	etags  sync.Map       // request index -> its bulk ETag
+}
+
+// checkBulk verifies a bulk answer of request i: both echo flags name i.
+func checkBulk(body string, i int) error {
+	var b struct {
 		Flags []struct{ Key, Variant string }
 	}
-	// check verifies a bulk answer of request i: both echo flags name i.
-	check := func(body string, i int) error {
-		var b bulkAnswer
-		if err := json.Unmarshal([]byte(body), &b); err != nil {
-			return err
-		}
-		want := map[string]string{"echo": ofrepVariant(i), "echo-email": ofrepEmail(i), "static": "on"}
-		got := map[string]string{}
-		for _, f := range b.Flags {
-			got[f.Key] = f.Variant
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			return fmt.Errorf("variants %v, want %v", got, want)
-		}
-		return nil
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		return err
 	}
-	run := func(i int) error {
-		kind := kinds[i%len(kinds)]
-		path, body, hdr := ofrep.BulkRoute, ofrepBody(i, 100), map[string]string{"Content-Type": "application/json"}
-		switch kind {
-		case "single":
-			path = ofrep.BulkRoute + "/echo"
-		case "single large":
-			path, body = ofrep.BulkRoute+"/echo", ofrepBody(i, 70<<10)
-		case "bulk with another's ETag":
-			var other string
-			etags.Range(func(k, v any) bool {
-				if k.(int) != i {
-					other = v.(string)
-				}
-				return other == ""
-			})
-			if other == "" {
-				kind = "bulk"
-				break
+	want := map[string]string{"echo": ofrepVariant(i), "echo-email": ofrepEmail(i), "static": "on"}
+	got := map[string]string{}
+	for _, f := range b.Flags {
+		got[f.Key] = f.Variant
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		return fmt.Errorf("variants %v, want %v", got, want)
+	}
+	return nil
+}
+
+// ofrepRequest is one request of the test and the kind of answer it expects.
+type ofrepRequest struct {
+	kind, path, body string
+	header           map[string]string
+}
+
+// request builds request i of kind. A bulk request with its own ETag is sent once
+// first, to learn the tag; one with another's ETag becomes a plain bulk request
+// while no other tag is known.
+func (c *ofrepClient) request(kind string, i int) (ofrepRequest, error) {
+	r := ofrepRequest{kind: kind, path: ofrep.BulkRoute, body: ofrepBody(i, 100), header: map[string]string{"Content-Type": "application/json"}}
+	switch kind {
+	case "single":
+		r.path = ofrep.BulkRoute + "/echo"
+	case "single large":
+		r.path, r.body = ofrep.BulkRoute+"/echo", ofrepBody(i, 70<<10)
+	case "bulk with another's ETag":
+		var other string
+		c.etags.Range(func(k, v any) bool {
+			if k.(int) != i {
+				other = v.(string)
 			}
-			hdr["If-None-Match"] = other
-		case "bulk with its own ETag":
-			first, err := send(http.MethodPost, url+path, body, hdr)
-			if err != nil {
-				return err
-			}
-			if err := check(first.body, i); err != nil {
-				return fmt.Errorf("first answer: %w", err)
-			}
-			hdr["If-None-Match"] = first.header.Get("ETag")
-		case "malformed":
-			body = body[:len(body)/2]
-		case "over the limit":
-			body = ofrepBody(i, limit+1)
+			return other == ""
+		})
+		if other == "" {
+			r.kind = "bulk"
+			break
 		}
-		res, err := send(http.MethodPost, url+path, body, hdr)
+		r.header["If-None-Match"] = other
+	case "bulk with its own ETag":
+		first, err := send(http.MethodPost, c.url+r.path, r.body, r.header)
 		if err != nil {
+			return r, err
+		}
+		if err := checkBulk(first.body, i); err != nil {
+			return r, fmt.Errorf("first answer: %w", err)
+		}
+		r.header["If-None-Match"] = first.header.Get("ETag")
+	case "malformed":
+		r.body = r.body[:len(r.body)/2]
+	case "over the limit":
+		r.body = ofrepBody(i, ofrepLimit+1)
+	}
+	return r, nil
+}
+
+// run sends request i and checks its answer.
+func (c *ofrepClient) run(i int) error {
+	r, err := c.request(ofrepKinds[i%len(ofrepKinds)], i)
+	if err != nil {
+		return err
+	}
+	res, err := send(http.MethodPost, c.url+r.path, r.body, r.header)
+	if err != nil {
+		return err
+	}
+	if foreign := ofrepForeign(res.body, i); len(foreign) > 0 {
+		return fmt.Errorf("the answer names other requests' contexts %q: %.300s", foreign, res.body)
+	}
+	wantStatus := map[string]int{"single": 200, "single large": 200, "bulk": 200, "bulk with another's ETag": 200,
+		"bulk with its own ETag": http.StatusNotModified, "malformed": http.StatusBadRequest, "over the limit": http.StatusRequestEntityTooLarge}[r.kind]
+	if res.status != wantStatus {
+		return fmt.Errorf("status %d, want %d (another context's ETag must not match, the request's own must): %.300s", res.status, wantStatus, res.body)
+	}
+	switch r.kind {
+	case "single", "single large":
+		var one struct{ Value, Variant string }
+		if err := json.Unmarshal([]byte(res.body), &one); err != nil || one.Variant != ofrepVariant(i) || one.Value != c.values[ofrepVariant(i)] {
+			return fmt.Errorf("want variant %s of its own context: %.300s", ofrepVariant(i), res.body)
+		}
+	case "bulk", "bulk with another's ETag":
+		if err := checkBulk(res.body, i); err != nil {
 			return err
 		}
-		if foreign := ofrepForeign(res.body, i); len(foreign) > 0 {
-			return fmt.Errorf("the answer names other requests' contexts %q: %.300s", foreign, res.body)
-		}
-		switch kind {
-		case "single", "single large":
-			var one struct{ Value, Variant string }
-			if err := json.Unmarshal([]byte(res.body), &one); err != nil || res.status != http.StatusOK || one.Variant != ofrepVariant(i) || one.Value != echo[ofrepVariant(i)] {
-				return fmt.Errorf("want variant %s of its own context: %d %.300s", ofrepVariant(i), res.status, res.body)
-			}
-		case "bulk", "bulk with another's ETag":
-			if res.status != http.StatusOK {
-				return fmt.Errorf("status %d, want 200 (another context's ETag must not match): %.300s", res.status, res.body)
-			}
-			if err := check(res.body, i); err != nil {
-				return err
-			}
-			etags.Store(i, res.header.Get("ETag"))
-		case "bulk with its own ETag":
-			if res.status != http.StatusNotModified {
-				return fmt.Errorf("status %d, want 304 for the request's own ETag", res.status)
-			}
-		case "malformed":
-			if res.status != http.StatusBadRequest {
-				return fmt.Errorf("status %d, want 400: %.300s", res.status, res.body)
-			}
-		case "over the limit":
-			if res.status != http.StatusRequestEntityTooLarge {
-				return fmt.Errorf("status %d, want 413: %.300s", res.status, res.body)
-			}
-		}
-		return nil
+		c.etags.Store(i, res.header.Get("ETag"))
 	}
+	return nil
+}
+
+// TestConcurrentContextsStayApart is the attack on OFREP's pooled response
+// encoders and its context-keyed bulk ETags: 8 clients send 420 concurrent single
+// and bulk evaluations, each with its own context (small and over 64 KiB bodies),
+// bulk requests carrying another request's ETag in If-None-Match, malformed bodies
+// and bodies over the limit. Every answer is computed from its own context and
+// names no other request's; another context's ETag never gets a 304, the request's
+// own does.
+func TestConcurrentContextsStayApart(t *testing.T) {
+	n := 60 * len(ofrepKinds)
+	c := &ofrepClient{}
+	c.url, c.values = echoOFREP(t, n)
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for i := range work {
-				if err := run(i); err != nil {
-					t.Errorf("%s #%d: %v", kinds[i%len(kinds)], i, err)
+				if err := c.run(i); err != nil {
+					t.Errorf("%s #%d: %v", ofrepKinds[i%len(ofrepKinds)], i, err)
 				}
 			}
 		})
