@@ -87,10 +87,21 @@ type fastBuffers struct {
 
 func (s *Service) getFastBuffers() *fastBuffers { return s.fastBufs.Get().(*fastBuffers) }
 
+// putFastBuffers returns fb to the pool, wiped: truncating alone would leave the
+// request's body (its evaluation context), its answer and its unescaped strings in
+// the arrays until the next request overwrites them. Only the bytes this request
+// wrote are cleared (the rest was cleared when it was last returned): its body,
+// its response, its compressed response and at most len(body) bytes of scratch (an
+// unescaped string is never longer than its escaped form in the body). Buffers
+// grown over maxPooledBody are dropped, not wiped.
 func (s *Service) putFastBuffers(fb *fastBuffers) {
 	if cap(fb.in) > maxPooledBody || cap(fb.out) > maxPooledBody || cap(fb.zip) > maxPooledBody || cap(fb.parser.scratch) > maxPooledBody {
 		return
 	}
+	clear(fb.parser.scratch[:min(len(fb.in), cap(fb.parser.scratch))])
+	clear(fb.in)
+	clear(fb.out)
+	clear(fb.zip)
 	fb.in, fb.out, fb.zip = fb.in[:0], fb.out[:0], fb.zip[:0]
 	fb.parser.b = nil
 	s.fastBufs.Put(fb)
