@@ -90,10 +90,8 @@ func startWebhookListener(t *testing.T, args ...string) *webhookListener {
 	}
 	l.addr = ln.Addr().String()
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := l.inflight.Add(1)
+		storeMax(&l.peak, l.inflight.Add(1))
 		defer l.inflight.Add(-1)
-		for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
-		}
 		hook.handler.ServeHTTP(w, r)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -115,11 +113,17 @@ func startWebhookListener(t *testing.T, args ...string) *webhookListener {
 // new HTTP/2 connection and returns the answer's UID and message.
 func (l *webhookListener) review(t *testing.T, certs ...tls.Certificate) (string, error) {
 	t.Helper()
-	raw, _ := json.Marshal(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}})
-	body, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+	raw, err := json.Marshal(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{UID: types.UID("uid-1"), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "ns", Name: "p",
 			Operation: admissionv1.Create, Object: k8sruntime.RawExtension{Raw: raw}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: l.roots, Certificates: certs, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2: true, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
@@ -193,7 +197,7 @@ func (c *h2client) read() {
 			if v, ok := f.Value(http2.SettingMaxConcurrentStreams); ok {
 				c.maxStreams.Store(v)
 			}
-			c.write(c.fr.WriteSettingsAck)
+			_ = c.write(c.fr.WriteSettingsAck)
 		case *http2.RSTStreamFrame:
 			c.resets.Add(1)
 		case *http2.GoAwayFrame:
@@ -201,7 +205,7 @@ func (c *h2client) read() {
 		case *http2.PingFrame:
 			if !f.IsAck() {
 				data := f.Data
-				c.write(func() error { return c.fr.WritePing(true, data) })
+				_ = c.write(func() error { return c.fr.WritePing(true, data) })
 			}
 		}
 	}
@@ -269,9 +273,7 @@ func TestWebhookListenerHTTP2Floods(t *testing.T) {
 	go func() { // samples the goroutines while the attacks run
 		defer close(sampled)
 		for {
-			if n := int64(runtime.NumGoroutine()); n > peakGoroutines.Load() {
-				peakGoroutines.Store(n)
-			}
+			storeMax(&peakGoroutines, int64(runtime.NumGoroutine()))
 			select {
 			case <-stop:
 				return
@@ -279,17 +281,8 @@ func TestWebhookListenerHTTP2Floods(t *testing.T) {
 			}
 		}
 	}()
-	const streamCap = 250
-	// A bound on goroutines: net/http runs at most SETTINGS_MAX_CONCURRENT_STREAMS
-	// handler goroutines per connection (the time they flush their answer
-	// included) and queues the rest; goroutines whose handler has ended are still
-	// counted until the runtime has torn them down (up to ~130 more were seen on 2
-	// cores during the rapid reset). A server without the cap could run one per
-	// stream. The exact check is on handlers (at most 250 at once); this one is a
-	// sanity bound, 20 times below one goroutine per stream of the rapid reset.
 	// Between attacks the goroutines go back to the baseline, so the peak is that
 	// of one attack.
-	bound := int64(baseline + 4*streamCap)
 	idle := func(t *testing.T, c *h2client) {
 		t.Helper()
 		c.conn.Close()
@@ -298,101 +291,135 @@ func TestWebhookListenerHTTP2Floods(t *testing.T) {
 			return l.inflight.Load() == 0 && runtime.NumGoroutine() <= baseline+5
 		})
 	}
-
-	t.Run("streams over the cap are refused", func(t *testing.T) {
-		c := dialH2(t, l)
-		const streams = 1000
-		for i := range uint32(streams) {
-			if err := c.open(2*i + 1); err != nil {
-				t.Fatalf("stream %d: %v", i, err)
-			}
-		}
-		until(t, "the server refused every stream over the cap and runs a handler for each of the others", func() bool {
-			return c.resets.Load() >= streams-streamCap && l.inflight.Load() == streamCap
-		})
-		if got := c.maxStreams.Load(); got != streamCap {
-			t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", got, streamCap)
-		}
-		if got := c.resets.Load(); got != streams-streamCap {
-			t.Errorf("%d streams reset, want %d", got, streams-streamCap)
-		}
-		if c.closed() {
-			t.Error("the server closed a connection that only asked for too many streams")
-		}
-		idle(t, c)
-		if p := l.peak.Load(); p != streamCap {
-			t.Errorf("at most %d handlers ran at once, want %d", p, streamCap)
-		}
-	})
-
-	t.Run("rapid reset", func(t *testing.T) {
-		l.peak.Store(0)
-		c := dialH2(t, l)
-		const streams = 20000
-		sent := 0
-		for i := range uint32(streams) {
-			id := 2*i + 1
-			if c.open(id) != nil || c.write(func() error { return c.fr.WriteRSTStream(id, http2.ErrCodeCancel) }) != nil || c.closed() {
-				break
-			}
-			sent++
-		}
-		closed := c.closed()
-		idle(t, c)
-		t.Logf("rapid reset: %d of %d streams opened and cancelled before the server closed the connection (closed: %v, GOAWAY code+1: %d); at most %d handlers at once",
-			sent, streams, closed, c.goAway.Load(), l.peak.Load())
-		if p := l.peak.Load(); p > streamCap {
-			t.Errorf("%d handlers ran at once, want at most %d", p, streamCap)
-		}
-	})
-
-	t.Run("CONTINUATION flood", func(t *testing.T) {
-		c := dialH2(t, l)
-		value := strings.Repeat("a", 16000)
-		frag := func(first bool) []byte {
-			c.hbuf.Reset()
-			if first {
-				for _, f := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", webhook.PathMutatePod}} {
-					_ = c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-				}
-			}
-			_ = c.enc.WriteField(hpack.HeaderField{Name: "x-flood", Value: value, Sensitive: true}) // never indexed: every frame carries it
-			return bytes.Clone(c.hbuf.Bytes())
-		}
-		if err := c.write(func() error {
-			return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: frag(true)})
-		}); err != nil {
-			t.Fatal(err)
-		}
-		const frames = 1000 // 16 MB of one header block; the webhook's limit is 1 MiB
-		sent := 0
-		for range frames {
-			if c.closed() || c.write(func() error { return c.fr.WriteContinuation(1, false, frag(false)) }) != nil {
-				break
-			}
-			sent++
-		}
-		select {
-		case <-c.done:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("the server still reads a header block of %d MB", sent*16/1000)
-		}
-		if sent == frames {
-			t.Errorf("the server read all %d CONTINUATION frames (16 MB) of a header block before closing", frames)
-		}
-		t.Logf("CONTINUATION flood: connection closed by the server after %d frames of 16 kB were written (GOAWAY code+1: %d)", sent, c.goAway.Load())
-		idle(t, c)
-	})
-
+	t.Run("streams over the cap are refused", func(t *testing.T) { floodStreams(t, l, idle) })
+	t.Run("rapid reset", func(t *testing.T) { rapidReset(t, l, idle) })
+	t.Run("CONTINUATION flood", func(t *testing.T) { continuationFlood(t, l, idle) })
 	close(stop)
 	<-sampled
-	if p := peakGoroutines.Load(); p > bound {
+
+	// A bound on goroutines: net/http runs at most SETTINGS_MAX_CONCURRENT_STREAMS
+	// handler goroutines per connection (the time they flush their answer
+	// included) and queues the rest; goroutines whose handler has ended are still
+	// counted until the runtime has torn them down (up to ~130 more were seen on 2
+	// cores during the rapid reset). A server without the cap could run one per
+	// stream. The exact check is on handlers (at most 250 at once); this one is a
+	// sanity bound, 20 times below one goroutine per stream of the rapid reset.
+	if p, bound := peakGoroutines.Load(), int64(baseline+4*streamCap); p > bound {
 		t.Errorf("goroutines peaked at %d during the attacks (baseline %d), want at most %d", p, baseline, bound)
 	}
 	t.Logf("goroutines: baseline %d, peak %d during the attacks", baseline, peakGoroutines.Load())
 	if got, err := l.review(t); err != nil || !strings.HasPrefix(got, "uid-1 ") {
 		t.Errorf("admission after the attacks: %q %v", got, err)
 	}
+}
+
+// streamCap is the webhook listener's SETTINGS_MAX_CONCURRENT_STREAMS.
+const streamCap = 250
+
+// storeMax raises m to n if n is larger.
+func storeMax(m *atomic.Int64, n int64) {
+	for {
+		p := m.Load()
+		if n <= p || m.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+// floodStreams opens 1,000 streams whose body never comes on one connection: the
+// server advertises and enforces 250 (the others are reset) and runs one handler
+// for each of those, without closing the connection.
+func floodStreams(t *testing.T, l *webhookListener, idle func(*testing.T, *h2client)) {
+	t.Helper()
+	c := dialH2(t, l)
+	const streams = 1000
+	for i := range uint32(streams) {
+		if err := c.open(2*i + 1); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	until(t, "the server refused every stream over the cap and runs a handler for each of the others", func() bool {
+		return c.resets.Load() >= streams-streamCap && l.inflight.Load() == streamCap
+	})
+	if got := c.maxStreams.Load(); got != streamCap {
+		t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", got, streamCap)
+	}
+	if got := c.resets.Load(); got != streams-streamCap {
+		t.Errorf("%d streams reset, want %d", got, streams-streamCap)
+	}
+	if c.closed() {
+		t.Error("the server closed a connection that only asked for too many streams")
+	}
+	idle(t, c)
+	if p := l.peak.Load(); p != streamCap {
+		t.Errorf("at most %d handlers ran at once, want %d", p, streamCap)
+	}
+}
+
+// rapidReset opens and cancels 20,000 streams as fast as it can on one
+// connection: no more than 250 handlers ever run at once.
+func rapidReset(t *testing.T, l *webhookListener, idle func(*testing.T, *h2client)) {
+	t.Helper()
+	l.peak.Store(0)
+	c := dialH2(t, l)
+	const streams = 20000
+	sent := 0
+	for i := range uint32(streams) {
+		id := 2*i + 1
+		if c.open(id) != nil || c.write(func() error { return c.fr.WriteRSTStream(id, http2.ErrCodeCancel) }) != nil || c.closed() {
+			break
+		}
+		sent++
+	}
+	closed := c.closed()
+	idle(t, c)
+	t.Logf("rapid reset: %d of %d streams opened and cancelled before the server closed the connection (closed: %v, GOAWAY code+1: %d); at most %d handlers at once",
+		sent, streams, closed, c.goAway.Load(), l.peak.Load())
+	if p := l.peak.Load(); p > streamCap {
+		t.Errorf("%d handlers ran at once, want at most %d", p, streamCap)
+	}
+}
+
+// continuationFlood sends one header block of 16 MB in CONTINUATION frames that
+// never ends it: the server closes the connection well before (its limit is
+// MaxHeaderBytes, 1 MiB).
+func continuationFlood(t *testing.T, l *webhookListener, idle func(*testing.T, *h2client)) {
+	t.Helper()
+	c := dialH2(t, l)
+	value := strings.Repeat("a", 16000)
+	frag := func(first bool) []byte {
+		c.hbuf.Reset()
+		if first {
+			for _, f := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", webhook.PathMutatePod}} {
+				_ = c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+			}
+		}
+		_ = c.enc.WriteField(hpack.HeaderField{Name: "x-flood", Value: value, Sensitive: true}) // never indexed: every frame carries it
+		return bytes.Clone(c.hbuf.Bytes())
+	}
+	if err := c.write(func() error {
+		return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: frag(true)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const frames = 1000
+	sent := 0
+	for range frames {
+		if c.closed() || c.write(func() error { return c.fr.WriteContinuation(1, false, frag(false)) }) != nil {
+			break
+		}
+		sent++
+	}
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the server still reads a header block of %d MB", sent*16/1000)
+	}
+	if sent == frames {
+		t.Errorf("the server read all %d CONTINUATION frames (16 MB) of a header block before closing", frames)
+	}
+	t.Logf("CONTINUATION flood: connection closed by the server after %d frames of 16 kB were written (GOAWAY code+1: %d)", sent, c.goAway.Load())
+	idle(t, c)
 }
 
 // TestWebhookListenerClientCertificates: --webhook-client-ca and

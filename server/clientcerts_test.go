@@ -99,8 +99,8 @@ func clientCertServer(t *testing.T, cc *ClientCerts) (addr string, serverCA *x50
 
 // get makes one request on a new connection presenting certs (none if empty); it
 // returns the response body (the protocol) or the error.
-func get(addr string, roots *x509.CertPool, cache tls.ClientSessionCache, certs ...tls.Certificate) (string, error) {
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12, ClientSessionCache: cache},
+func get(addr string, roots *x509.CertPool, certs ...tls.Certificate) (string, error) {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2: true, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: wait}
@@ -167,19 +167,7 @@ func writeCA(t *testing.T, path string, data []byte) {
 // previous CAs, and a resumed session is checked against the CAs of the moment.
 func TestClientCertsTLS(t *testing.T) {
 	caA, caB := newTestCA(t, "apiserver-webhook-client-ca"), newTestCA(t, "other-ca")
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	writeCA(t, caFile, caA.pem)
-	reg := prometheus.NewRegistry()
-	cc, err := NewClientCerts(ClientCertOptions{CAFile: caFile, Flag: "--webhook-client-ca", Listener: "webhook", Log: zerolog.Nop(),
-		Names: []string{"kube-apiserver", " ", "spiffe://cluster.local/apiserver"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cc.CountFailures(reg); err != nil {
-		t.Fatal(err)
-	}
-	clock := time.Now()
-	cc.now = func() time.Time { return clock }
+	cc, _, _ := newClientCerts(t, caA.pem)
 	addr, roots, calls := clientCertServer(t, cc)
 
 	apiserver := caA.issue(t, "kube-apiserver", nil)
@@ -212,7 +200,7 @@ func TestClientCertsTLS(t *testing.T) {
 			if tc.reason != "" {
 				counted = testutil.ToFloat64(cc.failures.WithLabelValues("webhook", tc.reason))
 			}
-			got, err := get(addr, roots, nil, tc.certs...)
+			got, err := get(addr, roots, tc.certs...)
 			if tc.reason == "" {
 				if err != nil || got != "HTTP/2.0" {
 					t.Fatalf("refused (%q, %v), want an HTTP/2 answer", got, err)
@@ -233,10 +221,41 @@ func TestClientCertsTLS(t *testing.T) {
 			}
 		})
 	}
+}
 
-	// A session resumed after the CAs changed is checked against the new CAs: a
-	// resumption presents no certificate, the server checks the one stored in the
-	// session ticket.
+// newClientCerts writes caPEM into a file and returns ClientCerts accepting the
+// names kube-apiserver and spiffe://cluster.local/apiserver, with its metrics
+// registered and a clock the test moves.
+func newClientCerts(t *testing.T, caPEM []byte) (cc *ClientCerts, caFile string, clock *time.Time) {
+	t.Helper()
+	caFile = filepath.Join(t.TempDir(), "ca.crt")
+	writeCA(t, caFile, caPEM)
+	cc, err := NewClientCerts(ClientCertOptions{CAFile: caFile, Flag: "--webhook-client-ca", Listener: "webhook", Log: zerolog.Nop(),
+		Names: []string{"kube-apiserver", " ", "spiffe://cluster.local/apiserver"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.CountFailures(prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	clock = &now
+	cc.now = func() time.Time { return *clock }
+	return cc, caFile, clock
+}
+
+// TestClientCertsReload: a new CA file is picked up without a restart (at the next
+// check, at most a second later), a broken one keeps the previous CAs, a bundle of
+// two CAs accepts both, and a resumed TLS session is checked against the CAs of the
+// moment, not those of its first handshake.
+func TestClientCertsReload(t *testing.T) {
+	caA, caB := newTestCA(t, "apiserver-webhook-client-ca"), newTestCA(t, "next-ca")
+	cc, caFile, clock := newClientCerts(t, caA.pem)
+	addr, roots, _ := clientCertServer(t, cc)
+	apiserver := caA.issue(t, "kube-apiserver", nil)
+
+	// A resumption presents no certificate: the server checks the one stored in
+	// the session ticket.
 	cache := tls.NewLRUClientSessionCache(4)
 	if resumed, err := rawRequest(addr, roots, cache, apiserver); err != nil || resumed {
 		t.Fatalf("first connection: resumed %v, %v", resumed, err)
@@ -246,27 +265,27 @@ func TestClientCertsTLS(t *testing.T) {
 	}
 	// Rotation: CA B replaces CA A; picked up at the next check (once a second).
 	writeCA(t, caFile, caB.pem)
-	if got, err := get(addr, roots, nil, apiserver); err != nil {
+	if got, err := get(addr, roots, apiserver); err != nil {
 		t.Fatalf("within the second the old CA still applies: %q %v", got, err)
 	}
-	clock = clock.Add(2 * time.Second)
-	if _, err := get(addr, roots, nil, apiserver); err == nil {
+	*clock = clock.Add(2 * time.Second)
+	if _, err := get(addr, roots, apiserver); err == nil {
 		t.Error("CA A's certificate accepted after the CA file changed to CA B")
 	}
 	if resumed, err := rawRequest(addr, roots, cache, apiserver); err == nil || !resumed {
 		t.Errorf("a resumed session of CA A's certificate after the CA file changed to CA B: resumed %v, %v; want a resumed handshake refused", resumed, err)
 	}
 	fromB := caB.issue(t, "kube-apiserver", nil)
-	if got, err := get(addr, roots, nil, fromB); err != nil {
+	if got, err := get(addr, roots, fromB); err != nil {
 		t.Errorf("CA B's certificate after the rotation: %q %v", got, err)
 	}
 	// A broken file keeps CA B.
 	writeCA(t, caFile, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"))
-	clock = clock.Add(2 * time.Second)
+	*clock = clock.Add(2 * time.Second)
 	if changed, err := cc.Reload(); changed || err == nil {
 		t.Errorf("Reload of a broken file: changed %v, err %v; want an error", changed, err)
 	}
-	if got, err := get(addr, roots, nil, fromB); err != nil {
+	if got, err := get(addr, roots, fromB); err != nil {
 		t.Errorf("after a broken CA file: %q %v, want CA B kept", got, err)
 	}
 	// Both CAs during a rotation.
@@ -275,7 +294,7 @@ func TestClientCertsTLS(t *testing.T) {
 		t.Fatalf("Reload of a bundle: changed %v, err %v", changed, err)
 	}
 	for _, c := range []tls.Certificate{apiserver, fromB} {
-		if got, err := get(addr, roots, nil, c); err != nil {
+		if got, err := get(addr, roots, c); err != nil {
 			t.Errorf("with both CAs: %q %v", got, err)
 		}
 	}
@@ -291,10 +310,10 @@ func TestClientCertsWithoutNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr, roots, _ := clientCertServer(t, cc)
-	if got, err := get(addr, roots, nil, ca.issue(t, "anyone", nil)); err != nil {
+	if got, err := get(addr, roots, ca.issue(t, "anyone", nil)); err != nil {
 		t.Errorf("%q %v", got, err)
 	}
-	if _, err := get(addr, roots, nil); err == nil {
+	if _, err := get(addr, roots); err == nil {
 		t.Error("no certificate accepted")
 	}
 }
