@@ -38,8 +38,14 @@ type webhookEnv struct {
 // (the configuration is deleted when the test ends) and prepares that namespace.
 func startWebhook(t *testing.T) *webhookEnv {
 	t.Helper()
+	return startWebhookWith(t)
+}
+
+// startWebhookWith is startWebhook with more arguments for `flagpole webhook`.
+func startWebhookWith(t *testing.T, args ...string) *webhookEnv {
+	t.Helper()
 	c := suite.Cluster
-	hook := suite.StartWebhook(t, c, suite.TempDir(t), "--sidecar-image", sidecarImage)
+	hook := suite.StartWebhook(t, c, suite.TempDir(t), append([]string{"--sidecar-image", sidecarImage}, args...)...)
 	env := &webhookEnv{c: c, hook: hook, ns: harness.Namespace(t, c, "inject")}
 	ctx := t.Context()
 	unregister, err := hook.Register(ctx, c, "flagpole-e2e-"+env.ns, env.ns)

@@ -95,6 +95,12 @@ type WebhookFlags struct {
 	MutatingName   string   `name:"mutating-webhook-configuration" help:"The MutatingWebhookConfiguration whose caBundle the operator keeps current." default:"flagpole-mutating-webhook"`
 	ValidatingName string   `name:"validating-webhook-configuration" help:"The ValidatingWebhookConfiguration whose caBundle the operator keeps current." default:"flagpole-validating-webhook"`
 	Validation     bool     `name:"flags-validation" help:"Serve the validating webhooks of the four kinds (OFO: FLAGS_VALIDATION_ENABLED)." env:"FLAGS_VALIDATION_ENABLED" default:"true" negatable:""`
+
+	// ClientCA and ClientNames authenticate the caller (docs/webhook.md, "Caller
+	// authentication"): off by default, since the API server presents a client
+	// certificate to a webhook only when its AdmissionConfiguration names one.
+	ClientCA    string   `name:"webhook-client-ca" help:"Require a client certificate signed by a CA of this PEM file on the admission server (the API server's, from its AdmissionConfiguration kubeConfigFile); re-read when it changes. Empty: callers are not authenticated." env:"FLAGPOLE_WEBHOOK_CLIENT_CA" type:"path"`
+	ClientNames []string `name:"webhook-client-names" help:"With --webhook-client-ca: accept only client certificates whose common name, DNS name or URI is one of these." env:"FLAGPOLE_WEBHOOK_CLIENT_NAMES" sep:","`
 }
 
 // ControllerFlags configure the reconcilers and leader election.
@@ -311,7 +317,7 @@ func (o *operatorRun) addWebhook(restCfg *rest.Config, reg *prometheus.Registry,
 		o.goRun("webhook", func() error { return server.Serve(o.ctx, ln, hook.cfg, hook.handler, o.log, nil) })
 	})
 	o.log.Info().Str("sidecar_image", injector.Sidecar.Image).Str("cross_namespace", string(injector.Sidecar.CrossNamespace)).
-		Strs("paths", hook.paths).Msg("admission webhooks configured")
+		Bool("client_certificates_required", w.ClientCA != "").Strs("paths", hook.paths).Msg("admission webhooks configured")
 	return nil
 }
 
@@ -416,6 +422,9 @@ type admissionServer struct {
 // webhookServer builds the admission server: the pod webhook, the validating
 // webhooks, and its TLS (self-managed, or mounted with --cert-dir).
 func webhookServer(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Registry, cluster *sidecar.Cluster, injector webhook.InjectorConfig, k KubeFlags, w WebhookFlags) (*admissionServer, error) {
+	if len(w.ClientNames) > 0 && w.ClientCA == "" {
+		return nil, errors.New("--webhook-client-names needs --webhook-client-ca (the names are checked on client certificates)")
+	}
 	tlsSource, err := certs.New(certs.Options{CertDir: w.CertDir, Config: restCfg, Namespace: k.Namespace, SecretName: w.TLSSecret,
 		ServiceName: w.ServiceName, ClusterDomain: w.ClusterDomain, Hosts: w.CertHosts,
 		MutatingWebhookConfigurations: []string{w.MutatingName}, ValidatingWebhookConfigurations: []string{w.ValidatingName}, Log: log})
@@ -443,6 +452,17 @@ func webhookServer(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Reg
 	}
 	tlsConf := tlsSource.TLSConfig()
 	tlsConf.MinVersion = tls.VersionTLS12
+	if w.ClientCA != "" {
+		clients, err := server.NewClientCerts(server.ClientCertOptions{CAFile: w.ClientCA, Flag: "--webhook-client-ca", Names: w.ClientNames,
+			Listener: "webhook", Log: log})
+		if err != nil {
+			return nil, err
+		}
+		if err := clients.CountFailures(reg); err != nil {
+			return nil, err
+		}
+		clients.Apply(tlsConf)
+	}
 	cfg := server.ListenConfig{Name: "webhook", Address: net.JoinHostPort(w.BindAddress, strconv.Itoa(int(w.Port))), TLS: tlsConf,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, MaxHeaderBytes: 1 << 20}
 	return &admissionServer{cfg: cfg, handler: webhook.Mux(handlers), certs: tlsSource, paths: paths}, nil

@@ -107,10 +107,11 @@ func kinds(objs []check.Object) map[string]int {
 
 func TestKustomizeVariants(t *testing.T) {
 	for dir, opts := range map[string]check.Options{
-		"default":               {},
-		"overlays/cert-manager": {CertManager: true},
-		"overlays/split":        {},
-		"overlays/flagd-proxy":  {},
+		"default":                      {},
+		"overlays/cert-manager":        {CertManager: true},
+		"overlays/split":               {},
+		"overlays/flagd-proxy":         {},
+		"overlays/webhook-client-auth": {},
 	} {
 		t.Run(dir, func(t *testing.T) {
 			objs := kustomize(t, dir)
@@ -127,6 +128,12 @@ func TestKustomizeVariants(t *testing.T) {
 			case "overlays/cert-manager":
 				if k["Certificate"] != 1 || k["Issuer"] != 1 || k["Role"] != 1 || k["ClusterRole"] != 2 {
 					t.Errorf("cert-manager: %v", k)
+				}
+			case "overlays/webhook-client-auth":
+				y, err := render.Kustomize(filepath.Join(root, "deploy", dir))
+				if err != nil || !bytes.Contains(y, []byte("- --webhook-client-ca=/etc/flagpole/webhook-client-ca/ca.crt")) ||
+					!bytes.Contains(y, []byte("name: flagpole-webhook-client-ca")) {
+					t.Errorf("webhook-client-auth: the webhook does not require client certificates (%v)", err)
 				}
 			case "overlays/flagd-proxy":
 				y, err := render.Kustomize(filepath.Join(root, "deploy", dir))
@@ -244,6 +251,8 @@ var shows = map[string][]string{
 	"controllerManager.logLevel":                   {"--log-level=debug"},
 	"split":                                        {"name: flagpole-webhook\n", "name: flagpole-controller\n", "- controller\n"},
 	"certManager.enabled":                          {"kind: Certificate", "cert-manager.io/inject-ca-from: flags-system/flagpole-webhook", "--cert-dir=/etc/flagpole/webhook-certs"},
+	"webhookClientAuth.caConfigMap":                {"--webhook-client-ca=/etc/flagpole/webhook-client-ca/ca.crt", "name: apiserver-webhook-client-ca", "mountPath: /etc/flagpole/webhook-client-ca"},
+	"webhookClientAuth.names":                      {"--webhook-client-names=kube-apiserver-webhook-client,apiserver.example"},
 	"podDisruptionBudget.enabled":                  {}, // off-switches: no PodDisruptionBudget (checked below)
 	"podDisruptionBudget.minAvailable":             {"minAvailable: 2"},
 	"networkPolicy.enabled":                        {}, // off-switches: no NetworkPolicy (checked below)
@@ -328,6 +337,7 @@ func TestHelmRefuses(t *testing.T) {
 	}{
 		"providerArgs":          {map[string]any{"sidecarConfiguration": map[string]any{"providerArgs": "a=b"}}, "providerArgs is not supported"},
 		"sidecar image, no tag": {map[string]any{"sidecarConfiguration": map[string]any{"image": map[string]any{"repository": "x/y"}}}, "sidecarConfiguration.image.tag is required"},
+		"client names, no CA":   {map[string]any{"webhookClientAuth": map[string]any{"names": []any{"kube-apiserver"}}}, "webhookClientAuth.names needs webhookClientAuth.caConfigMap"},
 	} {
 		_, err := render.Helm(context.Background(), render.Chart{Dir: filepath.Join(root, "deploy", "chart", "flagpole"), Release: "flagpole", Namespace: "flagpole-system", Values: c.values})
 		if err == nil || !strings.Contains(err.Error(), c.want) {

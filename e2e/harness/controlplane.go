@@ -45,6 +45,14 @@ type ControlPlane struct {
 	Config *rest.Config
 	// URL is the API server's https://127.0.0.1:port.
 	URL string
+	// WebhookClientCA is the PEM file of the CA of the client certificate
+	// (WebhookClientName) the API server presents to every admission webhook that
+	// asks for one (its AdmissionConfiguration's kubeConfigFile names it for "*"):
+	// `flagpole webhook --webhook-client-ca` takes it.
+	WebhookClientCA string
+	// WebhookClientCert and WebhookClientKey are that client certificate and its
+	// key, for tests that call a webhook as the API server does.
+	WebhookClientCert, WebhookClientKey string
 
 	bins    Binaries
 	opts    ControlPlaneOptions
@@ -125,6 +133,10 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 	}
 
 	cp.URL = "https://127.0.0.1:" + strconv.Itoa(ports[2])
+	admissionConfig, err := cp.writeAdmissionConfig()
+	if err != nil {
+		return err
+	}
 	cp.apiArgs = []string{
 		"--etcd-servers=" + etcdClient,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[2]),
@@ -146,6 +158,9 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 		// behind a load balancer does.
 		"--shutdown-watch-termination-grace-period=2s",
 		"--profiling=false",
+		// The client certificate the API server presents to admission webhooks
+		// that ask for one (a webhook that does not ask never sees it).
+		"--admission-control-config-file=" + admissionConfig,
 	}
 	if cp.opts.AuditLog != "" && len(cp.opts.AuditPolicy) > 0 {
 		policy := filepath.Join(cp.Dir, "audit-policy.yaml")
@@ -159,6 +174,33 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 		return err
 	}
 	return cp.writeKubeconfig()
+}
+
+// writeAdmissionConfig writes the API server's AdmissionConfiguration: both webhook
+// admission plugins read a kubeconfig whose user "*" (every webhook host) is the
+// webhook client certificate. It returns the file's absolute path.
+func (cp *ControlPlane) writeAdmissionConfig() (string, error) {
+	dir, err := filepath.Abs(cp.Dir)
+	if err != nil {
+		return "", err
+	}
+	kubeconfig := clientcmdapi.NewConfig()
+	kubeconfig.AuthInfos["*"] = &clientcmdapi.AuthInfo{ClientCertificate: cp.pki.webhookClientCert, ClientKey: cp.pki.webhookClientKey}
+	kubeconfigPath := filepath.Join(dir, "webhook-client.kubeconfig")
+	if err := clientcmd.WriteToFile(*kubeconfig, kubeconfigPath); err != nil {
+		return "", err
+	}
+	plugin := func(name string) string {
+		return fmt.Sprintf("  - name: %s\n    configuration:\n      apiVersion: apiserver.config.k8s.io/v1\n      kind: WebhookAdmissionConfiguration\n      kubeConfigFile: %q\n", name, kubeconfigPath)
+	}
+	config := "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n" +
+		plugin("ValidatingAdmissionWebhook") + plugin("MutatingAdmissionWebhook")
+	path := filepath.Join(dir, "admission-config.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return "", err
+	}
+	cp.WebhookClientCA, cp.WebhookClientCert, cp.WebhookClientKey = cp.pki.webhookClientCA, cp.pki.webhookClientCert, cp.pki.webhookClientKey
+	return path, nil
 }
 
 // StartAPIServer starts kube-apiserver (again, after StopAPIServer: same port, same

@@ -22,7 +22,16 @@ type pki struct {
 	adminCert, adminKey     string // a client certificate in system:masters
 	saKey, saPub            string // the service-account token signing key and its public half
 	caPEM                   []byte
+	// webhookClientCA signs webhookClientCert: the client certificate the API
+	// server presents to webhooks that ask for one (WebhookClientName; see
+	// ControlPlane.WebhookClientCA). A CA of its own: a webhook that trusts it
+	// trusts no user of the cluster.
+	webhookClientCA, webhookClientCert, webhookClientKey string
 }
+
+// WebhookClientName is the common name of the client certificate the local API
+// server presents to admission webhooks that ask for one.
+const WebhookClientName = "kube-apiserver-webhook-client"
 
 // certLifetime outlives any test run.
 const certLifetime = 24 * time.Hour
@@ -35,6 +44,8 @@ func newPKI(dir string) (*pki, error) {
 		servingCert: filepath.Join(dir, "apiserver.crt"), servingKey: filepath.Join(dir, "apiserver.key"),
 		adminCert: filepath.Join(dir, "admin.crt"), adminKey: filepath.Join(dir, "admin.key"),
 		saKey: filepath.Join(dir, "sa.key"), saPub: filepath.Join(dir, "sa.pub"),
+		webhookClientCA:   filepath.Join(dir, "webhook-client-ca.crt"),
+		webhookClientCert: filepath.Join(dir, "webhook-client.crt"), webhookClientKey: filepath.Join(dir, "webhook-client.key"),
 	}
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -90,6 +101,9 @@ func newPKI(dir string) (*pki, error) {
 	}
 	if err := issue(3, pkix.Name{CommonName: "flagpole-e2e-admin", Organization: []string{"system:masters"}},
 		x509.ExtKeyUsageClientAuth, p.adminCert, p.adminKey, nil, nil); err != nil {
+		return nil, err
+	}
+	if err := writeClientCertificate(dir, p.webhookClientCA, p.webhookClientCert, p.webhookClientKey, WebhookClientName, now); err != nil {
 		return nil, err
 	}
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -161,4 +175,39 @@ func ServingCert(dir string) ([]byte, error) {
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+}
+
+// writeClientCertificate writes a new CA (caPath, its key beside it) and a client
+// certificate of it for cn (certPath, keyPath).
+func writeClientCertificate(dir, caPath, certPath, keyPath, cn string, now time.Time) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn + "-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(certLifetime), KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true, IsCA: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	if err := writeCertAndKey(caPath, filepath.Join(dir, filepath.Base(caPath)+".key"), caDER, caKey); err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(certLifetime), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		return err
+	}
+	return writeCertAndKey(certPath, keyPath, der, key)
 }

@@ -62,6 +62,14 @@ app.kubernetes.io/component: {{ .component }}
     {{- if $v.certManager.enabled }}
     - --cert-dir=/etc/flagpole/webhook-certs
     {{- end }}
+    {{- if $v.webhookClientAuth.caConfigMap }}
+    - --webhook-client-ca=/etc/flagpole/webhook-client-ca/ca.crt
+    {{- with $v.webhookClientAuth.names }}
+    - --webhook-client-names={{ join "," . }}
+    {{- end }}
+    {{- else if $v.webhookClientAuth.names }}
+    {{- fail "webhookClientAuth.names needs webhookClientAuth.caConfigMap (the names are checked on client certificates)" }}
+    {{- end }}
     {{- if ne (toString $v.managerConfig.flagsValidationEnabled) "true" }}
     - --no-flags-validation
     {{- end }}
@@ -161,11 +169,18 @@ app.kubernetes.io/component: {{ .component }}
     readOnlyRootFilesystem: true
     capabilities:
       drop: [ALL]
-  {{- if and $v.certManager.enabled (ne .mode "controller") }}
+  {{- if and (or $v.certManager.enabled $v.webhookClientAuth.caConfigMap) (ne .mode "controller") }}
   volumeMounts:
+    {{- if $v.certManager.enabled }}
     - name: webhook-cert
       mountPath: /etc/flagpole/webhook-certs
       readOnly: true
+    {{- end }}
+    {{- if $v.webhookClientAuth.caConfigMap }}
+    - name: webhook-client-ca
+      mountPath: /etc/flagpole/webhook-client-ca
+      readOnly: true
+    {{- end }}
   {{- end }}
 {{- end -}}
 
@@ -240,11 +255,21 @@ spec:
           {{- include "flagpole.selector" . | nindent 10 }}
   containers:
     {{- include "flagpole.container" . | nindent 4 }}
-  {{- if and $v.certManager.enabled (ne .mode "controller") }}
+  {{- if and (or $v.certManager.enabled $v.webhookClientAuth.caConfigMap) (ne .mode "controller") }}
   volumes:
+    {{- if $v.certManager.enabled }}
     - name: webhook-cert
       secret:
         secretName: flagpole-webhook-cert
         defaultMode: 0440
+    {{- end }}
+    {{- if $v.webhookClientAuth.caConfigMap }}
+    - name: webhook-client-ca
+      configMap:
+        name: {{ $v.webhookClientAuth.caConfigMap }}
+        items:
+          - key: ca.crt
+            path: ca.crt
+    {{- end }}
   {{- end }}
 {{- end -}}
