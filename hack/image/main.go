@@ -3,7 +3,7 @@
 // image-push`; docs/install.md, "The image").
 //
 //	image build  -out bin/image -binary amd64=bin/linux_amd64/flagpole -binary arm64=... <meta flags>
-//	image verify -dir bin/image [-host-binary bin/flagpole] [-want-digest sha256:...] <meta flags>
+//	image verify -dir bin/image [-host-binary bin/flagpole] [-want-digest sha256:...] [-rebuild dir] [-go go] <meta flags>
 //	image digest -dir bin/image          # the index digest of the last build
 //	image same   -dir bin/image -arch amd64 -archive docker-save.tar -tag name:tag
 //	image push   -dir bin/image -repository registry.example/flagpole
@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -83,6 +82,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		meta.register(fl)
 		host := fl.String("host-binary", "", "the binary `make build` wrote: the image's binary for this machine's architecture must be identical")
 		want := fl.String("want-digest", "", "the index digest of an independent build of the same commit")
+		rebuild := fl.String("rebuild", "", "the output directory of an independent build of the same commit: its SBOMs must be the same bytes")
+		goCmd := fl.String("go", "", "the go command: `go version -m` of each binary must list the modules of its SBOM")
 		if err := fl.Parse(args); err != nil {
 			return err
 		}
@@ -94,7 +95,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := verify.Verify(ctx, verify.Options{Dir: *dir, Meta: m, Written: w, HostBinary: *host, WantDigest: *want, Log: out}); err != nil {
+		o := verify.Options{Dir: *dir, Meta: m, Written: w, HostBinary: *host, WantDigest: *want, GoCommand: *goCmd, Log: out}
+		if *rebuild != "" {
+			again, err := readRecord(*rebuild)
+			if err != nil {
+				return err
+			}
+			o.Rebuild, o.RebuildDir = &again, *rebuild
+		}
+		if err := verify.Verify(ctx, o); err != nil {
 			return fmt.Errorf("the image in %s fails verification:\n%w", *dir, err)
 		}
 		return nil
@@ -153,10 +162,10 @@ func (m metaFlags) meta() (oci.Meta, error) {
 	return meta, meta.Validate()
 }
 
-// build assembles the image of every platform, writes the layout, the archives,
-// the record, the Dockerfile's build context (rootfs/linux_<arch>) and, per
-// architecture, the binary's module listing (`go version -m`: an SBOM-like list of
-// every module linked in, with its version and checksum).
+// build assembles the image of every platform and its SBOM, and writes the
+// layout (the index and, referring to each image, its SBOM artifact), the
+// archives, the SBOM files, the record and the Dockerfile's build context
+// (rootfs/linux_<arch>).
 func build(dir string, meta oci.Meta, binaries map[string]string, out io.Writer) error {
 	images := map[string]v1.Image{}
 	contents := map[string][]byte{}
@@ -182,20 +191,25 @@ func build(dir string, meta oci.Meta, binaries map[string]string, out io.Writer)
 	if err != nil {
 		return err
 	}
-	w, err := oci.Write(dir, meta, idx, images, runtime.GOARCH)
+	ca, _ := rootfs.CABundle()
+	caSource := rootfs.CABundleSource()
+	if caSource == nil {
+		return fmt.Errorf("the image tool has no build information naming %s (the CA bundle's source)", rootfs.CABundleModule)
+	}
+	sboms := map[string][]byte{}
+	for _, p := range oci.Platforms {
+		doc, err := oci.SBOM(meta, p, images[p.Arch], rootfs.Files(contents[p.Arch], ca), caSource)
+		if err != nil {
+			return fmt.Errorf("%s SBOM: %w", p, err)
+		}
+		sboms[p.Arch] = doc
+	}
+	w, err := oci.Write(dir, meta, idx, images, sboms, runtime.GOARCH)
 	if err != nil {
 		return err
 	}
-	ca, _ := rootfs.CABundle()
 	for arch, data := range contents {
 		if err := rootfs.WriteDir(filepath.Join(dir, "rootfs", "linux_"+arch), rootfs.Files(data, ca)); err != nil {
-			return err
-		}
-		info, err := buildinfo.Read(strings.NewReader(string(data)))
-		if err != nil {
-			return fmt.Errorf("%s binary: %w", arch, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "sbom-linux-"+arch+".txt"), []byte(info.String()), 0o644); err != nil {
 			return err
 		}
 	}
@@ -209,6 +223,7 @@ func build(dir string, meta oci.Meta, binaries map[string]string, out io.Writer)
 	fmt.Fprintf(out, "image %s@%s\n  OCI layout  %s\n", w.Tag, w.Digest, filepath.Join(dir, w.Layout))
 	for _, p := range oci.Platforms {
 		fmt.Fprintf(out, "  %-11s %s (manifest %s)\n", p, filepath.Join(dir, w.Archives[p.Arch]), w.Manifests[p.Arch])
+		fmt.Fprintf(out, "  %-11s %s (SPDX 2.3; OCI artifact %s, subject the manifest)\n", "", filepath.Join(dir, w.SBOMs[p.Arch]), w.SBOMArtifacts[p.Arch])
 	}
 	if w.Archive != "" {
 		fmt.Fprintf(out, "  docker load -i %s   (this machine's architecture)\n", filepath.Join(dir, w.Archive))
@@ -286,8 +301,8 @@ func same(dir, arch, archive, tag string, out io.Writer) error {
 	return nil
 }
 
-// push writes the index and both images to repository:version and prints the
-// pinned reference. Credentials come from the Docker config (docker login, or
+// push writes the index and both images to repository:version, then each
+// image's SBOM artifact, and prints the pinned reference. Credentials come from the Docker config (docker login, or
 // credential helpers), never from flags.
 func push(ctx context.Context, dir, repository string, out io.Writer) error {
 	if repository == "" {
@@ -317,8 +332,31 @@ func push(ctx context.Context, dir, repository string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := remote.WriteIndex(ref, ii, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	if err := remote.WriteIndex(ref, ii, opts...); err != nil {
 		return fmt.Errorf("push %s: %w", ref, err)
+	}
+	// each SBOM artifact by digest, after its subject: a registry with the
+	// referrers API lists it under the image's manifest; for one without,
+	// go-containerregistry adds it to the index tagged sha256-<manifest hex> (the
+	// referrers tag schema of the distribution spec), which clients read instead.
+	for _, p := range oci.Platforms {
+		d, ok := w.SBOMArtifacts[p.Arch]
+		if !ok {
+			return fmt.Errorf("push: %s names no SBOM artifact for %s (run make image)", recordFile, p)
+		}
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return err
+		}
+		artifact, err := lp.Image(h)
+		if err != nil {
+			return fmt.Errorf("push: the %s SBOM artifact: %w", p, err)
+		}
+		if err := remote.Write(ref.Context().Digest(d), artifact, opts...); err != nil {
+			return fmt.Errorf("push the %s SBOM %s: %w", p, d, err)
+		}
+		fmt.Fprintf(out, "%s@%s  SBOM of %s (subject %s)\n", ref.Context(), d, p, w.Manifests[p.Arch])
 	}
 	fmt.Fprintf(out, "%s@%s\n", ref, w.Digest)
 	return nil

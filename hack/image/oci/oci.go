@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/flagpole-dev/flagpole/hack/image/rootfs"
+	"github.com/flagpole-dev/flagpole/hack/image/sbom"
 )
 
 // OCI annotation and label keys (opencontainers image-spec, annotations.md).
@@ -192,15 +193,23 @@ type Written struct {
 	Archive  string            `json:"archive"`
 	// Manifests are the per-architecture image manifest digests.
 	Manifests map[string]string `json:"manifests"`
-	Version   string            `json:"version"`
-	Revision  string            `json:"revision"`
+	// SBOMs are the per-architecture SPDX documents (flagpole-<version>-linux-<arch>.spdx.json),
+	// the same bytes as the layer of the artifacts SBOMArtifacts names: the digests of
+	// the OCI artifacts whose subject is the architecture's manifest.
+	SBOMs         map[string]string `json:"sboms"`
+	SBOMArtifacts map[string]string `json:"sbomArtifacts"`
+	Version       string            `json:"version"`
+	Revision      string            `json:"revision"`
 }
 
 // Write writes idx and its images into dir (which Write empties first): the OCI
 // layout in dir/oci (index.json names the index by tag), one docker-save tarball
 // per architecture, dir/flagpole-<version>-linux-<arch>.tar, and a copy of the
-// hostArch one as dir/flagpole-<version>.tar.
-func Write(dir string, meta Meta, idx v1.ImageIndex, images map[string]v1.Image, hostArch string) (Written, error) {
+// hostArch one as dir/flagpole-<version>.tar. sboms holds the SPDX document of
+// each architecture's image: it is written as dir/flagpole-<version>-linux-<arch>.spdx.json
+// and, as an OCI artifact whose subject is that image's manifest, into the
+// layout, whose index.json lists it after the index (untagged).
+func Write(dir string, meta Meta, idx v1.ImageIndex, images map[string]v1.Image, sboms map[string][]byte, hostArch string) (Written, error) {
 	tag, err := meta.Tag()
 	if err != nil {
 		return Written{}, err
@@ -210,13 +219,22 @@ func Write(dir string, meta Meta, idx v1.ImageIndex, images map[string]v1.Image,
 		return Written{}, err
 	}
 	w := Written{Tag: tag.String(), Digest: digest.String(), Layout: "oci", Archives: map[string]string{},
-		Manifests: map[string]string{}, Version: meta.Version, Revision: meta.Revision}
+		Manifests: map[string]string{}, SBOMs: map[string]string{}, SBOMArtifacts: map[string]string{},
+		Version: meta.Version, Revision: meta.Revision}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return w, err
+	}
 	for _, sub := range []string{"oci", "rootfs"} {
 		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
 			return w, err
 		}
 	}
-	old, _ := filepath.Glob(filepath.Join(dir, "flagpole-*.tar"))
+	var old []string
+	for _, pattern := range []string{"flagpole-*.tar", "flagpole-*.spdx.json", "sbom-linux-*.txt"} {
+		m, _ := filepath.Glob(filepath.Join(dir, pattern))
+		old = append(old, m...)
+	}
 	for _, f := range old {
 		if err := os.Remove(f); err != nil {
 			return w, err
@@ -250,6 +268,40 @@ func Write(dir string, meta Meta, idx v1.ImageIndex, images map[string]v1.Image,
 			return w, fmt.Errorf("writing %s: %w", file, err)
 		}
 		w.Archives[arch] = file
+
+		doc, ok := sboms[arch]
+		if !ok {
+			return w, fmt.Errorf("no SBOM for the %s image", arch)
+		}
+		var subject *v1.Descriptor
+		for i, m := range im.Manifests {
+			if m.Digest == d {
+				subject = &im.Manifests[i]
+			}
+		}
+		if subject == nil {
+			return w, fmt.Errorf("the %s image %s is not in the index", arch, d)
+		}
+		sbomFile := SBOMFile(meta.Version, arch)
+		artifact, err := Artifact{ArtifactType: SBOMMediaType, Subject: *subject, Title: sbomFile, Content: doc, Created: meta.Created}.Image()
+		if err != nil {
+			return w, err
+		}
+		if err := lp.AppendImage(artifact); err != nil {
+			return w, fmt.Errorf("writing the %s SBOM artifact: %w", arch, err)
+		}
+		ad, err := artifact.Digest()
+		if err != nil {
+			return w, err
+		}
+		w.SBOMArtifacts[arch] = ad.String()
+		if err := os.WriteFile(filepath.Join(dir, sbomFile), doc, 0o644); err != nil {
+			return w, err
+		}
+		w.SBOMs[arch] = sbomFile
+	}
+	if len(sboms) != len(images) {
+		return w, fmt.Errorf("SBOMs for %d architectures, images for %d", len(sboms), len(images))
 	}
 	if host, ok := w.Archives[hostArch]; ok {
 		w.Archive = fmt.Sprintf("flagpole-%s.tar", meta.Version)
@@ -258,6 +310,14 @@ func Write(dir string, meta Meta, idx v1.ImageIndex, images map[string]v1.Image,
 		}
 	}
 	return w, nil
+}
+
+// SBOMMediaType is the media type (and the artifactType) of the SBOMs: SPDX JSON.
+const SBOMMediaType = sbom.MediaType
+
+// SBOMFile is the name of an architecture's SBOM next to its archive.
+func SBOMFile(version, arch string) string {
+	return fmt.Sprintf("flagpole-%s-linux-%s.spdx.json", version, arch)
 }
 
 func copyFile(from, to string) error {

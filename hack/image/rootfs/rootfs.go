@@ -19,6 +19,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -88,6 +89,25 @@ func CABundle() ([]byte, int) {
 	}
 	return buf.Bytes(), n
 }
+
+// CABundleSource is the module CABundle's certificates come from, as this
+// program's build information names it (version and go.sum hash), or nil when
+// the program has no build information.
+func CABundleSource() *debug.Module {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
+	}
+	for _, d := range info.Deps {
+		if d.Path == CABundleModule {
+			return d
+		}
+	}
+	return nil
+}
+
+// CABundleModule is the Go module whose bundle package holds the CA roots.
+const CABundleModule = "golang.org/x/crypto/x509roots/fallback"
 
 // Tar writes files as an uncompressed tar stream, as a layer holds it: names
 // relative to the root ("etc/passwd", "etc/ssl/"), PAX-free USTAR headers, owner

@@ -2,8 +2,10 @@
 // OCI layout holds one index over exactly the shipped platforms; each image runs
 // the static binary as the non-root user with no shell; its one layer holds
 // exactly the expected files, owned by root; each binary is a static ELF for its
-// architecture built from this commit with CGO off and -trimpath; the archives
-// hold the same images; the binary of the build machine's architecture runs
+// architecture built from this commit with CGO off and -trimpath; each image has
+// its SBOM (an SPDX document attached as an OCI artifact whose subject is the
+// image's manifest, and a file next to the archives) listing exactly its modules
+// and files; the archives hold the same images; the binary of the build machine's architecture runs
 // `version`; and, when given, it is byte for byte the binary `make build` wrote.
 package verify
 
@@ -126,6 +128,13 @@ type Options struct {
 	HostBinary string
 	// WantDigest, when set, is the index digest of a second, independent build.
 	WantDigest string
+	// Rebuild, when set, is the record of a second build of the same commit in
+	// RebuildDir: its SBOMs must be the same bytes and the same artifacts.
+	Rebuild    *oci.Written
+	RebuildDir string
+	// GoCommand, when set, is the go command: `go version -m` of each binary must
+	// list exactly the modules of its SBOM.
+	GoCommand string
 	// Log receives what was checked.
 	Log io.Writer
 }
@@ -144,14 +153,19 @@ func Verify(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if len(topManifest.Manifests) != 1 {
-		return fmt.Errorf("OCI layout index.json: %d entries, want 1 (the image index)", len(topManifest.Manifests))
+	// index.json: the image index (tagged), then one SBOM artifact per platform
+	if len(topManifest.Manifests) != 1+len(oci.Platforms) {
+		return fmt.Errorf("OCI layout index.json: %d entries, want %d (the image index and an SBOM artifact per platform)", len(topManifest.Manifests), 1+len(oci.Platforms))
 	}
 	desc := topManifest.Manifests[0]
+	artifacts := map[string]*v1.Descriptor{}
+	for i, d := range topManifest.Manifests[1:] {
+		artifacts[d.Digest.String()] = &topManifest.Manifests[1+i]
+	}
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if desc.MediaType != types.OCIImageIndex {
-		fail("index.json names a %s, want an OCI image index", desc.MediaType)
+		fail("index.json names a %s first, want the OCI image index", desc.MediaType)
 	}
 	if got := desc.Annotations[oci.AnnotationRefName]; got != o.Meta.Version {
 		fail("index.json ref.name %q, want the version %q", got, o.Meta.Version)
@@ -179,6 +193,8 @@ func Verify(ctx context.Context, o Options) error {
 		fail("the index has %d images, want %d (%v)", len(im.Manifests), len(oci.Platforms), oci.Platforms)
 	}
 	for _, p := range oci.Platforms {
+		artifact := artifacts[o.Written.SBOMArtifacts[p.Arch]]
+		delete(artifacts, o.Written.SBOMArtifacts[p.Arch])
 		var found *v1.Descriptor
 		for i, m := range im.Manifests {
 			if m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == p.Arch {
@@ -200,12 +216,29 @@ func Verify(ctx context.Context, o Options) error {
 		if found.Digest.String() != o.Written.Manifests[p.Arch] {
 			fail("%s: manifest %s, image.json says %s", p, found.Digest, o.Written.Manifests[p.Arch])
 		}
-		binary, err := checkImage(img, p, o.Meta)
+		binary, imageErr := checkImage(img, p, o.Meta)
+		if imageErr != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, imageErr))
+		} else {
+			fmt.Fprintf(o.Log, "ok  %s image %s: config, layer, static %s binary (%d bytes) built from %s\n", p, found.Digest, p.Arch, len(binary), o.Meta.Revision)
+		}
+		doc, err := checkSBOM(ctx, lp, o, p, *found, artifact, img)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			errs = append(errs, fmt.Errorf("%s SBOM: %w", p, err))
+		} else {
+			how := "the binary's build information"
+			if o.GoCommand != "" {
+				how += " and `go version -m`"
+			}
+			fmt.Fprintf(o.Log, "ok  %s SBOM %s (SPDX 2.3, %d bytes): artifact %s with subject %s, the modules of %s, the layer's file hashes\n",
+				p, o.Written.SBOMs[p.Arch], len(doc), o.Written.SBOMArtifacts[p.Arch], found.Digest, how)
+		}
+		if o.Rebuild != nil {
+			errs = append(errs, sameSBOM(o, p.Arch, doc)...)
+		}
+		if imageErr != nil {
 			continue
 		}
-		fmt.Fprintf(o.Log, "ok  %s image %s: config, layer, static %s binary (%d bytes) built from %s\n", p, found.Digest, p.Arch, len(binary), o.Meta.Revision)
 		if err := checkArchive(filepath.Join(o.Dir, o.Written.Archives[p.Arch]), o.Written.Tag, img); err != nil {
 			errs = append(errs, fmt.Errorf("%s archive: %w", p, err))
 		} else {
@@ -231,10 +264,33 @@ func Verify(ctx context.Context, o Options) error {
 			}
 		}
 	}
+	for d := range artifacts {
+		fail("index.json lists %s, which is neither the index nor an SBOM artifact image.json names", d)
+	}
 	if o.WantDigest != "" && len(errs) == 0 {
 		fmt.Fprintf(o.Log, "ok  reproducible: a second build made the same index %s\n", o.WantDigest)
 	}
+	if o.Rebuild != nil && len(errs) == 0 {
+		fmt.Fprintf(o.Log, "ok  reproducible: a second build made the same SBOM bytes and artifacts\n")
+	}
 	return errors.Join(errs...)
+}
+
+// sameSBOM wants the second build's SBOM of arch to be the same artifact and
+// the same bytes.
+func sameSBOM(o Options, arch string, doc []byte) []error {
+	var errs []error
+	if got, want := o.Rebuild.SBOMArtifacts[arch], o.Written.SBOMArtifacts[arch]; got != want {
+		errs = append(errs, fmt.Errorf("not reproducible: the linux/%s SBOM artifact is %s, another build of the same commit made %s", arch, want, got))
+	}
+	again, err := os.ReadFile(filepath.Join(o.RebuildDir, o.Rebuild.SBOMs[arch]))
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("the second build's SBOM: %w", err))
+	case doc != nil && !bytes.Equal(again, doc):
+		errs = append(errs, fmt.Errorf("not reproducible: the linux/%s SBOM differs from the second build's %s", arch, filepath.Join(o.RebuildDir, o.Rebuild.SBOMs[arch])))
+	}
+	return errs
 }
 
 // checkImage checks one platform's image and returns its binary.
