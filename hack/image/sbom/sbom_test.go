@@ -295,14 +295,16 @@ func TestGenerateRefuses(t *testing.T) {
 		edit func(*Input)
 		want string
 	}{
-		"no binary":      {func(in *Input) { in.Files = in.Files[:2] }, "no /flagpole"},
-		"not Go":         {func(in *Input) { in.Files = rootfs.Files([]byte("#!/bin/sh\n"), nil) }, "no Go build information"},
-		"no digest":      {func(in *Input) { in.Manifest = v1.Hash{} }, "not a sha256 digest"},
-		"no time":        {func(in *Input) { in.Created = time.Time{} }, "no creation time"},
-		"source":         {func(in *Input) { in.Source = "github.com/x#y" }, "not an http(s) URL"},
-		"no platform":    {func(in *Input) { in.Platform = v1.Platform{} }, "lacks an OS"},
-		"relative path":  {func(in *Input) { in.Files = append(slices.Clone(in.Files), rootfs.File{Path: "etc/x"}) }, "absolute, clean"},
-		"symlink":        {func(in *Input) { in.Files = append(slices.Clone(in.Files), rootfs.File{Path: "/x", Mode: fs.ModeSymlink}) }, "neither a regular file"},
+		"no binary":     {func(in *Input) { in.Files = in.Files[:2] }, "no /flagpole"},
+		"not Go":        {func(in *Input) { in.Files = rootfs.Files([]byte("#!/bin/sh\n"), nil) }, "no Go build information"},
+		"no digest":     {func(in *Input) { in.Manifest = v1.Hash{} }, "not a sha256 digest"},
+		"no time":       {func(in *Input) { in.Created = time.Time{} }, "no creation time"},
+		"source":        {func(in *Input) { in.Source = "github.com/x#y" }, "not an http(s) URL"},
+		"no platform":   {func(in *Input) { in.Platform = v1.Platform{} }, "lacks an OS"},
+		"relative path": {func(in *Input) { in.Files = append(slices.Clone(in.Files), rootfs.File{Path: "etc/x"}) }, "absolute, clean"},
+		"symlink": {func(in *Input) {
+			in.Files = append(slices.Clone(in.Files), rootfs.File{Path: "/x", Mode: fs.ModeSymlink})
+		}, "neither a regular file"},
 		"bad module sum": {func(in *Input) { in.CASource = &debug.Module{Path: "a", Version: "v1", Sum: "h1:!!"} }, "not h1: and a base64 SHA-256"},
 	} {
 		in := input(t)
