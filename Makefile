@@ -110,7 +110,8 @@ fuzz: ## run every fuzz target of the module for $(FUZZTIME) each (found by hack
 # go-containerregistry, no Docker engine and no base image. Output in $(IMAGE_DIR):
 # oci/ (OCI layout, linux/amd64 + linux/arm64), flagpole-<version>-linux-<arch>.tar
 # (docker load), flagpole-<version>.tar (this machine's architecture), image.json,
-# sbom-linux-<arch>.txt, rootfs/linux_<arch>/ (the Dockerfile's build context).
+# flagpole-<version>-linux-<arch>.spdx.json (SPDX 2.3 SBOMs, also in oci/ as OCI
+# artifacts referring to each image), rootfs/linux_<arch>/ (the Dockerfile's build context).
 IMAGE_REPO ?= ghcr.io/flagpole-dev/flagpole
 IMAGE_DIR ?= bin/image
 SOURCE_URL ?= https://github.com/flagpole-dev/flagpole
@@ -132,17 +133,18 @@ $(IMAGE_TOOL): FORCE
 image: image-binaries $(IMAGE_TOOL) ## the multi-arch OCI image, without Docker, in $(IMAGE_DIR) (docs/install.md)
 	$(IMAGE_TOOL) build -out $(IMAGE_DIR) $(IMAGE_META) $(foreach a,$(IMAGE_ARCHES),-binary $(a)=bin/linux_$(a)/flagpole)
 
-image-verify: build image ## check the image (config, files, binaries, archives), rebuild it to prove it reproducible, and (IMAGE_DOCKER=1) load, run and rebuild it with a real Docker engine
+image-verify: build image ## check the image (config, files, binaries, archives, SBOMs), rebuild it to prove it reproducible, and (IMAGE_DOCKER=1) load, run and rebuild it with a real Docker engine
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  echo "rebuilding the binaries ($(or $(IMAGE_REBUILD_FLAGS),from the build cache)) and the image in $$tmp"; \
 	  for a in $(IMAGE_ARCHES); do \
 	    CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build $(IMAGE_REBUILD_FLAGS) -trimpath -ldflags '$(LDFLAGS)' -o $$tmp/linux_$$a/flagpole . || exit 1; \
 	  done; \
 	  $(IMAGE_TOOL) build -out $$tmp/image $(IMAGE_META) $(foreach a,$(IMAGE_ARCHES),-binary $(a)=$$tmp/linux_$(a)/flagpole) >/dev/null && \
-	  $(IMAGE_TOOL) verify -dir $(IMAGE_DIR) $(IMAGE_META) -host-binary $(BIN) -want-digest $$($(IMAGE_TOOL) digest -dir $$tmp/image)
+	  $(IMAGE_TOOL) verify -dir $(IMAGE_DIR) $(IMAGE_META) -host-binary $(BIN) -want-digest $$($(IMAGE_TOOL) digest -dir $$tmp/image) \
+	    -rebuild $$tmp/image -go $(GO)
 	@if [ "$(IMAGE_DOCKER)" = 1 ]; then bash hack/image/docker-verify.sh $(IMAGE_DIR); fi
 
-image-push: image ## push the image index to $(REGISTRY)/flagpole:<version> (credentials: docker login / credential helpers)
+image-push: image ## push the image index and its SBOM artifacts to $(REGISTRY)/flagpole:<version> (credentials: docker login / credential helpers)
 	@test -n "$(REGISTRY)" || { echo "make image-push REGISTRY=registry.example.com/team"; exit 2; }
 	$(IMAGE_TOOL) push -dir $(IMAGE_DIR) -repository $(REGISTRY)/flagpole
 
