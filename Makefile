@@ -25,7 +25,7 @@ SECURITY_STEPS ?= vulns lint secrets fuzz
 EXAMPLE_FLAGS ?= deploy/examples/flags/example-flags.json
 
 .PHONY: build run test lint bench fuzz clean generate verify load size propagation hostile e2e admission-load controller-scale proxy-fanout load-compare
-.PHONY: image image-binaries image-verify image-push deploy-crds chart-docs deploy-test release-manifests
+.PHONY: image image-binaries image-test image-verify image-push deploy-crds chart-docs deploy-test release-manifests
 
 build: ## build bin/flagpole
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -133,7 +133,10 @@ $(IMAGE_TOOL): FORCE
 image: image-binaries $(IMAGE_TOOL) ## the multi-arch OCI image, without Docker, in $(IMAGE_DIR) (docs/install.md)
 	$(IMAGE_TOOL) build -out $(IMAGE_DIR) $(IMAGE_META) $(foreach a,$(IMAGE_ARCHES),-binary $(a)=bin/linux_$(a)/flagpole)
 
-image-verify: build image ## check the image (config, files, binaries, archives, SBOMs), rebuild it to prove it reproducible, and (IMAGE_DOCKER=1) load, run and rebuild it with a real Docker engine
+image-test: ## the image tool's unit tests (hack/image, a module of its own: SBOM, OCI artifact, verification, push to an in-process registry)
+	$(GO) -C hack/image test -count=1 ./...
+
+image-verify: build image image-test ## check the image (config, files, binaries, archives, SBOMs), rebuild it to prove it reproducible, and (IMAGE_DOCKER=1) load, run and rebuild it with a real Docker engine
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  echo "rebuilding the binaries ($(or $(IMAGE_REBUILD_FLAGS),from the build cache)) and the image in $$tmp"; \
 	  for a in $(IMAGE_ARCHES); do \
