@@ -249,8 +249,8 @@ func (r *runner) refresh(confirm bool) {
 	}
 	r.settling = false
 	r.settleT.Stop()
+	r.retryFailedRead(res) // first: the recovery is logged before the flags it read are sent
 	kind := r.commit(res)
-	r.retryFailedRead(res)
 	r.loaded(kind)
 }
 
