@@ -108,29 +108,17 @@ func (d *treeDecoder) object(depth int) (any, bool) {
 	if depth > maxTreeDepth {
 		return nil, false
 	}
-	d.pos++ // {
 	m := map[string]any{}
-	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == '}' {
-		d.pos++
+	if d.open('}') {
 		return m, true
 	}
 	for {
-		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-			return nil, false
-		}
-		k, ok := d.str()
+		k, ok := d.key()
 		if !ok {
 			return nil, false
 		}
-		d.space()
-		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
-			return nil, false
-		}
-		d.pos++
-		d.space()
 		var v any
-		if depth == 1 && d.lazyFlags && k.(string) == "flags" {
+		if depth == 1 && d.lazyFlags && k == "flags" {
 			v, ok = d.flags(depth)
 		} else {
 			v, ok = d.value(depth)
@@ -138,20 +126,9 @@ func (d *treeDecoder) object(depth int) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		m[k.(string)] = v // a repeated key: the last wins, as in encoding/json
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, false
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-			d.space()
-		case '}':
-			d.pos++
-			return m, true
-		default:
-			return nil, false
+		m[k] = v // a repeated key: the last wins, as in encoding/json
+		if more, ok := d.next('}'); !more {
+			return m, ok
 		}
 	}
 }
@@ -160,11 +137,8 @@ func (d *treeDecoder) array(depth int) (any, bool) {
 	if depth > maxTreeDepth {
 		return nil, false
 	}
-	d.pos++ // [
 	a := []any{}
-	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == ']' {
-		d.pos++
+	if d.open(']') {
 		return a, true
 	}
 	for {
@@ -173,21 +147,64 @@ func (d *treeDecoder) array(depth int) (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, false
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-			d.space()
-		case ']':
-			d.pos++
-			return a, true
-		default:
-			return nil, false
+		if more, ok := d.next(']'); !more {
+			return a, ok
 		}
 	}
+}
+
+// open moves past the opening byte of an object or array and reports whether it is
+// empty (then also past its closing byte).
+func (d *treeDecoder) open(closing byte) (empty bool) {
+	d.pos++
+	d.space()
+	if d.pos < len(d.data) && d.data[d.pos] == closing {
+		d.pos++
+		return true
+	}
+	return false
+}
+
+// key decodes an object member's name and moves past the ':' after it.
+func (d *treeDecoder) key() (string, bool) {
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		return "", false
+	}
+	k, ok := d.str()
+	if !ok || !d.colon() {
+		return "", false
+	}
+	return k.(string), true
+}
+
+// colon moves past the ':' after a member's name.
+func (d *treeDecoder) colon() bool {
+	d.space()
+	if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+		return false
+	}
+	d.pos++
+	d.space()
+	return true
+}
+
+// next moves past the ',' after a member or element (more) or the closing byte (the
+// end, ok); anything else is a syntax error.
+func (d *treeDecoder) next(closing byte) (more, ok bool) {
+	d.space()
+	if d.pos >= len(d.data) {
+		return false, false
+	}
+	switch d.data[d.pos] {
+	case ',':
+		d.pos++
+		d.space()
+		return true, true
+	case closing:
+		d.pos++
+		return false, true
+	}
+	return false, false
 }
 
 // number decodes a number of JSON's grammar as a float64.
@@ -363,63 +380,43 @@ func (d *treeDecoder) flags(depth int) (any, bool) {
 	if d.pos >= len(d.data) || (d.data[d.pos] != '{' && d.data[d.pos] != '[') {
 		return d.value(depth) // not a container of flags: the parser says what is wrong
 	}
-	open := d.data[d.pos]
-	depth++
-	if depth > maxTreeDepth {
+	object := d.data[d.pos] == '{'
+	closing := byte(']')
+	if object {
+		closing = '}'
+	}
+	if depth++; depth > maxTreeDepth {
 		return nil, false
 	}
-	d.pos++
 	m, a := map[string]any{}, []any{}
-	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == open+2 { // '}' is '{'+2, ']' is '['+2
-		d.pos++
-		if open == '{' {
-			return m, true
+	result := func() any {
+		if object {
+			return m
 		}
-		return a, true
+		return a
+	}
+	if d.open(closing) {
+		return result(), true
 	}
 	for {
-		var key any
-		if open == '{' {
+		var key string
+		if object {
 			var ok bool
-			if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			if key, ok = d.key(); !ok {
 				return nil, false
 			}
-			if key, ok = d.str(); !ok {
-				return nil, false
-			}
-			d.space()
-			if d.pos >= len(d.data) || d.data[d.pos] != ':' {
-				return nil, false
-			}
-			d.pos++
-			d.space()
 		}
 		start := d.pos
 		if !d.skip(depth) {
 			return nil, false
 		}
-		if open == '{' {
-			m[key.(string)] = rawFlag(d.data[start:d.pos])
+		if object {
+			m[key] = rawFlag(d.data[start:d.pos])
 		} else {
 			a = append(a, rawFlag(d.data[start:d.pos]))
 		}
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, false
-		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-			d.space()
-		case open + 2:
-			d.pos++
-			if open == '{' {
-				return m, true
-			}
-			return a, true
-		default:
-			return nil, false
+		if more, ok := d.next(closing); !more {
+			return result(), ok
 		}
 	}
 }
@@ -431,43 +428,22 @@ func (d *treeDecoder) skip(depth int) bool {
 	}
 	switch c := d.data[d.pos]; {
 	case c == '{' || c == '[':
+		closing := c + 2 // '}' is '{'+2, ']' is '['+2
 		if depth+1 > maxTreeDepth {
 			return false
 		}
-		d.pos++
-		d.space()
-		if d.pos < len(d.data) && d.data[d.pos] == c+2 {
-			d.pos++
+		if d.open(closing) {
 			return true
 		}
 		for {
-			if c == '{' {
-				if d.pos >= len(d.data) || d.data[d.pos] != '"' || !d.skipString() {
-					return false
-				}
-				d.space()
-				if d.pos >= len(d.data) || d.data[d.pos] != ':' {
-					return false
-				}
-				d.pos++
-				d.space()
+			if c == '{' && (d.pos >= len(d.data) || d.data[d.pos] != '"' || !d.skipString() || !d.colon()) {
+				return false
 			}
 			if !d.skip(depth + 1) {
 				return false
 			}
-			d.space()
-			if d.pos >= len(d.data) {
-				return false
-			}
-			switch d.data[d.pos] {
-			case ',':
-				d.pos++
-				d.space()
-			case c + 2:
-				d.pos++
-				return true
-			default:
-				return false
+			if more, ok := d.next(closing); !more {
+				return ok
 			}
 		}
 	case c == '"':
