@@ -11,6 +11,8 @@
 # $TOOLS_BIN (default bin/tools); they never enter the main module.
 # Usage: hack/update-codegen.sh [repo-root]
 set -euo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 
 SCRIPT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 ROOT="$(cd "${1:-${SCRIPT_ROOT}}" && pwd -P)"

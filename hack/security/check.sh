@@ -16,6 +16,8 @@
 # VULNCHECK (binaries, relative to the repository root), VULNDB (empty: the local
 # database), SECURITY_MODULES, SECURITY_LINTERS, SECURITY_FUZZTIME, SECURITY_STEPS.
 set -uo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 cd "$(dirname "$0")/../.."
 root=$PWD
 : "${GO:=go}"
