@@ -36,6 +36,12 @@ go -C "${SCRIPT_ROOT}/hack/tools" build -o "${TOOLS_BIN}/" \
 
 cd "${ROOT}"
 
+# Go 1.27 implements encoding/json with encoding/json/v2, and its json.RawMessage is an
+# alias of jsontext.Value: the generators (go/types) would write the alias's target,
+# encoding/json/jsontext (which Go 1.26 lacks), where crd/apis says json.RawMessage. With
+# nojsonv2 they load encoding/json as Go 1.26 has it: the same output under either release.
+export GOEXPERIMENT="${GOEXPERIMENT:+${GOEXPERIMENT},}nojsonv2"
+
 # Start from nothing, so that files of removed types do not linger.
 rm -rf crd/generated crd/apis/core/v1beta1/zz_generated.deepcopy.go
 find crd/manifests -name '*.yaml' -delete 2>/dev/null || true
@@ -87,4 +93,4 @@ trap 'rm -f "${OPENAPI}"' EXIT
 	"${API_PKG}"
 
 
-gofmt -w crd/apis crd/generated
+"$(go env GOROOT)/bin/gofmt" -w crd/apis crd/generated
