@@ -1,5 +1,12 @@
 # flagpole build. Everything the targets need comes from the Go module proxy.
 SHELL := /bin/bash
+# The Go release of the build, tests and tools: go1.27.3, which the go command takes from
+# the module proxy on first use (76 MB, cached in the module cache). The machine's Go
+# (1.26.8, GOTOOLCHAIN=local in its go.env) ignores go.mod's toolchain line, and its
+# standard library has known vulnerabilities (docs/security.md). Exported, so every go
+# command, script and test binary a target starts uses it; `make GOTOOLCHAIN=local` (or the
+# variable in the environment) overrides it.
+export GOTOOLCHAIN ?= go1.27.3
 GO ?= go
 BIN := bin/flagpole
 # The version comes from the newest v* tag (git describe: v1.2.3, or v1.2.3-4-gabc1234
@@ -14,6 +21,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.dat
 FUZZTIME ?= 60s
 # golangci-lint, pinned in hack/lint/go.mod (a module of its own) and built from it.
 GOLANGCI_LINT := bin/tools/golangci-lint
+# The analysis tools (golangci-lint, govulncheck) are rebuilt when GOTOOLCHAIN changes: one
+# built by an older Go cannot type-check a newer standard library.
+TOOLCHAIN_STAMP := bin/tools/.go-$(GOTOOLCHAIN)
 # govulncheck, the vulnerability database (golang.org/x/vulndb's OSV data, indexed by
 # its cmd/indexdb) and the report filter, pinned in hack/security/go.mod. VULNDB empty:
 # the local database under bin/vulndb/<vulndb version> (offline); VULNDB=https://vuln.go.dev
@@ -34,9 +44,11 @@ run: build ## flagd mode on the bundled example flags (Ctrl-C to stop)
 	$(BIN) flagd start --uri file:$(EXAMPLE_FLAGS) --log-format console
 
 test: lint verify ## unit, conformance, fuzz-seed and CLI tests
+	$(GO) version
 	$(GO) test -count=1 ./...
 
 e2e: ## end-to-end tests on a local kube-apiserver + etcd (see e2e/README.md; the first run builds them, ~6 min)
+	$(GO) version
 	cd e2e && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m -v ./...
 
 admission-load: ## pod creates with and without the webhook (p50/p99, pods/s) and the webhook's RSS up to 3,000 pods, on the e2e control plane (a benchmark: prints figures)
@@ -49,33 +61,38 @@ proxy-fanout: ## flagd-proxy: 1,000 authenticated streams over 100 FeatureFlags:
 	cd e2e && $(GO) run ./bench/proxyfanout $(FANOUTFLAGS)
 
 lint: $(GOLANGCI_LINT) ## go vet, the gofmt check, and golangci-lint (.golangci.yml) on the main and e2e modules
+	$(GO) version
 	$(GO) vet ./...
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@out=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GOLANGCI_LINT) run ./...
 	cd e2e && ../$(GOLANGCI_LINT) run ./...
 
 # Built when missing or older than its pin; go's build cache makes a rebuild cheap.
-$(GOLANGCI_LINT): hack/lint/go.mod hack/lint/go.sum
+$(GOLANGCI_LINT): hack/lint/go.mod hack/lint/go.sum $(TOOLCHAIN_STAMP)
 	@mkdir -p $(@D)
 	$(GO) -C hack/lint build -o $(CURDIR)/$@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 	@touch $@
 
 .PHONY: security
 security: $(GOLANGCI_LINT) $(SECURITY_TOOLS) ## static security checks (docs/security.md): govulncheck on an offline database, the security linters, no Secret value in args or env, every fuzz target for $(SECURITY_FUZZTIME)
+	$(GO) version
 	GO=$(GO) GOLANGCI_LINT=$(GOLANGCI_LINT) VULNDB=$(VULNDB) SECURITY_FUZZTIME=$(SECURITY_FUZZTIME) SECURITY_STEPS="$(SECURITY_STEPS)" bash hack/security/check.sh
 
-bin/tools/govulncheck: hack/security/go.mod hack/security/go.sum
+$(TOOLCHAIN_STAMP):
+	@mkdir -p $(@D) && rm -f $(@D)/.go-* && touch $@
+
+bin/tools/govulncheck: hack/security/go.mod hack/security/go.sum $(TOOLCHAIN_STAMP)
 	@mkdir -p $(@D)
 	$(GO) -C hack/security build -o $(CURDIR)/$@ golang.org/x/vuln/cmd/govulncheck
 	@touch $@
 
-bin/tools/indexdb: hack/security/go.mod hack/security/go.sum
+bin/tools/indexdb: hack/security/go.mod hack/security/go.sum $(TOOLCHAIN_STAMP)
 	@mkdir -p $(@D)
 	$(GO) -C hack/security build -o $(CURDIR)/$@ golang.org/x/vulndb/cmd/indexdb
 	@touch $@
 
-bin/tools/vulncheck: hack/security/go.mod $(wildcard hack/security/vulncheck/*.go)
+bin/tools/vulncheck: hack/security/go.mod $(wildcard hack/security/vulncheck/*.go) $(TOOLCHAIN_STAMP)
 	@mkdir -p $(@D)
 	$(GO) -C hack/security build -o $(CURDIR)/$@ ./vulncheck
 

@@ -2,6 +2,8 @@ module github.com/flagpole-dev/flagpole
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	buf.build/gen/go/open-feature/flagd/connectrpc/go v1.19.1-20260217192757-1388a552fc3c.2
 	buf.build/gen/go/open-feature/flagd/grpc/go v1.6.1-20260217192757-1388a552fc3c.1

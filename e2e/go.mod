@@ -5,6 +5,8 @@ module github.com/flagpole-dev/flagpole/e2e
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	buf.build/gen/go/open-feature/flagd/grpc/go v1.6.1-20260217192757-1388a552fc3c.1
 	buf.build/gen/go/open-feature/flagd/protocolbuffers/go v1.36.11-20260217192757-1388a552fc3c.1

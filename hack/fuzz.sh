@@ -2,6 +2,8 @@
 # Runs every fuzz target of the module (every `func FuzzXxx` in a _test.go file) for
 # FUZZTIME each, so a new target is fuzzed without editing the Makefile.
 set -euo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 cd "$(dirname "$0")/.."
 : "${FUZZTIME:=60s}"
 : "${GO:=go}"

@@ -11,6 +11,8 @@
 # $TOOLS_BIN (default bin/tools); they never enter the main module.
 # Usage: hack/update-codegen.sh [repo-root]
 set -euo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 
 SCRIPT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 ROOT="$(cd "${1:-${SCRIPT_ROOT}}" && pwd -P)"
@@ -33,6 +35,12 @@ go -C "${SCRIPT_ROOT}/hack/tools" build -o "${TOOLS_BIN}/" \
 	./crd-openapi
 
 cd "${ROOT}"
+
+# Go 1.27 implements encoding/json with encoding/json/v2, and its json.RawMessage is an
+# alias of jsontext.Value: the generators (go/types) would write the alias's target,
+# encoding/json/jsontext (which Go 1.26 lacks), where crd/apis says json.RawMessage. With
+# nojsonv2 they load encoding/json as Go 1.26 has it: the same output under either release.
+export GOEXPERIMENT="${GOEXPERIMENT:+${GOEXPERIMENT},}nojsonv2"
 
 # Start from nothing, so that files of removed types do not linger.
 rm -rf crd/generated crd/apis/core/v1beta1/zz_generated.deepcopy.go
@@ -85,4 +93,4 @@ trap 'rm -f "${OPENAPI}"' EXIT
 	"${API_PKG}"
 
 
-gofmt -w crd/apis crd/generated
+"$(go env GOROOT)/bin/gofmt" -w crd/apis crd/generated

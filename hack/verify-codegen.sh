@@ -4,6 +4,8 @@
 # generated paths with the work tree, listing every file that differs, is missing or
 # should not be there.
 set -euo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TMP="$(mktemp -d)"

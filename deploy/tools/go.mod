@@ -8,6 +8,8 @@ module github.com/flagpole-dev/flagpole/deploy/tools
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	go.yaml.in/yaml/v3 v3.0.5
 	helm.sh/helm/v4 v4.3.2

@@ -26,6 +26,8 @@
 #        lacks CAP_SYS_RESOURCE) and a ptp CNI config, since the local image ships no
 #        kindnetd (the cluster config disables kind's default CNI).
 set -euo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"

@@ -16,6 +16,8 @@
 # State (kubeconfig, what was created) lives in $FLAGPOLE_KIND_STATE (default
 # <user cache>/flagpole-e2e/kind-<cluster>); the kubeconfig is <state>/kubeconfig.
 set -euo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"

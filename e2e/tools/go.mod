@@ -6,6 +6,8 @@ module github.com/flagpole-dev/flagpole/e2e/tools
 
 go 1.26
 
+toolchain go1.27.3
+
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	// The kind node image (e2e/kind/node-image.sh) builds the rest of a node.

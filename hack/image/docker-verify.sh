@@ -10,6 +10,8 @@
 #   4. stops dockerd and removes everything it wrote.
 # Needs root and dockerd (apt-get install docker.io). Usage: docker-verify.sh [bin/image]
 set -euo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 cd "$(dirname "$0")/../.."
 dir="${1:-bin/image}"
 tool=bin/tools/image

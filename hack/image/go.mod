@@ -5,6 +5,8 @@ module github.com/flagpole-dev/flagpole/hack/image
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	github.com/google/go-containerregistry v0.22.1
 	github.com/opencontainers/image-spec v1.1.1

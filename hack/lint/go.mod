@@ -5,6 +5,8 @@ module github.com/flagpole-dev/flagpole/hack/lint
 
 go 1.26.8
 
+toolchain go1.27.3
+
 tool github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 require (

@@ -16,6 +16,8 @@
 # VULNCHECK (binaries, relative to the repository root), VULNDB (empty: the local
 # database), SECURITY_MODULES, SECURITY_LINTERS, SECURITY_FUZZTIME, SECURITY_STEPS.
 set -uo pipefail
+# the build's Go release, also when run outside make (README, "Go toolchain")
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 cd "$(dirname "$0")/../.."
 root=$PWD
 : "${GO:=go}"
@@ -28,6 +30,13 @@ root=$PWD
 : "${SECURITY_LINTERS:=gosec,bidichk,asciicheck,bodyclose,noctx,errcheck}"
 : "${SECURITY_FUZZTIME:=10s}"
 : "${SECURITY_STEPS:=vulns lint secrets fuzz}"
+
+# The toolchain's own go first on PATH: govulncheck (golang.org/x/tools/go/packages) asks
+# `go list` for the Go version with GO111MODULE=off, where the go command does not switch
+# toolchains, so the machine's go would answer and the standard library of the newer
+# release would be type-checked as the older language ("generic method requires go1.27").
+goroot=$("$GO" env GOROOT) || { echo "security: $GO env GOROOT failed" >&2; exit 2; }
+export PATH="$goroot/bin:$PATH"
 
 # localdb prints the file:// URL of the vulnerability database of the pinned
 # golang.org/x/vulndb, building it once per version under bin/vulndb/<version>

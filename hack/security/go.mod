@@ -8,6 +8,8 @@ module github.com/flagpole-dev/flagpole/hack/security
 
 go 1.26.8
 
+toolchain go1.27.3
+
 tool (
 	golang.org/x/vuln/cmd/govulncheck
 	golang.org/x/vulndb/cmd/indexdb

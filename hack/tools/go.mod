@@ -5,6 +5,8 @@ module github.com/flagpole-dev/flagpole/hack/tools
 
 go 1.26.8
 
+toolchain go1.27.3
+
 tool (
 	k8s.io/code-generator/cmd/applyconfiguration-gen
 	k8s.io/code-generator/cmd/client-gen

@@ -5,6 +5,8 @@ module github.com/flagpole-dev/flagpole/e2e/kind/tools
 
 go 1.26
 
+toolchain go1.27.3
+
 tool sigs.k8s.io/kind
 
 require (

@@ -13,8 +13,10 @@ import (
 const hexDigits = "0123456789abcdef"
 
 // AppendString quotes s as encoding/json does with HTML escaping (its default):
-// <, > and & as \u003c \u003e \u0026, control characters escaped, invalid UTF-8 as
-// \ufffd, U+2028 and U+2029 escaped.
+// <, > and & as \u003c \u003e \u0026, control characters escaped, U+2028 and U+2029
+// escaped, each invalid UTF-8 byte replaced by U+FFFD (escaped as \ufffd by Go 1.26's
+// encoding/json, written as is by Go 1.27's, which encoding/json/v2 implements:
+// invalidUTF8 follows the toolchain's).
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
@@ -49,7 +51,7 @@ func AppendString(b []byte, s string) []byte {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
+			b = append(b, invalidUTF8...)
 			i += size
 			start = i
 			continue
