@@ -335,10 +335,11 @@ func (p *parser) compileFlags(jobs []flagJob, setMeta map[string]any) []flagJob 
 		workers = 1
 	}
 	run := func(part []flagJob, in *eval.Interner) {
+		c := &parser{strict: p.strict, evaluators: p.evaluators, resolved: p.resolved,
+			setMeta: p.setMeta, setMetaDone: true, literals: in}
 		for i := range part {
 			j := &part[i]
-			c := &parser{strict: p.strict, evaluators: p.evaluators, resolved: p.resolved,
-				setMeta: p.setMeta, setMetaDone: true, literals: in}
+			c.errors, c.warnings = nil, nil // each job keeps its own problems
 			c.compileFlag(j, setMeta)
 			j.errors, j.warnings = c.errors, c.warnings
 		}

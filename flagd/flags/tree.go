@@ -20,14 +20,7 @@ const maxTreeDepth = 10000
 // encoding/json, for its error messages. FuzzDecodeTree holds the two to the same
 // results.
 func decodeTree(data []byte) (v any, ok bool) {
-	d := treeDecoder{data: data}
-	d.space()
-	v, ok = d.value(0)
-	if !ok {
-		return nil, false
-	}
-	d.space()
-	return v, d.pos == len(d.data)
+	return (&treeDecoder{data: data}).whole()
 }
 
 // rawFlag is the JSON of one flag of a document decoded by decodeDocument: checked
@@ -42,9 +35,13 @@ type rawFlag []byte
 // (a number out of float64's range), and the caller then decodes the whole document
 // with encoding/json.
 func decodeDocument(data []byte) (v any, ok bool) {
-	d := treeDecoder{data: data, lazyFlags: true}
+	return (&treeDecoder{data: data, lazyFlags: true}).whole()
+}
+
+// whole decodes d.data as one JSON value with nothing but whitespace around it.
+func (d *treeDecoder) whole() (any, bool) {
 	d.space()
-	v, ok = d.value(0)
+	v, ok := d.value(0)
 	if !ok {
 		return nil, false
 	}
