@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -49,7 +51,19 @@ type FlagdProxyOptions struct {
 	ImagePullSecrets    []string
 	// Version is the app.kubernetes.io/version label (the operator's version).
 	Version string
+	// TLS: the proxy serves its sync port with the certificate of the Secret
+	// sidecar.FlagdProxyTLSSecret (which the operator issues), and CABundle
+	// returns the CA bundle the controller keeps in every namespace's
+	// sidecar.FlagdProxyCAConfigMap.
+	TLS      bool
+	CABundle func() []byte
 }
+
+// Where the proxy's pods mount its serving certificate.
+const (
+	proxyTLSVolume = "tls"
+	proxyTLSDir    = "/etc/flagpole/flagd-proxy-tls"
+)
 
 // FlagdProxy reconciles the operator's flagd-proxy (OFO §4.2) whenever a
 // FeatureFlagSource may send pods to it (sidecar.Config.UsesFlagdProxy, the
@@ -142,6 +156,16 @@ func NewFlagdProxy(cfg *rest.Config, cluster *sidecar.Cluster, clients Clients, 
 	}
 	_, err = cluster.Sources.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: onSource, UpdateFunc: func(_, o any) { onSource(o) }})
 	errs = append(errs, err)
+	if opts.TLS && opts.CABundle == nil {
+		errs = append(errs, errors.New("flagd-proxy: TLS needs the CA bundle"))
+	}
+	onConfigMap := func(obj any) {
+		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == sidecar.FlagdProxyCAConfigMap {
+			r.EnqueueKey(r.key)
+		}
+	}
+	_, err = cluster.ConfigMaps.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: onConfigMap, UpdateFunc: func(_, o any) { onConfigMap(o) }})
+	errs = append(errs, err)
 	if _, err := r.deployment(); err != nil { // bad settings fail at start, not at the first reconcile
 		errs = append(errs, err)
 	}
@@ -169,7 +193,11 @@ func (r *FlagdProxy) needed() bool {
 	})
 }
 
-// sync applies the proxy's objects.
+// CABundleChanged asks for the CA ConfigMaps to be brought up to date (the
+// operator's certificate source calls it when the proxy's CA bundle changes).
+func (r *FlagdProxy) CABundleChanged() { r.EnqueueKey(r.key) }
+
+// sync applies the proxy's objects and brings the CA ConfigMaps up to date.
 func (r *FlagdProxy) sync(ctx context.Context, _ cache.ObjectName) error {
 	if !r.needed() {
 		return nil
@@ -181,6 +209,49 @@ func (r *FlagdProxy) sync(ctx context.Context, _ cache.ObjectName) error {
 			err = r.apply(ctx, c, obj)
 		}
 		errs = append(errs, err)
+	}
+	errs = append(errs, r.syncCAConfigMaps(ctx))
+	return errors.Join(errs...)
+}
+
+// syncCAConfigMaps writes the current CA bundle into every CA ConfigMap the
+// webhook created (sidecar.FlagdProxyCAConfigMap, in the namespaces of pods that
+// read through the proxy) whose hash annotation shows another: a new CA reaches
+// the sidecars (the kubelet updates the projected file, the grpc source reads it
+// for its next connection) before it signs the proxy's certificate
+// (webhook/certs' propagation time). Nothing is written while the bundle is
+// unknown, and ConfigMaps of that name without the webhook's label are not
+// touched.
+func (r *FlagdProxy) syncCAConfigMaps(ctx context.Context) error {
+	if !r.opts.TLS {
+		return nil
+	}
+	bundle := r.opts.CABundle()
+	if len(bundle) == 0 {
+		return nil
+	}
+	hash := sidecar.CAHash(bundle)
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{sidecar.AnnotationCAHash: hash}},
+		"data":     map[string]string{sidecar.FlagdProxyCAKey: string(bundle)},
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, obj := range r.cluster.ConfigMaps.GetIndexer().List() {
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok || cm.Name != sidecar.FlagdProxyCAConfigMap || cm.Labels[sidecar.LabelManagedBy] != sidecar.ManagedBy || cm.Annotations[sidecar.AnnotationCAHash] == hash {
+			continue
+		}
+		err := r.clients.Core.Patch(types.MergePatchType).Namespace(cm.Namespace).Resource("configmaps").Name(cm.Name).Body(patch).Do(ctx).Error()
+		switch {
+		case apierrors.IsNotFound(err): // deleted meanwhile: the webhook re-creates it for the next pod
+		case err != nil:
+			errs = append(errs, fmt.Errorf("updating the flagd-proxy CA in ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err))
+		default:
+			r.log.Info().Str("configmap", cm.Namespace+"/"+cm.Name).Str("ca_sha256", hash).Msg("flagd-proxy CA bundle updated")
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -279,6 +350,15 @@ func (r *FlagdProxy) deployment() (*appsv1.Deployment, error) {
 	if r.opts.Audience != "" {
 		cfg.TokenAudience = r.opts.Audience
 	}
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	if r.opts.TLS {
+		cfg.ServerCertPath, cfg.ServerKeyPath = proxyTLSDir+"/tls.crt", proxyTLSDir+"/tls.key"
+		// the serving key pair only: the Secret's CA key stays out of the pod
+		volumes = []corev1.Volume{{Name: proxyTLSVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: sidecar.FlagdProxyTLSSecret, Items: []corev1.KeyToPath{{Key: "tls.crt", Path: "tls.crt"}, {Key: "tls.key", Path: "tls.key"}}}}}}
+		mounts = []corev1.VolumeMount{{Name: proxyTLSVolume, MountPath: proxyTLSDir, ReadOnly: true}}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("flagd-proxy: %w", err)
 	}
@@ -314,6 +394,7 @@ func (r *FlagdProxy) deployment() (*appsv1.Deployment, error) {
 				Spec: corev1.PodSpec{
 					ServiceAccountName: sidecar.FlagdProxyServiceAccount,
 					ImagePullSecrets:   pullSecrets,
+					Volumes:            volumes,
 					SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: &yes, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
 						WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &metav1.LabelSelector{MatchLabels: r.selector()}}},
@@ -322,6 +403,7 @@ func (r *FlagdProxy) deployment() (*appsv1.Deployment, error) {
 						Image:           r.opts.Image,
 						ImagePullPolicy: r.opts.ImagePullPolicy,
 						Args:            args,
+						VolumeMounts:    mounts,
 						Ports: []corev1.ContainerPort{{Name: "port", ContainerPort: r.opts.Port, Protocol: corev1.ProtocolTCP},
 							{Name: "management-port", ContainerPort: r.opts.ManagementPort, Protocol: corev1.ProtocolTCP}},
 						// the Go runtime collects harder as it nears the container's limit

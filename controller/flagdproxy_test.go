@@ -245,3 +245,82 @@ func TestFlagdProxyLeavesForeignObjects(t *testing.T) {
 		t.Errorf("applied %v", paths)
 	}
 }
+
+// TestFlagdProxyTLS: with TLS the proxy's pods mount only the key pair of the
+// Secret flagd-proxy-tls (never its CA key) and serve it (--server-cert-path,
+// --server-key-path); every CA ConfigMap the webhook created whose hash shows
+// another bundle gets the current one (data and hash in one merge patch), others
+// are left alone: up to date, not the webhook's, or another name. Nothing is
+// written while the bundle is unknown, and a steady state writes nothing.
+func TestFlagdProxyTLS(t *testing.T) {
+	f := newFixture(t)
+	var bundle []byte
+	opts := FlagdProxyOptions{Namespace: "ops", Image: "flagpole:test", Replicas: 1, Port: 8015, ManagementPort: 8016,
+		TLS: true, CABundle: func() []byte { return bundle }}
+	r := newProxyController(t, f, opts)
+	ctx := context.Background()
+	managed := map[string]string{sidecar.LabelManagedBy: sidecar.ManagedBy}
+	caConfigMap := func(ns, name string, labels map[string]string, hash string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels,
+			Annotations: map[string]string{sidecar.AnnotationCAHash: hash}}}
+	}
+	const oldBundle, newBundle = "old CA\n", "new CA\nold CA\n"
+	f.seed(f.cluster.Sources, proxySource("proxied", v1beta1.Source{Source: "flags", Provider: "flagd-proxy"}))
+	f.seed(f.cluster.ConfigMaps,
+		caConfigMap("team", sidecar.FlagdProxyCAConfigMap, managed, sidecar.CAHash([]byte(oldBundle))),
+		caConfigMap("current", sidecar.FlagdProxyCAConfigMap, managed, sidecar.CAHash([]byte(newBundle))),
+		caConfigMap("foreign", sidecar.FlagdProxyCAConfigMap, nil, ""),
+		caConfigMap("team", "flags", managed, ""))
+
+	// no bundle yet: the proxy's objects only
+	if err := r.sync(ctx, r.key); err != nil {
+		t.Fatal(err)
+	}
+	actions := f.api.take()
+	patches := applied(t, actions)
+	if len(actions) != 5 {
+		t.Fatalf("without a CA bundle: %v", actions)
+	}
+	var d appsv1.Deployment
+	decodeInto(t, patches["/apis/apps/v1/namespaces/ops/deployments/flagd-proxy"], &d)
+	spec := d.Spec.Template.Spec
+	cfg, err := proxy.Parse(spec.Containers[0].Args)
+	if err != nil {
+		t.Fatalf("the proxy would refuse its args %q: %v", spec.Containers[0].Args, err)
+	}
+	if cfg.ServerCertPath != "/etc/flagpole/flagd-proxy-tls/tls.crt" || cfg.ServerKeyPath != "/etc/flagpole/flagd-proxy-tls/tls.key" {
+		t.Errorf("TLS args %q", spec.Containers[0].Args)
+	}
+	wantVolumes := []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "flagd-proxy-tls",
+		Items: []corev1.KeyToPath{{Key: "tls.crt", Path: "tls.crt"}, {Key: "tls.key", Path: "tls.key"}}}}}}
+	if diff := cmp.Diff(wantVolumes, spec.Volumes); diff != "" {
+		t.Errorf("volumes (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]corev1.VolumeMount{{Name: "tls", MountPath: "/etc/flagpole/flagd-proxy-tls", ReadOnly: true}}, spec.Containers[0].VolumeMounts); diff != "" {
+		t.Errorf("mounts (-want +got):\n%s", diff)
+	}
+	seedApplied(t, r, patches)
+
+	// the bundle is known: the stale ConfigMap gets it
+	bundle = []byte(newBundle)
+	r.CABundleChanged()
+	if err := r.sync(ctx, r.key); err != nil {
+		t.Fatal(err)
+	}
+	want := []action{{Verb: "PATCH", Path: "/api/v1/namespaces/team/configmaps/flagpole-flagd-proxy-ca", Body: map[string]any{
+		"metadata": map[string]any{"annotations": map[string]any{"flagpole.dev/ca-sha256": sidecar.CAHash([]byte(newBundle))}},
+		"data":     map[string]any{"ca.crt": newBundle},
+	}}}
+	if diff := cmp.Diff(want, f.api.take()); diff != "" {
+		t.Fatalf("CA ConfigMap updates (-want +got):\n%s", diff)
+	}
+
+	// steady state
+	f.seed(f.cluster.ConfigMaps, caConfigMap("team", sidecar.FlagdProxyCAConfigMap, managed, sidecar.CAHash([]byte(newBundle))))
+	if err := r.sync(ctx, r.key); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.api.take(); len(got) != 0 {
+		t.Fatalf("steady state wrote: %v", got)
+	}
+}

@@ -351,11 +351,24 @@ func TestInstalledOperator(t *testing.T) {
 	c := suite.Cluster
 	ctx := t.Context()
 	installHTTPRouteCRD(t, c)
-	// An unusable TLS Secret left behind: the operator replaces its contents.
-	junk := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "flagpole-webhook-tls", Namespace: harness.InstallNamespace},
-		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("not a certificate"), "tls.key": []byte("not a key")}}
-	if _, err := c.Kube.CoreV1().Secrets(harness.InstallNamespace).Create(ctx, junk, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	// Unusable TLS Secrets left behind (the webhook's, the flagd-proxy's — which the
+	// operators of the scenarios before this one may have issued): the operator
+	// replaces their contents.
+	secrets := c.Kube.CoreV1().Secrets(harness.InstallNamespace)
+	for _, name := range []string{"flagpole-webhook-tls", "flagd-proxy-tls"} {
+		junk := map[string][]byte{"tls.crt": []byte("not a certificate"), "tls.key": []byte("not a key")}
+		_, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: harness.InstallNamespace},
+			Type: corev1.SecretTypeTLS, Data: junk}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			var live *corev1.Secret
+			if live, err = secrets.Get(ctx, name, metav1.GetOptions{}); err == nil {
+				live.Data = junk
+				_, err = secrets.Update(ctx, live, metav1.UpdateOptions{})
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	p, addrs, err := harness.StartFlagpole(ctx, suite.Janitor, suite.Flagpole, suite.TempDir(t), nil, []string{"management", "webhook"},
 		"operator", "--kubeconfig", suite.OperatorKubeconfig, "--namespace", harness.InstallNamespace,
@@ -672,6 +685,11 @@ func installedProxy(t *testing.T, c *harness.Cluster, ns string) {
 		}
 		if _, err := c.Kube.CoreV1().Services(ops).Get(ctx, "flagd-proxy-svc", metav1.GetOptions{}); err != nil {
 			return false, err
+		}
+		// its certificate, issued by the operator with the install's rules (the junk
+		// Secret replaced)
+		if sec, err := c.Kube.CoreV1().Secrets(ops).Get(ctx, "flagd-proxy-tls", metav1.GetOptions{}); err != nil || !strings.HasPrefix(string(sec.Data["tls.crt"]), "-----BEGIN CERTIFICATE-----") {
+			return false, fmt.Errorf("the flagd-proxy's TLS Secret: %w", err)
 		}
 		_, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Get(ctx, "flagd-proxy-pdb", metav1.GetOptions{})
 		return err == nil, err

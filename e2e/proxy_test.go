@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -66,6 +70,8 @@ func installProxyRole(t *testing.T, c *harness.Cluster) {
 type proxyProcess struct {
 	proc             *harness.Process
 	sync, management string
+	// creds is how clients connect: plaintext, or TLS trusting the proxy's CA.
+	creds credentials.TransportCredentials
 }
 
 // startProxy runs the proxy on 127.0.0.1 with the kubeconfig (a ServiceAccount
@@ -78,7 +84,7 @@ func startProxy(t *testing.T, dir, kubeconfig, port string, args ...string) *pro
 	if err != nil {
 		t.Fatal(err)
 	}
-	pp := &proxyProcess{proc: p, sync: addrs["sync"], management: addrs["management"]}
+	pp := &proxyProcess{proc: p, sync: addrs["sync"], management: addrs["management"], creds: insecure.NewCredentials()}
 	t.Cleanup(func() {
 		if p.Running() {
 			if err := p.Stop(15 * time.Second); err != nil {
@@ -142,9 +148,10 @@ func proxySidecar(t *testing.T, sources []flagsync.SourceConfig) *harness.Flagd 
 }
 
 // localSources rewrites a pod's flagd-proxy sources for a sidecar on this machine:
-// the proxy's local address instead of its Service, and a file holding token
-// instead of the projected volume.
-func localSources(t *testing.T, sources []flagsync.SourceConfig, proxyAddr, token string) []flagsync.SourceConfig {
+// the proxy's local address instead of its Service, and a file holding token and
+// caFile (the CA ConfigMap's bundle, for tls sources) instead of the projected
+// volume.
+func localSources(t *testing.T, sources []flagsync.SourceConfig, proxyAddr, token, caFile string) []flagsync.SourceConfig {
 	t.Helper()
 	tokenFile := filepath.Join(suite.TempDir(t), "token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
@@ -153,6 +160,9 @@ func localSources(t *testing.T, sources []flagsync.SourceConfig, proxyAddr, toke
 	out := make([]flagsync.SourceConfig, len(sources))
 	for i, s := range sources {
 		s.URI, s.BearerTokenFile = proxyAddr, tokenFile
+		if s.TLS {
+			s.CertPath = caFile
+		}
 		out[i] = s
 	}
 	return out
@@ -201,8 +211,13 @@ func setColor(t *testing.T, c *harness.Cluster, ns, name, col string) {
 
 // syncCall opens a SyncFlags stream on the proxy as the holder of token ("": none)
 // and returns the first message's error.
-func syncCall(ctx context.Context, addr, token, selector string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func syncCall(ctx context.Context, px *proxyProcess, token, selector string) error {
+	return syncCallWith(ctx, px.sync, px.creds, token, selector)
+}
+
+// syncCallWith is syncCall to addr with creds.
+func syncCallWith(ctx context.Context, addr string, creds credentials.TransportCredentials, token, selector string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}
@@ -234,6 +249,7 @@ type proxyTeam struct {
 	ns, flag, color string
 	pod             *corev1.Pod
 	sources         []flagsync.SourceConfig
+	caFile          string // the namespace's CA ConfigMap's bundle, as mounted
 	sidecar         *harness.Flagd
 }
 
@@ -287,7 +303,9 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	a := newProxyTeam(t, c, "team-a", "checkout", "red")
 	b := newProxyTeam(t, c, "team-b", "search", "blue")
 
-	hook := suite.StartWebhook(t, c, suite.TempDir(t), "--sidecar-image", sidecarImage, "--namespace", ops)
+	// the proxy runs on 127.0.0.1 here: its certificate names that address too
+	certHosts := []string{"--flagd-proxy-cert-extra-hosts", "127.0.0.1"}
+	hook := suite.StartWebhook(t, c, suite.TempDir(t), append([]string{"--sidecar-image", sidecarImage, "--namespace", ops}, certHosts...)...)
 	for _, tm := range []*proxyTeam{a, b} {
 		unregister, err := hook.Register(ctx, c, "flagpole-e2e-"+tm.ns, tm.ns)
 		if err != nil {
@@ -295,7 +313,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 		}
 		t.Cleanup(unregister)
 	}
-	op := suite.StartOperator(t, c, suite.TempDir(t), "controller", "--sidecar-image", sidecarImage, "--leader-elect=false", "--namespace", ops)
+	op := suite.StartOperator(t, c, suite.TempDir(t), "controller", append([]string{"--sidecar-image", sidecarImage, "--leader-elect=false", "--namespace", ops}, certHosts...)...)
 	proxyApplies := func() int {
 		n := 0
 		for _, e := range op.Logs() {
@@ -320,7 +338,10 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	if err := c.TokenKubeconfig(ctx, ops, "flagd-proxy", kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	px := startProxy(t, dir, kubeconfig, "0")
+	// ... serving the key pair of the Secret the operator issued, as its pods mount it
+	tlsArgs, caBundle := proxyTLS(t, c, ops, dir)
+	px := startProxy(t, dir, kubeconfig, "0", tlsArgs...)
+	px.creds = trusting(t, caBundle)
 	_, port, _ := net.SplitHostPort(px.sync)
 
 	// The kubelet's part: the Deployment has a ready replica.
@@ -339,7 +360,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 			tm.pod, err = c.Kube.CoreV1().Pods(tm.ns).Create(ctx, tm.podSpec("web"), metav1.CreateOptions{})
 			return err == nil, err
 		})
-		checkProxySidecar(t, tm, ops)
+		checkProxySidecar(t, c, tm, ops, caBundle)
 	}
 
 	// Steady state: the status change re-reconciled the proxy, and nothing was applied
@@ -351,8 +372,8 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	// The sidecars: the injected sources, pointed here, with tokens bound to their pods.
 	tokenA := podToken(t, c, a.ns, a.pod, proxyAudience)
 	tokenB := podToken(t, c, b.ns, b.pod, proxyAudience)
-	a.sidecar = proxySidecar(t, localSources(t, a.sources, px.sync, tokenA))
-	b.sidecar = proxySidecar(t, localSources(t, b.sources, px.sync, tokenB))
+	a.sidecar = proxySidecar(t, localSources(t, a.sources, px.sync, tokenA, a.caFile))
+	b.sidecar = proxySidecar(t, localSources(t, b.sources, px.sync, tokenB, b.caFile))
 	for _, tm := range []*proxyTeam{a, b} {
 		if err := tm.sidecar.WaitReadyz(ctx, http.StatusOK, readyTimeout); err != nil {
 			t.Fatalf("%s: %v", tm.ns, err)
@@ -363,15 +384,16 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 	}
 
 	// Another namespace's flag: refused, to a sidecar and to direct calls.
-	intruder := proxySidecar(t, localSources(t, []flagsync.SourceConfig{{URI: "x", Provider: "grpc", Selector: b.selector(), AllowInsecure: true}}, px.sync, tokenA))
+	intruder := proxySidecar(t, localSources(t, []flagsync.SourceConfig{{URI: "x", Provider: "grpc", Selector: b.selector(), TLS: true}}, px.sync, tokenA, a.caFile))
 	waitFor(t, "the intruder's source refused", func() (bool, error) {
 		code, body, err := intruder.Readyz(ctx)
 		return code == http.StatusPreconditionFailed && strings.Contains(body, "PermissionDenied") &&
 			strings.Contains(body, "system:serviceaccount:"+a.ns+":web may not get FeatureFlag "+b.ns+"/search"), fmt.Errorf("/readyz %d %s (%w)", code, body, err)
 	})
-	checkProxyRefusals(t, c, px.sync, a, b, tokenA)
+	checkProxyRefusals(t, c, px, a, b, tokenA)
+	checkProxyTLS(t, px, a, tokenA)
 	checkProxyAccountability(t, px, a, b, tokenA)
-	if err := syncCall(ctx, px.sync, tokenA, a.selector()); err != nil {
+	if err := syncCall(ctx, px, tokenA, a.selector()); err != nil {
 		t.Errorf("own flag, direct call: %v", err)
 	}
 
@@ -396,7 +418,7 @@ func TestFlagdProxyServesSidecars(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	startProxy(t, suite.TempDir(t), kubeconfig, port)
+	startProxy(t, suite.TempDir(t), kubeconfig, port, tlsArgs...)
 	for _, u := range []struct {
 		tm  *proxyTeam
 		col string
@@ -446,7 +468,7 @@ func TestFlagdProxySurvivesAPIServerRestart(t *testing.T) {
 	// short re-check intervals, so that the outage spans several of them
 	px := startProxy(t, dir, kubeconfig, "0", "--access-cache-ttl", "1s", "--token-cache-ttl", "1s")
 	token := podToken(t, c, tm.ns, nil, proxyAudience)
-	sidecar := proxySidecar(t, localSources(t, []flagsync.SourceConfig{{URI: "x", Provider: "grpc", Selector: tm.selector(), AllowInsecure: true}}, px.sync, token))
+	sidecar := proxySidecar(t, localSources(t, []flagsync.SourceConfig{{URI: "x", Provider: "grpc", Selector: tm.selector(), AllowInsecure: true}}, px.sync, token, ""))
 	if err := sidecar.WaitReadyz(ctx, http.StatusOK, readyTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +499,7 @@ func TestFlagdProxySurvivesAPIServerRestart(t *testing.T) {
 	took := waitSidecarColor(t, sidecar, "green", recoveryTimeout)
 	t.Logf("first update after the restart served %s after the Update returned", took)
 	// a new caller is authenticated again once the API server answers
-	if err := syncCall(ctx, px.sync, token, tm.selector()); err != nil {
+	if err := syncCall(ctx, px, token, tm.selector()); err != nil {
 		t.Errorf("a new stream after the restart: %v", err)
 	}
 }
@@ -521,7 +543,7 @@ func checkProxyDeployed(t *testing.T, c *harness.Cluster, ops string) {
 
 // checkProxySidecar checks the sidecar injected into tm's pod: the proxy's source
 // with the projected token, mounted read-only; it keeps the sources for later.
-func checkProxySidecar(t *testing.T, tm *proxyTeam, ops string) {
+func checkProxySidecar(t *testing.T, c *harness.Cluster, tm *proxyTeam, ops string, caBundle []byte) {
 	t.Helper()
 	sc := tm.pod.Spec.InitContainers
 	if len(sc) != 1 {
@@ -533,18 +555,32 @@ func checkProxySidecar(t *testing.T, tm *proxyTeam, ops string) {
 	}
 	tm.sources = cfg.Sources
 	want := startconfig.SourceList{{URI: "flagd-proxy-svc." + ops + ".svc.cluster.local:8015", Provider: "grpc", Selector: tm.selector(),
-		BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", AllowInsecure: true}}
+		BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", TLS: true, CertPath: "/var/run/secrets/flagpole.dev/flagd-proxy/ca.crt"}}
 	if diff := cmp.Diff(want, cfg.Sources); diff != "" {
 		t.Errorf("%s: sources (-want +got):\n%s", tm.ns, diff)
 	}
 	var projected *corev1.ServiceAccountTokenProjection
+	var caProjected *corev1.ConfigMapProjection
 	for _, v := range tm.pod.Spec.Volumes {
-		if v.Name == "flagpole-flagd-proxy-token" && v.Projected != nil && len(v.Projected.Sources) == 1 {
-			projected = v.Projected.Sources[0].ServiceAccountToken
+		if v.Name == "flagpole-flagd-proxy-token" && v.Projected != nil && len(v.Projected.Sources) == 2 {
+			projected, caProjected = v.Projected.Sources[0].ServiceAccountToken, v.Projected.Sources[1].ConfigMap
 		}
 	}
-	if projected == nil || projected.Audience != proxyAudience || projected.Path != "token" {
+	if projected == nil || projected.Audience != proxyAudience || projected.Path != "token" ||
+		caProjected == nil || caProjected.Name != "flagpole-flagd-proxy-ca" || len(caProjected.Items) != 1 || caProjected.Items[0].Path != "ca.crt" {
 		t.Errorf("%s: volumes %+v", tm.ns, tm.pod.Spec.Volumes)
+	}
+	// the CA ConfigMap the webhook created holds the proxy's CA bundle
+	cm, err := c.Kube.CoreV1().ConfigMaps(tm.ns).Get(t.Context(), "flagpole-flagd-proxy-ca", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("%s: the CA ConfigMap: %v", tm.ns, err)
+	}
+	if cm.Data["ca.crt"] != string(caBundle) || cm.Labels["app.kubernetes.io/managed-by"] != "flagpole" {
+		t.Fatalf("%s: CA ConfigMap %+v, want the Secret's ca.crt", tm.ns, cm)
+	}
+	tm.caFile = filepath.Join(suite.TempDir(t), "ca.crt")
+	if err := os.WriteFile(tm.caFile, []byte(cm.Data["ca.crt"]), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	if m := sc[0].VolumeMounts; len(m) != 1 || m[0].MountPath != "/var/run/secrets/flagpole.dev/flagd-proxy" || !m[0].ReadOnly {
 		t.Errorf("%s: mounts %+v", tm.ns, m)
@@ -553,16 +589,16 @@ func checkProxySidecar(t *testing.T, tm *proxyTeam, ops string) {
 
 // checkProxyRefusals: another namespace's flag, no token, a token for the API
 // server, a forged token and a file selector are refused with their codes.
-func checkProxyRefusals(t *testing.T, c *harness.Cluster, addr string, a, b *proxyTeam, tokenA string) {
+func checkProxyRefusals(t *testing.T, c *harness.Cluster, px *proxyProcess, a, b *proxyTeam, tokenA string) {
 	t.Helper()
 	ctx := t.Context()
 	apiToken := podToken(t, c, a.ns, nil) // for the API server, as the pod's default token
-	wantRefused(t, "another namespace's flag", syncCall(ctx, addr, tokenA, b.selector()), codes.PermissionDenied, "may not get FeatureFlag "+b.ns+"/search")
-	wantRefused(t, "no token", syncCall(ctx, addr, "", a.selector()), codes.PermissionDenied, "no ServiceAccount token")
+	wantRefused(t, "another namespace's flag", syncCall(ctx, px, tokenA, b.selector()), codes.PermissionDenied, "may not get FeatureFlag "+b.ns+"/search")
+	wantRefused(t, "no token", syncCall(ctx, px, "", a.selector()), codes.PermissionDenied, "no ServiceAccount token")
 	// (the API server itself refuses a token of another audience in the TokenReview)
-	wantRefused(t, "an API server token", syncCall(ctx, addr, apiToken, a.selector()), codes.PermissionDenied, `is invalid for the target audiences ["flagpole-flagd-proxy"]`)
-	wantRefused(t, "a forged token", syncCall(ctx, addr, tokenA[:len(tokenA)-4]+"AAAA", a.selector()), codes.PermissionDenied, "does not accept the token")
-	wantRefused(t, "a file selector", syncCall(ctx, addr, tokenA, "file:/etc/passwd"), codes.InvalidArgument, "unrecognized URI: file:/etc/passwd")
+	wantRefused(t, "an API server token", syncCall(ctx, px, apiToken, a.selector()), codes.PermissionDenied, `is invalid for the target audiences ["flagpole-flagd-proxy"]`)
+	wantRefused(t, "a forged token", syncCall(ctx, px, tokenA[:len(tokenA)-4]+"AAAA", a.selector()), codes.PermissionDenied, "does not accept the token")
+	wantRefused(t, "a file selector", syncCall(ctx, px, tokenA, "file:/etc/passwd"), codes.InvalidArgument, "unrecognized URI: file:/etc/passwd")
 }
 
 // checkProxyAccountability: after the accepted sidecars and the refusals above,
@@ -650,4 +686,75 @@ func parseSample(line string) (name string, labels map[string]string, value floa
 		}
 	}
 	return name, labels, value, true
+}
+
+// proxyTLS waits for the Secret flagd-proxy-tls the operator issues, writes its key
+// pair into dir (as the proxy's pods mount it) and returns the proxy's TLS flags
+// and the CA bundle (the Secret's ca.crt).
+func proxyTLS(t *testing.T, c *harness.Cluster, ops, dir string) (args []string, caBundle []byte) {
+	t.Helper()
+	var sec *corev1.Secret
+	waitFor(t, "the operator to issue the flagd-proxy's certificate", func() (bool, error) {
+		var err error
+		sec, err = c.Kube.CoreV1().Secrets(ops).Get(t.Context(), "flagd-proxy-tls", metav1.GetOptions{})
+		return err == nil && len(sec.Data["tls.crt"]) > 0, err
+	})
+	for _, k := range []string{"tls.crt", "tls.key"} {
+		if err := os.WriteFile(filepath.Join(dir, k), sec.Data[k], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--server-cert-path", filepath.Join(dir, "tls.crt"), "--server-key-path", filepath.Join(dir, "tls.key")}, sec.Data["ca.crt"]
+}
+
+// trusting is TLS client credentials trusting only caBundle.
+func trusting(t *testing.T, caBundle []byte) credentials.TransportCredentials {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caBundle) {
+		t.Fatalf("no certificate in the CA bundle %q", caBundle)
+	}
+	return credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool})
+}
+
+// checkProxyTLS: the proxy serves TLS only (a plaintext client gets nothing), and
+// a sidecar whose connection is diverted to an impostor (a server with a
+// certificate of another CA for the same address) refuses it during the
+// handshake: no request, so neither its token nor its selector, reaches the
+// impostor, and it serves no flags from it.
+func checkProxyTLS(t *testing.T, px *proxyProcess, a *proxyTeam, tokenA string) {
+	t.Helper()
+	ctx := t.Context()
+	err := syncCallWith(ctx, px.sync, insecure.NewCredentials(), tokenA, a.selector())
+	wantRefused(t, "a plaintext client", err, codes.Unavailable, "")
+
+	rogue := newTestCA(t).serving(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{rogue}, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var handshakes, completed atomic.Int32
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			handshakes.Add(1)
+			if err := conn.(*tls.Conn).HandshakeContext(ctx); err == nil {
+				completed.Add(1)
+			}
+			_ = conn.Close()
+		}
+	}()
+	diverted := proxySidecar(t, localSources(t, a.sources, ln.Addr().String(), tokenA, a.caFile))
+	waitFor(t, "the diverted sidecar to refuse the impostor", func() (bool, error) {
+		code, body, err := diverted.Readyz(ctx)
+		return code == http.StatusPreconditionFailed && strings.Contains(body, "certificate signed by unknown authority") && handshakes.Load() > 0,
+			fmt.Errorf("/readyz %d %s (%w)", code, body, err)
+	})
+	if n := completed.Load(); n != 0 {
+		t.Errorf("%d TLS handshakes with the impostor completed (the sidecar trusted it)", n)
+	}
 }

@@ -214,6 +214,16 @@ func runOperator(ctx context.Context, log zerolog.Logger, build BuildInfo, p ope
 	}}
 	o.ctx, o.cancel = context.WithCancel(ctx)
 	defer o.cancel()
+	if injector.Sidecar.FlagdProxy.TLS {
+		proxyCerts, err := p.sidecar.flagdProxyCerts(restCfg, p.kube.Namespace, log, o.proxyCA.changed)
+		if err != nil {
+			return err
+		}
+		injector.Sidecar.FlagdProxy.CABundle = proxyCerts.CABundle
+		o.serve = append(o.serve, func() {
+			o.goRun("flagd-proxy certificates", func() error { return proxyCerts.Run(o.ctx) })
+		})
+	}
 	if w := p.webhook; w != nil {
 		if err := o.addWebhook(restCfg, reg, cluster, injector, p.kube, *w); err != nil {
 			o.closeAll()
@@ -265,6 +275,8 @@ type operatorRun struct {
 	serve     []func()
 	ready     []func() (bool, string)
 	addrs     OperatorAddresses
+	// proxyCA tells the flagd-proxy controller when the proxy's CA bundle changes.
+	proxyCA bundleListeners
 }
 
 // goRun runs fn; an error is kept and stops everything.
@@ -334,6 +346,7 @@ func (o *operatorRun) addControllers(restCfg *rest.Config, reg *prometheus.Regis
 		ctrl.stop()
 		return nil, err
 	}
+	o.proxyCA.add(ctrl.flagdProxy.CABundleChanged)
 	lead := func(ctx context.Context) {
 		if !cache.WaitForCacheSync(ctx.Done(), append([]cache.InformerSynced{cluster.Synced}, synced(ctrl.informers)...)...) {
 			return
@@ -470,6 +483,7 @@ func webhookServer(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Reg
 
 // controllers are the reconcilers and the informers they own.
 type controllers struct {
+	flagdProxy  *controller.FlagdProxy
 	reconcilers []*controller.Controller
 	informers   []cache.SharedIndexInformer
 	stop        func() // stops the Event recorder
@@ -518,6 +532,7 @@ func newControllers(restCfg *rest.Config, log zerolog.Logger, reg *prometheus.Re
 		return nil, err
 	}
 	return &controllers{
+		flagdProxy:  flagdProxy,
 		reconcilers: []*controller.Controller{flagd.Controller, flags.Controller, sources.Controller, grants.Controller, flagdProxy.Controller},
 		informers:   slices.Concat(flagd.Informers(), flags.Informers(), sources.Informers(), grants.Informers(), flagdProxy.Informers()),
 		stop:        stopRecorder,

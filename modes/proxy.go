@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	gosync "sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/flagpole-dev/flagpole/server/management"
 	"github.com/flagpole-dev/flagpole/sidecar"
 	"github.com/flagpole-dev/flagpole/webhook"
+	"github.com/flagpole-dev/flagpole/webhook/certs"
 )
 
 // FlagdProxyCmd groups the flagd-proxy commands.
@@ -166,20 +168,60 @@ func (c *FlagdProxyStartCmd) Serve(ctx context.Context, log zerolog.Logger, buil
 // FLAGD_PROXY_IMAGE and FLAGD_PROXY_TAG are not read: they name flagd-proxy's own
 // image, which does not run flagpole's arguments).
 type FlagdProxyFlags struct {
-	FlagdProxyImage          string `name:"flagd-proxy-image" help:"Image of the flagd-proxy Deployment; default: the sidecar image (the operator's own)." env:"FLAGPOLE_FLAGD_PROXY_IMAGE"`
-	FlagdProxyReplicas       int32  `name:"flagd-proxy-replicas" help:"Replicas of the flagd-proxy Deployment." env:"FLAGD_PROXY_REPLICA_COUNT" default:"1"`
-	FlagdProxyPort           int32  `name:"flagd-proxy-port" help:"Port of the flagd-proxy Service and listener." env:"FLAGD_PROXY_PORT" default:"8015"`
-	FlagdProxyManagementPort int32  `name:"flagd-proxy-management-port" help:"Management port of the flagd-proxy (probes, metrics)." env:"FLAGD_PROXY_MANAGEMENT_PORT" default:"8016"`
-	FlagdProxyDebug          bool   `name:"flagd-proxy-debug" help:"Debug logging in the flagd-proxy." env:"FLAGD_PROXY_DEBUG_LOGGING"`
-	FlagdProxyAuth           string `name:"flagd-proxy-auth" help:"Caller authentication of the flagd-proxy: serviceaccount (sidecars present their pod's ServiceAccount token; each FeatureFlag needs a grant) or none (OFO's behaviour: whoever reaches the proxy reads any FeatureFlag; for pods injected by the OpenFeature Operator, until they are re-created)." env:"FLAGPOLE_FLAGD_PROXY_AUTH" default:"serviceaccount" enum:"serviceaccount,none"`
-	FlagdProxyAudience       string `name:"flagd-proxy-token-audience" help:"Audience of the projected ServiceAccount tokens sidecars present to the flagd-proxy." default:"flagpole-flagd-proxy"`
-	FlagdProxyClusterDomain  string `name:"flagd-proxy-cluster-domain" help:"The cluster's DNS domain, in the address sidecars reach the flagd-proxy at (flagd-proxy-svc.<namespace>.svc.<domain>)." env:"FLAGD_CLUSTER_DOMAIN" default:"cluster.local"`
+	FlagdProxyImage          string   `name:"flagd-proxy-image" help:"Image of the flagd-proxy Deployment; default: the sidecar image (the operator's own)." env:"FLAGPOLE_FLAGD_PROXY_IMAGE"`
+	FlagdProxyReplicas       int32    `name:"flagd-proxy-replicas" help:"Replicas of the flagd-proxy Deployment." env:"FLAGD_PROXY_REPLICA_COUNT" default:"1"`
+	FlagdProxyPort           int32    `name:"flagd-proxy-port" help:"Port of the flagd-proxy Service and listener." env:"FLAGD_PROXY_PORT" default:"8015"`
+	FlagdProxyManagementPort int32    `name:"flagd-proxy-management-port" help:"Management port of the flagd-proxy (probes, metrics)." env:"FLAGD_PROXY_MANAGEMENT_PORT" default:"8016"`
+	FlagdProxyDebug          bool     `name:"flagd-proxy-debug" help:"Debug logging in the flagd-proxy." env:"FLAGD_PROXY_DEBUG_LOGGING"`
+	FlagdProxyAuth           string   `name:"flagd-proxy-auth" help:"Caller authentication of the flagd-proxy: serviceaccount (sidecars present their pod's ServiceAccount token; each FeatureFlag needs a grant) or none (OFO's behaviour: whoever reaches the proxy reads any FeatureFlag; for pods injected by the OpenFeature Operator, until they are re-created)." env:"FLAGPOLE_FLAGD_PROXY_AUTH" default:"serviceaccount" enum:"serviceaccount,none"`
+	FlagdProxyAudience       string   `name:"flagd-proxy-token-audience" help:"Audience of the projected ServiceAccount tokens sidecars present to the flagd-proxy." default:"flagpole-flagd-proxy"`
+	FlagdProxyClusterDomain  string   `name:"flagd-proxy-cluster-domain" help:"The cluster's DNS domain, in the address sidecars reach the flagd-proxy at (flagd-proxy-svc.<namespace>.svc.<domain>)." env:"FLAGD_CLUSTER_DOMAIN" default:"cluster.local"`
+	FlagdProxyTLS            bool     `name:"flagd-proxy-tls" help:"TLS between sidecars and the flagd-proxy: the operator issues the proxy's certificate (Secret flagd-proxy-tls, its own CA, renewed) and puts the CA bundle into a ConfigMap flagpole-flagd-proxy-ca in each namespace whose pods use the proxy; sidecars trust it. --no-flagd-proxy-tls: plaintext, as OFO." env:"FLAGPOLE_FLAGD_PROXY_TLS" default:"true" negatable:""`
+	FlagdProxyCertHosts      []string `name:"flagd-proxy-cert-extra-hosts" help:"More DNS names or IP addresses for the flagd-proxy's serving certificate (besides flagd-proxy-svc.<namespace>.svc[.<domain>])." sep:","`
+}
+
+// flagdProxyCAPropagation is how long a new CA of the proxy is in the CA
+// ConfigMaps before it signs the proxy's certificate: the controller patches them
+// at once, and the kubelet updates a projected ConfigMap within its sync period
+// plus its ConfigMap cache's TTL (a minute each by default).
+const flagdProxyCAPropagation = 10 * time.Minute
+
+// flagdProxyCerts is the proxy's self-managed certificate (webhook/certs with no
+// webhook configuration): every replica keeps the Secret current, the proxy's pods
+// mount its key pair, and CABundle feeds the CA ConfigMaps.
+func (f FlagdProxyFlags) flagdProxyCerts(restCfg *rest.Config, namespace string, log zerolog.Logger, onBundle func()) (*certs.Source, error) {
+	return certs.New(certs.Options{Config: restCfg, Namespace: namespace, SecretName: sidecar.FlagdProxyTLSSecret,
+		ServiceName: sidecar.FlagdProxyService, ClusterDomain: f.FlagdProxyClusterDomain, Hosts: f.FlagdProxyCertHosts,
+		Propagation: flagdProxyCAPropagation, OnCABundle: onBundle, Purpose: "flagd-proxy",
+		Log: log.With().Str("certificate", "flagd-proxy").Logger()})
+}
+
+// bundleListeners passes the proxy certificate's OnCABundle on to whoever
+// registered (the flagd-proxy controller, built after the certificate source).
+type bundleListeners struct {
+	mu  gosync.Mutex
+	fns []func()
+}
+
+func (l *bundleListeners) add(fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fns = append(l.fns, fn)
+}
+
+func (l *bundleListeners) changed() {
+	l.mu.Lock()
+	fns := slices.Clone(l.fns)
+	l.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // flagdProxy is the sidecar's view of the proxy: where it is and the token it wants.
 func (f FlagdProxyFlags) flagdProxy(namespace string) (sidecar.FlagdProxy, error) {
 	p := sidecar.DefaultFlagdProxy(namespace)
-	p.Port, p.ClusterDomain, p.Audience = f.FlagdProxyPort, f.FlagdProxyClusterDomain, f.FlagdProxyAudience
+	p.Port, p.ClusterDomain, p.Audience, p.TLS = f.FlagdProxyPort, f.FlagdProxyClusterDomain, f.FlagdProxyAudience, f.FlagdProxyTLS
 	switch {
 	case f.FlagdProxyPort < 1 || f.FlagdProxyPort > 65535:
 		return p, fmt.Errorf("--flagd-proxy-port %d: want 1..65535", f.FlagdProxyPort)
@@ -199,7 +241,8 @@ func (f FlagdProxyFlags) flagdProxy(namespace string) (sidecar.FlagdProxy, error
 func (f FlagdProxyFlags) controllerOptions(namespace string, injector webhook.InjectorConfig, c *ControllerFlags, build BuildInfo) (controller.FlagdProxyOptions, error) {
 	opts := controller.FlagdProxyOptions{Namespace: namespace, Image: f.FlagdProxyImage, ImagePullPolicy: injector.Sidecar.ImagePullPolicy,
 		Replicas: f.FlagdProxyReplicas, Port: f.FlagdProxyPort, ManagementPort: f.FlagdProxyManagementPort, Debug: f.FlagdProxyDebug,
-		Auth: f.FlagdProxyAuth, Audience: f.FlagdProxyAudience, Version: build.Version}
+		Auth: f.FlagdProxyAuth, Audience: f.FlagdProxyAudience, Version: build.Version,
+		TLS: injector.Sidecar.FlagdProxy.TLS, CABundle: injector.Sidecar.FlagdProxy.CABundle}
 	if opts.Image == "" {
 		opts.Image = injector.Sidecar.Image
 	}

@@ -178,6 +178,8 @@ func (c *Cluster) Apply(ctx context.Context, e Effect) error {
 		return c.grant(ctx, e)
 	case EnsureConfigMap:
 		return c.ensureConfigMap(ctx, e)
+	case EnsureFlagdProxyCA:
+		return c.ensureFlagdProxyCA(ctx, e)
 	case EnsureSecret:
 		return c.ensureSecret(ctx, e)
 	}
@@ -242,24 +244,37 @@ func GrantBinding(g GrantFlags) *rbacv1.RoleBinding {
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: g.ServiceAccount.Namespace, Name: g.ServiceAccount.Name}}}
 }
 
-// ensureConfigMap creates a file source's ConfigMap unless the webhook's exists; a
-// ConfigMap of that name that the webhook did not create is never mounted.
+// ensureConfigMap creates a file source's ConfigMap unless the webhook's exists.
 func (c *Cluster) ensureConfigMap(ctx context.Context, e EnsureConfigMap) error {
 	cm := corev1.ConfigMap{ObjectMeta: managedMeta(e.Namespace, e.Name, e.Owners), Data: map[string]string{e.Key: e.Data}}
-	cm.Annotations = map[string]string{"openfeature.dev/featureflag": e.FeatureFlag.String()}
-	err := c.core.Post().Namespace(e.Namespace).Resource("configmaps").Body(&cm).Do(ctx).Error()
+	cm.Annotations = map[string]string{AnnotationFeatureFlag: e.FeatureFlag.String()}
+	return c.createConfigMap(ctx, &cm, "rename it or use another provider")
+}
+
+// ensureFlagdProxyCA creates a namespace's flagd-proxy CA ConfigMap unless the
+// webhook's exists.
+func (c *Cluster) ensureFlagdProxyCA(ctx context.Context, e EnsureFlagdProxyCA) error {
+	cm := corev1.ConfigMap{ObjectMeta: managedMeta(e.Namespace, FlagdProxyCAConfigMap, nil), Data: map[string]string{FlagdProxyCAKey: e.Bundle}}
+	cm.Annotations = map[string]string{AnnotationCAHash: CAHash([]byte(e.Bundle))}
+	return c.createConfigMap(ctx, &cm, "delete or rename it")
+}
+
+// createConfigMap creates cm unless the webhook's exists; a ConfigMap of that name
+// that the webhook did not create is never mounted (the error ends with fix).
+func (c *Cluster) createConfigMap(ctx context.Context, cm *corev1.ConfigMap, fix string) error {
+	err := c.core.Post().Namespace(cm.Namespace).Resource("configmaps").Body(cm).Do(ctx).Error()
 	if apierrors.IsAlreadyExists(err) {
 		var live corev1.ConfigMap
-		if err := c.core.Get().Namespace(e.Namespace).Resource("configmaps").Name(e.Name).Do(ctx).Into(&live); err != nil {
-			return explainWrite("ConfigMap", e.Namespace, e.Name, "get configmaps", err)
+		if err := c.core.Get().Namespace(cm.Namespace).Resource("configmaps").Name(cm.Name).Do(ctx).Into(&live); err != nil {
+			return explainWrite("ConfigMap", cm.Namespace, cm.Name, "get configmaps", err)
 		}
 		if live.Labels[LabelManagedBy] != ManagedBy {
-			return fmt.Errorf("ConfigMap %s/%s exists and was not created by flagpole (label %s=%s missing): rename it or use another provider", e.Namespace, e.Name, LabelManagedBy, ManagedBy)
+			return fmt.Errorf("ConfigMap %s/%s exists and was not created by flagpole (label %s=%s missing): %s", cm.Namespace, cm.Name, LabelManagedBy, ManagedBy, fix)
 		}
 		return nil
 	}
 	if err != nil {
-		return explainWrite("ConfigMap", e.Namespace, e.Name, "create configmaps", err)
+		return explainWrite("ConfigMap", cm.Namespace, cm.Name, "create configmaps", err)
 	}
 	return nil
 }

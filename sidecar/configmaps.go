@@ -28,16 +28,16 @@ func FlagsHash(doc []byte) string {
 }
 
 // KeepFileConfigMap is the ConfigMap cache's transform: the identity and labels
-// the webhook needs plus the two annotations the FeatureFlag controller reads
-// (AnnotationFeatureFlag, AnnotationFlagsHash); data is dropped, so the cache
-// stays small.
+// the webhook needs plus the annotations the controllers read
+// (AnnotationFeatureFlag, AnnotationFlagsHash, AnnotationCAHash); data is dropped,
+// so the cache stays small.
 func KeepFileConfigMap(obj any) (any, error) {
 	cm, ok := obj.(*corev1.ConfigMap)
 	if !ok {
 		return obj, nil
 	}
 	out := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID, Labels: cm.Labels, ResourceVersion: cm.ResourceVersion}}
-	for _, k := range []string{AnnotationFeatureFlag, AnnotationFlagsHash} {
+	for _, k := range []string{AnnotationFeatureFlag, AnnotationFlagsHash, AnnotationCAHash} {
 		if v, ok := cm.Annotations[k]; ok {
 			if out.Annotations == nil {
 				out.Annotations = map[string]string{}

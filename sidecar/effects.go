@@ -55,6 +55,19 @@ func (c EnsureConfigMap) Describe() string {
 	return fmt.Sprintf("create ConfigMap %s/%s with the flags of FeatureFlag %s (key %s), unless it exists", c.Namespace, c.Name, c.FeatureFlag, c.Key)
 }
 
+// EnsureFlagdProxyCA creates the ConfigMap FlagdProxyCAConfigMap of a namespace,
+// holding the flagd-proxy's CA bundle, unless it exists (the flagd-proxy
+// controller keeps it current afterwards). Bundle is empty when not known (`debug
+// inject`).
+type EnsureFlagdProxyCA struct {
+	Namespace, Bundle string
+}
+
+// Describe implements Effect.
+func (c EnsureFlagdProxyCA) Describe() string {
+	return fmt.Sprintf("create ConfigMap %s/%s with the flagd-proxy's CA bundle (key %s), unless it exists", c.Namespace, FlagdProxyCAConfigMap, FlagdProxyCAKey)
+}
+
 // EnsureSecret creates an immutable Secret holding a credential the sidecar reads
 // through an environment variable, so that the value never appears in the pod
 // spec. Its name is derived from its content: a changed credential is a new

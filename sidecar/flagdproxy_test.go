@@ -47,53 +47,92 @@ func proxyRenderer(ready func() error) *Renderer {
 // address in the operator's namespace, selector core.openfeature.dev/ns/name) with
 // the pod's projected token for the proxy (one volume for all of them), sent as a
 // bearer token; the pod's ServiceAccount is granted its FeatureFlags; the sidecar
-// parses the args.
+// parses the args. With TLS (the default) the entries are tls with certPath the
+// proxy's CA bundle, projected from the namespace's CA ConfigMap into the same
+// volume, and the ConfigMap is created unless it exists; without, they are
+// plaintext (allowInsecure), as OFO's.
 func TestRenderFlagdProxy(t *testing.T) {
-	r := proxyRenderer(func() error { return nil })
-	w := Workload{Namespace: "shop", ServiceAccount: "web"}
-	out, d := r.Render(context.Background(), w, proxySources(
-		v1beta1.Source{Source: "checkout", Provider: "flagd-proxy"},
-		v1beta1.Source{Source: "shared/global", Provider: "flagd-proxy"},
-		v1beta1.Source{Source: "search", Provider: "flagd-proxy"},
-	))
-	if d != nil {
-		t.Fatal(d)
-	}
-	cfg, err := startconfig.Parse(out.Container.Args)
-	if err != nil {
-		t.Fatalf("the sidecar would refuse %q: %v", out.Container.Args, err)
-	}
-	entry := func(sel string) flagsync.SourceConfig {
-		return flagsync.SourceConfig{URI: "flagd-proxy-svc.ops.svc.cluster.local:8015", Provider: "grpc", Selector: "core.openfeature.dev/" + sel,
-			BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", AllowInsecure: true}
-	}
-	if diff := cmp.Diff(startconfig.SourceList{entry("shop/checkout"), entry("shared/global"), entry("shop/search")}, cfg.Sources); diff != "" {
-		t.Errorf("sources (-want +got):\n%s", diff)
-	}
-	if _, err := cfg.SourceConfigs(); err != nil {
-		t.Errorf("three selections of one proxy: %v", err)
-	}
+	const bundle = "-----BEGIN CERTIFICATE-----\nproxy CA\n-----END CERTIFICATE-----\n"
 	expiry := int64(3600)
-	wantVolume := corev1.Volume{Name: "flagpole-flagd-proxy-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "flagpole-flagd-proxy", ExpirationSeconds: &expiry, Path: "token"}}}}}}
-	if diff := cmp.Diff([]corev1.Volume{wantVolume}, out.Volumes); diff != "" {
-		t.Errorf("volumes (-want +got):\n%s", diff)
+	token := corev1.VolumeProjection{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "flagpole-flagd-proxy", ExpirationSeconds: &expiry, Path: "token"}}
+	ca := corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "flagpole-flagd-proxy-ca"},
+		Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}}
+	for name, tc := range map[string]struct {
+		tls         bool
+		caConfigMap bool // the namespace has its CA ConfigMap already
+		projections []corev1.VolumeProjection
+		effect      []EnsureFlagdProxyCA
+	}{
+		"tls":                            {tls: true, projections: []corev1.VolumeProjection{token, ca}, effect: []EnsureFlagdProxyCA{{Namespace: "shop", Bundle: bundle}}},
+		"tls, the CA ConfigMap existing": {tls: true, caConfigMap: true, projections: []corev1.VolumeProjection{token, ca}},
+		"plaintext":                      {projections: []corev1.VolumeProjection{token}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := proxyRenderer(func() error { return nil })
+			r.Config.FlagdProxy.TLS = tc.tls
+			r.Config.FlagdProxy.CABundle = func() []byte { return []byte(bundle) }
+			if tc.caConfigMap {
+				r.Objects.(*StaticObjects).ConfigMaps = []*corev1.ConfigMap{{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "flagpole-flagd-proxy-ca"}}}
+			}
+			w := Workload{Namespace: "shop", ServiceAccount: "web"}
+			out, d := r.Render(context.Background(), w, proxySources(
+				v1beta1.Source{Source: "checkout", Provider: "flagd-proxy"},
+				v1beta1.Source{Source: "shared/global", Provider: "flagd-proxy"},
+				v1beta1.Source{Source: "search", Provider: "flagd-proxy"},
+			))
+			if d != nil {
+				t.Fatal(d)
+			}
+			cfg, err := startconfig.Parse(out.Container.Args)
+			if err != nil {
+				t.Fatalf("the sidecar would refuse %q: %v", out.Container.Args, err)
+			}
+			entry := func(sel string) flagsync.SourceConfig {
+				e := flagsync.SourceConfig{URI: "flagd-proxy-svc.ops.svc.cluster.local:8015", Provider: "grpc", Selector: "core.openfeature.dev/" + sel,
+					BearerTokenFile: "/var/run/secrets/flagpole.dev/flagd-proxy/token", AllowInsecure: true}
+				if tc.tls {
+					e.AllowInsecure, e.TLS, e.CertPath = false, true, "/var/run/secrets/flagpole.dev/flagd-proxy/ca.crt"
+				}
+				return e
+			}
+			if diff := cmp.Diff(startconfig.SourceList{entry("shop/checkout"), entry("shared/global"), entry("shop/search")}, cfg.Sources); diff != "" {
+				t.Errorf("sources (-want +got):\n%s", diff)
+			}
+			if _, err := cfg.SourceConfigs(); err != nil {
+				t.Errorf("three selections of one proxy: %v", err)
+			}
+			wantVolume := corev1.Volume{Name: "flagpole-flagd-proxy-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: tc.projections}}}
+			if diff := cmp.Diff([]corev1.Volume{wantVolume}, out.Volumes); diff != "" {
+				t.Errorf("volumes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]corev1.VolumeMount{{Name: "flagpole-flagd-proxy-token", MountPath: "/var/run/secrets/flagpole.dev/flagd-proxy", ReadOnly: true}}, out.Container.VolumeMounts); diff != "" {
+				t.Errorf("mounts (-want +got):\n%s", diff)
+			}
+			grants, cas := proxyEffects(out.Effects)
+			if diff := cmp.Diff([]string{"shared:global to shop/web", "shop:checkout,search to shop/web"}, grants); diff != "" {
+				t.Errorf("grants (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.effect, cas); diff != "" {
+				t.Errorf("CA ConfigMaps created (-want +got):\n%s", diff)
+			}
+			if out.KubernetesSync {
+				t.Error("a flagd-proxy pod is marked for kubernetes sync (OFO's allowkubernetessync annotation)")
+			}
+		})
 	}
-	if diff := cmp.Diff([]corev1.VolumeMount{{Name: "flagpole-flagd-proxy-token", MountPath: "/var/run/secrets/flagpole.dev/flagd-proxy", ReadOnly: true}}, out.Container.VolumeMounts); diff != "" {
-		t.Errorf("mounts (-want +got):\n%s", diff)
-	}
-	var grants []string
-	for _, e := range out.Effects {
-		if g, ok := e.(GrantFlags); ok {
-			grants = append(grants, g.Namespace+":"+strings.Join(g.Flags, ",")+" to "+g.ServiceAccount.String())
+}
+
+// proxyEffects lists the grants ("ns:flags to sa") and CA ConfigMaps of effects.
+func proxyEffects(effects []Effect) (grants []string, cas []EnsureFlagdProxyCA) {
+	for _, e := range effects {
+		switch e := e.(type) {
+		case GrantFlags:
+			grants = append(grants, e.Namespace+":"+strings.Join(e.Flags, ",")+" to "+e.ServiceAccount.String())
+		case EnsureFlagdProxyCA:
+			cas = append(cas, e)
 		}
 	}
-	if diff := cmp.Diff([]string{"shared:global to shop/web", "shop:checkout,search to shop/web"}, grants); diff != "" {
-		t.Errorf("grants (-want +got):\n%s", diff)
-	}
-	if out.KubernetesSync {
-		t.Error("a flagd-proxy pod is marked for kubernetes sync (OFO's allowkubernetessync annotation)")
-	}
+	return grants, cas
 }
 
 // TestRenderFlagdProxyDenials: a missing FeatureFlag, a refused cross-namespace
@@ -105,6 +144,7 @@ func TestRenderFlagdProxyDenials(t *testing.T) {
 		source  string
 		ready   error
 		w       Workload
+		noCA    bool // the operator has not issued the proxy's CA
 		code    int32
 		message string
 	}{
@@ -112,9 +152,16 @@ func TestRenderFlagdProxyDenials(t *testing.T) {
 		"another namespace's":   {source: "private/secret", code: http.StatusForbidden, message: "FeatureFlag private/secret is in another namespace than the pod (shop)"},
 		"proxy not ready":       {source: "checkout", ready: ErrFlagdProxyNotReady, code: http.StatusForbidden, message: "flagd-proxy is not ready, deferring pod admission"},
 		"standalone, not ready": {source: "checkout", ready: ErrFlagdProxyNotReady, w: Workload{Namespace: "shop", ServiceAccount: "web", Standalone: true}},
+		"CA not issued yet":     {source: "checkout", noCA: true, code: http.StatusForbidden, message: "the flagd-proxy's CA is not issued yet (Secret ops/flagd-proxy-tls), deferring pod admission"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := proxyRenderer(func() error { return tc.ready })
+			r.Config.FlagdProxy.CABundle = func() []byte {
+				if tc.noCA {
+					return nil
+				}
+				return []byte("a CA")
+			}
 			ww := w
 			if tc.w.Namespace != "" {
 				ww = tc.w

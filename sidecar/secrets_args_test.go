@@ -253,7 +253,7 @@ func checkProxyToken(t *testing.T, out *Rendered, sources startconfig.SourceList
 	}
 	var projected bool
 	for _, v := range out.Volumes {
-		if v.Projected != nil && len(v.Projected.Sources) == 1 && v.Projected.Sources[0].ServiceAccountToken != nil {
+		if v.Projected != nil && len(v.Projected.Sources) > 0 && v.Projected.Sources[0].ServiceAccountToken != nil {
 			projected = true
 		}
 	}

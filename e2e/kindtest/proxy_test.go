@@ -17,7 +17,8 @@ import (
 // TestFlagdProxy: two apps in two namespaces read their flags through the one
 // flagd-proxy the operator deploys (the image under test, in the operator's
 // namespace): each sidecar streams its own namespace's FeatureFlag from the proxy
-// with its pod's projected token, and follows updates. A sidecar of the first
+// over TLS (the operator's certificate, mounted from its Secret; the CA bundle from
+// the namespace's ConfigMap) with its pod's projected token, and follows updates. A sidecar of the first
 // namespace re-pointed at the second namespace's FeatureFlag — the injected
 // container, token and all, with only the selector changed — is refused by the proxy
 // and serves nothing.
@@ -54,7 +55,9 @@ func TestFlagdProxy(t *testing.T) {
 		pod := e.deployApp(t, ns, "app", appOptions{Annotations: injected(), Env: envs("PROVIDER", "flagd", "FLAG_KEY", "color")})
 		e.checkSidecarRunning(t, pod)
 		args := strings.Join(e.sidecar(t, pod).Args, " ")
-		for _, want := range []string{"flagd-proxy-svc." + e.OperatorNamespace, "core.openfeature.dev/" + ns + "/flags"} {
+		// over TLS, trusting the proxy's CA bundle the webhook projected beside the token
+		for _, want := range []string{"flagd-proxy-svc." + e.OperatorNamespace, "core.openfeature.dev/" + ns + "/flags", `"tls":true`,
+			`"certPath":"/var/run/secrets/flagpole.dev/flagd-proxy/ca.crt"`} {
 			if !strings.Contains(args, want) {
 				t.Fatalf("the sidecar of %s/%s does not read through the proxy (%q missing): %s", ns, pod.Name, want, args)
 			}

@@ -6,9 +6,9 @@
 // to 30 s. The first connection failing is no different: flagd exits then.
 //
 // Targets: grpc://host:port (plaintext), grpcs://host:port (TLS with the system
-// roots, plus certPath's CA), and in --sources a bare host:port (tls: true for TLS),
-// dns:[//authority/]host[:port], unix:path or unix:///path, and uds: as an alias of
-// unix:. envoy:// and xds: are refused.
+// roots, plus certPath's CAs, read again for every connection), and in --sources a
+// bare host:port (tls: true for TLS), dns:[//authority/]host[:port], unix:path or
+// unix:///path, and uds: as an alias of unix:. envoy:// and xds: are refused.
 package grpcsource
 
 import (
@@ -85,13 +85,15 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	if err := checkAuthTransport(auth, secure, local, cfg.AllowInsecure); err != nil {
 		return fail("%w", err)
 	}
+	s.log = log.With().Str("source", store.Redact(cfg.URI)).Str("provider", "grpc").Logger()
 	creds := insecure.NewCredentials()
-	if s.secure {
-		roots, err := cfg.RootCAs()
-		if err != nil {
+	switch {
+	case s.secure && cfg.CertPath != "":
+		if creds, err = newReloadingTLS(cfg.CertPath, s.log); err != nil {
 			return fail("%w", err)
 		}
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots})
+	case s.secure:
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
 	s.opts = []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
@@ -110,7 +112,6 @@ func New(cfg flagsync.SourceConfig, log zerolog.Logger) (*Source, error) {
 	for k, v := range cfg.Headers {
 		s.headers.Set(k, v)
 	}
-	s.log = log.With().Str("source", store.Redact(cfg.URI)).Str("provider", "grpc").Logger()
 	return s, nil
 }
 

@@ -325,6 +325,62 @@ func TestTLS(t *testing.T) {
 	})
 }
 
+// TestTLSRootsFollowCertPath: the CA bundle at certPath is read again for every
+// connection (the operator rotates the flagd-proxy's CA through a mounted
+// ConfigMap): after the server moves to a certificate of another CA and the file
+// is rewritten, the source reconnects trusting the new CA; a file that then turns
+// unreadable keeps the CAs read last.
+func TestTLSRootsFollowCertPath(t *testing.T) {
+	first, firstCA := testCA(t)
+	second, secondCA := testCA(t)
+	up := newUpstream(t, first)
+	certPath := filepath.Join(t.TempDir(), "ca.crt")
+	copyFile(t, firstCA, certPath)
+	out := run(t, newSource(t, flagsync.SourceConfig{URI: up.addr, TLS: true, CertPath: certPath}))
+	recvData(t, out)
+
+	// the server's certificate now comes from a CA the file does not hold yet
+	up.shutdown()
+	up.tls = second
+	up.restart(t)
+	for u := out.Next(); u.Err == nil || !strings.Contains(u.Err.Error(), "certificate signed by unknown authority"); u = out.Next() {
+		if u.Err == nil {
+			t.Fatal("flags from a server whose CA certPath does not hold")
+		}
+	}
+	copyFile(t, secondCA, certPath)
+	untilData(out)
+
+	// an unusable file: the second CA, read last, is still trusted
+	if err := os.WriteFile(certPath, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up.shutdown()
+	up.restart(t)
+	untilData(out)
+}
+
+// untilData skips the source's errors until it delivers flags (reconnected).
+func untilData(out *sourcetest.Updates) {
+	for {
+		if u := out.Next(); u.Err == nil {
+			return
+		}
+	}
+}
+
+// copyFile copies src to dst.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestUnixSocket(t *testing.T) {
 	dir, err := os.MkdirTemp("", "fp") //nolint:usetesting // short: socket paths are limited to ~100 bytes, t.TempDir's holds the test name
 	if err != nil {

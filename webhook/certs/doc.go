@@ -1,5 +1,9 @@
 // Package certs gives the admission webhook its TLS certificate without
-// cert-manager (DESIGN.md decision 4), or serves one that is mounted.
+// cert-manager (DESIGN.md decision 4), or serves one that is mounted. The operator
+// runs a second self-managed Source, with no webhook configuration, for the
+// flagd-proxy's certificate: its CA bundle (Source.CABundle, Options.OnCABundle)
+// goes to the sidecars through ConfigMaps, and a new CA signs only after
+// Options.Propagation.
 //
 // A Source serves the current certificate through tls.Config.GetCertificate,
 // reports through Healthy whether that certificate is usable (for /readyz), and

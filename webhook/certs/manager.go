@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -30,6 +31,7 @@ const maxWrites = 5
 // caBundles.
 type manager struct {
 	namespace, name, key string
+	purpose              string
 	api                  clients
 	pol                  policy
 	clk                  clock.Clock
@@ -39,6 +41,10 @@ type manager struct {
 
 	kickc   chan struct{}
 	serving atomic.Pointer[tls.Certificate]
+	// bundle is the CA bundle of the Secret last reconciled; onBundle is called
+	// when it changes.
+	bundle   atomic.Pointer[[]byte]
+	onBundle func()
 
 	mu      sync.Mutex
 	lastErr error
@@ -65,11 +71,11 @@ type manager struct {
 func newManager(o Options, h hosts, api clients, clk clock.Clock) *manager {
 	log := o.Log.With().Str("secret", o.Namespace+"/"+o.SecretName).Logger()
 	m := &manager{
-		namespace: o.Namespace, name: o.SecretName, key: o.Namespace + "/" + o.SecretName,
+		namespace: o.Namespace, name: o.SecretName, key: o.Namespace + "/" + o.SecretName, purpose: o.Purpose,
 		api: api, clk: clk, recheck: o.Recheck, log: log,
 		pol: policy{caLifetime: o.CALifetime, servingLifetime: o.ServingLifetime, hosts: h,
-			propagation: min(30*time.Second, o.ServingLifetime/30)},
-		kickc: make(chan struct{}, 1),
+			propagation: o.Propagation},
+		kickc: make(chan struct{}, 1), onBundle: o.OnCABundle,
 	}
 	for _, n := range o.MutatingWebhookConfigurations {
 		m.targets = append(m.targets, mutatingTarget(api.mutating, n, log))
@@ -81,6 +87,25 @@ func newManager(o Options, h hosts, api clients, clk clock.Clock) *manager {
 }
 
 func (m *manager) certificate() *tls.Certificate { return m.serving.Load() }
+
+func (m *manager) caBundle() []byte {
+	if b := m.bundle.Load(); b != nil {
+		return *b
+	}
+	return nil
+}
+
+// publishBundle makes bundle the one caBundle returns, and tells onBundle when it
+// changed.
+func (m *manager) publishBundle(bundle []byte) {
+	if len(bundle) == 0 || bytes.Equal(m.caBundle(), bundle) {
+		return
+	}
+	m.bundle.Store(&bundle)
+	if m.onBundle != nil {
+		m.onBundle()
+	}
+}
 
 func (m *manager) lastError() error {
 	m.mu.Lock()
@@ -118,12 +143,12 @@ func (m *manager) run(ctx context.Context) error {
 	}
 	inf, err := newInformer(m.api.secrets, m.name, &corev1.Secret{}, m.kick, func(err error) { onError(m.explainSecret("list and watch", err)) })
 	if err != nil {
-		return fmt.Errorf("webhook certificates: Secret %s: %w", m.key, err)
+		return fmt.Errorf("%s certificates: Secret %s: %w", m.purpose, m.key, err)
 	}
 	m.secrets = inf
 	for _, t := range m.targets {
 		if err := t.start(m.kick, onError); err != nil {
-			return fmt.Errorf("webhook certificates: %w", err)
+			return fmt.Errorf("%s certificates: %w", m.purpose, err)
 		}
 	}
 	var wg sync.WaitGroup
@@ -265,6 +290,7 @@ func (m *manager) reconcile(ctx context.Context) (time.Time, error) {
 	}
 	m.serve(mat)
 	bundle := mat.bundle()
+	m.publishBundle(bundle)
 	var errs []error
 	retry := false
 	inPlace := true
@@ -322,7 +348,7 @@ func (m *manager) writeSecret(ctx context.Context, sec *corev1.Secret, exists bo
 	if !exists {
 		out, err = m.api.secrets.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: m.name, Namespace: m.namespace, Labels: map[string]string{
-				"app.kubernetes.io/managed-by": "flagpole", "app.kubernetes.io/component": "webhook"}},
+				"app.kubernetes.io/managed-by": "flagpole", "app.kubernetes.io/component": m.purpose}},
 			Type: corev1.SecretTypeTLS,
 			Data: apply(nil, changes),
 		})

@@ -51,6 +51,9 @@ func newMounted(o Options, clk clock.Clock) (*mounted, error) {
 
 func (m *mounted) certificate() *tls.Certificate { return m.reloader.Certificate() }
 
+// caBundle is nil: the issuer of mounted certificates distributes its CA.
+func (m *mounted) caBundle() []byte { return nil }
+
 func (m *mounted) lastError() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

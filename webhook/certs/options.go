@@ -78,6 +78,18 @@ type Options struct {
 	// mounted mode it is how often the files are read (besides on handshakes, at
 	// most once a second); there its default is 10 seconds.
 	Recheck time.Duration
+	// Propagation is how long a new CA must have been in every caBundle (with no
+	// webhook configurations: in the Secret, for CABundle's readers) before it
+	// signs the serving certificate; default 30 s, at most ServingLifetime/30.
+	// Clients that read the bundle from a mounted ConfigMap need minutes.
+	Propagation time.Duration
+	// OnCABundle, when set, is called from Run's goroutine whenever
+	// Source.CABundle changes (self-managed mode): the first time the Secret is
+	// read, and when a CA is added or dropped.
+	OnCABundle func()
+	// Purpose names the certificate in errors ("<purpose> certificates: ...");
+	// default "webhook".
+	Purpose string
 	// Log receives what happens: certificates issued and loaded, caBundles set,
 	// and errors naming what to fix.
 	Log zerolog.Logger
@@ -87,6 +99,9 @@ type Options struct {
 func (o Options) withDefaults() (Options, hosts, error) {
 	if o.SecretName == "" {
 		o.SecretName = DefaultSecretName
+	}
+	if o.Purpose == "" {
+		o.Purpose = "webhook"
 	}
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = DefaultClusterDomain
@@ -99,6 +114,9 @@ func (o Options) withDefaults() (Options, hosts, error) {
 	}
 	if o.Recheck == 0 {
 		o.Recheck = DefaultRecheck
+	}
+	if o.Propagation == 0 {
+		o.Propagation = min(30*time.Second, o.ServingLifetime/30)
 	}
 	var errs []error
 	if o.Namespace == "" {
@@ -123,7 +141,7 @@ func (o Options) withDefaults() (Options, hosts, error) {
 		}
 	}
 	switch {
-	case o.CALifetime < 0 || o.ServingLifetime < 0 || o.Recheck < 0:
+	case o.CALifetime < 0 || o.ServingLifetime < 0 || o.Recheck < 0 || o.Propagation < 0:
 		errs = append(errs, errors.New("lifetimes and the recheck interval must be positive"))
 	case o.ServingLifetime*3 > o.CALifetime:
 		errs = append(errs, fmt.Errorf("serving certificate lifetime %s is more than a third of the CA lifetime %s", o.ServingLifetime, o.CALifetime))
@@ -149,7 +167,7 @@ func (o Options) withDefaults() (Options, hosts, error) {
 	o.MutatingWebhookConfigurations = dedupe(o.MutatingWebhookConfigurations)
 	o.ValidatingWebhookConfigurations = dedupe(o.ValidatingWebhookConfigurations)
 	if err := errors.Join(errs...); err != nil {
-		return o, hosts{}, fmt.Errorf("webhook certificates: %w", err)
+		return o, hosts{}, fmt.Errorf("%s certificates: %w", o.Purpose, err)
 	}
 	return o, h, nil
 }

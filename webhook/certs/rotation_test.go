@@ -3,6 +3,7 @@ package certs
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,4 +237,57 @@ func TestNotReadyWithoutCertificate(t *testing.T) {
 			mustHandshake(t, r.src, e.secret()[keyCACert], e.clk.Now())
 		})
 	}
+}
+
+// TestCABundleWithoutWebhooks: a Source with no webhook configuration (the
+// flagd-proxy's) publishes its CAs through CABundle and OnCABundle only. A new CA
+// joins the bundle at once and signs serving certificates only after Propagation
+// (the time its readers need to mount it), and CABundle always lets a client
+// verify what is served.
+func TestCABundleWithoutWebhooks(t *testing.T) {
+	e := newEnv(t)
+	o := options(t)
+	o.MutatingWebhookConfigurations, o.ValidatingWebhookConfigurations = nil, nil
+	o.CALifetime, o.ServingLifetime, o.Propagation = 90*24*time.Hour, 30*24*time.Hour, 10*time.Minute
+	var calls atomic.Int32
+	o.OnCABundle = func() { calls.Add(1) }
+	start := e.clk.Now()
+	r := e.start(o)
+	eventually(t, "a ready source", r.src.Ready)
+	eventually(t, "a CA bundle", func() bool { return len(r.src.CABundle()) > 0 })
+
+	check := func(when string, wantCAs int32, wantIssuer string) {
+		t.Helper()
+		bundle := r.src.CABundle()
+		if got := string(e.secret()[keyCACert]); got != string(bundle) {
+			t.Fatalf("%s: CABundle is not the Secret's ca.crt", when)
+		}
+		cas := parsed(t, bundle)
+		if int32(len(cas)) != wantCAs || calls.Load() != wantCAs {
+			t.Fatalf("%s: %d CAs in the bundle, OnCABundle called %d times; want %d", when, len(cas), calls.Load(), wantCAs)
+		}
+		leaf, err := handshake(r.src, bundle, testServerNames[0], e.clk.Now())
+		if err != nil {
+			t.Fatalf("%s: a client trusting CABundle fails the handshake: %v", when, err)
+		}
+		issuer := "old"
+		if len(cas) > 1 && issuerOf(leaf, cas) == fingerprint(cas[0]) {
+			issuer = "new"
+		}
+		if issuer != wantIssuer {
+			t.Errorf("%s: served by the %s CA, want the %s", when, issuer, wantIssuer)
+		}
+	}
+	check("at start", 1, "old")
+	for _, days := range []int{20, 40} { // serving renewals by the first CA
+		e.advance(start.Add(time.Duration(days)*24*time.Hour), r)
+	}
+	check("on day 40", 1, "old")
+	renewal := start.Add(60 * 24 * time.Hour) // the CA's 2/3, and a serving renewal due
+	e.advance(renewal, r)
+	check("at the CA's renewal", 2, "old")
+	e.advance(renewal.Add(5*time.Minute), r)
+	check("before the propagation time", 2, "old")
+	e.advance(renewal.Add(11*time.Minute), r)
+	check("after the propagation time", 2, "new")
 }

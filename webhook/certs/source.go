@@ -3,7 +3,6 @@ package certs
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"time"
 
@@ -28,6 +27,8 @@ type backend interface {
 	certificate() *tls.Certificate
 	// lastError is the last problem keeping the certificate current, or nil.
 	lastError() error
+	// caBundle is the PEM bundle of the CAs clients must trust, or nil.
+	caBundle() []byte
 }
 
 // New returns a Source in mounted mode when o.CertDir is set (the directory must
@@ -53,11 +54,11 @@ func newSource(o Options, clk clock.Clock, api *clients) (*Source, error) {
 	}
 	if api == nil {
 		if o.Config == nil {
-			return nil, errors.New("webhook certificates: no Kubernetes client configuration")
+			return nil, fmt.Errorf("%s certificates: no Kubernetes client configuration", o.Purpose)
 		}
 		c, err := restClients(o.Config, o.Namespace)
 		if err != nil {
-			return nil, fmt.Errorf("webhook certificates: %w", err)
+			return nil, fmt.Errorf("%s certificates: %w", o.Purpose, err)
 		}
 		api = &c
 	}
@@ -78,6 +79,12 @@ func (s *Source) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 	}
 	return nil, errNoCertificate
 }
+
+// CABundle returns the PEM certificates of the CAs a client of the serving
+// certificate must trust (the newest CA first, older ones until they expire), as
+// the Secret holds them after the last reconcile; nil before the first one and in
+// mounted mode (the issuer distributes its CA there).
+func (s *Source) CABundle() []byte { return s.b.caBundle() }
 
 // TLSConfig returns a server TLS configuration (TLS 1.2+) serving the Source's
 // certificate.

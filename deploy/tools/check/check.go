@@ -29,11 +29,14 @@ import (
 	"github.com/flagpole-dev/flagpole/deploy/tools/render"
 )
 
-// Namespace and ServiceAccount of the operator; the flagd-proxy's ClusterRole.
+// Namespace and ServiceAccount of the operator; the flagd-proxy's ClusterRole and
+// TLS Secret.
 const (
 	Namespace        = "flagpole-system"
 	ServiceAccount   = "flagpole-operator"
 	ProxyClusterRole = "flagpole-flagd-proxy"
+	// ProxyTLSSecret holds the flagd-proxy's certificate (sidecar.FlagdProxyTLSSecret).
+	ProxyTLSSecret = "flagd-proxy-tls" //nolint:gosec // G101: a Secret's name
 )
 
 // Object is one rendered object, decoded into its API type.
@@ -440,9 +443,11 @@ func rbac(byKind map[string][]Object, o Options) []error {
 				case "secrets":
 					reads := slices.ContainsFunc(r.Verbs, func(v string) bool { return v != "create" })
 					if reads && (len(r.ResourceNames) == 0 || !strings.HasPrefix(key, "Role ")) {
-						fail("%s: %v on secrets beyond create, without resourceNames in its own namespace: the operator reads no Secret but its TLS Secret", key, r.Verbs)
+						fail("%s: %v on secrets beyond create, without resourceNames in its own namespace: the operator reads no Secret but its TLS Secrets", key, r.Verbs)
 					}
-					if reads {
+					// the webhook's own TLS Secret (the flagd-proxy's, flagd-proxy-tls, is
+					// self-managed with cert-manager too)
+					if reads && !slices.Equal(r.ResourceNames, []string{ProxyTLSSecret}) {
 						tls = true
 					}
 				case "mutatingwebhookconfigurations", "validatingwebhookconfigurations":

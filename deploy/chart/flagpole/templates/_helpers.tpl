@@ -129,6 +129,7 @@ app.kubernetes.io/component: {{ .component }}
     - {name: FLAGD_PROXY_PORT, value: {{ $v.flagdProxyConfiguration.port | quote }}}
     - {name: FLAGD_PROXY_MANAGEMENT_PORT, value: {{ $v.flagdProxyConfiguration.managementPort | quote }}}
     - {name: FLAGD_PROXY_DEBUG_LOGGING, value: {{ $v.flagdProxyConfiguration.debugLogging | quote }}}
+    - {name: FLAGPOLE_FLAGD_PROXY_TLS, value: {{ $v.flagdProxyConfiguration.tls | quote }}}
   ports:
     {{- if ne .mode "controller" }}
     - name: webhook
