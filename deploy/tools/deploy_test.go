@@ -242,6 +242,7 @@ var shows = map[string][]string{
 	"flagdProxyConfiguration.port":                 {`FLAGD_PROXY_PORT, value: "18016"`},
 	"flagdProxyConfiguration.managementPort":       {`FLAGD_PROXY_MANAGEMENT_PORT, value: "18017"`},
 	"flagdProxyConfiguration.debugLogging":         {`FLAGD_PROXY_DEBUG_LOGGING, value: "true"`},
+	"flagdProxyConfiguration.tls":                  {`FLAGPOLE_FLAGD_PROXY_TLS, value: "false"`},
 	"controllerManager.replicas":                   {"replicas: 3"},
 	"controllerManager.resources":                  {"memory: 512Mi"},
 	"controllerManager.nodeSelector":               {"kubernetes.io/os: linux"},
@@ -310,6 +311,9 @@ func TestHelmEveryValue(t *testing.T) {
 				t.Errorf("%s: the output lacks %q", key, w)
 			}
 		}
+	}
+	if strings.Contains(out, "flagd-proxy-tls") { // tls: false, so no rule on its Secret
+		t.Error("flagdProxyConfiguration.tls false: the operator may still read the Secret flagd-proxy-tls")
 	}
 	if k := kinds(objs); k["Deployment"] != 2 || k["Certificate"] != 1 {
 		t.Errorf("kinds %v", k)
