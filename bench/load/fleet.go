@@ -191,7 +191,12 @@ func (f *fleet) fanout(ctx context.Context, w workload, label string, round int)
 		return fanoutResult{}, err
 	}
 	if label == "flagpole" && f.profiled {
-		o.args = nil
+		// a profile of its own beside the main instance's: <profile>.<workload>-<round>
+		prof, err := filepath.Abs(fmt.Sprintf("%s.%s-%d", f.cfg.cpuProfile, w.name, round))
+		if err != nil {
+			return fanoutResult{}, err
+		}
+		o.args = []string{"-cpuprofile", prof}
 	}
 	fmt.Fprintf(f.stderr, "%s on %s (round %d): %d streams, %d changes ...\n", w.name, label, round, f.cfg.fanout, f.cfg.changes)
 	s, err := startServer(ctx, o)

@@ -99,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.out, "out", "", "also write the report (Markdown) to this file")
 	fs.IntVar(&cfg.maxPerClient, "max-requests", 5_000_000, "upper bound of requests per client and workload")
 	fs.BoolVar(&cfg.wrk, "wrk", false, "also replay the HTTP workloads with wrk (-t1, -c<clients>), as the issue measured flagd; needs wrk in PATH")
-	fs.StringVar(&cfg.cpuProfile, "server-cpuprofile", "", "write a CPU profile of the server to this file: the server is then bench/load/profserve (flagd mode in process with pprof), built here, and -bin is ignored")
+	fs.StringVar(&cfg.cpuProfile, "server-cpuprofile", "", "write a CPU profile of the server to this file: the server is then bench/load/profserve (flagd mode in process with pprof), built here, and -bin is ignored; each fan-out workload's server writes FILE.<workload>-<round>")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "per-request timeout (and the startup timeout; fan-out: the wait for every stream to hear of a change)")
 	fs.StringVar(&cfg.compare, "compare", "", "also run a flagd-compatible binary (e.g. flagd 0.16.1) through the same workloads, interleaved with flagpole's, and print the ratios; it is started with flagd's command line (start --uri ... --port ... --management-port ... --sync-port ... --ofrep-port ..., and --server-cert-path/--server-key-path or --socket-path for the TLS and socket workloads)")
 	floorProfile := fs.String("floor-cpuprofile", "", "write a CPU profile of the floor server to this file")

@@ -94,7 +94,7 @@ func (r report) markdown() string {
 		r.numCPU, r.cpuModel, r.serverProcs, r.serverGo, r.harnessProcs, r.goVersion)
 	fmt.Fprintf(&b, "- Server: `%s flagd start --uri file:<generated> --bind-address 127.0.0.1` on free ports, default log level (%d bytes of log during the run).\n", r.bin, r.serverLogBytes)
 	if r.profiled != "" {
-		fmt.Fprintf(&b, "- **Profiled run**: the server is `bench/load/profserve` (the same flagd mode, in process, with a CPU profile written to `%s`); figures include the profiler's overhead.\n", r.profiled)
+		fmt.Fprintf(&b, "- **Profiled run**: the server is `bench/load/profserve` (the same flagd mode, in process, with a CPU profile written to `%s`, and the fan-out workloads' to `%[1]s.<workload>-<round>`); figures include the profiler's overhead.\n", r.profiled)
 	}
 	fmt.Fprintf(&b, "- HTTP/1.1 workloads use a minimal wrk-like client (pre-encoded requests, responses parsed in place); "+
 		"every answer is checked (the first one per client fully decoded, then status + known fragments; bulk: status, length and ETag).\n")
