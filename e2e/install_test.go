@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/flagpole-dev/flagpole/crd/apis/core/v1beta1"
 	"github.com/flagpole-dev/flagpole/e2e/harness"
@@ -535,12 +536,17 @@ func installedFlagd(t *testing.T, c *harness.Cluster, ns string) {
 	})
 	editFlagd := func(edit func(*v1beta1.FlagdSpec)) {
 		t.Helper()
-		got, err := c.Flags.CoreV1beta1().Flagds(ns).Get(ctx, "shared", metav1.GetOptions{})
+		// the controller writes the status meanwhile: read again on a conflict
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			got, err := c.Flags.CoreV1beta1().Flagds(ns).Get(ctx, "shared", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			edit(&got.Spec)
+			_, err = c.Flags.CoreV1beta1().Flagds(ns).Update(ctx, got, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		edit(&got.Spec)
-		if _, err := c.Flags.CoreV1beta1().Flagds(ns).Update(ctx, got, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -706,12 +712,16 @@ func installedProxy(t *testing.T, c *harness.Cluster, ns string) {
 		np, err := c.Kube.PolicyV1().PodDisruptionBudgets(ops).Get(ctx, "flagd-proxy-pdb", metav1.GetOptions{})
 		return err == nil && np.UID != pdb.UID && np.Spec.MinAvailable != nil, err
 	})
-	crb, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, bindingName, metav1.GetOptions{})
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		crb, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, bindingName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		crb.Subjects = append(crb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Namespace: ns, Name: "web"})
+		_, err = c.Kube.RbacV1().ClusterRoleBindings().Update(ctx, crb, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	crb.Subjects = append(crb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Namespace: ns, Name: "web"})
-	if _, err := c.Kube.RbacV1().ClusterRoleBindings().Update(ctx, crb, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the flagd-proxy's binding restored", func() (bool, error) {
