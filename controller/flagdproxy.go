@@ -244,7 +244,8 @@ func (r *FlagdProxy) syncCAConfigMaps(ctx context.Context) error {
 		if !ok || cm.Name != sidecar.FlagdProxyCAConfigMap || cm.Labels[sidecar.LabelManagedBy] != sidecar.ManagedBy || cm.Annotations[sidecar.AnnotationCAHash] == hash {
 			continue
 		}
-		err := r.clients.Core.Patch(types.MergePatchType).Namespace(cm.Namespace).Resource("configmaps").Name(cm.Name).Body(patch).Do(ctx).Error()
+		err := r.clients.Core.Patch(types.MergePatchType).Namespace(cm.Namespace).Resource("configmaps").Name(cm.Name).
+			Param("fieldManager", FieldManager).Body(patch).Do(ctx).Error()
 		switch {
 		case apierrors.IsNotFound(err): // deleted meanwhile: the webhook re-creates it for the next pod
 		case err != nil:

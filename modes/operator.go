@@ -276,7 +276,7 @@ type operatorRun struct {
 	ready     []func() (bool, string)
 	addrs     OperatorAddresses
 	// proxyCA tells the flagd-proxy controller when the proxy's CA bundle changes.
-	proxyCA bundleListeners
+	proxyCA caNotifier
 }
 
 // goRun runs fn; an error is kept and stops everything.
@@ -346,7 +346,8 @@ func (o *operatorRun) addControllers(restCfg *rest.Config, reg *prometheus.Regis
 		ctrl.stop()
 		return nil, err
 	}
-	o.proxyCA.add(ctrl.flagdProxy.CABundleChanged)
+	changed := ctrl.flagdProxy.CABundleChanged
+	o.proxyCA.fn.Store(&changed)
 	lead := func(ctx context.Context) {
 		if !cache.WaitForCacheSync(ctx.Done(), append([]cache.InformerSynced{cluster.Synced}, synced(ctrl.informers)...)...) {
 			return

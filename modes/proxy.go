@@ -8,9 +8,9 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -196,25 +196,13 @@ func (f FlagdProxyFlags) flagdProxyCerts(restCfg *rest.Config, namespace string,
 		Log: log.With().Str("certificate", "flagd-proxy").Logger()})
 }
 
-// bundleListeners passes the proxy certificate's OnCABundle on to whoever
-// registered (the flagd-proxy controller, built after the certificate source).
-type bundleListeners struct {
-	mu  gosync.Mutex
-	fns []func()
-}
+// caNotifier passes the proxy certificate's OnCABundle on to the flagd-proxy
+// controller, which is built after the certificate source (nothing until then).
+type caNotifier struct{ fn atomic.Pointer[func()] }
 
-func (l *bundleListeners) add(fn func()) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fns = append(l.fns, fn)
-}
-
-func (l *bundleListeners) changed() {
-	l.mu.Lock()
-	fns := slices.Clone(l.fns)
-	l.mu.Unlock()
-	for _, fn := range fns {
-		fn()
+func (n *caNotifier) changed() {
+	if fn := n.fn.Load(); fn != nil {
+		(*fn)()
 	}
 }
 

@@ -313,19 +313,29 @@ func (c SourceConfig) AuthHeaderValue() (string, error) {
 
 // readCredential reads a credential file of at most maxAuthHeaderFile bytes.
 func readCredential(field, path string) (string, error) {
+	data, err := readLimited(field, path, maxAuthHeaderFile, "; it must hold one header value")
+	return string(data), err
+}
+
+// maxCertFile bounds a certPath: a bundle of a few CAs is a few kilobytes.
+const maxCertFile = 1 << 20
+
+// readLimited reads the file at path, refusing more than limit bytes; errors start
+// with field, and tooLarge ends the one for a file over the limit.
+func readLimited(field, path string, limit int, tooLarge string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", field, err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxAuthHeaderFile+1))
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
-		return "", fmt.Errorf("%s: reading %s: %w", field, path, err)
+		return nil, fmt.Errorf("%s: reading %s: %w", field, path, err)
 	}
-	if len(data) > maxAuthHeaderFile {
-		return "", fmt.Errorf("%s: %s is larger than %d bytes; it must hold one header value", field, path, maxAuthHeaderFile)
+	if len(data) > limit {
+		return nil, fmt.Errorf("%s: %s is larger than %d bytes%s", field, path, limit, tooLarge)
 	}
-	return string(data), nil
+	return data, nil
 }
 
 // RootCAs returns the system roots plus the certificates of certPath (PEM), or nil
@@ -334,18 +344,25 @@ func (c SourceConfig) RootCAs() (*x509.CertPool, error) {
 	if c.CertPath == "" {
 		return nil, nil
 	}
-	pem, err := os.ReadFile(c.CertPath)
+	_, pool, err := ReadCertPath(c.CertPath)
+	return pool, err
+}
+
+// ReadCertPath reads a certPath (PEM, at most 1 MiB) and returns its content and a
+// pool of the system roots plus its certificates; errors start with "certPath:".
+func ReadCertPath(path string) ([]byte, *x509.CertPool, error) {
+	data, err := readLimited("certPath", path, maxCertFile, "")
 	if err != nil {
-		return nil, fmt.Errorf("certPath: %w", err)
+		return nil, nil, err
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("certPath: %s holds no PEM certificate", c.CertPath)
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, nil, fmt.Errorf("certPath: %s holds no PEM certificate", path)
 	}
-	return pool, nil
+	return data, pool, nil
 }
 
 // IsLoopbackHost reports whether host (a host name or IP, without port) is this

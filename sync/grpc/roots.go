@@ -6,18 +6,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"sync"
 
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc/credentials"
-)
 
-// maxCertFile bounds what is read from certPath: a bundle of a few CAs is a few
-// kilobytes.
-const maxCertFile = 1 << 20
+	flagsync "github.com/flagpole-dev/flagpole/sync"
+)
 
 // reloadingTLS is TLS transport credentials that trust certPath's current content
 // (plus the system roots): the file is read again for every handshake, so a CA
@@ -51,21 +47,9 @@ func newReloadingTLS(path string, log zerolog.Logger) (*reloadingTLS, error) {
 
 // roots returns the pool for certPath's current content.
 func (c *rootFile) roots() (*x509.CertPool, error) {
-	data, err := readBounded(c.path)
+	data, pool, err := flagsync.ReadCertPath(c.path)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err == nil && c.pool != nil && bytes.Equal(data, c.last) {
-		return c.pool, nil
-	}
-	var pool *x509.CertPool
-	if err == nil {
-		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
-			pool, err = x509.NewCertPool(), nil
-		}
-		if !pool.AppendCertsFromPEM(data) {
-			err = fmt.Errorf("certPath: %s holds no PEM certificate", c.path)
-		}
-	}
 	if err != nil {
 		if c.pool == nil {
 			return nil, err
@@ -73,28 +57,11 @@ func (c *rootFile) roots() (*x509.CertPool, error) {
 		c.log.Warn().Err(err).Msg("certPath unusable; the CAs read last are trusted")
 		return c.pool, nil
 	}
-	if c.pool != nil {
+	if c.pool != nil && !bytes.Equal(data, c.last) {
 		c.log.Info().Str("certPath", c.path).Msg("certPath changed; new connections trust its CAs")
 	}
 	c.last, c.pool = data, pool
 	return pool, nil
-}
-
-// readBounded reads path, refusing more than maxCertFile bytes.
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path) //nolint:gosec // G304: certPath is the operator's configuration
-	if err != nil {
-		return nil, fmt.Errorf("certPath: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCertFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("certPath: reading %s: %w", path, err)
-	}
-	if len(data) > maxCertFile {
-		return nil, fmt.Errorf("certPath: %s is larger than %d bytes", path, maxCertFile)
-	}
-	return data, nil
 }
 
 // tls returns grpc-go's TLS credentials over the current roots.
