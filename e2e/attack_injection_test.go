@@ -124,13 +124,13 @@ func TestAttackArgsInjection(t *testing.T) {
 
 	// A CORS origin holding a comma would be two origins on a flag that takes
 	// lists: refused, naming the field.
-	e.source(t, "cors", v1beta1.Source{Source: "checkout", Provider: "kubernetes"})
-	cors, err := e.c.Flags.CoreV1beta1().FeatureFlagSources(e.ns).Get(ctx, "cors", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cors.Spec.Cors = []string{"https://app.example,https://evil.example"}
-	if _, err := e.c.Flags.CoreV1beta1().FeatureFlagSources(e.ns).Update(ctx, cors, metav1.UpdateOptions{}); err != nil {
+	// Created with the origin in one step: the webhook's cache follows an update a
+	// moment later, and only a miss falls back to a live read.
+	cors := &v1beta1.FeatureFlagSource{ObjectMeta: metav1.ObjectMeta{Name: "cors"}, Spec: v1beta1.FeatureFlagSourceSpec{
+		Sources: []v1beta1.Source{{Source: "checkout", Provider: "kubernetes"}},
+		Cors:    []string{"https://app.example,https://evil.example"},
+	}}
+	if _, err := e.c.Flags.CoreV1beta1().FeatureFlagSources(e.ns).Create(ctx, cors, metav1.CreateOptions{}); err != nil {
 		t.Logf("refused by the API server (schema): %v", err)
 		return
 	}
