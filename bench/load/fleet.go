@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/flagpole-dev/flagpole/bench/load/flaggen"
+	"github.com/flagpole-dev/flagpole/bench/load/floor"
 )
 
 // fleet holds the server processes of a run: flagpole (the main instance on TCP,
@@ -81,6 +83,13 @@ func (f *fleet) options(ctx context.Context, label string, t transport, flagsFil
 			f.cfg.floorBin, o.bin = bin, bin
 		}
 		o.tls, o.socket = f.certs, filepath.Join(f.dir, "floor.sock")
+		if slices.Contains(f.cfg.workloads, wlFloorBulk) {
+			file, err := f.bulkAnswer()
+			if err != nil {
+				return o, err
+			}
+			o.args = append(slices.Clip(o.args), "-bulk-answer", file)
+		}
 		return o, nil
 	case "compare":
 		o.bin, o.args, o.env, o.flagdCLI = f.cfg.compare, f.cfg.compareArgs, f.cfg.compareEnv, true
@@ -97,6 +106,22 @@ func (f *fleet) options(ctx context.Context, label string, t transport, flagsFil
 		o.socket = filepath.Join(f.dir, label+"-"+fmt.Sprint(len(f.instances))+".sock")
 	}
 	return o, nil
+}
+
+// bulkAnswer writes the main instance's answer to the ofrep-bulk request into a
+// file for the floor server (floor-bulk) and returns its path.
+func (f *fleet) bulkAnswer() (string, error) {
+	c := newRawConn(f.main.ofrep, f.cfg.timeout)
+	defer c.close()
+	status, body, _, err := c.do(rawRequest(f.main.ofrep, floor.BulkPath, ofrepBulkBody))
+	if err == nil {
+		err = ofrepBulkValidate(status, body, f.cfg.flagCount)
+	}
+	if err != nil {
+		return "", fmt.Errorf("the bulk answer for %s: %w", wlFloorBulk, err)
+	}
+	file := filepath.Join(f.dir, "bulk-answer.json")
+	return file, os.WriteFile(file, body, 0o600)
 }
 
 // stopAll stops every instance but the main one (measure stops that).

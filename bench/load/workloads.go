@@ -33,6 +33,7 @@ const (
 	wlOFREPSingle      = "ofrep-single"
 	wlOFREPBulk        = "ofrep-bulk"
 	wlOFREPBulk304     = "ofrep-bulk-304"
+	wlFloorBulk        = "floor-bulk"
 	wlFloorHTTP        = "floor-http"
 	wlFloorGRPC        = "floor-grpc"
 	wlFloorGRPCTLS     = "floor-grpc-tls"
@@ -69,7 +70,8 @@ func workloads() []workload {
 		{name: wlConnectStatic, floor: wlFloorHTTP, describe: "POST /flagd.evaluation.v1.Service/ResolveBoolean, Connect JSON over HTTP/1.1, `" + connectStaticBody + "`"},
 		{name: wlConnectTargeting, floor: wlFloorHTTP, describe: "the same with `" + connectTargetingBody + "` (an `if`/`ends_with` rule)"},
 		{name: wlOFREPSingle, floor: wlFloorHTTP, describe: "POST /ofrep/v1/evaluate/flags/" + flaggen.StaticBoolKey + " over HTTP/1.1, `" + ofrepSingleBody + "`"},
-		{name: wlOFREPBulk, describe: "POST /ofrep/v1/evaluate/flags (every flag), `" + ofrepBulkBody + "`, no If-None-Match (full evaluation each time)"},
+		{name: wlFloorBulk, onFloor: true, describe: "the floor of `ofrep-bulk`: the HTTP floor answering the same request with the bytes of flagpole's bulk answer (fetched once at the floor's start): the transport's cost of a body that size"},
+		{name: wlOFREPBulk, floor: wlFloorBulk, describe: "POST /ofrep/v1/evaluate/flags (every flag), `" + ofrepBulkBody + "`, no If-None-Match (full evaluation each time)"},
 		{name: wlOFREPBulk304, floor: wlFloorHTTP, describe: "the same with the ETag of the first answer in If-None-Match: 304 Not Modified"},
 		{name: wlFloorGRPC, onFloor: true, describe: "the floor of gRPC: a grpc-go unary handler on the same listener stack (the protocol split, server.GRPCServerOptions) that reads the request and sends the fixed response of `grpc-static`"},
 		{name: wlGRPCStatic, floor: wlFloorGRPC, describe: "flagd.evaluation.v1 ResolveBoolean over gRPC (grpc-go client, h2c, one connection per client), static flag, empty context"},
@@ -147,9 +149,13 @@ func newCaller(w workload, s *server, flagCount int, timeout time.Duration, shar
 		return &httpCaller{conn: newRawConn(s.ofrep, timeout),
 			req:   rawRequest(s.ofrep, "/ofrep/v1/evaluate/flags/"+flaggen.StaticBoolKey, ofrepSingleBody),
 			check: ofrepSingleCheck(), validate: ofrepSingleValidate}, nil
-	case wlOFREPBulk, wlOFREPBulk304:
-		c := &httpCaller{conn: newRawConn(s.ofrep, timeout),
-			req: rawRequest(s.ofrep, "/ofrep/v1/evaluate/flags", ofrepBulkBody)}
+	case wlOFREPBulk, wlOFREPBulk304, wlFloorBulk:
+		addr := s.ofrep
+		if w.onFloor { // one listener serves everything
+			addr = s.eval
+		}
+		c := &httpCaller{conn: newRawConn(addr, timeout),
+			req: rawRequest(addr, "/ofrep/v1/evaluate/flags", ofrepBulkBody)}
 		c.validate = func(status int, body, etag []byte) error {
 			if err := ofrepBulkValidate(status, body, flagCount); err != nil {
 				return err
@@ -159,7 +165,7 @@ func newCaller(w workload, s *server, flagCount int, timeout time.Duration, shar
 			}
 			c.firstETag, c.firstLen = slices.Clone(etag), len(body)
 			if w.name == wlOFREPBulk304 {
-				c.req = rawRequest(s.ofrep, "/ofrep/v1/evaluate/flags", ofrepBulkBody, "If-None-Match: "+string(etag))
+				c.req = rawRequest(addr, "/ofrep/v1/evaluate/flags", ofrepBulkBody, "If-None-Match: "+string(etag))
 			}
 			return nil
 		}

@@ -23,6 +23,7 @@ type env struct {
 	nowSet  bool
 	clock   func() time.Time
 	failure string // first runtime failure; the evaluation ends in PARSE_ERROR
+	keyed   bool   // the evaluation read flagKey (see Flag.Decide)
 }
 
 func (e *env) fail(msg string) {

@@ -204,7 +204,7 @@ func compileFractional(c *compiler, args []any, path string) node {
 				if !ok {
 					return null
 				}
-				h = murmur3(e.flagKey, tk)
+				h, e.keyed = murmur3(e.flagKey, tk), true
 			default:
 				return null
 			}
@@ -213,7 +213,7 @@ func compileFractional(c *compiler, args []any, path string) node {
 			if !ok {
 				return null
 			}
-			h = murmur3(e.flagKey, tk)
+			h, e.keyed = murmur3(e.flagKey, tk), true
 		}
 		total := constTotal
 		if !allConst {

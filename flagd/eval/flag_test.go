@@ -267,3 +267,42 @@ func TestContextIsNotModified(t *testing.T) {
 		t.Errorf("context changed (-before +after):\n%s", diff)
 	}
 }
+
+// TestDecideOwn: Decide reports a decision that is the flag's own (the run read the
+// flag's key, or failed naming the flag's rule), and any other decision resolves
+// another flag with an equal rule as that flag's own evaluation does.
+func TestDecideOwn(t *testing.T) {
+	ctx := map[string]any{"targetingKey": "user-7", "email": "a@example.com", "tier": "gold"}
+	for _, c := range []struct {
+		name, rule string
+		own        bool
+	}{
+		{"var", `{"if":[{"ends_with":[{"var":"email"},"@example.com"]},"b",null]}`, false},
+		{"timestamp", `{"if":[{">":[{"var":"$flagd.timestamp"},0]},"b","a"]}`, false},
+		{"flagKey", `{"if":[{"==":[{"var":"$flagd.flagKey"},"one"]},"b","a"]}`, true},
+		{"whole $flagd", `{"if":[{"var":"$flagd"},"b","a"]}`, true},
+		{"fractional", `{"fractional":[["a",50],["b",50]]}`, true},
+		{"fractional on an expression", `{"fractional":[{"var":"email"},["a",50],["b",50]]}`, false},
+		{"fractional without a targeting key", `{"if":[{"var":"nothing"},{"fractional":[["a",50],["b",50]]},"a"]}`, false},
+		{"a branch not taken", `{"if":[{"==":[{"var":"tier"},"gold"]},"b",{"var":"$flagd.flagKey"}]}`, false},
+		{"a runtime failure", `{"if":[{"$ref":"missing"},"b","a"]}`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			def := `{"state":"ENABLED","variants":{"a":"A","b":"B"},"defaultVariant":"a","targeting":` + c.rule + `}`
+			one, other := compileFlag(t, "one", def), compileFlag(t, "other", def)
+			d, own := one.Decide(ctx, nil)
+			if own != c.own {
+				t.Fatalf("own = %v, want %v", own, c.own)
+			}
+			if diff := cmp.Diff(summary(one.Evaluate(ctx)), summary(one.Apply(eval.TypeAny, d))); diff != "" {
+				t.Errorf("its own decision (-Evaluate +Apply):\n%s", diff)
+			}
+			if !own {
+				shared, alone := other.Apply(eval.TypeAny, d), other.Evaluate(ctx)
+				if diff := cmp.Diff(alone, shared); diff != "" {
+					t.Errorf("another flag with the rule (-Evaluate +Apply of the shared decision):\n%s", diff)
+				}
+			}
+		})
+	}
+}

@@ -60,6 +60,7 @@ func (e *env) resolve(parts []string) value {
 
 func (e *env) flagdValue(rest []string) value {
 	if len(rest) == 0 {
+		e.keyed = true
 		return value{k: kindObject, x: map[string]any{"flagKey": e.flagKey, "timestamp": float64(e.timestamp())}}
 	}
 	if len(rest) > 1 {
@@ -67,6 +68,7 @@ func (e *env) flagdValue(rest []string) value {
 	}
 	switch rest[0] {
 	case "flagKey":
+		e.keyed = true
 		return stringValue(e.flagKey)
 	case "timestamp":
 		return numberValue(float64(e.timestamp()))

@@ -5,7 +5,8 @@
 // what the transport costs. The HTTP handler reads the body and writes a fixed
 // Connect JSON answer; the gRPC handler reads the request message and sends a
 // fixed ResolveBoolean response, both the bytes flagd mode answers for the load
-// harness's static-bool flag.
+// harness's static-bool flag. With a bulk answer (-bulk-answer), a POST to the OFREP
+// bulk path is answered with those bytes: the transport's cost of a body that size.
 package floor
 
 import (
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,6 +41,12 @@ const HTTPAnswer = `{"value":true,"reason":"STATIC","variant":"on","metadata":{}
 // value true, reason STATIC, variant "on", metadata {}.
 var GRPCAnswer = []byte{0x08, 0x01, 0x12, 0x06, 'S', 'T', 'A', 'T', 'I', 'C', 0x1a, 0x02, 'o', 'n', 0x22, 0x00}
 
+// BulkPath is the path answered with Options.BulkAnswer (OFREP bulk evaluation).
+const BulkPath = "/ofrep/v1/evaluate/flags"
+
+// BulkETag is the ETag of the fixed bulk answer (a strong tag, as flagd mode's).
+const BulkETag = `"floor-bulk"`
+
 // GRPCMethod is the method the gRPC handler serves.
 const GRPCMethod = "/flagd.evaluation.v1.Service/ResolveBoolean"
 
@@ -46,6 +54,8 @@ const GRPCMethod = "/flagd.evaluation.v1.Service/ResolveBoolean"
 type Options struct {
 	Addr, TLSAddr, Socket string
 	CertFile, KeyFile     string // for TLSAddr
+	// BulkAnswer, when set, is the body of the answer to a POST to BulkPath.
+	BulkAnswer []byte
 }
 
 // Main runs the floor server with command-line arguments until SIGTERM or SIGINT
@@ -59,8 +69,17 @@ func Main(args []string) int {
 	fs.StringVar(&o.CertFile, "cert", "", "server certificate (PEM) of the TLS listener")
 	fs.StringVar(&o.KeyFile, "key", "", "server key (PEM) of the TLS listener")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	bulk := fs.String("bulk-answer", "", "answer POST "+BulkPath+" with the contents of this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *bulk != "" {
+		b, err := os.ReadFile(*bulk)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floorserve:", err)
+			return 1
+		}
+		o.BulkAnswer = b
 	}
 	if *cpu != "" {
 		f, err := os.Create(*cpu)
@@ -112,6 +131,7 @@ func Run(ctx context.Context, o Options) error {
 	if len(cfgs) == 0 {
 		return errors.New("no listener: give -addr, -tls-addr or -socket")
 	}
+	h := &handler{bulk: o.BulkAnswer, bulkLength: []string{strconv.Itoa(len(o.BulkAnswer))}}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(cfgs))
 	for _, c := range cfgs {
@@ -121,7 +141,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		c.GRPC = newGRPC(c)
 		wg.Go(func() {
-			errs <- server.Serve(ctx, ln, c, http.HandlerFunc(serveHTTP), log, nil)
+			errs <- server.Serve(ctx, ln, c, h, log, nil)
 		})
 	}
 	wg.Wait()
@@ -136,11 +156,18 @@ func Run(ctx context.Context, o Options) error {
 var (
 	bodies      = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 	contentType = []string{"application/json"}
+	bulkETag    = []string{BulkETag}
 	answer      = []byte(HTTPAnswer)
 )
 
-// serveHTTP reads the body and writes the fixed answer.
-func serveHTTP(w http.ResponseWriter, r *http.Request) {
+// handler is the HTTP floor: it reads the body and writes a fixed answer.
+type handler struct {
+	bulk       []byte   // the answer of BulkPath, if any
+	bulkLength []string // its Content-Length, as flagd mode sends it
+}
+
+// ServeHTTP reads the body and writes the fixed answer.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf := bodies.Get().(*[]byte)
 	for {
 		if _, err := r.Body.Read(*buf); err != nil {
@@ -154,6 +181,12 @@ func serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	bodies.Put(buf)
 	w.Header()["Content-Type"] = contentType
+	if h.bulk != nil && r.URL.Path == BulkPath {
+		w.Header()["Etag"] = bulkETag
+		w.Header()["Content-Length"] = h.bulkLength
+		_, _ = w.Write(h.bulk)
+		return
+	}
 	_, _ = w.Write(answer)
 }
 

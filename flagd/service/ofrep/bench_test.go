@@ -8,9 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/flagpole-dev/flagpole/bench/load/flaggen"
+
 	"github.com/flagpole-dev/flagpole/flagd/service"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/service/ofrep"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
@@ -57,9 +61,9 @@ type bodyReader struct{ strings.Reader }
 
 func (*bodyReader) Close() error { return nil }
 
-func benchHandler(b *testing.B, h http.Handler, path, body string, want int) {
+func benchHandler(b *testing.B, h http.Handler, path, body string) {
 	b.Helper()
-	benchHandlerHeader(b, h, path, body, nil, want)
+	benchHandlerHeader(b, h, path, body, nil, http.StatusOK)
 }
 
 func benchHandlerHeader(b *testing.B, h http.Handler, path, body string, header http.Header, want int) {
@@ -105,8 +109,8 @@ func BenchmarkOFREPSingle(b *testing.B) {
 	st := benchStore(b, 1000)
 	h := ofrep.New(ofrep.Options{Store: st, Enricher: &service.Enricher{}, Log: zerolog.Nop(), MaxRequestBody: 1_000_000}).Handler()
 	const ctx = `{"context":{"targetingKey":"user-1","email":"ann@example.com"}}`
-	b.Run("handler/static", func(b *testing.B) { benchHandler(b, h, "/ofrep/v1/evaluate/flags/flag-0500", ctx, 200) })
-	b.Run("handler/targeting", func(b *testing.B) { benchHandler(b, h, "/ofrep/v1/evaluate/flags/flag-0501", ctx, 200) })
+	b.Run("handler/static", func(b *testing.B) { benchHandler(b, h, "/ofrep/v1/evaluate/flags/flag-0500", ctx) })
+	b.Run("handler/targeting", func(b *testing.B) { benchHandler(b, h, "/ofrep/v1/evaluate/flags/flag-0501", ctx) })
 	b.Run("http/static", func(b *testing.B) { benchHTTP(b, h, "/ofrep/v1/evaluate/flags/flag-0500", ctx, 200) })
 }
 
@@ -114,7 +118,7 @@ func BenchmarkOFREPBulk(b *testing.B) {
 	st := benchStore(b, 1000)
 	h := ofrep.New(ofrep.Options{Store: st, Log: zerolog.Nop(), MaxRequestBody: 1_000_000}).Handler()
 	const ctx = `{"context":{"targetingKey":"user-1","email":"ann@example.com"}}`
-	b.Run("handler/1000-flags", func(b *testing.B) { benchHandler(b, h, "/ofrep/v1/evaluate/flags", ctx, 200) })
+	b.Run("handler/1000-flags", func(b *testing.B) { benchHandler(b, h, "/ofrep/v1/evaluate/flags", ctx) })
 	b.Run("handler/304", func(b *testing.B) {
 		req, err := http.NewRequest(http.MethodPost, "http://x/ofrep/v1/evaluate/flags", strings.NewReader(ctx))
 		if err != nil {
@@ -126,4 +130,27 @@ func BenchmarkOFREPBulk(b *testing.B) {
 		benchHandlerHeader(b, h, "/ofrep/v1/evaluate/flags", ctx, http.Header{"If-None-Match": {etag}}, 304)
 	})
 	b.Run("http/1000-flags", func(b *testing.B) { benchHTTP(b, h, "/ofrep/v1/evaluate/flags", ctx, 200) })
+	// The load harness's flags and request (bench/load, ofrep-bulk): 550 of the
+	// 1,000 flags target (email, country, fractional, sem_ver, $ref), with the
+	// evaluation counters on, as flagd mode serves them.
+	b.Run("handler/load-mix", func(b *testing.B) {
+		doc, err := flaggen.Generate(1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := store.New([]string{"load"}, zerolog.Nop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Apply("load", doc); err != nil {
+			b.Fatal(err)
+		}
+		m, err := metrics.New(prometheus.NewRegistry())
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := ofrep.New(ofrep.Options{Store: st, Metrics: m, Log: zerolog.Nop(), MaxRequestBody: 1_000_000}).Handler()
+		benchHandler(b, h, "/ofrep/v1/evaluate/flags",
+			`{"context":{"targetingKey":"user-1","email":"ada`+flaggen.TargetingEmailSuffix+`","country":"de","version":"2.3.0"}}`)
+	})
 }

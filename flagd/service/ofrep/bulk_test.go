@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,7 +37,13 @@ const planDoc = `{
     "parse-error": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"$ref": "missing"}},
     "general-error": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"if": [true, "nope"]}},
     "null-variant": {"state": "ENABLED", "variants": {"n": null}, "defaultVariant": "n"},
-    "null-targeted": {"state": "ENABLED", "variants": {"n": null, "v": "v"}, "defaultVariant": "v", "targeting": {"if": [{"var": "vip"}, "n", "v"]}}
+    "null-targeted": {"state": "ENABLED", "variants": {"n": null, "v": "v"}, "defaultVariant": "v", "targeting": {"if": [{"var": "vip"}, "n", "v"]}},
+    "targeted-inline": {"state": "ENABLED", "variants": {"yes": {"x": 1}, "no": "NO"}, "defaultVariant": "no", "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "yes", null]}},
+    "rollout-2":   {"state": "ENABLED", "variants": {"a": {"k": "a"}, "b": {"k": "b"}}, "defaultVariant": "a", "targeting": {"fractional": [["a", 50], ["b", 50]]}},
+    "keyed-a":     {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"==": [{"var": "$flagd.flagKey"}, "keyed-a"]}, "on", "off"]}},
+    "keyed-b":     {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"==": [{"var": "$flagd.flagKey"}, "keyed-a"]}, "on", "off"]}},
+    "parse-error-2": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"$ref": "missing"}},
+    "vip-string":  {"state": "ENABLED", "variants": {"on": "ON"}, "targeting": {"if": [{"var": "vip"}, "on", null]}}
   }
 }`
 
@@ -226,7 +233,8 @@ func TestReadsClock(t *testing.T) {
 		{`{"var": "$flagd.timestamp"}`, true},
 		{`{"var": ["$flagd.timestamp", 0]}`, true},
 		{`{"var": "$flagd"}`, true},
-		{`{"==": [{"var": "$flagd.flagKey"}, "x"]}`, true}, // conservative: any $flagd path
+		{`{"==": [{"var": "$flagd.flagKey"}, "x"]}`, false}, // the key is no clock
+		{`{"var": "$flagd.timestamp.x"}`, false},            // null: nothing under the timestamp
 		{`{"if": [{">": [{"var": {"cat": ["$flagd.", "timestamp"]}}, 0]}, "on", null]}`, true},
 		{`{"var": ["x", {"var": "$flagd.timestamp"}]}`, true},
 		{`{"in": ["$flagd.timestamp", {"var": "names"}]}`, false},
@@ -262,7 +270,58 @@ func TestPlansPerSnapshot(t *testing.T) {
 	if svc.plan(st.Current(), all) == svc.plan(snap, all) {
 		t.Error("the plan survived a new snapshot")
 	}
-	if got := fmt.Sprint(len(svc.plan(st.Current(), all).items)); got != "14" {
-		t.Errorf("%s flags planned, want 14", got)
+	if got := fmt.Sprint(len(svc.plan(st.Current(), all).items)); got != "20" {
+		t.Errorf("%s flags planned, want 20", got)
+	}
+}
+
+// TestBulkSharedRules: flags with equal rules (once $ref is inlined) form the plan's
+// groups, and answers that share a group's decision are the bytes of evaluating
+// each flag alone — also where the decision is each flag's own: rules that read
+// the flag's key (fractional's default bucketing, $flagd.flagKey) or fail.
+func TestBulkSharedRules(t *testing.T) {
+	st := planStore(t)
+	svc := New(Options{Store: st, Log: zerolog.Nop()})
+	all, _ := store.ParseSelector("")
+	p := svc.plan(st.Current(), all)
+	groups := map[int][]string{}
+	for i := range p.items {
+		if it := &p.items[i]; it.group >= 0 {
+			groups[it.group] = append(groups[it.group], it.entry.Flag.Key)
+		}
+	}
+	var got [][]string
+	for _, keys := range groups {
+		slices.Sort(keys)
+		got = append(got, keys)
+	}
+	slices.SortFunc(got, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
+	want := [][]string{
+		{"code-default-targeted", "vip-string"},
+		{"keyed-a", "keyed-b"},
+		{"parse-error", "parse-error-2"},
+		{"rollout", "rollout-2"},
+		{"targeted", "targeted-inline"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" || p.groups != len(want) {
+		t.Errorf("groups (-want +got), %d in the plan:\n%s", p.groups, diff)
+	}
+	rolloutsDiffer := false
+	for i := range 40 {
+		ctx := map[string]any{"targetingKey": fmt.Sprintf("user-%d", i), "email": fmt.Sprintf("u%d@example.com", i%3), "vip": i%2 == 0}
+		body, err := json.Marshal(map[string]any{"context": ctx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := postBulk(t, svc.Handler(), string(body), nil)
+		if diff := cmp.Diff(referenceBulk(st, all, ctx), w.Body.String()); diff != "" {
+			t.Fatalf("context %s (-each flag alone +shared decisions):\n%s", body, diff)
+		}
+		a, _ := st.Current().Get("rollout", all)
+		b, _ := st.Current().Get("rollout-2", all)
+		rolloutsDiffer = rolloutsDiffer || a.Flag.Evaluate(ctx).Variant != b.Flag.Evaluate(ctx).Variant
+	}
+	if !rolloutsDiffer {
+		t.Error("rollout and rollout-2 agree for every targeting key: the test cannot tell a shared decision from their own")
 	}
 }

@@ -18,6 +18,10 @@ import (
 type encoder struct {
 	buf  []byte
 	keys []string // scratch for sorting map keys; nested maps use it as a stack
+	// decisions are a bulk request's decisions of the plan's shared rules (by
+	// planItem.group); cleared when the encoder is pooled again (they may point
+	// into the request's context)
+	decisions []sharedDecision
 }
 
 // reflection is the selector's metadata reflection ({"flagSetId": id} or

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -258,6 +259,7 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 		enc.buf = make([]byte, 0, need)
 	}
 	enc.buf = append(enc.buf, `{"flags":[`...)
+	enc.decisions = slices.Grow(enc.decisions[:0], plan.groups)[:plan.groups]
 	for i := range plan.items {
 		it := &plan.items[i]
 		if i > 0 {
@@ -268,7 +270,7 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 			it.counters.Inc()
 			continue
 		}
-		res := it.entry.Flag.EvaluateAs(eval.TypeAny, ctx, nil)
+		res := enc.evaluateTargeted(it, ctx)
 		if res.Failed() {
 			s.opts.Log.Debug().Str("flag", it.entry.Flag.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
 		}
@@ -318,5 +320,6 @@ func (s *Service) putEncoder(e *encoder) {
 		return
 	}
 	e.buf = e.buf[:0]
+	clear(e.decisions)
 	s.encoders.Put(e)
 }
