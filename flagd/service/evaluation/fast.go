@@ -95,15 +95,14 @@ func (s *Service) getFastBuffers() *fastBuffers { return s.fastBufs.Get().(*fast
 // unescaped string is never longer than its escaped form in the body). Buffers
 // grown over maxPooledBody are dropped, not wiped.
 func (s *Service) putFastBuffers(fb *fastBuffers) {
-	if cap(fb.in) > maxPooledBody || cap(fb.out) > maxPooledBody || cap(fb.zip) > maxPooledBody || cap(fb.parser.scratch) > maxPooledBody {
+	scratch := fb.parser.Wipe(len(fb.in))
+	if cap(fb.in) > maxPooledBody || cap(fb.out) > maxPooledBody || cap(fb.zip) > maxPooledBody || scratch > maxPooledBody {
 		return
 	}
-	clear(fb.parser.scratch[:min(len(fb.in), cap(fb.parser.scratch))])
 	clear(fb.in)
 	clear(fb.out)
 	clear(fb.zip)
 	fb.in, fb.out, fb.zip = fb.in[:0], fb.out[:0], fb.zip[:0]
-	fb.parser.b = nil
 	s.fastBufs.Put(fb)
 }
 
@@ -121,7 +120,7 @@ func (s *Service) serveFast(w http.ResponseWriter, r *http.Request, p fastProced
 	}
 	fb := s.getFastBuffers()
 	defer s.putFastBuffers(fb)
-	body, err := readBody(r.Body, fb.in[:0], r.ContentLength)
+	body, err := jsonwire.AppendBody(fb.in[:0], r.Body, r.ContentLength, maxPooledBody)
 	fb.in = body
 	if err != nil {
 		// connect-go reads the same bytes and then the same error (a body over the
@@ -223,27 +222,6 @@ func (s *Service) stepAside(w http.ResponseWriter, r *http.Request, next http.Ha
 type replayBody struct {
 	io.Reader
 	io.Closer
-}
-
-// readBody reads the whole body after buf. n is the declared length (-1 unknown);
-// it sizes the buffer, within reason.
-func readBody(body io.Reader, buf []byte, n int64) ([]byte, error) {
-	if n >= 0 && n < maxPooledBody && int64(cap(buf)) < n+1 {
-		buf = make([]byte, 0, n+1) // +1: the read that sees EOF needs room
-	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		m, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+m]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // fastAnswer evaluates and encodes the response body. The error is a connect error

@@ -1,7 +1,9 @@
 // Package jsonwire appends JSON strings and numbers to a byte slice exactly as
 // encoding/json writes them, for the listeners' hand-written response encoders
 // (OFREP, the Connect JSON fast path), which must match encoding/json and protojson
-// byte for byte without their reflection and allocations.
+// byte for byte without their reflection and allocations; and decodes request
+// bodies (Parser) into what those decoders would produce, handing back whatever it
+// is not sure of.
 package jsonwire
 
 import (

@@ -7,6 +7,7 @@
 package ofrep
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
+	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
 
 // Route templates, also used as the http_route metric label.
@@ -60,7 +62,8 @@ type Service struct {
 	single   http.Handler
 	bulk     http.Handler
 	encoders sync.Pool
-	plans    plans // bulk plans of the newest snapshot (bulk.go)
+	bodies   sync.Pool // *requestBody
+	plans    plans     // bulk plans of the newest snapshot (bulk.go)
 	// jsonCT and cacheControl are shared header values (net/http never modifies them).
 	jsonCT       []string
 	cacheControl []string
@@ -74,6 +77,7 @@ func New(opts Options) *Service {
 		cacheControl: []string{"no-cache, private"},
 	}
 	s.encoders.New = func() any { return &encoder{buf: make([]byte, 0, 1024)} }
+	s.bodies.New = func() any { return &requestBody{in: make([]byte, 0, 512)} }
 	s.single = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return SingleRoute }, http.HandlerFunc(s.serveSingle))
 	s.bulk = opts.Metrics.Middleware(metricsService, func(*http.Request) string { return BulkRoute }, http.HandlerFunc(s.serveBulk))
 	s.handler = server.NewCORS(opts.CORSOrigins).Handler(corsRules, opts.Auth.Handler("ofrep", s))
@@ -147,16 +151,26 @@ type request struct {
 }
 
 // decode reads the request body. It writes the error response itself (413, or 400
-// INVALID_CONTEXT) and reports false when the request must stop there.
+// INVALID_CONTEXT) and reports false when the request must stop there. The body is
+// read whole (over MaxRequestBody: 413) and decoded as encoding/json decodes its
+// first value into request: by parseRequest where it can, else by encoding/json.
 func (s *Service) decode(w http.ResponseWriter, r *http.Request, key string, single bool) (map[string]any, bool) {
 	var body io.Reader = r.Body
 	if s.opts.MaxRequestBody > 0 {
 		body = http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBody)
 	}
-	var req request
-	err := json.NewDecoder(body).Decode(&req)
-	if err == nil || err == io.EOF {
-		return req.Context, true
+	rb := s.bodies.Get().(*requestBody)
+	defer s.putBody(rb)
+	buf, err := jsonwire.AppendBody(rb.in[:0], body, r.ContentLength, maxPooledBody)
+	rb.in = buf
+	if err == nil {
+		if ctx, ok := parseRequest(&rb.parser, buf); ok {
+			return ctx, true
+		}
+		var req request
+		if err = json.NewDecoder(bytes.NewReader(buf)).Decode(&req); err == nil || errors.Is(err, io.EOF) {
+			return req.Context, true
+		}
 	}
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) && typeErr.Field == "context" {
@@ -312,6 +326,70 @@ func (s *Service) write(w http.ResponseWriter, status int, body []byte) {
 
 // maxPooledBuffer keeps one huge bulk answer from pinning memory in the pool.
 const maxPooledBuffer = 1 << 20
+
+// maxPooledBody keeps one huge request body from pinning memory in the pool.
+const maxPooledBody = 64 << 10
+
+// requestBody is a pooled request body and its parser.
+type requestBody struct {
+	in     []byte
+	parser jsonwire.Parser
+}
+
+// putBody returns rb to the pool, wiped: a body is an evaluation context, which
+// may hold personal data, and must not linger in pooled memory. Bodies grown over
+// maxPooledBody are dropped, not wiped.
+func (s *Service) putBody(rb *requestBody) {
+	if scratch := rb.parser.Wipe(len(rb.in)); scratch > maxPooledBody || cap(rb.in) > maxPooledBody {
+		return
+	}
+	clear(rb.in)
+	rb.in = rb.in[:0]
+	s.bodies.Put(rb)
+}
+
+// parseRequest decodes a body of the shape clients send — {"context": {...}}, the
+// context null or absent — into what encoding/json decodes into request, nil for
+// an empty context. Anything else (another member, a context that is not an
+// object, a duplicate key, trailing data, what jsonwire.Parser declines) reports
+// false: encoding/json decodes it then, with its own rules (case-insensitive
+// names, last duplicate wins, a non-object context ignored).
+func parseRequest(p *jsonwire.Parser, body []byte) (map[string]any, bool) {
+	p.MaxDepth = protolimit.MaxContextDepth
+	p.Reset(body)
+	p.WS()
+	if !p.Consume('{') {
+		return nil, false
+	}
+	p.WS()
+	var ctx map[string]any
+	if !p.Consume('}') {
+		name, ok := p.StringBytes()
+		if !ok || string(name) != "context" {
+			return nil, false
+		}
+		p.WS()
+		if !p.Consume(':') {
+			return nil, false
+		}
+		p.WS()
+		switch {
+		case p.Literal("null"):
+		case p.Peek() == '{':
+			if ctx, ok = p.Object(1); !ok {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+		p.WS()
+		if !p.Consume('}') {
+			return nil, false
+		}
+	}
+	p.WS()
+	return ctx, p.Done()
+}
 
 func (s *Service) getEncoder() *encoder { return s.encoders.Get().(*encoder) }
 
