@@ -115,3 +115,40 @@ func TestDecodeFallbacks(t *testing.T) {
 		}
 	}
 }
+
+// TestPooledBodiesWiped: a request body (an evaluation context: personal data)
+// does not stay in pooled memory — neither the bytes read nor the unescaped
+// strings of the parser — whether the fast parser or encoding/json decoded it.
+func TestPooledBodiesWiped(t *testing.T) {
+	svc := New(Options{Store: planStore(t), Log: zerolog.Nop(), MaxRequestBody: 1 << 20})
+	var made int
+	svc.bodies.New = func() any { made++; return &requestBody{} }
+	const marker = "ada.lovelace@example.com"
+	for _, body := range []string{
+		`{"context":{"email":"` + marker + `","escaped":"\u00e9` + marker + `"}}`, // parsed
+		`{"Context":{"email":"` + marker + `"}}`,                                  // encoding/json
+		`{"context":{"email":"` + marker + `"`,                                    // malformed
+	} {
+		w := postBulk(t, svc.Handler(), body, nil)
+		if w.Code != http.StatusOK && w.Code != http.StatusBadRequest {
+			t.Fatalf("%s: status %d", body, w.Code)
+		}
+	}
+	inspected := 0
+	for range 100 {
+		before := made
+		rb := svc.bodies.Get().(*requestBody)
+		if made != before {
+			break // the pool is empty
+		}
+		inspected++
+		input, scratch := rb.parser.Retained()
+		all := rb.in[:cap(rb.in)]
+		if len(rb.in) != 0 || input != nil || bytes.ContainsFunc(all, func(r rune) bool { return r != 0 }) || bytes.ContainsFunc(scratch, func(r rune) bool { return r != 0 }) {
+			t.Errorf("a pooled body keeps a request: in %q, parser input %q, scratch %q", all, input, scratch)
+		}
+	}
+	if inspected == 0 {
+		t.Skip("the pool dropped every body (a GC ran): nothing to inspect")
+	}
+}
