@@ -98,7 +98,11 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 	ctx := s.evalContext(structMap(reqCtx), header, a)
 	list := snap.List(sel)
 	items := make([]bulkItem, 0, len(list))
-	for _, e := range list {
+	// flags with equal rules share one decision per request (eval.Decisions)
+	rules := s.cache.ruleGroups(snap.Generation, sel, list)
+	var decisions eval.Decisions
+	decisions.Reset(rules.n)
+	for i, e := range list {
 		f := e.Flag
 		if f.Disabled() {
 			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
@@ -113,7 +117,7 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 		if t == eval.TypeAny && a == apiV1 {
 			continue
 		}
-		res := f.EvaluateAs(t, ctx, nil)
+		res := decisions.EvaluateAs(f, rules.groups[i], t, ctx, nil)
 		s.metrics.Evaluation(f.Key, true, res)
 		it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant}
 		if res.Failed() {

@@ -1,6 +1,7 @@
 package evaluation
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -11,6 +12,10 @@ import (
 	"connectrpc.com/connect"
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
 // bulkFlag is one AnyFlag, comparable across v1 and schema.v1. Value is nil when
@@ -153,4 +158,71 @@ func TestResolveAll(t *testing.T) {
 			t.Errorf("flags (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// sharedRulesDoc has flags whose rules are equal: shared decisions, decisions that
+// read the flag's key (fractional, $flagd.flagKey), failing ones, and types that
+// differ within a group.
+const sharedRulesDoc = `{"$evaluators": {"isExample": {"ends_with": [{"var": "email"}, "@example.com"]}}, "flags": {
+  "ref":      {"state": "ENABLED", "variants": {"yes": "yes", "no": "no"}, "defaultVariant": "no", "targeting": {"if": [{"$ref": "isExample"}, "yes", null]}},
+  "inline":   {"state": "ENABLED", "variants": {"yes": {"o": 1}, "no": {"o": 0}}, "defaultVariant": "no", "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "yes", null]}},
+  "bool":     {"state": "ENABLED", "variants": {"yes": true, "no": false}, "defaultVariant": "no", "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "yes", null]}},
+  "roll-a":   {"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a", "targeting": {"fractional": [["a", 50], ["b", 50]]}},
+  "roll-b":   {"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a", "targeting": {"fractional": [["a", 50], ["b", 50]]}},
+  "key-a":    {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"==": [{"var": "$flagd.flagKey"}, "key-a"]}, "on", "off"]}},
+  "key-b":    {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": {"if": [{"==": [{"var": "$flagd.flagKey"}, "key-a"]}, "on", "off"]}},
+  "broken-a": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"$ref": "missing"}},
+  "broken-b": {"state": "ENABLED", "variants": {"on": "on"}, "defaultVariant": "on", "targeting": {"$ref": "missing"}},
+  "off":      {"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on", null]}}
+}}`
+
+// TestResolveAllSharedRules: ResolveAll with decisions shared between flags of
+// equal rules answers every flag as its own evaluation does, in every API.
+func TestResolveAllSharedRules(t *testing.T) {
+	st, err := store.New([]string{"shared"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply("shared", []byte(sharedRulesDoc)); err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(Options{Store: st, Log: zerolog.Nop()}, false)
+	all, _ := store.ParseSelector("")
+	snap := st.Current()
+	if rg := svc.cache.ruleGroups(snap.Generation, all, snap.List(all)); rg.n != 4 {
+		t.Errorf("%d rule groups, want 4 (ends_with, fractional, flagKey, missing $ref)", rg.n)
+	}
+	rollsDiffer := false
+	for i := range 30 {
+		ctx, err := structpb.NewStruct(map[string]any{"targetingKey": fmt.Sprintf("user-%d", i), "email": fmt.Sprintf("u%d@%s", i, []string{"example.com", "other.org"}[i%2])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []api{apiV1, apiSchemaV1} {
+			items := svc.resolveAllIn(all, nil, ctx, a)
+			got := map[string][2]string{}
+			for _, it := range items {
+				got[it.key] = [2]string{it.reason, it.variant}
+			}
+			want := map[string][2]string{}
+			for _, e := range snap.List(all) {
+				f := e.Flag
+				res := f.EvaluateAs(defaultType(f), svc.evalContext(ctx.AsMap(), nil, a), nil)
+				if _, listed := got[f.Key]; listed {
+					variant := res.Variant
+					if res.Failed() {
+						variant = ""
+					}
+					want[f.Key] = [2]string{string(res.Reason), variant}
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" || len(got) < 8 {
+				t.Fatalf("context %d, api %d: %d flags (-each alone +ResolveAll):\n%s", i, a, len(got), diff)
+			}
+			rollsDiffer = rollsDiffer || got["roll-a"] != got["roll-b"]
+		}
+	}
+	if !rollsDiffer {
+		t.Error("roll-a and roll-b agree for every targeting key: the test cannot tell a shared decision from their own")
+	}
 }

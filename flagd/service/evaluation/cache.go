@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
@@ -27,6 +28,31 @@ type structCache struct {
 type cacheGeneration struct {
 	gen     uint64
 	entries sync.Map // *store.Entry -> *entryCache (a pointer key: no allocation to look up)
+	rules   sync.Map // store.Selector -> *ruleGroups
+}
+
+// ruleGroups are the shared rules of a selector's list (eval.RuleGroups), by
+// position in the list.
+type ruleGroups struct {
+	groups []int32
+	n      int
+}
+
+// ruleGroups returns the rule groups of list, the flags sel sees in the snapshot of
+// generation gen, computing them on first use.
+func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.Entry) *ruleGroups {
+	g := c.generation(gen)
+	if v, ok := g.rules.Load(sel); ok {
+		if rg := v.(*ruleGroups); len(rg.groups) == len(list) {
+			return rg
+		}
+	}
+	rg := &ruleGroups{}
+	rg.groups, rg.n = eval.RuleGroups(list, func(e *store.Entry) *eval.Flag { return e.Flag })
+	if g.gen == gen {
+		g.rules.Store(sel, rg)
+	}
+	return rg
 }
 
 // entryCache is what is cached for one entry.

@@ -41,7 +41,7 @@ import (
 // request runs such a rule once and applies its decision to each flag of the group
 // — unless the rule read the flag's key (fractional's default bucketing,
 // $flagd.flagKey) or failed, which makes every flag's decision its own
-// (eval.Flag.Decide).
+// (eval.RuleGroups, eval.Decisions).
 
 // etagVersion changes whenever the encoder's output for the same flags and context
 // changes, so that a tag from an older flagpole never validates a newer answer.
@@ -76,45 +76,8 @@ type planItem struct {
 	variants map[string]*variantOut
 	outcomes sync.Map // outcomeKey -> metrics.EvaluationCounters: errors, other reasons
 	// group is the index of the flag's rule among the plan's shared rules, -1
-	// when no other flag of the plan has an equal rule
-	group int
-}
-
-// sharedDecision is a request's decision of a shared rule.
-type sharedDecision struct {
-	state decisionState
-	d     eval.Decision
-}
-
-type decisionState uint8
-
-const (
-	decisionUnknown decisionState = iota // not run yet in this request
-	decisionShared                       // d applies to every flag of the group
-	decisionOwn                          // each flag's decision is its own (eval.Flag.Decide)
-)
-
-// evaluateTargeted evaluates a targeted flag of the plan for ctx, sharing the
-// decision of its rule with the other flags of its group.
-func (enc *encoder) evaluateTargeted(it *planItem, ctx map[string]any) eval.Resolution {
-	f := it.entry.Flag
-	if it.group < 0 {
-		return f.EvaluateAs(eval.TypeAny, ctx, nil)
-	}
-	sd := &enc.decisions[it.group]
-	switch sd.state {
-	case decisionShared:
-		return f.Apply(eval.TypeAny, sd.d)
-	case decisionOwn:
-		return f.EvaluateAs(eval.TypeAny, ctx, nil)
-	}
-	d, own := f.Decide(ctx, nil)
-	if own {
-		sd.state = decisionOwn
-	} else {
-		sd.state, sd.d = decisionShared, d
-	}
-	return f.Apply(eval.TypeAny, d)
+	// when no other flag of the plan has an equal rule (eval.RuleGroups)
+	group int32
 }
 
 // variantOut is what answering a variant of a targeted flag needs. Its counters
@@ -183,10 +146,11 @@ func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan 
 	h.Write([]byte(etagVersion))
 	writeString(h, sel.String())
 	enc := &encoder{}
-	byRule := map[string][]int{} // rule JSON -> indexes of the targeted flags
+	groups, n := eval.RuleGroups(list, func(e *store.Entry) *eval.Flag { return e.Flag })
+	p.groups = n
 	for i, e := range list {
 		it := &p.items[i]
-		it.entry, it.group = e, -1
+		it.entry, it.group = e, groups[i]
 		f := e.Flag
 		fp := e.Fingerprint()
 		writeString(h, f.Key)
@@ -200,9 +164,6 @@ func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan 
 			continue
 		}
 		p.clock = p.clock || readsClock(f.Targeting)
-		if rule, ok := f.Targeting.(json.RawMessage); ok {
-			byRule[string(rule)] = append(byRule[string(rule)], i)
-		}
 		enc.buf = enc.buf[:0]
 		enc.buf = jsonwire.AppendString(enc.buf, f.Key)
 		it.key = slices.Clone(enc.buf)
@@ -215,15 +176,6 @@ func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan 
 			enc.value(v)
 			it.variants[name] = &variantOut{value: slices.Clone(enc.buf)}
 		}
-	}
-	for _, idx := range byRule {
-		if len(idx) < 2 {
-			continue
-		}
-		for _, i := range idx {
-			p.items[i].group = p.groups
-		}
-		p.groups++
 	}
 	h.Sum(p.digest[:0])
 	enc.buf = append(enc.buf[:0], `],"metadata":`...)

@@ -284,7 +284,7 @@ func TestBulkSharedRules(t *testing.T) {
 	svc := New(Options{Store: st, Log: zerolog.Nop()})
 	all, _ := store.ParseSelector("")
 	p := svc.plan(st.Current(), all)
-	groups := map[int][]string{}
+	groups := map[int32][]string{}
 	for i := range p.items {
 		if it := &p.items[i]; it.group >= 0 {
 			groups[it.group] = append(groups[it.group], it.entry.Flag.Key)

@@ -21,7 +21,7 @@ type encoder struct {
 	// decisions are a bulk request's decisions of the plan's shared rules (by
 	// planItem.group); cleared when the encoder is pooled again (they may point
 	// into the request's context)
-	decisions []sharedDecision
+	decisions eval.Decisions
 }
 
 // reflection is the selector's metadata reflection ({"flagSetId": id} or

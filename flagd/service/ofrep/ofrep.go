@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,7 +272,7 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 		enc.buf = make([]byte, 0, need)
 	}
 	enc.buf = append(enc.buf, `{"flags":[`...)
-	enc.decisions = slices.Grow(enc.decisions[:0], plan.groups)[:plan.groups]
+	enc.decisions.Reset(plan.groups)
 	for i := range plan.items {
 		it := &plan.items[i]
 		if i > 0 {
@@ -284,7 +283,7 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 			it.counters.Inc()
 			continue
 		}
-		res := enc.evaluateTargeted(it, ctx)
+		res := enc.decisions.EvaluateAs(it.entry.Flag, it.group, eval.TypeAny, ctx, nil)
 		if res.Failed() {
 			s.opts.Log.Debug().Str("flag", it.entry.Flag.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
 		}
@@ -398,6 +397,6 @@ func (s *Service) putEncoder(e *encoder) {
 		return
 	}
 	e.buf = e.buf[:0]
-	clear(e.decisions)
+	e.decisions.Clear()
 	s.encoders.Put(e)
 }

@@ -1,0 +1,92 @@
+package eval
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// RuleGroups groups the flags of a list whose targeting rules are equal: their JSON
+// once $ref is inlined, keys sorted (what flags.Parse keeps of a compiled rule),
+// so that a request evaluating the whole list can run each shared rule once
+// (Decisions). groups[i] is the group of list[i], -1 for a flag whose rule no other
+// flag of the list has (or without a rule); n is the number of groups.
+func RuleGroups[E any](list []E, flag func(E) *Flag) (groups []int32, n int) {
+	groups = make([]int32, len(list))
+	byRule := map[string][]int{}
+	for i, e := range list {
+		groups[i] = -1
+		f := flag(e)
+		if f.rule == nil || f.Disabled() {
+			continue
+		}
+		if rule, ok := f.Targeting.(json.RawMessage); ok {
+			byRule[string(rule)] = append(byRule[string(rule)], i)
+		}
+	}
+	for _, idx := range byRule {
+		if len(idx) < 2 {
+			continue
+		}
+		for _, i := range idx {
+			groups[i] = int32(n)
+		}
+		n++
+	}
+	return groups, n
+}
+
+// Decisions are one request's decisions of the shared rules of a list (RuleGroups),
+// by group. They may point into the request's context: Clear them before reusing
+// the memory for another request.
+type Decisions struct {
+	ds []sharedDecision
+}
+
+// sharedDecision is a request's decision of a shared rule.
+type sharedDecision struct {
+	state decisionState
+	d     Decision
+}
+
+type decisionState uint8
+
+const (
+	decisionUnknown decisionState = iota // not run yet in this request
+	decisionShared                       // d applies to every flag of the group
+	decisionOwn                          // each flag's decision is its own (Flag.Decide)
+)
+
+// Reset prepares d for a request over a list with n groups.
+func (d *Decisions) Reset(n int) {
+	clear(d.ds)
+	if cap(d.ds) < n {
+		d.ds = make([]sharedDecision, n)
+	}
+	d.ds = d.ds[:n]
+}
+
+// Clear wipes the decisions (they may hold parts of the context).
+func (d *Decisions) Clear() { clear(d.ds) }
+
+// EvaluateAs resolves f, whose group (RuleGroups) is group, as type t for ctx: as
+// f.EvaluateAs does, running the group's rule once per request unless its decision
+// is each flag's own.
+func (d *Decisions) EvaluateAs(f *Flag, group int32, t Type, ctx map[string]any, clock func() time.Time) Resolution {
+	if group < 0 || f.rule == nil || f.Disabled() {
+		return f.EvaluateAs(t, ctx, clock)
+	}
+	sd := &d.ds[group]
+	switch sd.state {
+	case decisionShared:
+		return f.Apply(t, sd.d)
+	case decisionOwn:
+		return f.EvaluateAs(t, ctx, clock)
+	}
+	dec, own := f.Decide(ctx, clock)
+	if own {
+		sd.state = decisionOwn
+	} else {
+		sd.state, sd.d = decisionShared, dec
+	}
+	return f.Apply(t, dec)
+}
