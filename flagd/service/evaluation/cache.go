@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
@@ -60,6 +61,41 @@ type entryCache struct {
 	all     atomic.Pointer[cachedStruct] // metadata without a selector (the common case)
 	bySel   sync.Map                     // store.Selector -> *cachedStruct: metadata through a selector
 	objects sync.Map                     // variant name -> *cachedStruct: object variant values
+	// counters are the metric counters of the successful outcomes seen so far
+	// (copied on write: a flag has a few), so that counting an evaluation does not
+	// hash its label values every time
+	counters atomic.Pointer[[]outcomeCounters]
+}
+
+// outcomeCounters are the counters of one successful outcome of a flag.
+type outcomeCounters struct {
+	variant  string
+	reason   eval.Reason
+	counters metrics.EvaluationCounters
+}
+
+// count records a successful evaluation res of the entry's flag in m.
+func (ec *entryCache) count(m *metrics.Metrics, key string, res eval.Resolution) {
+	for {
+		cur := ec.counters.Load()
+		if cur != nil {
+			for i := range *cur {
+				if oc := &(*cur)[i]; oc.variant == res.Variant && oc.reason == res.Reason {
+					oc.counters.Inc()
+					return
+				}
+			}
+		}
+		var next []outcomeCounters
+		if cur != nil {
+			next = append(next, *cur...)
+		}
+		next = append(next, outcomeCounters{variant: res.Variant, reason: res.Reason, counters: m.EvaluationCounters(key, true, res)})
+		if ec.counters.CompareAndSwap(cur, &next) {
+			next[len(next)-1].counters.Inc()
+			return
+		}
+	}
 }
 
 // cachedStruct is a Struct and its protojson encoding, which the fast path splices

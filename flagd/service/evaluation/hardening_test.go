@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -283,5 +284,66 @@ func TestDeepContextRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEvaluationCountsPerOutcome: counting through the per-flag counter cache
+// (entryCache.count, filled concurrently as outcomes appear) gives every outcome
+// its own series with exact counts.
+func TestEvaluationCountsPerOutcome(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(withDefaults(t, Options{Metrics: m}), true)
+	h := svc.Handler()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				email := "x@y.z"
+				if (g+i)%2 == 0 {
+					email = "a@b.c"
+				}
+				req := httptest.NewRequest(http.MethodPost, "/flagd.evaluation.v1.Service/ResolveBoolean",
+					strings.NewReader(`{"flagKey":"targeted","context":{"email":"`+email+`"}}`))
+				req.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					t.Errorf("status %d: %s", w.Code, w.Body.String())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "feature_flag_") {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			labels := []string{}
+			for _, l := range mt.GetLabel() {
+				if l.GetValue() != "" && l.GetName() != "feature_flag_provider_name" {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+			}
+			got[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = mt.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_reason=TARGETING_MATCH,feature_flag_result_variant=on}": 200,
+		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_reason=DEFAULT,feature_flag_result_variant=off}":        200,
+		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=TARGETING_MATCH}":                              200,
+		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=DEFAULT}":                                      200,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("evaluation counters (-want +got):\n%s", diff)
 	}
 }

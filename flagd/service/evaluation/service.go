@@ -370,8 +370,11 @@ func (s *Service) evaluate(f found, key string, ctx map[string]any, t eval.Type,
 		s.logFailure(key, f.sel, nf)
 		return result{}, errorFor(nf.ErrorCode)
 	}
-	s.record(span, key, true, res)
 	gen := f.snap.Generation
+	s.cache.entry(gen, f.entry).count(s.metrics, key, res)
+	if span != nil {
+		tracing.Evaluation(span, key, res)
+	}
 	return result{entry: f.entry, gen: gen, res: res, meta: s.cache.metadata(gen, f.entry, f.sel), codeDefault: codeDefault}, nil
 }
 
