@@ -340,8 +340,8 @@ func TestEvaluationCountsPerOutcome(t *testing.T) {
 	want := map[string]float64{
 		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_reason=TARGETING_MATCH,feature_flag_result_variant=on}": 200,
 		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_reason=DEFAULT,feature_flag_result_variant=off}":        200,
-		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=TARGETING_MATCH}":                              200,
-		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=DEFAULT}":                                      200,
+		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=TARGETING_MATCH}":                             200,
+		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=DEFAULT}":                                     200,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("evaluation counters (-want +got):\n%s", diff)
