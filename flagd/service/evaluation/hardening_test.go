@@ -318,30 +318,17 @@ func TestEvaluationCountsPerOutcome(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]float64{}
-	for _, f := range families {
-		if !strings.HasPrefix(f.GetName(), "feature_flag_") {
-			continue
-		}
-		for _, mt := range f.GetMetric() {
-			labels := []string{}
-			for _, l := range mt.GetLabel() {
-				if l.GetValue() != "" && l.GetName() != "feature_flag_provider_name" {
-					labels = append(labels, l.GetName()+"="+l.GetValue())
-				}
-			}
-			got[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = mt.GetCounter().GetValue()
+	for k, v := range gatherMetrics(t, reg) {
+		if strings.HasPrefix(k, "feature_flag_") {
+			got[k] = v
 		}
 	}
 	want := map[string]float64{
-		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_reason=TARGETING_MATCH,feature_flag_result_variant=on}": 200,
-		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_reason=DEFAULT,feature_flag_result_variant=off}":        200,
-		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=TARGETING_MATCH}":                             200,
-		"feature_flag_flagd_result_reason_total{feature_flag_key=targeted,feature_flag_reason=DEFAULT}":                                     200,
+		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_provider_name=flagd,feature_flag_reason=TARGETING_MATCH,feature_flag_result_variant=on}": 200,
+		"feature_flag_flagd_impression_total{feature_flag_key=targeted,feature_flag_provider_name=flagd,feature_flag_reason=DEFAULT,feature_flag_result_variant=off}":        200,
+		"feature_flag_flagd_result_reason_total{error_type=,feature_flag_key=targeted,feature_flag_provider_name=flagd,feature_flag_reason=TARGETING_MATCH}":                 200,
+		"feature_flag_flagd_result_reason_total{error_type=,feature_flag_key=targeted,feature_flag_provider_name=flagd,feature_flag_reason=DEFAULT}":                         200,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("evaluation counters (-want +got):\n%s", diff)
