@@ -9,6 +9,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -113,27 +114,92 @@ func (m *Metrics) SyncStreamStarted(selector, providerID string) func(reason str
 
 // Middleware records duration, response size and active requests of an HTTP
 // listener. route names the request for the http_route label (keep it bounded: a
-// route template or a fixed set of procedure names, never raw user input).
+// route template or a fixed set of procedure names, never raw user input). The
+// instruments of the label sets in use are kept per middleware, so that a request
+// does not hash its label values.
 func (m *Metrics) Middleware(service string, route func(*http.Request) string, next http.Handler) http.Handler {
 	if m == nil {
 		return next
 	}
+	var actives labelCache[activeKey, prometheus.Gauge]
+	var observers labelCache[observerKey, httpObservers]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
+		ak := activeKey{route: route(r), method: MethodLabel(r.Method), tls: r.TLS != nil}
+		active, ok := actives.get(ak)
+		if !ok {
+			active = m.active.WithLabelValues(service, ak.route, ak.method, ak.scheme())
+			actives.put(ak, active)
 		}
-		rt, method := route(r), MethodLabel(r.Method)
-		active := m.active.WithLabelValues(service, rt, method, scheme)
 		active.Inc()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
 		next.ServeHTTP(rec, r)
 		active.Dec()
-		code := strconv.Itoa(rec.status)
-		m.duration.WithLabelValues(service, rt, method, code, scheme).Observe(time.Since(start).Seconds())
-		m.size.WithLabelValues(service, rt, method, code, scheme).Observe(float64(rec.bytes))
+		obsKey := observerKey{activeKey: ak, code: rec.status}
+		obs, ok := observers.get(obsKey)
+		if !ok {
+			code := strconv.Itoa(obsKey.code)
+			obs = httpObservers{
+				duration: m.duration.WithLabelValues(service, ak.route, ak.method, code, ak.scheme()),
+				size:     m.size.WithLabelValues(service, ak.route, ak.method, code, ak.scheme()),
+			}
+			observers.put(obsKey, obs)
+		}
+		obs.duration.Observe(time.Since(start).Seconds())
+		obs.size.Observe(float64(rec.bytes))
 	})
+}
+
+// activeKey is the label set of the active requests gauge (the service is the
+// middleware's).
+type activeKey struct {
+	route, method string
+	tls           bool
+}
+
+func (k activeKey) scheme() string {
+	if k.tls {
+		return "https"
+	}
+	return "http"
+}
+
+// observerKey is the label set of the duration and size histograms.
+type observerKey struct {
+	activeKey
+	code int
+}
+
+// httpObservers are the duration and size histograms of one label set.
+type httpObservers struct{ duration, size prometheus.Observer }
+
+// labelCache keeps the instruments of the last few label sets a middleware used
+// (a listener uses a handful: its routes, POST, 200 and a few error codes), looked
+// up by comparing keys, without hashing or allocating; a label set not among them
+// is looked up in its vector and replaces the oldest.
+type labelCache[K comparable, V any] struct {
+	slots [8]atomic.Pointer[labelEntry[K, V]]
+	next  atomic.Uint32
+}
+
+type labelEntry[K comparable, V any] struct {
+	key K
+	val V
+}
+
+// get returns the value kept for key.
+func (c *labelCache[K, V]) get(key K) (v V, ok bool) {
+	for i := range c.slots {
+		if e := c.slots[i].Load(); e != nil && e.key == key {
+			return e.val, true
+		}
+	}
+	return v, false
+}
+
+// put keeps v for key in place of the oldest entry.
+func (c *labelCache[K, V]) put(key K, v V) {
+	c.slots[c.next.Add(1)%uint32(len(c.slots))].Store(&labelEntry[K, V]{key: key, val: v})
 }
 
 // MethodLabel bounds the http_request_method label (and http.request.method of

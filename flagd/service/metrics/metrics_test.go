@@ -1,12 +1,14 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -193,5 +195,54 @@ func TestMiddleware(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]float64{"/ok": 15, "/missing": 0, "/empty": 0, "/stream": 3}, sizes); diff != "" {
 		t.Errorf("response sizes (-want +got):\n%s", diff)
+	}
+}
+
+// TestMiddlewareManyLabelSets: more label sets than the middleware keeps
+// instruments for (20 routes × 2 status codes, concurrently, in rounds) are each
+// counted exactly: a set that was evicted is looked up again, never confused with
+// another.
+func TestMiddlewareManyLabelSets(t *testing.T) {
+	m, reg := newMetrics(t)
+	h := m.Middleware("flagd", func(r *http.Request) string { return r.URL.Path }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("fail") {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for round := range 5 {
+				for i := range 20 {
+					target := fmt.Sprintf("/r%02d", (i+g*5+round)%20)
+					if (i+g)%2 == 0 {
+						target += "?fail"
+					}
+					h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, target, nil))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := map[string]float64{}
+	for k, v := range gather(t, reg) {
+		if strings.HasPrefix(k, "http_server_request_duration_seconds") {
+			got[k] = v
+		}
+	}
+	want := map[string]float64{}
+	for g := range 4 {
+		for round := range 5 {
+			for i := range 20 {
+				code := "200"
+				if (i+g)%2 == 0 {
+					code = "400"
+				}
+				want[fmt.Sprintf("http_server_request_duration_seconds{http_request_method=POST,http_response_status_code=%s,http_route=/r%02d,service_name=flagd,url_scheme=http}", code, (i+g*5+round)%20)]++
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
