@@ -68,11 +68,11 @@ func (d *Decisions) Reset(n int) {
 // Clear wipes the decisions (they may hold parts of the context).
 func (d *Decisions) Clear() { clear(d.ds) }
 
-// EvaluateAs resolves f, whose group (RuleGroups) is group, as type t for ctx: as
-// f.EvaluateAs does, running the group's rule once per request unless its decision
-// is each flag's own.
+// EvaluateAs resolves f, whose group is group (RuleGroups over the same list), as
+// type t for ctx: as f.EvaluateAs does, running the group's rule once per request
+// unless its decision is each flag's own.
 func (d *Decisions) EvaluateAs(f *Flag, group int32, t Type, ctx map[string]any, clock func() time.Time) Resolution {
-	if group < 0 || f.rule == nil || f.Disabled() {
+	if group < 0 { // alone, without a rule, or disabled
 		return f.EvaluateAs(t, ctx, clock)
 	}
 	sd := &d.ds[group]

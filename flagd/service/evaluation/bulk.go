@@ -104,11 +104,12 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 	decisions.Reset(rules.n)
 	for i, e := range list {
 		f := e.Flag
+		ec := s.cache.entry(snap.Generation, e)
 		if f.Disabled() {
 			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
-			s.metrics.Evaluation(f.Key, true, res)
+			ec.count(s.metrics, f.Key, res)
 			if a == apiV1 {
-				mc := s.cache.metadata(snap.Generation, e, sel)
+				mc := ec.metadata(sel, f.Metadata)
 				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: mc.msg, metaC: mc})
 			}
 			continue
@@ -118,7 +119,7 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 			continue
 		}
 		res := decisions.EvaluateAs(f, rules.groups[i], t, ctx, nil)
-		s.metrics.Evaluation(f.Key, true, res)
+		ec.count(s.metrics, f.Key, res)
 		it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant}
 		if res.Failed() {
 			s.logFailure(f.Key, sel, res)
@@ -128,7 +129,7 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 			case bool, string, float64:
 				it.value = v
 			case map[string]any:
-				o, err := s.cache.object(snap.Generation, e, res.Variant, v)
+				o, err := ec.object(res.Variant, v)
 				if err != nil {
 					s.log.Error().Str("flag", f.Key).Str("variant", res.Variant).Err(err).Msg("object variant cannot be represented as a protobuf Struct")
 					continue
@@ -139,7 +140,7 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 			}
 		}
 		if a == apiV1 {
-			it.metaC = s.cache.metadata(snap.Generation, e, sel)
+			it.metaC = ec.metadata(sel, f.Metadata)
 			it.meta = it.metaC.msg
 		}
 		items = append(items, it)

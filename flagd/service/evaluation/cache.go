@@ -43,44 +43,49 @@ type ruleGroups struct {
 // generation gen, computing them on first use.
 func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.Entry) *ruleGroups {
 	g := c.generation(gen)
+	if g.gen != gen { // a newer snapshot's cache: its groups are of another list
+		rg := &ruleGroups{}
+		rg.groups, rg.n = eval.RuleGroups(list, entryFlag)
+		return rg
+	}
 	if v, ok := g.rules.Load(sel); ok {
-		if rg := v.(*ruleGroups); len(rg.groups) == len(list) {
-			return rg
-		}
+		return v.(*ruleGroups)
 	}
 	rg := &ruleGroups{}
-	rg.groups, rg.n = eval.RuleGroups(list, func(e *store.Entry) *eval.Flag { return e.Flag })
-	if g.gen == gen {
-		g.rules.Store(sel, rg)
-	}
-	return rg
+	rg.groups, rg.n = eval.RuleGroups(list, entryFlag)
+	v, _ := g.rules.LoadOrStore(sel, rg)
+	return v.(*ruleGroups)
 }
+
+func entryFlag(e *store.Entry) *eval.Flag { return e.Flag }
 
 // entryCache is what is cached for one entry.
 type entryCache struct {
 	all     atomic.Pointer[cachedStruct] // metadata without a selector (the common case)
 	bySel   sync.Map                     // store.Selector -> *cachedStruct: metadata through a selector
 	objects sync.Map                     // variant name -> *cachedStruct: object variant values
-	// counters are the metric counters of the successful outcomes seen so far
+	// counters are the metric counters of the outcomes seen so far
 	// (copied on write: a flag has a few), so that counting an evaluation does not
 	// hash its label values every time
 	counters atomic.Pointer[[]outcomeCounters]
 }
 
-// outcomeCounters are the counters of one successful outcome of a flag.
+// outcomeCounters are the counters of one outcome of a flag.
 type outcomeCounters struct {
 	variant  string
 	reason   eval.Reason
+	code     eval.ErrorCode
 	counters metrics.EvaluationCounters
 }
 
-// count records a successful evaluation res of the entry's flag in m.
+// count records an evaluation res of the entry's flag (which exists) in m, as
+// m.Evaluation(key, true, res) does.
 func (ec *entryCache) count(m *metrics.Metrics, key string, res eval.Resolution) {
 	for {
 		cur := ec.counters.Load()
 		if cur != nil {
 			for i := range *cur {
-				if oc := &(*cur)[i]; oc.variant == res.Variant && oc.reason == res.Reason {
+				if oc := &(*cur)[i]; oc.variant == res.Variant && oc.reason == res.Reason && oc.code == res.ErrorCode {
 					oc.counters.Inc()
 					return
 				}
@@ -90,7 +95,7 @@ func (ec *entryCache) count(m *metrics.Metrics, key string, res eval.Resolution)
 		if cur != nil {
 			next = append(next, *cur...)
 		}
-		next = append(next, outcomeCounters{variant: res.Variant, reason: res.Reason, counters: m.EvaluationCounters(key, true, res)})
+		next = append(next, outcomeCounters{variant: res.Variant, reason: res.Reason, code: res.ErrorCode, counters: m.EvaluationCounters(key, true, res)})
 		if ec.counters.CompareAndSwap(cur, &next) {
 			next[len(next)-1].counters.Inc()
 			return
@@ -153,15 +158,15 @@ func (c *structCache) entry(gen uint64, e *store.Entry) *entryCache {
 	return v.(*entryCache)
 }
 
-// metadata is the response metadata of a flag: the selector reflection with every
-// non-nil value of the flag's merged metadata copied over it (flagd's store.Get).
-func (c *structCache) metadata(gen uint64, e *store.Entry, sel store.Selector) *cachedStruct {
-	ec := c.entry(gen, e)
+// metadata is the response metadata of the entry's flag, whose merged metadata is
+// md: the selector reflection with every non-nil value of md copied over it
+// (flagd's store.Get).
+func (ec *entryCache) metadata(sel store.Selector, md map[string]any) *cachedStruct {
 	if sel.Kind == store.SelectAll {
 		if v := ec.all.Load(); v != nil {
 			return v
 		}
-		v := newCachedStruct(buildMetadata(sel, e.Flag.Metadata))
+		v := newCachedStruct(buildMetadata(sel, md))
 		if ec.all.CompareAndSwap(nil, v) {
 			return v
 		}
@@ -170,13 +175,17 @@ func (c *structCache) metadata(gen uint64, e *store.Entry, sel store.Selector) *
 	if v, ok := ec.bySel.Load(sel); ok {
 		return v.(*cachedStruct)
 	}
-	v, _ := ec.bySel.LoadOrStore(sel, newCachedStruct(buildMetadata(sel, e.Flag.Metadata)))
+	v, _ := ec.bySel.LoadOrStore(sel, newCachedStruct(buildMetadata(sel, md)))
 	return v.(*cachedStruct)
 }
 
 // object is the Struct of an object variant value.
 func (c *structCache) object(gen uint64, e *store.Entry, variant string, m map[string]any) (*cachedStruct, error) {
-	ec := c.entry(gen, e)
+	return c.entry(gen, e).object(variant, m)
+}
+
+// object is structCache.object of the entry's flag.
+func (ec *entryCache) object(variant string, m map[string]any) (*cachedStruct, error) {
 	if v, ok := ec.objects.Load(variant); ok {
 		return v.(*cachedStruct), nil
 	}

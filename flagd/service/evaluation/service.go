@@ -371,11 +371,12 @@ func (s *Service) evaluate(f found, key string, ctx map[string]any, t eval.Type,
 		return result{}, errorFor(nf.ErrorCode)
 	}
 	gen := f.snap.Generation
-	s.cache.entry(gen, f.entry).count(s.metrics, key, res)
+	ec := s.cache.entry(gen, f.entry)
+	ec.count(s.metrics, key, res)
 	if span != nil {
 		tracing.Evaluation(span, key, res)
 	}
-	return result{entry: f.entry, gen: gen, res: res, meta: s.cache.metadata(gen, f.entry, f.sel), codeDefault: codeDefault}, nil
+	return result{entry: f.entry, gen: gen, res: res, meta: ec.metadata(f.sel, f.entry.Flag.Metadata), codeDefault: codeDefault}, nil
 }
 
 // record records one evaluation in the metrics and, when tracing, on span.
