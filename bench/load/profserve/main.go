@@ -3,6 +3,7 @@
 // without changing it: `go run ./bench/load -server-cpuprofile cpu.out`, or by hand:
 //
 //	profserve -cpuprofile cpu.out -memprofile heap.out flagd start --uri file:flags.json
+//	profserve -pprof 127.0.0.1:6060 flagd start --uri file:flags.json   # go tool pprof http://127.0.0.1:6060/debug/pprof/heap
 //
 // The flags before "flagd" are profserve's; the rest is flagpole's command line. The
 // profiles are written when the server stops (SIGTERM or SIGINT).
@@ -12,11 +13,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -32,9 +37,12 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("profserve", flag.ContinueOnError)
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	mem := fs.String("memprofile", "", "write a heap profile at exit to this file")
+	pprofAddr := fs.String("pprof", "", "also serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while the server runs, for heap and goroutine profiles of a steady state")
+	rate := fs.Int("memprofilerate", runtime.MemProfileRate, "runtime.MemProfileRate: 1 records every allocation (exact heap profiles, slower)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	runtime.MemProfileRate = *rate
 	if *cpu != "" {
 		f, err := os.Create(*cpu)
 		if err != nil {
@@ -52,6 +60,20 @@ func run(args []string) int {
 				fmt.Fprintln(os.Stderr, "profserve:", err)
 			}
 		}()
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profserve:", err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer func() { _ = srv.Close() }()
 	}
 	code := serveFlagd(fs.Args())
 	if *mem != "" {
