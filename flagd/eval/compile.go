@@ -71,7 +71,25 @@ type compiler struct {
 // rule of one document: compiled rules live as long as their document is served,
 // and a literal otherwise costs a node in every rule that has it. It is not safe for
 // concurrent use.
-type Interner struct{ m map[literal]node }
+type Interner struct {
+	m     map[literal]node
+	names map[string]string // canonical strings: variant names and string literals
+}
+
+// canonical returns the Interner's copy of s: a variant name and a rule's string
+// literal that are equal then share their bytes, and comparing them (the variant a
+// rule named) ends at the pointers.
+func (in *Interner) canonical(s string) string {
+	if in == nil {
+		return strings.Clone(s)
+	}
+	if c, ok := in.names[s]; ok {
+		return c
+	}
+	c := strings.Clone(s)
+	in.names[c] = c
+	return c
+}
 
 // literal is an interned scalar: numbers by their bits, so that 0 and -0 stay apart.
 type literal struct {
@@ -82,7 +100,7 @@ type literal struct {
 }
 
 // NewInterner returns an empty Interner.
-func NewInterner() *Interner { return &Interner{m: map[literal]node{}} }
+func NewInterner() *Interner { return &Interner{m: map[literal]node{}, names: map[string]string{}} }
 
 // nullNode is the compiled null literal, shared by every rule.
 var nullNode = constant(null)
@@ -94,6 +112,9 @@ func (c *compiler) constant(v value) node {
 	}
 	if c.in == nil || v.x != nil {
 		return constant(v)
+	}
+	if v.k == kindString {
+		v.s = c.in.canonical(v.s)
 	}
 	key := literal{k: v.k, b: v.b, bits: math.Float64bits(v.n), s: v.s}
 	if n, ok := c.in.m[key]; ok {

@@ -219,7 +219,7 @@ func (f *Flag) CompileWith(path string, strict bool, in *Interner) (warnings, er
 		f.byName = make(map[string]int32, len(names))
 	}
 	for i, name := range names {
-		f.variants[i] = newVariant(strings.Clone(name), Detach(f.Variants[name]))
+		f.variants[i] = newVariant(in.canonical(name), Detach(f.Variants[name]))
 		if f.byName != nil {
 			f.byName[name] = int32(i)
 		}
@@ -320,12 +320,53 @@ type Decision struct {
 // any of them from it.
 func (f *Flag) Decide(ctx map[string]any, clock func() time.Time) (d Decision, own bool) {
 	e := envPool.Get().(*env)
+	d, own = f.decideIn(e, ctx, clock)
+	envPool.Put(e)
+	return d, own
+}
+
+// decideIn is Decide with the evaluation state e (wiped before it returns).
+func (f *Flag) decideIn(e *env, ctx map[string]any, clock func() time.Time) (d Decision, own bool) {
 	*e = env{data: ctx, root: true, ctx: ctx, flagKey: f.Key, clock: clock}
 	d.result = f.rule.root(e)
 	d.failure, own = e.failure, e.keyed || e.failure != ""
 	*e = env{}
-	envPool.Put(e)
 	return d, own
+}
+
+// Outcome reports the variant (its index in VariantAt's order) a decision selects
+// for the flag and the reason, when Apply(TypeAny, d) would resolve to one of the
+// flag's variants: TARGETING_MATCH for a variant's name, DEFAULT for a rule that
+// returned null. ok is false for anything else (a failure, the code default, a
+// name that is no variant, a variant whose value is null): Apply says what it is.
+func (f *Flag) Outcome(d Decision) (variant int, reason Reason, ok bool) {
+	if d.failure != "" {
+		return 0, "", false
+	}
+	if d.result.k == kindNull {
+		if f.def == nil || !f.def.is(TypeAny) {
+			return 0, "", false
+		}
+		return int(f.variantIndex(f.def.name)), ReasonDefault, true
+	}
+	name, ok := d.result.variantName()
+	if !ok {
+		return 0, "", false
+	}
+	i := f.variantIndex(name)
+	if i < 0 || !f.variants[i].is(TypeAny) {
+		return 0, "", false
+	}
+	return int(i), ReasonTargetingMatch, true
+}
+
+// NumVariants is the number of the flag's variants.
+func (f *Flag) NumVariants() int { return len(f.variants) }
+
+// VariantAt returns the name and value of the flag's i-th variant (sorted by name),
+// 0 <= i < NumVariants.
+func (f *Flag) VariantAt(i int) (name string, value any) {
+	return f.variants[i].name, f.variants[i].value
 }
 
 // Apply resolves the flag as type t from a decision of its rule (see Decide).

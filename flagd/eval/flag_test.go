@@ -1,6 +1,7 @@
 package eval_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -301,6 +302,50 @@ func TestDecideOwn(t *testing.T) {
 				shared, alone := other.Apply(eval.TypeAny, d), other.Evaluate(ctx)
 				if diff := cmp.Diff(alone, shared); diff != "" {
 					t.Errorf("another flag with the rule (-Evaluate +Apply of the shared decision):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// TestOutcomeAgreesWithApply: a decision's Outcome names the variant and reason
+// Apply(TypeAny) resolves to whenever it resolves to one of the flag's variants, and
+// declines (ok false) exactly for every other result: failures, the code default,
+// names that are no variant, variants whose value is null.
+func TestOutcomeAgreesWithApply(t *testing.T) {
+	defs := map[string]string{
+		"match or default": `{"state":"ENABLED","variants":{"a":"A","b":{"o":1}},"defaultVariant":"a","targeting":{"if":[{"var":"vip"},"b",null]}}`,
+		"code default":     `{"state":"ENABLED","variants":{"a":"A","b":"B"},"targeting":{"if":[{"var":"vip"},"b",null]}}`,
+		"unknown variant":  `{"state":"ENABLED","variants":{"a":"A"},"defaultVariant":"a","targeting":{"if":[{"var":"vip"},"nope","a"]}}`,
+		"null values":      `{"state":"ENABLED","variants":{"n":null,"v":"V"},"defaultVariant":"n","targeting":{"if":[{"var":"vip"},"v",null]}}`,
+		"bool names":       `{"state":"ENABLED","variants":{"true":1,"false":0},"defaultVariant":"false","targeting":{"var":"vip"}}`,
+		"number names":     `{"state":"ENABLED","variants":{"1":"one","2.5":"two"},"defaultVariant":"1","targeting":{"if":[{"var":"vip"},2.5,1]}}`,
+		"failure":          `{"state":"ENABLED","variants":{"a":"A"},"defaultVariant":"a","targeting":{"if":[{"$ref":"missing"},"a",null]}}`,
+		"fractional":       `{"state":"ENABLED","variants":{"a":"A","b":"B","c":"C"},"defaultVariant":"a","targeting":{"fractional":[["a",30],["b",30],["c",40]]}}`,
+	}
+	for name, def := range defs {
+		t.Run(name, func(t *testing.T) {
+			f := compileFlag(t, "f", def)
+			var d eval.Decisions
+			d.Reset(0)
+			for i := range 12 {
+				ctx := map[string]any{"targetingKey": fmt.Sprintf("user-%d", i), "vip": i%2 == 0}
+				dec := d.Decide(f, -1, ctx, nil)
+				res := f.Apply(eval.TypeAny, dec)
+				if diff := cmp.Diff(summary(f.Evaluate(ctx)), summary(res)); diff != "" {
+					t.Fatalf("Decisions.Decide then Apply (-Evaluate +Apply):\n%s", diff)
+				}
+				v, reason, ok := f.Outcome(dec)
+				isVariant := !res.Failed() && res.Variant != "" && res.Value != nil
+				if ok != isVariant {
+					t.Fatalf("ctx %v: Outcome ok = %v for %+v", ctx, ok, summary(res))
+				}
+				if !ok {
+					continue
+				}
+				vname, value := f.VariantAt(v)
+				if got := (want{value, vname, reason, ""}); !cmp.Equal(got, summary(res)) {
+					t.Errorf("ctx %v: Outcome %+v, Apply %+v", ctx, got, summary(res))
 				}
 			}
 		})

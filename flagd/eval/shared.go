@@ -40,6 +40,7 @@ func RuleGroups[E any](list []E, flag func(E) *Flag) (groups []int32, n int) {
 // the memory for another request.
 type Decisions struct {
 	ds []sharedDecision
+	e  *env // Decide's evaluation state, one for all its calls (wiped after each)
 }
 
 // sharedDecision is a request's decision of a shared rule.
@@ -67,6 +68,35 @@ func (d *Decisions) Reset(n int) {
 
 // Clear wipes the decisions (they may hold parts of the context).
 func (d *Decisions) Clear() { clear(d.ds) }
+
+// Decide returns f's decision for ctx (f has a rule and is enabled: RuleGroups put
+// it in group, or -1), the group's when its rule's decision is shared, as EvaluateAs
+// would apply it. With Flag.Outcome and Flag.Apply, it lets a caller that prepared
+// an answer per variant skip building a Resolution.
+func (d *Decisions) Decide(f *Flag, group int32, ctx map[string]any, clock func() time.Time) Decision {
+	if d.e == nil {
+		d.e = new(env)
+	}
+	if group < 0 {
+		dec, _ := f.decideIn(d.e, ctx, clock)
+		return dec
+	}
+	sd := &d.ds[group]
+	switch sd.state {
+	case decisionShared:
+		return sd.d
+	case decisionOwn:
+		dec, _ := f.decideIn(d.e, ctx, clock)
+		return dec
+	}
+	dec, own := f.decideIn(d.e, ctx, clock)
+	if own {
+		sd.state = decisionOwn
+	} else {
+		sd.state, sd.d = decisionShared, dec
+	}
+	return dec
+}
 
 // EvaluateAs resolves f, whose group is group (RuleGroups over the same list), as
 // type t for ctx: as f.EvaluateAs does, running the group's rule once per request

@@ -9,6 +9,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,8 @@ type Metrics struct {
 	reasons     *prometheus.CounterVec
 	syncActive  *prometheus.GaugeVec
 	syncStreams *prometheus.HistogramVec
+	tallyMu     sync.Mutex          // guards tallies and their flushes
+	tallies     map[*Tally]struct{} // live tallies (NewTally, Tally.Retire)
 }
 
 // syncBuckets are the bounds of the sync stream duration histogram (flagd's).
@@ -65,7 +68,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: syncBuckets,
 		}, []string{"selector", "provider_id", "reason"}),
 	}
-	cs := []prometheus.Collector{m.duration, m.size, m.active, m.impressions, m.reasons, m.syncActive, m.syncStreams}
+	m.tallies = map[*Tally]struct{}{}
+	cs := []prometheus.Collector{m.duration, m.size, m.active, flushingVec{m.impressions, m}, flushingVec{m.reasons, m}, m.syncActive, m.syncStreams}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err

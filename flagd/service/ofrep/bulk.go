@@ -60,6 +60,10 @@ type bulkPlan struct {
 	groups  int          // the number of rules that several targeted flags share
 	tail    []byte       // `],"metadata":{...}}`
 	sizeEst atomic.Int64 // the last answer's size, to size the buffer
+	// tally counts the plan's evaluations in shards (nil: each is counted on its
+	// counters): slots [0, fixed flags) are the fixed answers in order, then each
+	// targeted flag's variants' TARGETING_MATCH and DEFAULT
+	tally *metrics.Tally
 }
 
 // planItem is one flag of a plan.
@@ -73,8 +77,8 @@ type planItem struct {
 	// encoded value and counters ("" for the code default), counters of the rest
 	key      []byte
 	meta     []byte
-	variants map[string]*variantOut
-	outcomes sync.Map // outcomeKey -> metrics.EvaluationCounters: errors, other reasons
+	variants []variantOut // by index (eval.Flag.VariantAt)
+	outcomes sync.Map     // outcomeKey -> metrics.EvaluationCounters: errors, code defaults
 	// group is the index of the flag's rule among the plan's shared rules, -1
 	// when no other flag of the plan has an equal rule (eval.RuleGroups)
 	group int32
@@ -84,8 +88,11 @@ type planItem struct {
 // are looked up on first use (a label set per outcome that happened, not per
 // outcome that could).
 type variantOut struct {
-	value        []byte
+	name         string
+	value        []byte                                     // encoded
+	nameJSON     []byte                                     // encoded; nil for the name ""
 	match, other atomic.Pointer[metrics.EvaluationCounters] // TARGETING_MATCH, DEFAULT
+	matchSlot    int                                        // the tally's slot of TARGETING_MATCH; DEFAULT's is the next
 }
 
 type outcomeKey struct {
@@ -96,9 +103,37 @@ type outcomeKey struct {
 
 // planSet is the plans of one snapshot.
 type planSet struct {
-	gen   uint64
-	mu    sync.Mutex
-	plans map[store.Selector]*planOnce
+	gen     uint64
+	mu      sync.Mutex
+	plans   map[store.Selector]*planOnce
+	tallies []*metrics.Tally // of its plans, retired with the set
+	retired bool             // a newer snapshot's set replaced it
+}
+
+// adopt keeps the tally of a plan of the set, to be retired with it (at once when
+// the set is retired already).
+func (set *planSet) adopt(t *metrics.Tally) {
+	set.mu.Lock()
+	if set.retired {
+		set.mu.Unlock()
+		t.Retire()
+		return
+	}
+	set.tallies = append(set.tallies, t)
+	set.mu.Unlock()
+}
+
+// retire retires the tallies of the set's plans: their counts go to the counters,
+// and requests still answering from its plans count directly.
+func (set *planSet) retire() {
+	set.mu.Lock()
+	set.retired = true
+	ts := set.tallies
+	set.tallies = nil
+	set.mu.Unlock()
+	for _, t := range ts {
+		t.Retire()
+	}
 }
 
 type planOnce struct {
@@ -118,6 +153,9 @@ func (s *Service) plan(snap *store.Snapshot, sel store.Selector) *bulkPlan {
 			break
 		}
 		if s.plans.cur.CompareAndSwap(set, &planSet{gen: snap.Generation, plans: map[store.Selector]*planOnce{}}) {
+			if set != nil {
+				set.retire()
+			}
 			set = s.plans.cur.Load()
 			break
 		}
@@ -131,15 +169,23 @@ func (s *Service) plan(snap *store.Snapshot, sel store.Selector) *bulkPlan {
 		}
 		set.mu.Unlock()
 	}
-	if po == nil { // an older snapshot, or too many selectors: not kept
+	if po == nil { // an older snapshot, or too many selectors: not kept, counted directly
 		po = &planOnce{}
+		po.once.Do(func() { po.plan = s.buildPlan(snap, sel, false) })
+		return po.plan
 	}
-	po.once.Do(func() { po.plan = s.buildPlan(snap, sel) })
+	po.once.Do(func() {
+		po.plan = s.buildPlan(snap, sel, true)
+		if po.plan.tally != nil {
+			set.adopt(po.plan.tally)
+		}
+	})
 	return po.plan
 }
 
-// buildPlan encodes what does not depend on the request.
-func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan {
+// buildPlan encodes what does not depend on the request; tallied plans count in a
+// metrics.Tally (the caller retires it).
+func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector, tallied bool) *bulkPlan {
 	list := snap.List(sel)
 	p := &bulkPlan{items: make([]planItem, len(list)), refl: reflectionOf(sel)}
 	h := sha256.New()
@@ -148,6 +194,7 @@ func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan 
 	enc := &encoder{}
 	groups, n := eval.RuleGroups(list, func(e *store.Entry) *eval.Flag { return e.Flag })
 	p.groups = n
+	var fixedSlots, slots []metrics.TallySlot
 	for i, e := range list {
 		it := &p.items[i]
 		it.entry, it.group = e, groups[i]
@@ -161,6 +208,7 @@ func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan 
 			enc.evaluation(f.Key, res, p.refl)
 			it.fixed = slices.Clone(enc.buf)
 			it.counters = s.opts.Metrics.EvaluationCounters(f.Key, true, res)
+			fixedSlots = append(fixedSlots, metrics.TallySlot{Key: f.Key, Variant: res.Variant, Reason: res.Reason, ErrorCode: res.ErrorCode})
 			continue
 		}
 		p.clock = p.clock || readsClock(f.Targeting)
@@ -170,11 +218,29 @@ func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector) *bulkPlan 
 		enc.buf = enc.buf[:0]
 		enc.metadata(p.refl, f.Metadata)
 		it.meta = slices.Clone(enc.buf)
-		it.variants = map[string]*variantOut{"": {}}
-		for name, v := range f.VariantValues() {
+		it.variants = make([]variantOut, f.NumVariants())
+		for j := range it.variants {
+			name, v := f.VariantAt(j)
+			vo := &it.variants[j]
+			vo.name = name
 			enc.buf = enc.buf[:0]
 			enc.value(v)
-			it.variants[name] = &variantOut{value: slices.Clone(enc.buf)}
+			vo.value = slices.Clone(enc.buf)
+			if name != "" {
+				vo.nameJSON = jsonwire.AppendString(nil, name)
+			}
+			// slots counted from the targeted flags' first; offset below
+			vo.matchSlot = len(slots)
+			slots = append(slots, metrics.TallySlot{Key: f.Key, Variant: name, Reason: eval.ReasonTargetingMatch},
+				metrics.TallySlot{Key: f.Key, Variant: name, Reason: eval.ReasonDefault})
+		}
+	}
+	if tallied {
+		p.tally = s.opts.Metrics.NewTally(append(fixedSlots, slots...), len(fixedSlots))
+		for i := range p.items {
+			for j := range p.items[i].variants {
+				p.items[i].variants[j].matchSlot += len(fixedSlots)
+			}
 		}
 	}
 	h.Sum(p.digest[:0])
@@ -193,62 +259,79 @@ func writeString(h hash.Hash, s string) {
 	h.Write([]byte(s))
 }
 
-// appendTargeted appends the answer of a targeted flag for res, from the plan's
-// pieces when it is a success with a known variant, and counts it.
-func (s *Service) appendTargeted(enc *encoder, it *planItem, res eval.Resolution, refl reflection) {
-	vo, known := it.variants[res.Variant]
-	var slot *atomic.Pointer[metrics.EvaluationCounters]
-	if known && !res.Failed() {
-		switch res.Reason {
-		case eval.ReasonTargetingMatch:
-			slot = &vo.match
-		case eval.ReasonDefault:
-			slot = &vo.other
+// appendTargeted appends the answer of a targeted flag for its rule's decision dec,
+// from the plan's pieces when dec selects one of its variants, and counts it.
+func (s *Service) appendTargeted(enc *encoder, it *planItem, dec eval.Decision, refl reflection, sel store.Selector, sh *metrics.TallyShard) {
+	f := it.entry.Flag
+	i, reason, ok := f.Outcome(dec)
+	if !ok {
+		res := f.Apply(eval.TypeAny, dec)
+		if res.Failed() {
+			s.opts.Log.Debug().Str("flag", f.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
 		}
-	}
-	if slot != nil {
-		c := slot.Load()
-		if c == nil {
-			counters := s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, res)
-			slot.CompareAndSwap(nil, &counters)
-			c = slot.Load()
-		}
-		c.Inc()
-	} else {
-		k := outcomeKey{res.Variant, res.Reason, res.ErrorCode}
-		var c metrics.EvaluationCounters
-		if v, ok := it.outcomes.Load(k); ok {
-			c = v.(metrics.EvaluationCounters)
-		} else {
-			c = s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, res)
-			it.outcomes.Store(k, c)
-		}
-		c.Inc()
-	}
-	if res.Failed() || !known || (res.Value != nil && vo.value == nil) {
-		enc.evaluation(it.entry.Flag.Key, res, refl)
+		s.countOutcome(it, res)
+		enc.evaluation(f.Key, res, refl)
 		return
 	}
-	value := vo.value
-	// as encoder.evaluation writes it: value (absent for a code default), key,
-	// reason, variant (absent when empty), metadata
-	enc.buf = append(enc.buf, '{')
-	if res.Value != nil {
-		enc.buf = append(enc.buf, `"value":`...)
-		enc.buf = append(enc.buf, value...)
-		enc.buf = append(enc.buf, ',')
+	vo := &it.variants[i]
+	if sh != nil {
+		slot := vo.matchSlot
+		if reason == eval.ReasonDefault {
+			slot++
+		}
+		sh.Count(slot)
+	} else {
+		s.countVariant(it, vo, reason)
 	}
-	enc.buf = append(enc.buf, `"key":`...)
+	// as encoder.evaluation writes it: value, key, reason, variant (absent when
+	// empty), metadata
+	enc.buf = append(enc.buf, `{"value":`...)
+	enc.buf = append(enc.buf, vo.value...)
+	enc.buf = append(enc.buf, `,"key":`...)
 	enc.buf = append(enc.buf, it.key...)
-	enc.buf = append(enc.buf, `,"reason":`...)
-	enc.buf = jsonwire.AppendString(enc.buf, string(res.Reason))
-	if res.Variant != "" {
+	if reason == eval.ReasonDefault {
+		enc.buf = append(enc.buf, `,"reason":"DEFAULT"`...)
+	} else {
+		enc.buf = append(enc.buf, `,"reason":"TARGETING_MATCH"`...)
+	}
+	if vo.nameJSON != nil {
 		enc.buf = append(enc.buf, `,"variant":`...)
-		enc.buf = jsonwire.AppendString(enc.buf, res.Variant)
+		enc.buf = append(enc.buf, vo.nameJSON...)
 	}
 	enc.buf = append(enc.buf, `,"metadata":`...)
 	enc.buf = append(enc.buf, it.meta...)
 	enc.buf = append(enc.buf, '}')
+}
+
+// countVariant counts an evaluation of a targeted flag to variant vo with reason
+// (TARGETING_MATCH or DEFAULT) on the outcome's counters, for a plan without a
+// tally.
+func (s *Service) countVariant(it *planItem, vo *variantOut, reason eval.Reason) {
+	counters := &vo.match
+	if reason == eval.ReasonDefault {
+		counters = &vo.other
+	}
+	c := counters.Load()
+	if c == nil {
+		looked := s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, eval.Resolution{Variant: vo.name, Reason: reason})
+		counters.CompareAndSwap(nil, &looked)
+		c = counters.Load()
+	}
+	c.Inc()
+}
+
+// countOutcome counts an evaluation of a targeted flag that is not one of its
+// variants (a failure, the code default) on the outcome's counters.
+func (s *Service) countOutcome(it *planItem, res eval.Resolution) {
+	k := outcomeKey{res.Variant, res.Reason, res.ErrorCode}
+	var c metrics.EvaluationCounters
+	if v, ok := it.outcomes.Load(k); ok {
+		c = v.(metrics.EvaluationCounters)
+	} else {
+		c = s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, res)
+		it.outcomes.Store(k, c)
+	}
+	c.Inc()
 }
 
 // contextETag is the tag of an answer of plan p for the evaluation context ctx.

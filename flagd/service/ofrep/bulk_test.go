@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -324,4 +325,97 @@ func TestBulkSharedRules(t *testing.T) {
 	if !rolloutsDiffer {
 		t.Error("rollout and rollout-2 agree for every targeting key: the test cannot tell a shared decision from their own")
 	}
+}
+
+// TestBulkCountsEveryEvaluation: bulk answers on several goroutines, while the
+// snapshot changes (each change retires the plans and their tallies) and the
+// metrics are gathered, count exactly what evaluating every flag alone counts: per
+// flag, variant, reason and error, whether counted in a plan's tally, directly on
+// a retired plan, or for an outcome no variant has (errors, code defaults).
+func TestBulkCountsEveryEvaluation(t *testing.T) {
+	st := planStore(t)
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refReg := prometheus.NewRegistry()
+	ref, err := metrics.New(refReg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(Options{Store: st, Log: zerolog.Nop(), Metrics: m}).Handler()
+	all, _ := store.ParseSelector("")
+	contexts := make([]map[string]any, 12)
+	bodies := make([]string, len(contexts))
+	for i := range contexts {
+		domain := []string{"example.com", "other.org", "example.org"}[i%3]
+		contexts[i] = map[string]any{"targetingKey": fmt.Sprintf("user-%d", i), "email": "u@" + domain, "vip": i%2 == 0}
+		b, err := json.Marshal(map[string]any{"context": contexts[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[i] = string(b)
+	}
+	const workers, rounds = 4, 30
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				i := (w + r) % len(bodies)
+				if code := postBulk(t, h, bodies[i], nil).Code; code != http.StatusOK {
+					t.Errorf("status %d", code)
+					return
+				}
+				for _, e := range st.Current().List(all) {
+					ref.Evaluation(e.Flag.Key, true, e.Flag.EvaluateAs(eval.TypeAny, contexts[i], nil))
+				}
+			}
+		})
+	}
+	// new snapshots with the same outcomes (another version in the metadata)
+	wg.Go(func() {
+		for v := range 10 {
+			doc := strings.Replace(planDoc, `"version": "1"`, fmt.Sprintf(`"version": "%d"`, v+2), 1)
+			if err := st.Apply("file:a.json", []byte(doc)); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := reg.Gather(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	want := evaluationSeries(t, refReg)
+	if len(want) < 20 {
+		t.Fatalf("only %d series: the flags do not cover the outcomes", len(want))
+	}
+	if diff := cmp.Diff(want, evaluationSeries(t, reg)); diff != "" {
+		t.Errorf("(-every flag alone +bulk answers):\n%s", diff)
+	}
+}
+
+// evaluationSeries is every evaluation counter of reg by family and labels.
+func evaluationSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "feature_flag_flagd_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			out[key] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }

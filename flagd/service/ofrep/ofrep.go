@@ -272,23 +272,7 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 		enc.buf = make([]byte, 0, need)
 	}
 	enc.buf = append(enc.buf, `{"flags":[`...)
-	enc.decisions.Reset(plan.groups)
-	for i := range plan.items {
-		it := &plan.items[i]
-		if i > 0 {
-			enc.buf = append(enc.buf, ',')
-		}
-		if it.fixed != nil {
-			enc.buf = append(enc.buf, it.fixed...)
-			it.counters.Inc()
-			continue
-		}
-		res := enc.decisions.EvaluateAs(it.entry.Flag, it.group, eval.TypeAny, ctx, nil)
-		if res.Failed() {
-			s.opts.Log.Debug().Str("flag", it.entry.Flag.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
-		}
-		s.appendTargeted(enc, it, res, plan.refl)
-	}
+	s.encodeBulk(enc, plan, ctx, sel)
 	enc.buf = append(enc.buf, plan.tail...)
 	plan.sizeEst.Store(int64(len(enc.buf)))
 	if plan.clock {
@@ -301,6 +285,33 @@ func (s *Service) serveBulk(w http.ResponseWriter, r *http.Request) {
 	h["Etag"] = []string{etag}
 	h["Cache-Control"] = s.cacheControl
 	s.write(w, http.StatusOK, enc.buf)
+}
+
+// encodeBulk appends the answer of every flag of plan for ctx to enc.buf and counts
+// the evaluations (in a shard of the plan's tally, held until the flags are encoded,
+// not while the answer is written).
+func (s *Service) encodeBulk(enc *encoder, plan *bulkPlan, ctx map[string]any, sel store.Selector) {
+	enc.decisions.Reset(plan.groups)
+	sh := plan.tally.Acquire()
+	defer plan.tally.Release(sh)
+	for i := range plan.items {
+		it := &plan.items[i]
+		if i > 0 {
+			enc.buf = append(enc.buf, ',')
+		}
+		if it.fixed != nil {
+			enc.buf = append(enc.buf, it.fixed...)
+			if sh == nil {
+				it.counters.Inc()
+			}
+			continue
+		}
+		dec := enc.decisions.Decide(it.entry.Flag, it.group, ctx, nil)
+		s.appendTargeted(enc, it, dec, plan.refl, sel, sh)
+	}
+	if sh != nil {
+		sh.Answer() // every fixed answer above
+	}
 }
 
 // notModified answers 304 with the tag. No flag was evaluated for it (when the tag
