@@ -143,8 +143,7 @@ func (c *FlagdProxyStartCmd) Serve(ctx context.Context, log zerolog.Logger, buil
 	goRun("featureflags", func() error { flags.Run(ctx); return nil })
 	goRun("sync", func() error {
 		return svc.Serve(ctx, dataConns.Listener(syncLn, "sync", nil), syncserver.Options{Log: log, TLS: serverTLS,
-			KeepAliveMinTime: 30 * time.Second, KeepAlivePermitWithoutStream: true, IdleTimeout: 2 * time.Minute, RequestTimeout: requestReadTimeout,
-			SmallConnectionBuffers: true})
+			KeepAliveMinTime: 30 * time.Second, KeepAlivePermitWithoutStream: true, IdleTimeout: 2 * time.Minute, RequestTimeout: requestReadTimeout})
 	})
 	goRun("management", func() error { return server.Serve(ctx, mgmtLn, mgmtCfg, mgmt.Handler(), log, mgmt.ShuttingDown) })
 	goRun("memory", func() error {

@@ -29,7 +29,7 @@ func BenchmarkFanOut(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := b.Context()
-	go func() { _ = svc.Serve(ctx, ln, syncserver.Options{Log: zerolog.Nop(), SmallConnectionBuffers: true}) }()
+	go func() { _ = svc.Serve(ctx, ln, syncserver.Options{Log: zerolog.Nop()}) }()
 	var received sync.WaitGroup
 	for range streams {
 		conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

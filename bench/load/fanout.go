@@ -41,6 +41,7 @@ type fanoutResult struct {
 	openAll       time.Duration // until every stream had its first message
 	rssBefore     int64         // server RSS before the streams opened
 	rssIdle       int64         // with every stream open and idle
+	rssIdleFile   int64         // of which pages of the binary (RssFile)
 	messageBytes  int           // size of the first message of a stream
 	first, last   []time.Duration
 	serverCPU     time.Duration // during the changes
@@ -148,6 +149,7 @@ func runFanout(ctx context.Context, w workload, s *server, o fanoutOptions) (fan
 	res.messageBytes = streams[0].size
 	sleep(ctx, o.settle)
 	res.rssIdle, _ = rssBytes(s.pid)
+	res.rssIdleFile, _ = procStatus(s.pid, "RssFile")
 	res.heapIdle, res.stacksIdle = metricInt(s.mgmt, "go_memstats_heap_inuse_bytes"), metricInt(s.mgmt, "go_memstats_stack_inuse_bytes")
 
 	srvCPU0, _ := cpuTime(s.pid)

@@ -362,7 +362,7 @@ func (r report) fanoutMarkdown(b *strings.Builder) {
 		return
 	}
 	b.WriteString("Fan-out (per change: from the rename of the flag file to the first and to the last stream receiving it):\n\n")
-	b.WriteString("| workload | server | round | flags | streams | message | all open after | server RSS before → with the streams idle (Go heap, stacks) | first stream p50 | last stream p50 | last stream p99 | last stream max | server CPU per change | harness CPU | other CPU | errors |\n")
+	b.WriteString("| workload | server | round | flags | streams | message | all open after | server RSS before → with the streams idle (Go heap, stacks, pages of the binary) | first stream p50 | last stream p50 | last stream p99 | last stream max | server CPU per change | harness CPU | other CPU | errors |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, f := range r.fanouts {
 		perChange := "—"
@@ -373,9 +373,9 @@ func (r report) fanoutMarkdown(b *strings.Builder) {
 		if f.errors > 0 {
 			errs = fmt.Sprintf("**%d** (%s)", f.errors, truncate(f.firstError, 80))
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %d | %d | %.1f KiB | %s | %s → %s (%s, %s) | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %d | %.1f KiB | %s | %s → %s (%s, %s, %s) | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			f.name, f.server, max(f.round, 1), f.flags, f.streams, float64(f.messageBytes)/1024, ms(f.openAll), mib(f.rssBefore), mib(f.rssIdle),
-			mibOrDash(f.heapIdle), mibOrDash(f.stacksIdle),
+			mibOrDash(f.heapIdle), mibOrDash(f.stacksIdle), mibOrDash(f.rssIdleFile),
 			us(percentileOf(f.first, 0.5)), us(percentileOf(f.last, 0.5)), us(percentileOf(f.last, 0.99)), us(percentileOf(f.last, 1)),
 			perChange, pct(f.harnessCPU, f.changesWindow), pct(f.otherCPU, f.changesWindow), errs)
 	}

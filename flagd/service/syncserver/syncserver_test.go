@@ -1167,11 +1167,10 @@ func (customService) SyncFlags(_ *syncv1.SyncFlagsRequest, stream grpc.ServerStr
 	return nil
 }
 
-// TestCustomService: with Options.Service and no store (and the proxy's small
-// connection buffers), the server answers through that service (its Unimplemented
+// TestCustomService: with Options.Service and no store, the server answers through that service (its Unimplemented
 // methods too) and keeps the request limits.
 func TestCustomService(t *testing.T) {
-	h := start(t, Options{Service: customService{}, SmallConnectionBuffers: true}, startConfig{})
+	h := start(t, Options{Service: customService{}}, startConfig{})
 	ctx := testCtx(t)
 	got, err := h.client.FetchAllFlags(ctx, &syncv1.FetchAllFlagsRequest{})
 	if err != nil || got.GetFlagConfiguration() != `{"flags":{}}` {
