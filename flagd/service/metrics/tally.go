@@ -21,6 +21,11 @@ import (
 // counters when the metrics are gathered (scrape, OTLP export) and when the tally
 // is retired, so a scrape always sees every evaluation answered before it.
 
+// shardsPerCore bounds a tally's shards (GOMAXPROCS of them are in use at a time,
+// more when a request is preempted while it holds one): each holds a counter per
+// slot, 17 KiB for the 1,000 flags of the load harness.
+const shardsPerCore = 4
+
 // TallySlot is an outcome a Tally counts: an evaluation of the flag Key to Variant
 // with Reason, or failing with ErrorCode.
 type TallySlot struct {
@@ -42,6 +47,7 @@ type Tally struct {
 	retired  atomic.Bool
 	mu       sync.Mutex // guards shards
 	shards   []*TallyShard
+	max      int // shards at most: beyond, callers count directly
 	free     sync.Pool // *TallyShard: one a core recently used, usually free
 }
 
@@ -65,22 +71,25 @@ func (m *Metrics) NewTally(slots []TallySlot, fixed int) *Tally {
 	if m == nil {
 		return nil
 	}
-	t := &Tally{m: m, slots: slots, counters: make([]EvaluationCounters, len(slots)), fixed: fixed}
+	t := &Tally{m: m, slots: slots, counters: make([]EvaluationCounters, len(slots)), fixed: fixed, max: shardsPerCore * runtime.GOMAXPROCS(0)}
 	m.tallyMu.Lock()
 	m.tallies[t] = struct{}{}
 	m.tallyMu.Unlock()
 	return t
 }
 
-// Acquire returns a shard for the caller alone, or nil when t is nil or retired:
-// the caller then counts with EvaluationCounters. Release gives it back.
+// Acquire returns a shard for the caller alone, or nil when t is nil or retired, or
+// all its shards are in use: the caller then counts with EvaluationCounters.
+// Release gives it back.
 func (t *Tally) Acquire() *TallyShard {
 	if t == nil || t.retired.Load() {
 		return nil
 	}
 	sh, _ := t.free.Get().(*TallyShard)
 	if sh == nil || !sh.busy.CompareAndSwap(false, true) {
-		sh = t.anyFree()
+		if sh = t.anyFree(); sh == nil {
+			return nil
+		}
 	}
 	// retired after the first check: Retire may have flushed this shard already
 	if t.retired.Load() {
@@ -90,9 +99,10 @@ func (t *Tally) Acquire() *TallyShard {
 	return sh
 }
 
-// anyFree returns a free shard, made busy, or a new one: the pool drops its shards
-// at garbage collections, and the shards stay in t.shards, so a shard is only made
-// when every other is in use.
+// anyFree returns a free shard, made busy, or a new one, or nil when t has its
+// maximum of shards and all are in use: the pool drops its shards at garbage
+// collections, and the shards stay in t.shards, so a shard is only made when every
+// other is in use.
 func (t *Tally) anyFree() *TallyShard {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -100,6 +110,9 @@ func (t *Tally) anyFree() *TallyShard {
 		if sh.busy.CompareAndSwap(false, true) {
 			return sh
 		}
+	}
+	if len(t.shards) >= t.max {
+		return nil
 	}
 	sh := &TallyShard{counts: make([]uint64, len(t.slots))}
 	sh.busy.Store(true)

@@ -124,3 +124,28 @@ func TestTallyFailedSlot(t *testing.T) {
 		t.Error("nil metrics made a tally")
 	}
 }
+
+// TestTallyShardsBounded: a tally makes at most shardsPerCore shards a core; when
+// all are held, Acquire says so (nil) and the caller counts directly.
+func TestTallyShardsBounded(t *testing.T) {
+	m, _ := newMetrics(t)
+	tally := m.NewTally([]TallySlot{{Key: "f", Variant: "on", Reason: eval.ReasonStatic}}, 1)
+	var held []*TallyShard
+	for {
+		sh := tally.Acquire()
+		if sh == nil {
+			break
+		}
+		held = append(held, sh)
+		if len(held) > tally.max {
+			t.Fatalf("%d shards handed out, at most %d", len(held), tally.max)
+		}
+	}
+	if len(held) != tally.max {
+		t.Errorf("%d shards before Acquire declined, want %d", len(held), tally.max)
+	}
+	tally.Release(held[0])
+	if sh := tally.Acquire(); sh != held[0] {
+		t.Error("a released shard was not handed out again")
+	}
+}
