@@ -1074,6 +1074,26 @@ func rawH2(t *testing.T, addr string) (fr *http2.Framer, ended chan uint32, clos
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
+	// the server's SETTINGS is acknowledged here, before the reader below starts:
+	// a Framer is not safe for concurrent writes, and the caller writes on it
+	if err := conn.SetReadDeadline(time.Now().Add(waitFor)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for the server's SETTINGS: %v", err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			break
+		}
+	}
+	if err := fr.WriteSettingsAck(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
 	ended, closed = make(chan uint32, 16), make(chan struct{})
 	go func() {
 		defer close(closed)
@@ -1083,10 +1103,6 @@ func rawH2(t *testing.T, addr string) (fr *http2.Framer, ended chan uint32, clos
 				return
 			}
 			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					_ = fr.WriteSettingsAck()
-				}
 			case *http2.MetaHeadersFrame:
 				if f.StreamEnded() {
 					ended <- f.StreamID
