@@ -71,6 +71,8 @@ func zeroValue(t eval.Type) any {
 //     is resolved untyped and listed only if its value is a boolean, string,
 //     number or object.
 //
+// The caller gives the items back (s.items.put) once it has encoded them.
+//
 // With tracing, the RPC is one span (resolveAll, with feature_flag.count: the
 // number of flags answered, as flagd), not one per flag.
 func (s *Service) resolveAll(ctx context.Context, m reqMeta, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
@@ -92,12 +94,13 @@ func (s *Service) resolveAll(ctx context.Context, m reqMeta, reqCtx *structpb.St
 	return items, sel, nil
 }
 
-// resolveAllIn evaluates the flags of the selector for resolveAll.
+// resolveAllIn evaluates the flags of the selector for resolveAll. The caller gives
+// the items back (s.items.put) once it has encoded them.
 func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *structpb.Struct, a api) []bulkItem {
 	snap := s.st.Current()
 	ctx := s.evalContext(structMap(reqCtx), header, a)
 	list := snap.List(sel)
-	items := make([]bulkItem, 0, len(list))
+	items := s.items.get(len(list)) // the caller puts it back
 	// flags with equal rules share one decision per request (eval.Decisions)
 	rules := s.cache.ruleGroups(snap.Generation, sel, list)
 	var decisions eval.Decisions

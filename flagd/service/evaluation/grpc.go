@@ -138,8 +138,14 @@ func (s *Service) grpcServices() []*grpc.ServiceDesc {
 	return out
 }
 
-// grpcReply is a response message encoded by hand; grpcCodec sends its bytes.
-type grpcReply struct{ b []byte }
+// grpcReply is a response message encoded by hand; grpcCodec sends its bytes. A
+// reply with a pool gives its buffer (pooled, holding b) back to it once grpc-go
+// has written it.
+type grpcReply struct {
+	b      []byte
+	pooled *[]byte
+	pool   *replyPool
+}
 
 // protoRequest is a request message decoded by grpcCodec; err is a decoding
 // failure, answered InvalidArgument by the handler (grpc-go would answer Internal).
@@ -157,6 +163,9 @@ func (grpcCodec) Name() string { return "proto" }
 
 func (grpcCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if r, ok := v.(*grpcReply); ok {
+		if r.pool != nil {
+			return mem.BufferSlice{mem.NewBuffer(r.pooled, r.pool)}, nil
+		}
 		return mem.BufferSlice{mem.SliceBuffer(r.b)}, nil
 	}
 	return protolimit.GRPCCodec{}.Marshal(v)
@@ -352,6 +361,7 @@ func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *g
 	if err != nil {
 		return nil, grpcError(err)
 	}
+	defer s.items.put(items)
 	var selMeta []byte
 	if sm := selectorMetadata(sel); gm.api == apiV1 && sm != nil {
 		if selMeta, err = (proto.MarshalOptions{Deterministic: true}).Marshal(sm); err != nil {
@@ -361,7 +371,8 @@ func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *g
 			selMeta = []byte{} // present, empty
 		}
 	}
-	out, exact := appendResolveAll(nil, gm.api, items, selMeta)
+	buf := s.replies.Get(0)
+	out, exact := appendResolveAll((*buf)[:0], gm.api, items, selMeta)
 	if !exact {
 		// something protobuf cannot encode (invalid UTF-8): the message says what
 		var msg proto.Message
@@ -375,7 +386,8 @@ func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *g
 		}
 	}
 	size = len(out) + 5
-	return &grpcReply{b: out}, nil
+	*buf = out // grown, or replaced by protobuf-go's: the pool takes either
+	return &grpcReply{b: out, pooled: buf, pool: &s.replies}, nil
 }
 
 // grpcEventStream serves EventStream of the three services.

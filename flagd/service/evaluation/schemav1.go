@@ -42,6 +42,7 @@ func (h *schemaV1Service) ResolveAll(ctx context.Context, req *connect.Request[s
 	if err != nil {
 		return nil, err
 	}
+	defer h.s.items.put(items)
 	return connect.NewResponse(schemaAllResponse(items)), nil
 }
 

@@ -42,6 +42,7 @@ func (h *v1Service) ResolveAll(ctx context.Context, req *connect.Request[evalv1.
 	if err != nil {
 		return nil, err
 	}
+	defer h.s.items.put(items)
 	return connect.NewResponse(v1AllResponse(items, sel)), nil
 }
 
