@@ -20,44 +20,8 @@ import (
 // grpc-go still sends it.
 func TestGRPCResolveAllPooledReplies(t *testing.T) {
 	p := newGRPCPair(t, Options{Store: newDiffStore(t)})
-	type call struct {
-		method string
-		req    []byte
-		md     metadata.MD
-		code   codes.Code
-		msg    string
-		want   []byte
-	}
-	var calls []call
+	calls := resolveAllCalls(t, p)
 	ok := 0
-	for _, sel := range []string{"", "flagSetId=set-a", "source=src-b", "source=src-a"} {
-		for i := range 4 {
-			req, err := proto.Marshal(&evalv1.ResolveAllRequest{Context: mustStruct(t, map[string]any{"email": fmt.Sprintf("u%d@%s", i, []string{"b.c", "x.y"}[i%2]), "vip": i%2 == 0})})
-			if err != nil {
-				t.Fatal(err)
-			}
-			md := metadata.MD{}
-			if sel != "" {
-				md.Set("flagd-selector", sel)
-			}
-			for _, method := range []string{"/flagd.evaluation.v1.Service/ResolveAll", "/schema.v1.Service/ResolveAll"} {
-				slow := invokeRaw(t, p.slow, method, req, md)
-				if slow.Code != codes.OK { // the selection's invalid UTF-8: an error, also from grpc-go
-					calls = append(calls, call{method, req, md, slow.Code, slow.Message, nil})
-					continue
-				}
-				m := responseFor(t, method)
-				if err := proto.Unmarshal(slow.Body, m); err != nil {
-					t.Fatal(err)
-				}
-				want, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				calls = append(calls, call{method, req, md, codes.OK, "", want})
-			}
-		}
-	}
 	for _, c := range calls {
 		if c.code == codes.OK {
 			ok++
@@ -84,4 +48,50 @@ func TestGRPCResolveAllPooledReplies(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// resolveAllCall is a ResolveAll request and connect-go's answer to it alone.
+type resolveAllCall struct {
+	method string
+	req    []byte
+	md     metadata.MD
+	code   codes.Code
+	msg    string
+	want   []byte // the deterministic encoding of the response
+}
+
+// resolveAllCalls are ResolveAll requests over selectors, contexts and both
+// services, with connect-go's answers.
+func resolveAllCalls(t *testing.T, p *grpcPair) []resolveAllCall {
+	t.Helper()
+	var calls []resolveAllCall
+	for _, sel := range []string{"", "flagSetId=set-a", "source=src-b", "source=src-a"} {
+		for i := range 4 {
+			req, err := proto.Marshal(&evalv1.ResolveAllRequest{Context: mustStruct(t, map[string]any{"email": fmt.Sprintf("u%d@%s", i, []string{"b.c", "x.y"}[i%2]), "vip": i%2 == 0})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			md := metadata.MD{}
+			if sel != "" {
+				md.Set("flagd-selector", sel)
+			}
+			for _, method := range []string{"/flagd.evaluation.v1.Service/ResolveAll", "/schema.v1.Service/ResolveAll"} {
+				slow := invokeRaw(t, p.slow, method, req, md)
+				if slow.Code != codes.OK { // the selection's invalid UTF-8: an error, also from grpc-go
+					calls = append(calls, resolveAllCall{method, req, md, slow.Code, slow.Message, nil})
+					continue
+				}
+				m := responseFor(t, method)
+				if err := proto.Unmarshal(slow.Body, m); err != nil {
+					t.Fatal(err)
+				}
+				want, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				calls = append(calls, resolveAllCall{method, req, md, codes.OK, "", want})
+			}
+		}
+	}
+	return calls
 }

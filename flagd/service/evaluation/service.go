@@ -125,8 +125,8 @@ type Service struct {
 
 	rpcs       *metrics.RPCs // the metrics of calls served by grpc-go (grpc.go)
 	cache      structCache
-	items      itemPool  // ResolveAll's items (allpool.go)
-	replies    replyPool // ResolveAll's gRPC responses
+	items      itemPool            // ResolveAll's items (allpool.go)
+	replies    replyPool           // ResolveAll's gRPC responses
 	procedures map[string]struct{} // known procedure paths: the bounded route label
 	handler    http.Handler
 	codec      *protolimit.ConnectJSON // flagd's JSON options: unpopulated fields emitted, unknown ones ignored

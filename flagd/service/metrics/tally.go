@@ -47,7 +47,7 @@ type Tally struct {
 	retired  atomic.Bool
 	mu       sync.Mutex // guards shards
 	shards   []*TallyShard
-	max      int // shards at most: beyond, callers count directly
+	max      int       // shards at most: beyond, callers count directly
 	free     sync.Pool // *TallyShard: one a core recently used, usually free
 }
 
