@@ -23,6 +23,9 @@ type bulkItem struct {
 	// the cached encodings of an object value and of meta, for the hand encoder of
 	// the gRPC response (appendResolveAll); nil when there is none
 	objC, metaC *cachedStruct
+	// utf8 says that key, reason and variant are valid UTF-8 (the flag's key and
+	// variant names were checked once per snapshot: entryCache.namesValid)
+	utf8 bool
 }
 
 // defaultType is the type flagd's ResolveAll resolves a flag as: the type of its
@@ -107,13 +110,13 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 	decisions.Reset(rules.n)
 	for i, e := range list {
 		f := e.Flag
-		ec := s.cache.entry(snap.Generation, e)
+		ec := rules.entries[i]
 		if f.Disabled() {
 			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
 			ec.count(s.metrics, f.Key, res)
 			if a == apiV1 {
 				mc := ec.metadata(sel, f.Metadata)
-				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: mc.msg, metaC: mc})
+				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: mc.msg, metaC: mc, utf8: ec.namesValid(f)})
 			}
 			continue
 		}
@@ -123,7 +126,7 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 		}
 		res := decisions.EvaluateAs(f, rules.groups[i], t, ctx, nil)
 		ec.count(s.metrics, f.Key, res)
-		it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant}
+		it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant, utf8: ec.namesValid(f)}
 		if res.Failed() {
 			s.logFailure(f.Key, sel, res)
 			it.variant, it.value = "", zeroValue(t)

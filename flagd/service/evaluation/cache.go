@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -33,26 +34,31 @@ type cacheGeneration struct {
 }
 
 // ruleGroups are the shared rules of a selector's list (eval.RuleGroups), by
-// position in the list.
+// position in the list, and the list's entry caches (a ResolveAll of 1,000 flags
+// looked each up in the generation's map on every call: an eighth of its CPU).
 type ruleGroups struct {
-	groups []int32
-	n      int
+	groups  []int32
+	n       int
+	entries []*entryCache
 }
 
-// ruleGroups returns the rule groups of list, the flags sel sees in the snapshot of
-// generation gen, computing them on first use.
+// ruleGroups returns the rule groups and entry caches of list, the flags sel sees
+// in the snapshot of generation gen, computing them on first use.
 func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.Entry) *ruleGroups {
 	g := c.generation(gen)
+	if g.gen == gen {
+		if v, ok := g.rules.Load(sel); ok {
+			return v.(*ruleGroups)
+		}
+	}
+	rg := &ruleGroups{entries: make([]*entryCache, len(list))}
+	rg.groups, rg.n = eval.RuleGroups(list, entryFlag)
+	for i, e := range list {
+		rg.entries[i] = c.entry(gen, e)
+	}
 	if g.gen != gen { // a newer snapshot's cache: its groups are of another list
-		rg := &ruleGroups{}
-		rg.groups, rg.n = eval.RuleGroups(list, entryFlag)
 		return rg
 	}
-	if v, ok := g.rules.Load(sel); ok {
-		return v.(*ruleGroups)
-	}
-	rg := &ruleGroups{}
-	rg.groups, rg.n = eval.RuleGroups(list, entryFlag)
 	v, _ := g.rules.LoadOrStore(sel, rg)
 	return v.(*ruleGroups)
 }
@@ -68,6 +74,32 @@ type entryCache struct {
 	// (copied on write: a flag has a few), so that counting an evaluation does not
 	// hash its label values every time
 	counters atomic.Pointer[[]outcomeCounters]
+	// names is whether the flag's key and variant names are valid UTF-8: 0 not
+	// known yet, 1 valid, 2 not (namesValid)
+	names atomic.Int32
+}
+
+// namesValid reports whether the key and every variant name of f, the entry's
+// flag, are valid UTF-8 (what protobuf requires of the strings ResolveAll sends;
+// reasons are eval's constants), checked on first use.
+func (ec *entryCache) namesValid(f *eval.Flag) bool {
+	switch ec.names.Load() {
+	case 1:
+		return true
+	case 2:
+		return false
+	}
+	ok := utf8.ValidString(f.Key)
+	for i := range f.NumVariants() {
+		name, _ := f.VariantAt(i)
+		ok = ok && utf8.ValidString(name)
+	}
+	if ok {
+		ec.names.Store(1)
+	} else {
+		ec.names.Store(2)
+	}
+	return ok
 }
 
 // outcomeCounters are the counters of one outcome of a flag.

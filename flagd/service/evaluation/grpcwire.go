@@ -375,7 +375,7 @@ func appendResolveAll(b []byte, a api, items []bulkItem, selMeta []byte) (out []
 				continue // as schemaAllResponse: no way to say "no value"
 			}
 		}
-		if !utf8.ValidString(it.key) || !utf8.ValidString(it.reason) || !utf8.ValidString(it.variant) {
+		if !it.utf8 && (!utf8.ValidString(it.key) || !utf8.ValidString(it.reason) || !utf8.ValidString(it.variant)) {
 			return b, false
 		}
 		flag = flag[:0]
