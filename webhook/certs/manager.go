@@ -324,8 +324,12 @@ func (m *manager) published(ca *x509.Certificate) (time.Time, bool) {
 }
 
 // readSecret reads the Secret from the cache (or the API server before the cache
-// has synced), or what we wrote while the cache has not seen it.
+// has synced), or what we wrote while the cache has not seen it. What we wrote is
+// forgotten once the cache shows something else than the version it replaced; a
+// read from the API server does not forget it: the cache, syncing later, may
+// still list the replaced version (acting on it wrote again, and lost a conflict).
 func (m *manager) readSecret(ctx context.Context) (*corev1.Secret, bool, error) {
+	fromCache := m.secrets != nil && m.secrets.HasSynced()
 	sec, exists, err := cached(ctx, m.secrets, m.api.secrets, m.key, m.name)
 	if err != nil {
 		return nil, false, err
@@ -334,7 +338,9 @@ func (m *manager) readSecret(ctx context.Context) (*corev1.Secret, bool, error) 
 		if behind := (m.staleRV == "" && !exists) || (exists && sec.ResourceVersion == m.staleRV); behind {
 			return m.written, true, nil
 		}
-		m.written = nil
+		if fromCache {
+			m.written = nil
+		}
 	}
 	return sec, exists, nil
 }
