@@ -360,6 +360,10 @@ func (f *Flag) Outcome(d Decision) (variant int, reason Reason, ok bool) {
 	return int(i), ReasonTargetingMatch, true
 }
 
+// VariantIndex returns the index (VariantAt's order) of the variant named name, or
+// -1.
+func (f *Flag) VariantIndex(name string) int { return int(f.variantIndex(name)) }
+
 // NumVariants is the number of the flag's variants.
 func (f *Flag) NumVariants() int { return len(f.variants) }
 

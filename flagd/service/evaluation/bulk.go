@@ -108,12 +108,23 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 	rules := s.cache.ruleGroups(snap.Generation, sel, list)
 	var decisions eval.Decisions
 	decisions.Reset(rules.n)
+	sh := rules.tally.Acquire() // nil: count on each entry's counters
+	defer rules.tally.Release(sh)
+	count := func(i int, ec *entryCache, f *eval.Flag, res eval.Resolution) {
+		if sh != nil {
+			if slot := rules.slot(i, f, res); slot >= 0 {
+				sh.Count(slot)
+				return
+			}
+		}
+		ec.count(s.metrics, f.Key, res)
+	}
 	for i, e := range list {
 		f := e.Flag
 		ec := rules.entries[i]
 		if f.Disabled() {
 			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
-			ec.count(s.metrics, f.Key, res)
+			count(i, ec, f, res)
 			if a == apiV1 {
 				mc := ec.metadata(sel, f.Metadata)
 				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: mc.msg, metaC: mc, utf8: ec.namesValid(f)})
@@ -125,7 +136,7 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 			continue
 		}
 		res := decisions.EvaluateAs(f, rules.groups[i], t, ctx, nil)
-		ec.count(s.metrics, f.Key, res)
+		count(i, ec, f, res)
 		it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant, utf8: ec.namesValid(f)}
 		if res.Failed() {
 			s.logFailure(f.Key, sel, res)

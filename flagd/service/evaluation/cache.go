@@ -24,13 +24,42 @@ import (
 // found them + object variants). Responses share the cached Structs: they are only
 // ever marshalled, never modified.
 type structCache struct {
-	cur atomic.Pointer[cacheGeneration]
+	cur     atomic.Pointer[cacheGeneration]
+	metrics *metrics.Metrics // for the rule groups' tallies (nil: none)
 }
 
 type cacheGeneration struct {
 	gen     uint64
 	entries sync.Map // *store.Entry -> *entryCache (a pointer key: no allocation to look up)
 	rules   sync.Map // store.Selector -> *ruleGroups
+	mu      sync.Mutex
+	tallies []*metrics.Tally // of its rule groups, retired with it
+	retired bool             // a newer generation replaced it
+}
+
+// adopt keeps t to be retired with g (at once when g is retired already).
+func (g *cacheGeneration) adopt(t *metrics.Tally) {
+	g.mu.Lock()
+	if g.retired {
+		g.mu.Unlock()
+		t.Retire()
+		return
+	}
+	g.tallies = append(g.tallies, t)
+	g.mu.Unlock()
+}
+
+// retire retires the tallies of g's rule groups: their counts go to the counters,
+// and calls still counting with them count directly.
+func (g *cacheGeneration) retire() {
+	g.mu.Lock()
+	g.retired = true
+	ts := g.tallies
+	g.tallies = nil
+	g.mu.Unlock()
+	for _, t := range ts {
+		t.Retire()
+	}
 }
 
 // ruleGroups are the shared rules of a selector's list (eval.RuleGroups), by
@@ -40,6 +69,62 @@ type ruleGroups struct {
 	groups  []int32
 	n       int
 	entries []*entryCache
+	// tally counts ResolveAll's evaluations of the list in shards (nil: on each
+	// entry's counters); base[i] is list[i]'s first slot: DISABLED for a disabled
+	// flag, else STATIC, TARGETING_MATCH and DEFAULT of each variant in turn
+	tally *metrics.Tally
+	base  []int32
+}
+
+// slot returns the tally slot of the evaluation res of list[i] (flag f), or -1
+// when it has none (failures, code defaults, other reasons).
+func (rg *ruleGroups) slot(i int, f *eval.Flag, res eval.Resolution) int {
+	if res.Failed() {
+		return -1
+	}
+	base := int(rg.base[i])
+	if f.Disabled() {
+		if res.Reason == eval.ReasonDisabled {
+			return base
+		}
+		return -1
+	}
+	var r int
+	switch res.Reason {
+	case eval.ReasonStatic:
+		r = 0
+	case eval.ReasonTargetingMatch:
+		r = 1
+	case eval.ReasonDefault:
+		r = 2
+	default:
+		return -1
+	}
+	j := f.VariantIndex(res.Variant)
+	if j < 0 {
+		return -1
+	}
+	return base + 3*j + r
+}
+
+// tallySlots lays out the slots of list (ruleGroups.base) and returns them.
+func tallySlots(list []*store.Entry, base []int32) []metrics.TallySlot {
+	var slots []metrics.TallySlot
+	for i, e := range list {
+		f := e.Flag
+		base[i] = int32(len(slots)) //nolint:gosec // G115: a slot count, far below 2^31
+		if f.Disabled() {
+			slots = append(slots, metrics.TallySlot{Key: f.Key, Reason: eval.ReasonDisabled})
+			continue
+		}
+		for j := range f.NumVariants() {
+			name, _ := f.VariantAt(j)
+			slots = append(slots, metrics.TallySlot{Key: f.Key, Variant: name, Reason: eval.ReasonStatic},
+				metrics.TallySlot{Key: f.Key, Variant: name, Reason: eval.ReasonTargetingMatch},
+				metrics.TallySlot{Key: f.Key, Variant: name, Reason: eval.ReasonDefault})
+		}
+	}
+	return slots
 }
 
 // ruleGroups returns the rule groups and entry caches of list, the flags sel sees
@@ -59,7 +144,18 @@ func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.E
 	if g.gen != gen { // a newer snapshot's cache: its groups are of another list
 		return rg
 	}
-	v, _ := g.rules.LoadOrStore(sel, rg)
+	if c.metrics != nil {
+		rg.base = make([]int32, len(list))
+		rg.tally = c.metrics.NewTally(tallySlots(list, rg.base), 0)
+	}
+	v, loaded := g.rules.LoadOrStore(sel, rg)
+	if rg.tally != nil {
+		if loaded { // another call stored its groups first
+			rg.tally.Retire()
+		} else {
+			g.adopt(rg.tally)
+		}
+	}
 	return v.(*ruleGroups)
 }
 
@@ -176,6 +272,9 @@ func (c *structCache) generation(gen uint64) *cacheGeneration {
 		}
 		ng := &cacheGeneration{gen: gen}
 		if c.cur.CompareAndSwap(g, ng) {
+			if g != nil {
+				g.retire()
+			}
 			return ng
 		}
 	}

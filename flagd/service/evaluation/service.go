@@ -163,6 +163,7 @@ func newService(opts Options, fast bool) *Service {
 		rpcs:       opts.Metrics.RPCs(metricsService),
 		events:     newEvents(),
 	}
+	s.cache.metrics = opts.Metrics
 	if s.keepAlive <= 0 {
 		s.keepAlive = DefaultKeepAlive
 	}
