@@ -6,13 +6,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics/metricstest"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
@@ -81,13 +81,7 @@ func TestResolveAllCountsEveryEvaluation(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	want := counterSeries(t, refReg)
-	if len(want) < 15 {
-		t.Fatalf("only %d series: the flags do not cover the outcomes", len(want))
-	}
-	if diff := cmp.Diff(want, counterSeries(t, reg)); diff != "" {
-		t.Errorf("(-each flag alone +ResolveAll):\n%s", diff)
-	}
+	metricstest.SameEvaluations(t, refReg, reg, 15, "ResolveAll")
 	// a newer snapshot retires the rule groups' tallies of the one before
 	snap := st.Current()
 	old := svc.cache.ruleGroups(snap.Generation, all, snap.List(all))
@@ -117,27 +111,4 @@ func countAlone(m *metrics.Metrics, list []*store.Entry, ctx map[string]any, a a
 			m.Evaluation(f.Key, true, f.EvaluateAs(t, ctx, nil))
 		}
 	}
-}
-
-// counterSeries is every evaluation counter of reg by family and labels.
-func counterSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	out := map[string]float64{}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), "feature_flag_flagd_") {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			out[key] = m.GetCounter().GetValue()
-		}
-	}
-	return out
 }

@@ -30,36 +30,9 @@ type structCache struct {
 
 type cacheGeneration struct {
 	gen     uint64
-	entries sync.Map // *store.Entry -> *entryCache (a pointer key: no allocation to look up)
-	rules   sync.Map // store.Selector -> *ruleGroups
-	mu      sync.Mutex
-	tallies []*metrics.Tally // of its rule groups, retired with it
-	retired bool             // a newer generation replaced it
-}
-
-// adopt keeps t to be retired with g (at once when g is retired already).
-func (g *cacheGeneration) adopt(t *metrics.Tally) {
-	g.mu.Lock()
-	if g.retired {
-		g.mu.Unlock()
-		t.Retire()
-		return
-	}
-	g.tallies = append(g.tallies, t)
-	g.mu.Unlock()
-}
-
-// retire retires the tallies of g's rule groups: their counts go to the counters,
-// and calls still counting with them count directly.
-func (g *cacheGeneration) retire() {
-	g.mu.Lock()
-	g.retired = true
-	ts := g.tallies
-	g.tallies = nil
-	g.mu.Unlock()
-	for _, t := range ts {
-		t.Retire()
-	}
+	entries sync.Map         // *store.Entry -> *entryCache (a pointer key: no allocation to look up)
+	rules   sync.Map         // store.Selector -> *ruleGroups
+	tallies metrics.TallySet // of its rule groups, retired when a newer generation replaces it
 }
 
 // ruleGroups are the shared rules of a selector's list (eval.RuleGroups), by
@@ -153,7 +126,7 @@ func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.E
 		if loaded { // another call stored its groups first
 			rg.tally.Retire()
 		} else {
-			g.adopt(rg.tally)
+			g.tallies.Adopt(rg.tally)
 		}
 	}
 	return v.(*ruleGroups)
@@ -273,7 +246,7 @@ func (c *structCache) generation(gen uint64) *cacheGeneration {
 		ng := &cacheGeneration{gen: gen}
 		if c.cur.CompareAndSwap(g, ng) {
 			if g != nil {
-				g.retire()
+				g.tallies.Retire()
 			}
 			return ng
 		}

@@ -182,6 +182,44 @@ func (t *Tally) add(i int, n uint64) {
 	}
 }
 
+// TallySet holds the tallies of a set of caches that is replaced as a whole (the
+// plans or rule groups of one snapshot), to retire them together. The zero value
+// is an empty set.
+type TallySet struct {
+	mu      sync.Mutex
+	tallies []*Tally
+	retired bool
+}
+
+// Adopt adds t to the set, to be retired with it; a retired set retires t at once.
+// A nil t is ignored.
+func (s *TallySet) Adopt(t *Tally) {
+	if t == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.retired {
+		s.mu.Unlock()
+		t.Retire()
+		return
+	}
+	s.tallies = append(s.tallies, t)
+	s.mu.Unlock()
+}
+
+// Retire retires every tally of the set and those adopted later: their counts go
+// to the counters, and requests still counting with them count directly.
+func (s *TallySet) Retire() {
+	s.mu.Lock()
+	s.retired = true
+	ts := s.tallies
+	s.tallies = nil
+	s.mu.Unlock()
+	for _, t := range ts {
+		t.Retire()
+	}
+}
+
 // flushTallies adds the counts of every live tally to the counters.
 func (m *Metrics) flushTallies() {
 	m.tallyMu.Lock()

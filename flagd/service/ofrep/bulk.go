@@ -106,34 +106,7 @@ type planSet struct {
 	gen     uint64
 	mu      sync.Mutex
 	plans   map[store.Selector]*planOnce
-	tallies []*metrics.Tally // of its plans, retired with the set
-	retired bool             // a newer snapshot's set replaced it
-}
-
-// adopt keeps the tally of a plan of the set, to be retired with it (at once when
-// the set is retired already).
-func (set *planSet) adopt(t *metrics.Tally) {
-	set.mu.Lock()
-	if set.retired {
-		set.mu.Unlock()
-		t.Retire()
-		return
-	}
-	set.tallies = append(set.tallies, t)
-	set.mu.Unlock()
-}
-
-// retire retires the tallies of the set's plans: their counts go to the counters,
-// and requests still answering from its plans count directly.
-func (set *planSet) retire() {
-	set.mu.Lock()
-	set.retired = true
-	ts := set.tallies
-	set.tallies = nil
-	set.mu.Unlock()
-	for _, t := range ts {
-		t.Retire()
-	}
+	tallies metrics.TallySet // of its plans, retired when a newer snapshot's set replaces it
 }
 
 type planOnce struct {
@@ -154,7 +127,7 @@ func (s *Service) plan(snap *store.Snapshot, sel store.Selector) *bulkPlan {
 		}
 		if s.plans.cur.CompareAndSwap(set, &planSet{gen: snap.Generation, plans: map[store.Selector]*planOnce{}}) {
 			if set != nil {
-				set.retire()
+				set.tallies.Retire()
 			}
 			set = s.plans.cur.Load()
 			break
@@ -176,9 +149,7 @@ func (s *Service) plan(snap *store.Snapshot, sel store.Selector) *bulkPlan {
 	}
 	po.once.Do(func() {
 		po.plan = s.buildPlan(snap, sel, true)
-		if po.plan.tally != nil {
-			set.adopt(po.plan.tally)
-		}
+		set.tallies.Adopt(po.plan.tally)
 	})
 	return po.plan
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/flagpole-dev/flagpole/flagd/eval"
 	"github.com/flagpole-dev/flagpole/flagd/service"
 	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics/metricstest"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
@@ -388,34 +389,5 @@ func TestBulkCountsEveryEvaluation(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	want := evaluationSeries(t, refReg)
-	if len(want) < 20 {
-		t.Fatalf("only %d series: the flags do not cover the outcomes", len(want))
-	}
-	if diff := cmp.Diff(want, evaluationSeries(t, reg)); diff != "" {
-		t.Errorf("(-every flag alone +bulk answers):\n%s", diff)
-	}
-}
-
-// evaluationSeries is every evaluation counter of reg by family and labels.
-func evaluationSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	out := map[string]float64{}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), "feature_flag_flagd_") {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			out[key] = m.GetCounter().GetValue()
-		}
-	}
-	return out
+	metricstest.SameEvaluations(t, refReg, reg, 20, "bulk answers")
 }
