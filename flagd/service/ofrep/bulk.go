@@ -74,7 +74,7 @@ type planItem struct {
 	fixed    []byte
 	counters metrics.EvaluationCounters
 	// for targeted flags: the encoded key and success metadata, each variant's
-	// encoded value and counters ("" for the code default), counters of the rest
+	// pieces and counters (by index), counters of the rest (errors, code defaults)
 	key      []byte
 	meta     []byte
 	variants []variantOut // by index (eval.Flag.VariantAt)
