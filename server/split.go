@@ -466,10 +466,12 @@ func (s *sniffer) headers(pos int) route {
 		}
 	}
 	var contentType string
+	contentTypes := 0
 	proxied := false
 	dec := hpack.NewDecoder(4096, func(f hpack.HeaderField) {
 		if f.Name == "content-type" {
 			contentType = f.Value
+			contentTypes++
 		}
 		proxied = proxied || proxyHeader(f.Name)
 	})
@@ -477,7 +479,10 @@ func (s *sniffer) headers(pos int) route {
 	if _, err := dec.Write(block); err != nil || dec.Close() != nil {
 		return routeHTTP // the server reports the compression error
 	}
-	if isGRPCProto(contentType) && !proxied {
+	// a request with several Content-Types is read differently by different
+	// parsers (the first one or the last one): net/http, which serves every
+	// protocol, gets it
+	if contentTypes == 1 && isGRPCProto(contentType) && !proxied {
 		return routeGRPC
 	}
 	return routeHTTP
