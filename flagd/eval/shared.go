@@ -102,21 +102,10 @@ func (d *Decisions) Decide(f *Flag, group int32, ctx map[string]any, clock func(
 // type t for ctx: as f.EvaluateAs does, running the group's rule once per request
 // unless its decision is each flag's own.
 func (d *Decisions) EvaluateAs(f *Flag, group int32, t Type, ctx map[string]any, clock func() time.Time) Resolution {
-	if group < 0 { // alone, without a rule, or disabled
+	// alone, without a rule, disabled, or a group whose decisions are each flag's
+	// own: the flag's own evaluation (with its inlined common outcome)
+	if group < 0 || d.ds[group].state == decisionOwn {
 		return f.EvaluateAs(t, ctx, clock)
 	}
-	sd := &d.ds[group]
-	switch sd.state {
-	case decisionShared:
-		return f.Apply(t, sd.d)
-	case decisionOwn:
-		return f.EvaluateAs(t, ctx, clock)
-	}
-	dec, own := f.Decide(ctx, clock)
-	if own {
-		sd.state = decisionOwn
-	} else {
-		sd.state, sd.d = decisionShared, dec
-	}
-	return f.Apply(t, dec)
+	return f.Apply(t, d.Decide(f, group, ctx, clock))
 }

@@ -117,7 +117,7 @@ func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *s
 				return
 			}
 		}
-		ec.count(s.metrics, f.Key, res)
+		ec.counters.Count(s.metrics, f.Key, res)
 	}
 	for i, e := range list {
 		f := e.Flag

@@ -139,10 +139,9 @@ type entryCache struct {
 	all     atomic.Pointer[cachedStruct] // metadata without a selector (the common case)
 	bySel   sync.Map                     // store.Selector -> *cachedStruct: metadata through a selector
 	objects sync.Map                     // variant name -> *cachedStruct: object variant values
-	// counters are the metric counters of the outcomes seen so far
-	// (copied on write: a flag has a few), so that counting an evaluation does not
-	// hash its label values every time
-	counters atomic.Pointer[[]outcomeCounters]
+	// counters are the metric counters of the outcomes seen so far, so that
+	// counting an evaluation does not hash its label values every time
+	counters metrics.FlagCounters
 	// names is whether the flag's key and variant names are valid UTF-8: 0 not
 	// known yet, 1 valid, 2 not (namesValid)
 	names atomic.Int32
@@ -169,39 +168,6 @@ func (ec *entryCache) namesValid(f *eval.Flag) bool {
 		ec.names.Store(2)
 	}
 	return ok
-}
-
-// outcomeCounters are the counters of one outcome of a flag.
-type outcomeCounters struct {
-	variant  string
-	reason   eval.Reason
-	code     eval.ErrorCode
-	counters metrics.EvaluationCounters
-}
-
-// count records an evaluation res of the entry's flag (which exists) in m, as
-// m.Evaluation(key, true, res) does.
-func (ec *entryCache) count(m *metrics.Metrics, key string, res eval.Resolution) {
-	for {
-		cur := ec.counters.Load()
-		if cur != nil {
-			for i := range *cur {
-				if oc := &(*cur)[i]; oc.variant == res.Variant && oc.reason == res.Reason && oc.code == res.ErrorCode {
-					oc.counters.Inc()
-					return
-				}
-			}
-		}
-		var next []outcomeCounters
-		if cur != nil {
-			next = append(next, *cur...)
-		}
-		next = append(next, outcomeCounters{variant: res.Variant, reason: res.Reason, code: res.ErrorCode, counters: m.EvaluationCounters(key, true, res)})
-		if ec.counters.CompareAndSwap(cur, &next) {
-			next[len(next)-1].counters.Inc()
-			return
-		}
-	}
 }
 
 // cachedStruct is a Struct and its protojson encoding, which the fast path splices

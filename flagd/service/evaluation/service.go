@@ -375,7 +375,7 @@ func (s *Service) evaluate(f found, key string, ctx map[string]any, t eval.Type,
 	}
 	gen := f.snap.Generation
 	ec := s.cache.entry(gen, f.entry)
-	ec.count(s.metrics, key, res)
+	ec.counters.Count(s.metrics, key, res)
 	if span != nil {
 		tracing.Evaluation(span, key, res)
 	}

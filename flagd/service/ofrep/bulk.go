@@ -74,31 +74,23 @@ type planItem struct {
 	fixed    []byte
 	counters metrics.EvaluationCounters
 	// for targeted flags: the encoded key and success metadata, each variant's
-	// pieces and counters (by index), counters of the rest (errors, code defaults)
+	// pieces (by index), and the counters of the outcomes seen, for plans that
+	// count without a tally (and outcomes no slot has: errors, code defaults)
 	key      []byte
 	meta     []byte
 	variants []variantOut // by index (eval.Flag.VariantAt)
-	outcomes sync.Map     // outcomeKey -> metrics.EvaluationCounters: errors, code defaults
+	outcomes metrics.FlagCounters
 	// group is the index of the flag's rule among the plan's shared rules, -1
 	// when no other flag of the plan has an equal rule (eval.RuleGroups)
 	group int32
 }
 
-// variantOut is what answering a variant of a targeted flag needs. Its counters
-// are looked up on first use (a label set per outcome that happened, not per
-// outcome that could).
+// variantOut is what answering a variant of a targeted flag needs.
 type variantOut struct {
-	name         string
-	value        []byte                                     // encoded
-	nameJSON     []byte                                     // encoded; nil for the name ""
-	match, other atomic.Pointer[metrics.EvaluationCounters] // TARGETING_MATCH, DEFAULT
-	matchSlot    int                                        // the tally's slot of TARGETING_MATCH; DEFAULT's is the next
-}
-
-type outcomeKey struct {
-	variant string
-	reason  eval.Reason
-	code    eval.ErrorCode
+	name      string
+	value     []byte // encoded
+	nameJSON  []byte // encoded; nil for the name ""
+	matchSlot int    // the tally's slot of TARGETING_MATCH; DEFAULT's is the next
 }
 
 // planSet is the plans of one snapshot.
@@ -240,7 +232,7 @@ func (s *Service) appendTargeted(enc *encoder, it *planItem, dec eval.Decision, 
 		if res.Failed() {
 			s.opts.Log.Debug().Str("flag", f.Key).Str("selector", sel.String()).Str("code", string(res.ErrorCode)).Msg(res.ErrorMessage)
 		}
-		s.countOutcome(it, res)
+		it.outcomes.Count(s.opts.Metrics, f.Key, res)
 		enc.evaluation(f.Key, res, refl)
 		return
 	}
@@ -252,7 +244,7 @@ func (s *Service) appendTargeted(enc *encoder, it *planItem, dec eval.Decision, 
 		}
 		sh.Count(slot)
 	} else {
-		s.countVariant(it, vo, reason)
+		it.outcomes.Count(s.opts.Metrics, f.Key, eval.Resolution{Variant: vo.name, Reason: reason})
 	}
 	// as encoder.evaluation writes it: value, key, reason, variant (absent when
 	// empty), metadata
@@ -272,37 +264,6 @@ func (s *Service) appendTargeted(enc *encoder, it *planItem, dec eval.Decision, 
 	enc.buf = append(enc.buf, `,"metadata":`...)
 	enc.buf = append(enc.buf, it.meta...)
 	enc.buf = append(enc.buf, '}')
-}
-
-// countVariant counts an evaluation of a targeted flag to variant vo with reason
-// (TARGETING_MATCH or DEFAULT) on the outcome's counters, for a plan without a
-// tally.
-func (s *Service) countVariant(it *planItem, vo *variantOut, reason eval.Reason) {
-	counters := &vo.match
-	if reason == eval.ReasonDefault {
-		counters = &vo.other
-	}
-	c := counters.Load()
-	if c == nil {
-		looked := s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, eval.Resolution{Variant: vo.name, Reason: reason})
-		counters.CompareAndSwap(nil, &looked)
-		c = counters.Load()
-	}
-	c.Inc()
-}
-
-// countOutcome counts an evaluation of a targeted flag that is not one of its
-// variants (a failure, the code default) on the outcome's counters.
-func (s *Service) countOutcome(it *planItem, res eval.Resolution) {
-	k := outcomeKey{res.Variant, res.Reason, res.ErrorCode}
-	var c metrics.EvaluationCounters
-	if v, ok := it.outcomes.Load(k); ok {
-		c = v.(metrics.EvaluationCounters)
-	} else {
-		c = s.opts.Metrics.EvaluationCounters(it.entry.Flag.Key, true, res)
-		it.outcomes.Store(k, c)
-	}
-	c.Inc()
 }
 
 // contextETag is the tag of an answer of plan p for the evaluation context ctx.
