@@ -70,12 +70,14 @@ type bulkPlan struct {
 type planItem struct {
 	entry *store.Entry
 	// fixed is the flag's whole answer when it cannot depend on the context (no
-	// targeting, or disabled), with its counters
-	fixed    []byte
-	counters metrics.EvaluationCounters
+	// targeting, or disabled), and res the resolution it encodes (for counting
+	// without a tally)
+	fixed []byte
+	res   eval.Resolution
 	// for targeted flags: the encoded key and success metadata, each variant's
-	// pieces (by index), and the counters of the outcomes seen, for plans that
-	// count without a tally (and outcomes no slot has: errors, code defaults)
+	// pieces (by index); for every flag, the counters of the outcomes seen, for
+	// plans that count without a tally (and outcomes no slot has: errors, code
+	// defaults)
 	key      []byte
 	meta     []byte
 	variants []variantOut // by index (eval.Flag.VariantAt)
@@ -170,7 +172,7 @@ func (s *Service) buildPlan(snap *store.Snapshot, sel store.Selector, tallied bo
 			enc.buf = enc.buf[:0]
 			enc.evaluation(f.Key, res, p.refl)
 			it.fixed = slices.Clone(enc.buf)
-			it.counters = s.opts.Metrics.EvaluationCounters(f.Key, true, res)
+			it.res = res
 			fixedSlots = append(fixedSlots, metrics.TallySlot{Key: f.Key, Variant: res.Variant, Reason: res.Reason, ErrorCode: res.ErrorCode})
 			continue
 		}

@@ -302,7 +302,7 @@ func (s *Service) encodeBulk(enc *encoder, plan *bulkPlan, ctx map[string]any, s
 		if it.fixed != nil {
 			enc.buf = append(enc.buf, it.fixed...)
 			if sh == nil {
-				it.counters.Inc()
+				it.outcomes.Count(s.opts.Metrics, it.entry.Flag.Key, it.res)
 			}
 			continue
 		}
