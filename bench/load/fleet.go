@@ -151,7 +151,8 @@ func (f *fleet) runAll(ctx context.Context, rep *report) error {
 			}
 			w := findWorkload(name)
 			if w.fanout {
-				for _, label := range f.labels() {
+				// the floor first, as the floor workloads run before theirs
+				for _, label := range append([]string{"floor"}, f.labels()...) {
 					res, err := f.fanout(ctx, w, label, round)
 					if err != nil {
 						return err
@@ -214,6 +215,9 @@ func (f *fleet) fanout(ctx context.Context, w workload, label string, round int)
 	o, err := f.options(ctx, label, transportPlain, file)
 	if err != nil {
 		return fanoutResult{}, err
+	}
+	if label == "floor" {
+		o.args = nil // the floor's -cpuprofile is the main floor instance's
 	}
 	if label == "flagpole" && f.profiled {
 		// a profile of its own beside the main instance's: <profile>.<workload>-<round>

@@ -111,7 +111,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, w := range workloads() {
 		switch {
 		case w.fanout:
-			for _, server := range []string{"flagpole", "compare"} {
+			for _, server := range []string{"floor", "flagpole", "compare"} {
 				wantFanout = append(wantFanout, fanoutRow{w.name, server, 5, 2, true, true})
 			}
 		case w.onFloor:

@@ -382,6 +382,16 @@ func (r report) fanoutMarkdown(b *strings.Builder) {
 	b.WriteString("\n")
 }
 
+// fanoutFloor is the floor's run of f's fan-out workload in the same round.
+func (r report) fanoutFloor(f fanoutResult) (fanoutResult, bool) {
+	for _, fl := range r.fanouts {
+		if fl.server == "floor" && fl.name == f.name && fl.round == f.round {
+			return fl, true
+		}
+	}
+	return fanoutResult{}, false
+}
+
 // budgets16 renders the budgets of issue 16.
 func (r report) budgets16(b *strings.Builder) {
 	c := r.cfg
@@ -418,10 +428,20 @@ func (r report) budgets16(b *strings.Builder) {
 			continue
 		}
 		ok := c.fanout >= 1000
-		rows = append(rows, fmt.Sprintf("| `%s` (round %d, %d flags): the last of %d streams has a change, p99 | ≤ %s | %s | %s |", f.name, max(f.round, 1), f.flags, f.streams,
-			us(budgetFanoutP99), us(percentileOf(f.last, 0.99)), verdict(len(f.last) > 0 && percentileOf(f.last, 0.99) <= budgetFanoutP99 && f.errors == 0, ok)))
-		rows = append(rows, fmt.Sprintf("| `%s` (round %d, %d flags): server RSS with %d idle streams | ≤ %s | %s | %s |", f.name, max(f.round, 1), f.flags, f.streams,
-			mib(budgetFanoutRSS), mib(f.rssIdle), verdict(f.rssIdle <= budgetFanoutRSS, ok)))
+		p99, floorP99, floorRSS := percentileOf(f.last, 0.99), "", ""
+		if fl, found := r.fanoutFloor(f); found {
+			if fp := percentileOf(fl.last, 0.99); fp > 0 && len(fl.last) > 0 {
+				floorP99 = fmt.Sprintf(" (floor %s: %.2f×)", us(fp), float64(p99)/float64(fp))
+			}
+			if fl.rssIdle > 0 {
+				floorRSS = fmt.Sprintf(" (floor %s, of which %s pages of its binary: %.2f×; flagpole's binary %s)", mib(fl.rssIdle), mib(fl.rssIdleFile),
+					float64(f.rssIdle)/float64(fl.rssIdle), mibOrDash(f.rssIdleFile))
+			}
+		}
+		rows = append(rows, fmt.Sprintf("| `%s` (round %d, %d flags): the last of %d streams has a change, p99 | ≤ %s | %s%s | %s |", f.name, max(f.round, 1), f.flags, f.streams,
+			us(budgetFanoutP99), us(p99), floorP99, verdict(len(f.last) > 0 && p99 <= budgetFanoutP99 && f.errors == 0, ok)))
+		rows = append(rows, fmt.Sprintf("| `%s` (round %d, %d flags): server RSS with %d idle streams | ≤ %s | %s%s | %s |", f.name, max(f.round, 1), f.flags, f.streams,
+			mib(budgetFanoutRSS), mib(f.rssIdle), floorRSS, verdict(f.rssIdle <= budgetFanoutRSS, ok)))
 	}
 	if len(rows) == 0 {
 		return

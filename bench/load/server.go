@@ -132,8 +132,9 @@ func startOnce(ctx context.Context, o serverOptions) (*server, error) {
 	switch {
 	case o.floor:
 		s.evalTLS, s.evalUnix, s.clientTLS = addr(ports[1]), o.socket, o.tls.client
-		s.eval, s.mgmt, s.sync, s.ofrep = addr(ports[0]), "", "", ""
-		args = append(args, "-addr", s.eval, "-tls-addr", s.evalTLS, "-cert", o.tls.certFile, "-key", o.tls.keyFile, "-socket", o.socket)
+		s.eval, s.mgmt, s.sync, s.ofrep = addr(ports[0]), "", addr(ports[2]), ""
+		args = append(args, "-addr", s.eval, "-tls-addr", s.evalTLS, "-cert", o.tls.certFile, "-key", o.tls.keyFile, "-socket", o.socket,
+			"-sync-addr", s.sync, "-flags-file", o.flagsFile)
 	case o.flagdCLI:
 		args = append(args, "start")
 	default:

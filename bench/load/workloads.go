@@ -85,8 +85,8 @@ func workloads() []workload {
 		{name: wlGRPCUnix, transport: transportUnix, floor: wlFloorGRPC, describe: "`grpc-static` over a unix socket (--socket-path)"},
 		{name: wlFloorGRPCTLS, transport: transportTLS, onFloor: true, describe: "the gRPC floor over TLS"},
 		{name: wlGRPCTLS, transport: transportTLS, floor: wlFloorGRPCTLS, describe: "`grpc-static` over TLS (ECDSA P-256, TLS 1.3)"},
-		{name: wlSyncFanout, fanout: true, describe: "flagd.sync.v1 SyncFlags: -fanout streams (one connection each) held open, then -changes flag file changes (rename): time from the rename to each stream's new payload"},
-		{name: wlEventFanout, fanout: true, describe: "EventStream (v1, gRPC): -fanout streams held open, then -changes flag file changes: time from the rename to each stream's configuration_change"},
+		{name: wlSyncFanout, fanout: true, describe: "flagd.sync.v1 SyncFlags: -fanout streams (one connection each) held open, then -changes flag file changes (rename): time from the rename to each stream's new payload; first on the fan-out floor (flagd mode's sync server around a service sending the file as it is)"},
+		{name: wlEventFanout, fanout: true, describe: "EventStream (v1, gRPC): -fanout streams held open, then -changes flag file changes: time from the rename to each stream's configuration_change; first on the fan-out floor (the gRPC floor's EventStream)"},
 	}
 }
 

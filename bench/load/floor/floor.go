@@ -7,6 +7,9 @@
 // fixed ResolveBoolean response, both the bytes flagd mode answers for the load
 // harness's static-bool flag. With a bulk answer (-bulk-answer), a POST to the OFREP
 // bulk path is answered with those bytes: the transport's cost of a body that size.
+// With a flag file (-flags-file), the floor also holds streams that send it and
+// again after each change: SyncFlags on a sync listener (-sync-addr, flagd mode's
+// sync server around a service doing no work) and EventStream on the gRPC floor.
 package floor
 
 import (
@@ -19,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -30,6 +34,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 
+	"github.com/flagpole-dev/flagpole/flagd/service/syncserver"
 	"github.com/flagpole-dev/flagpole/server"
 )
 
@@ -56,6 +61,11 @@ type Options struct {
 	CertFile, KeyFile     string // for TLSAddr
 	// BulkAnswer, when set, is the body of the answer to a POST to BulkPath.
 	BulkAnswer []byte
+	// SyncAddr serves FlagSyncService (SyncFlags sending FlagsFile) on this
+	// address; it needs FlagsFile.
+	SyncAddr string
+	// FlagsFile is the flag file the streams send (and send again when it changes).
+	FlagsFile string
 }
 
 // Main runs the floor server with command-line arguments until SIGTERM or SIGINT
@@ -70,6 +80,8 @@ func Main(args []string) int {
 	fs.StringVar(&o.KeyFile, "key", "", "server key (PEM) of the TLS listener")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	bulk := fs.String("bulk-answer", "", "answer POST "+BulkPath+" with the contents of this file")
+	fs.StringVar(&o.SyncAddr, "sync-addr", "", "plaintext sync listener: SyncFlags streams sending -flags-file")
+	fs.StringVar(&o.FlagsFile, "flags-file", "", "the flag file SyncFlags and EventStream streams send, and send again when it changes")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -131,18 +143,44 @@ func Run(ctx context.Context, o Options) error {
 	if len(cfgs) == 0 {
 		return errors.New("no listener: give -addr, -tls-addr or -socket")
 	}
+	if o.SyncAddr != "" && o.FlagsFile == "" {
+		return errors.New("-sync-addr needs -flags-file")
+	}
+	var f *feed
+	if o.FlagsFile != "" {
+		path, err := filepath.Abs(o.FlagsFile)
+		if err != nil {
+			return err
+		}
+		if f, err = newFeed(path); err != nil {
+			return err
+		}
+		o.FlagsFile = path
+	}
 	h := &handler{bulk: o.BulkAnswer, bulkLength: []string{strconv.Itoa(len(o.BulkAnswer))}}
 	var wg sync.WaitGroup
-	errs := make(chan error, len(cfgs))
+	errs := make(chan error, len(cfgs)+2)
 	for _, c := range cfgs {
 		ln, err := server.Listen(c)
 		if err != nil {
 			return err
 		}
-		c.GRPC = newGRPC(c)
+		c.GRPC = newGRPC(ctx, c, f)
 		wg.Go(func() {
 			errs <- server.Serve(ctx, ln, c, h, log, nil)
 		})
+	}
+	if f != nil {
+		wg.Go(func() { errs <- f.watch(ctx, o.FlagsFile, log) })
+	}
+	if o.SyncAddr != "" {
+		c := server.ListenConfig{Name: "floor-sync", Address: o.SyncAddr}
+		ln, err := server.Listen(c)
+		if err != nil {
+			return err
+		}
+		s := syncserver.New(syncserver.Options{Service: &syncFloor{feed: f, ctx: ctx}, Log: log})
+		wg.Go(func() { errs <- s.Serve(ctx, base.Conns.Listener(ln, c.Name, nil)) })
 	}
 	wg.Wait()
 	close(errs)
@@ -207,8 +245,8 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // newGRPC is the gRPC floor: the listener's options, one unary method answering
-// GRPCAnswer.
-func newGRPC(c server.ListenConfig) *grpc.Server {
+// GRPCAnswer, and EventStream (streams end with ctx; f may be nil: no changes).
+func newGRPC(ctx context.Context, c server.ListenConfig, f *feed) *grpc.Server {
 	g := grpc.NewServer(append(server.GRPCServerOptions(c), grpc.ForceServerCodecV2(rawCodec{}))...)
 	service, method, _ := strings.Cut(strings.TrimPrefix(GRPCMethod, "/"), "/")
 	reply := &rawMessage{b: GRPCAnswer}
@@ -222,6 +260,10 @@ func newGRPC(c server.ListenConfig) *grpc.Server {
 			server.RequestReceived(ctx)
 			return reply, nil
 		},
+	}}, Streams: []grpc.StreamDesc{{
+		StreamName:    strings.TrimPrefix(EventStreamMethod, "/"+service+"/"),
+		ServerStreams: true,
+		Handler:       eventStreamHandler(ctx, f),
 	}}}, struct{}{})
 	return g
 }
