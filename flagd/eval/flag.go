@@ -373,6 +373,14 @@ func (f *Flag) VariantAt(i int) (name string, value any) {
 	return f.variants[i].name, f.variants[i].value
 }
 
+// ResolveVariant is the resolution of the flag's i-th variant (0 <= i <
+// NumVariants) with reason, as type t: what Apply returns for a decision whose
+// Outcome is (i, reason), a TYPE_MISMATCH failure when the variant's value is not
+// a t. It lets a caller prepare the answer of every outcome once.
+func (f *Flag) ResolveVariant(t Type, i int, reason Reason) Resolution {
+	return f.resolveVariant(t, &f.variants[i], reason)
+}
+
 // Apply resolves the flag as type t from a decision of its rule (see Decide).
 func (f *Flag) Apply(t Type, d Decision) Resolution {
 	return f.apply(t, &d.result, d.failure)

@@ -347,6 +347,12 @@ func TestOutcomeAgreesWithApply(t *testing.T) {
 				if got := (want{value, vname, reason, ""}); !cmp.Equal(got, summary(res)) {
 					t.Errorf("ctx %v: Outcome %+v, Apply %+v", ctx, got, summary(res))
 				}
+				// the outcome's resolution as every type, failures included
+				for _, typ := range []eval.Type{eval.TypeAny, eval.TypeBoolean, eval.TypeString, eval.TypeFloat, eval.TypeInteger, eval.TypeObject} {
+					if diff := cmp.Diff(f.Apply(typ, dec), f.ResolveVariant(typ, v, reason)); diff != "" {
+						t.Errorf("ctx %v, type %s: ResolveVariant (-Apply +ResolveVariant):\n%s", ctx, typ, diff)
+					}
+				}
 			}
 		})
 	}

@@ -25,7 +25,7 @@ const allCountsExtra = `,
 }}`
 
 // TestResolveAllCountsEveryEvaluation: ResolveAll calls on several goroutines, in
-// both services, while snapshots replace the rule groups (and retire their
+// both services, through the item path and from the list's pieces (gRPC), while snapshots replace the rule groups (and retire their
 // tallies) and the metrics are gathered, count exactly what evaluating each flag
 // alone as ResolveAll does counts: per flag, variant, reason and error.
 func TestResolveAllCountsEveryEvaluation(t *testing.T) {
@@ -61,8 +61,15 @@ func TestResolveAllCountsEveryEvaluation(t *testing.T) {
 				}
 				a := []api{apiV1, apiSchemaV1}[i%2]
 				snap := st.Current()
-				items := svc.resolveAllIn(all, nil, ctx, a)
-				svc.items.put(items)
+				if i%4 < 2 { // the item path
+					svc.items.put(svc.resolveAllIn(all, nil, ctx, a))
+				} else { // gRPC's answer from the list's pieces
+					p := svc.newAllPass(all, nil, ctx, a)
+					if _, _, ok := p.appendWire(nil, p.wire()); !ok {
+						t.Error("appendWire failed")
+					}
+					p.done()
+				}
 				countAlone(ref, snap.List(all), ctx.AsMap(), a) // a snapshot with the same outcomes
 			}
 		})

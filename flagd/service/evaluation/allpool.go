@@ -29,9 +29,10 @@ func (ip *itemPool) get(n int) []bulkItem {
 	return make([]bulkItem, 0, n)
 }
 
-// put returns items (cleared) to the pool; the caller no longer uses them.
+// put returns items (cleared) to the pool; the caller no longer uses them. nil is
+// ignored.
 func (ip *itemPool) put(items []bulkItem) {
-	if cap(items) > maxPooledItems {
+	if items == nil || cap(items) > maxPooledItems { // nil: none taken (gRPC's pieces answered)
 		return
 	}
 	items = items[:cap(items)]

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/service/metrics"
 	"github.com/flagpole-dev/flagpole/flagd/service/tracing"
 	"github.com/flagpole-dev/flagpole/flagd/store"
 )
@@ -79,6 +80,17 @@ func zeroValue(t eval.Type) any {
 // With tracing, the RPC is one span (resolveAll, with feature_flag.count: the
 // number of flags answered, as flagd), not one per flag.
 func (s *Service) resolveAll(ctx context.Context, m reqMeta, reqCtx *structpb.Struct, a api) ([]bulkItem, store.Selector, error) {
+	var items []bulkItem
+	sel, err := s.resolveAllSpan(ctx, m, a, func(sel store.Selector) int {
+		items = s.resolveAllIn(sel, m.header, reqCtx, a)
+		return len(items)
+	})
+	return items, sel, err
+}
+
+// resolveAllSpan parses the request's selector and runs answer for it, which
+// returns the number of flags answered: with tracing, in resolveAll's span.
+func (s *Service) resolveAllSpan(ctx context.Context, m reqMeta, a api, answer func(store.Selector) int) (store.Selector, error) {
 	span := s.startSpan(ctx, m, resolveSpanName(eval.TypeAny), a)
 	if span != nil {
 		defer span.End()
@@ -88,79 +100,132 @@ func (s *Service) resolveAll(ctx context.Context, m reqMeta, reqCtx *structpb.St
 		if span != nil {
 			tracing.Failed(span, tracing.ErrorType(eval.ErrorGeneral), "invalid selector")
 		}
-		return nil, sel, connect.NewError(connect.CodeInvalidArgument, err)
+		return sel, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	items := s.resolveAllIn(sel, m.header, reqCtx, a)
+	n := answer(sel)
 	if span != nil {
-		span.SetAttributes(tracing.KeyFlagCount.Int(len(items)))
+		span.SetAttributes(tracing.KeyFlagCount.Int(n))
 	}
-	return items, sel, nil
+	return sel, nil
 }
 
 // resolveAllIn evaluates the flags of the selector for resolveAll. The caller gives
 // the items back (s.items.put) once it has encoded them.
 func (s *Service) resolveAllIn(sel store.Selector, header http.Header, reqCtx *structpb.Struct, a api) []bulkItem {
-	snap := s.st.Current()
-	ctx := s.evalContext(structMap(reqCtx), header, a)
-	list := snap.List(sel)
-	items := s.items.get(len(list)) // the caller puts it back
-	// flags with equal rules share one decision per request (eval.Decisions)
-	rules := s.cache.ruleGroups(snap.Generation, sel, list)
-	var decisions eval.Decisions
-	decisions.Reset(rules.n)
-	sh := rules.tally.Acquire() // nil: count on each entry's counters
-	defer rules.tally.Release(sh)
-	count := func(i int, ec *entryCache, f *eval.Flag, res eval.Resolution) {
-		if sh != nil {
-			if slot := rules.slot(i, f, res); slot >= 0 {
-				sh.Count(slot)
-				return
-			}
+	p := s.newAllPass(sel, header, reqCtx, a)
+	defer p.done()
+	return p.items()
+}
+
+// items evaluates every flag of the list (the item path). The caller gives the
+// items back (s.items.put) once it has encoded them.
+func (p *allPass) items() []bulkItem {
+	items := p.s.items.get(len(p.list))
+	for i := range p.list {
+		if it, listed := p.item(i); listed {
+			items = append(items, it)
 		}
-		ec.counters.Count(s.metrics, f.Key, res)
-	}
-	for i, e := range list {
-		f := e.Flag
-		ec := rules.entries[i]
-		if f.Disabled() {
-			res := f.EvaluateAs(eval.TypeAny, ctx, nil)
-			count(i, ec, f, res)
-			if a == apiV1 {
-				mc := ec.metadata(sel, f.Metadata)
-				items = append(items, bulkItem{key: f.Key, reason: string(res.Reason), meta: mc.msg, metaC: mc, utf8: ec.namesValid(f)})
-			}
-			continue
-		}
-		t := defaultType(f)
-		if t == eval.TypeAny && a == apiV1 {
-			continue
-		}
-		res := decisions.EvaluateAs(f, rules.groups[i], t, ctx, nil)
-		count(i, ec, f, res)
-		it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant, utf8: ec.namesValid(f)}
-		if res.Failed() {
-			s.logFailure(f.Key, sel, res)
-			it.variant, it.value = "", zeroValue(t)
-		} else {
-			switch v := res.Value.(type) {
-			case bool, string, float64:
-				it.value = v
-			case map[string]any:
-				o, err := ec.object(res.Variant, v)
-				if err != nil {
-					s.log.Error().Str("flag", f.Key).Str("variant", res.Variant).Err(err).Msg("object variant cannot be represented as a protobuf Struct")
-					continue
-				}
-				it.value, it.objC = o.msg, o
-			default:
-				continue // code default, or an array resolved untyped
-			}
-		}
-		if a == apiV1 {
-			it.metaC = ec.metadata(sel, f.Metadata)
-			it.meta = it.metaC.msg
-		}
-		items = append(items, it)
 	}
 	return items
+}
+
+// allPass is one ResolveAll evaluation of a selector's list: the request's context,
+// the decisions its flags share (eval.Decisions) and the tally shard it counts in.
+type allPass struct {
+	s         *Service
+	sel       store.Selector
+	a         api
+	ctx       map[string]any
+	list      []*store.Entry
+	rules     *ruleGroups
+	decisions eval.Decisions
+	sh        *metrics.TallyShard // nil: count on each entry's counters
+}
+
+// newAllPass starts a pass over the flags sel sees in the current snapshot; done
+// ends it.
+func (s *Service) newAllPass(sel store.Selector, header http.Header, reqCtx *structpb.Struct, a api) *allPass {
+	snap := s.st.Current()
+	p := &allPass{s: s, sel: sel, a: a, ctx: s.evalContext(structMap(reqCtx), header, a), list: snap.List(sel)}
+	// flags with equal rules share one decision per request (eval.Decisions)
+	p.rules = s.cache.ruleGroups(snap.Generation, sel, p.list)
+	p.decisions.Reset(p.rules.n)
+	p.sh = p.rules.tally.Acquire()
+	return p
+}
+
+// done gives the tally shard back.
+func (p *allPass) done() { p.rules.tally.Release(p.sh) }
+
+// count counts res, the evaluation of list[i].
+func (p *allPass) count(i int, f *eval.Flag, res eval.Resolution) {
+	if p.sh != nil {
+		if slot := p.rules.slot(i, f, res); slot >= 0 {
+			p.sh.Count(slot)
+			return
+		}
+	}
+	p.rules.entries[i].counters.Count(p.s.metrics, f.Key, res)
+}
+
+// item evaluates list[i] and returns its item, or listed false when the answer
+// leaves it out (resolveAll says which).
+func (p *allPass) item(i int) (bulkItem, bool) {
+	f := p.list[i].Flag
+	if f.Disabled() {
+		return p.itemOf(i, eval.TypeAny, f.EvaluateAs(eval.TypeAny, p.ctx, nil))
+	}
+	t := defaultType(f)
+	if t == eval.TypeAny && p.a == apiV1 {
+		return bulkItem{}, false
+	}
+	return p.itemOf(i, t, p.decisions.EvaluateAs(f, p.rules.groups[i], t, p.ctx, nil))
+}
+
+// itemOf counts res, list[i]'s evaluation as type t, and returns its item (listed
+// false when the answer leaves it out).
+func (p *allPass) itemOf(i int, t eval.Type, res eval.Resolution) (bulkItem, bool) {
+	f := p.list[i].Flag
+	p.count(i, f, res)
+	if res.Failed() && !f.Disabled() {
+		p.s.logFailure(f.Key, p.sel, res)
+	}
+	return p.build(i, t, res)
+}
+
+// build returns the item of res, list[i]'s evaluation as type t (listed false
+// when the answer leaves it out).
+func (p *allPass) build(i int, t eval.Type, res eval.Resolution) (bulkItem, bool) {
+	f := p.list[i].Flag
+	ec := p.rules.entries[i]
+	if f.Disabled() {
+		if p.a != apiV1 {
+			return bulkItem{}, false
+		}
+		mc := ec.metadata(p.sel, f.Metadata)
+		return bulkItem{key: f.Key, reason: string(res.Reason), meta: mc.msg, metaC: mc, utf8: ec.namesValid(f)}, true
+	}
+	it := bulkItem{key: f.Key, reason: string(res.Reason), variant: res.Variant, utf8: ec.namesValid(f)}
+	if res.Failed() {
+		it.variant, it.value = "", zeroValue(t)
+	} else {
+		switch v := res.Value.(type) {
+		case bool, string, float64:
+			it.value = v
+		case map[string]any:
+			o, err := ec.object(res.Variant, v)
+			if err != nil {
+				p.s.log.Error().Str("flag", f.Key).Str("variant", res.Variant).Err(err).Msg("object variant cannot be represented as a protobuf Struct")
+				return bulkItem{}, false
+			}
+			it.value, it.objC = o.msg, o
+		default:
+			return bulkItem{}, false // code default, or an array resolved untyped
+		}
+	}
+	if p.a == apiV1 {
+		it.metaC = ec.metadata(p.sel, f.Metadata)
+		it.meta = it.metaC.msg
+	}
+	return it, true
 }

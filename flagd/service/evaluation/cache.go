@@ -31,9 +31,16 @@ type structCache struct {
 type cacheGeneration struct {
 	gen     uint64
 	entries sync.Map         // *store.Entry -> *entryCache (a pointer key: no allocation to look up)
-	rules   sync.Map         // store.Selector -> *ruleGroups
+	rules   sync.Map         // store.Selector -> *ruleGroups, at most maxRuleGroups
+	nRules  atomic.Int32     // the selectors in rules
 	tallies metrics.TallySet // of its rule groups, retired when a newer generation replaces it
 }
+
+// maxRuleGroups bounds the selectors whose rule groups (and ResolveAll pieces) a
+// snapshot's cache keeps: a selector is the caller's string, and every distinct one
+// would stay until the next snapshot. Beyond it, a request's groups are its own
+// (computed per call, counted directly, answered from items), as OFREP's plans.
+const maxRuleGroups = 1024
 
 // ruleGroups are the shared rules of a selector's list (eval.RuleGroups), by
 // position in the list, and the list's entry caches (a ResolveAll of 1,000 flags
@@ -47,6 +54,10 @@ type ruleGroups struct {
 	// flag, else STATIC, TARGETING_MATCH and DEFAULT of each variant in turn
 	tally *metrics.Tally
 	base  []int32
+	// wire is the list's gRPC ResolveAll pieces per API (allWire), built only for
+	// cached groups (a request's own would encode them for one answer)
+	wire   [apiSchemaV1 + 1]wireOnce
+	cached bool
 }
 
 // slot returns the tally slot of the evaluation res of list[i] (flag f), or -1
@@ -114,14 +125,18 @@ func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.E
 	for i, e := range list {
 		rg.entries[i] = c.entry(gen, e)
 	}
-	if g.gen != gen { // a newer snapshot's cache: its groups are of another list
+	if g.gen != gen || g.nRules.Load() >= maxRuleGroups { // a newer snapshot's cache (its groups are of another list), or full
 		return rg
 	}
+	rg.cached = true
 	if c.metrics != nil {
 		rg.base = make([]int32, len(list))
 		rg.tally = c.metrics.NewTally(tallySlots(list, rg.base), 0)
 	}
 	v, loaded := g.rules.LoadOrStore(sel, rg)
+	if !loaded {
+		g.nRules.Add(1)
+	}
 	if rg.tally != nil {
 		if loaded { // another call stored its groups first
 			rg.tally.Retire()

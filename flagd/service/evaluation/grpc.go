@@ -18,10 +18,12 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/flagpole-dev/flagpole/flagd/eval"
+	"github.com/flagpole-dev/flagpole/flagd/store"
 	"github.com/flagpole-dev/flagpole/server"
 	"github.com/flagpole-dev/flagpole/server/protolimit"
 )
@@ -335,7 +337,8 @@ func (s *Service) grpcResolve(ctx context.Context, dec func(any) error, gm *grpc
 	return &grpcReply{b: out}, nil
 }
 
-// grpcResolveAll serves ResolveAll of v1 and schema.v1.
+// grpcResolveAll serves ResolveAll of v1 and schema.v1: from the list's pieces
+// (allWire) when they are usable, else from the items (the item path).
 func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *grpcMethod) (reply any, err error) {
 	rpc := s.rpcs.Start(gm.path, server.GRPCIsTLS(ctx))
 	size := 0
@@ -357,22 +360,55 @@ func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *g
 		return nil, status.FromContextError(err).Err()
 	}
 	reqCtx := req.msg.(interface{ GetContext() *structpb.Struct }).GetContext()
-	items, sel, err := s.resolveAll(ctx, s.grpcMeta(ctx), reqCtx, gm.api)
+	buf := s.replies.Get(0)
+	var (
+		items        []bulkItem
+		out          []byte // the answer's flags from the list's pieces (allWire)
+		wired, unfit bool
+	)
+	m := s.grpcMeta(ctx)
+	sel, err := s.resolveAllSpan(ctx, m, gm.api, func(sel store.Selector) int {
+		p := s.newAllPass(sel, m.header, reqCtx, gm.api)
+		defer p.done()
+		if w := p.wire(); w != nil && w.usable {
+			var n int
+			out, n, wired = p.appendWire((*buf)[:0], w)
+			// !wired cannot happen with usable pieces; the flags counted so far must
+			// not be counted twice, so the answer fails (as protobuf would refuse it)
+			unfit = !wired
+			return n
+		}
+		items = p.items()
+		return len(items)
+	})
 	if err != nil {
+		s.replies.Put(buf)
 		return nil, grpcError(err)
+	}
+	if unfit {
+		s.replies.Put(buf)
+		return nil, status.Error(codes.Internal, "marshal message: a flag's answer cannot be encoded")
 	}
 	defer s.items.put(items)
 	var selMeta []byte
 	if sm := selectorMetadata(sel); gm.api == apiV1 && sm != nil {
 		if selMeta, err = (proto.MarshalOptions{Deterministic: true}).Marshal(sm); err != nil {
+			s.replies.Put(buf)
 			return nil, status.Errorf(codes.Internal, "marshal message: %v", err)
 		}
 		if selMeta == nil {
 			selMeta = []byte{} // present, empty
 		}
 	}
-	buf := s.replies.Get(0)
-	out, exact := appendResolveAll((*buf)[:0], gm.api, items, selMeta)
+	exact := wired
+	if wired {
+		if selMeta != nil {
+			out = protowire.AppendTag(out, 2, protowire.BytesType)
+			out = protowire.AppendBytes(out, selMeta)
+		}
+	} else {
+		out, exact = appendResolveAll((*buf)[:0], gm.api, items, selMeta)
+	}
 	if !exact {
 		// something protobuf cannot encode (invalid UTF-8): the message says what
 		var msg proto.Message
