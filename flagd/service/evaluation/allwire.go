@@ -151,7 +151,11 @@ func (p *allPass) outcome(i int, t eval.Type, res eval.Resolution, usable bool) 
 func (p *allPass) appendWire(b []byte, w *allWire) (out []byte, n int, ok bool) {
 	for i, e := range p.list {
 		wf := &w.flags[i]
-		var o *wireOutcome
+		var (
+			o      *wireOutcome
+			it     bulkItem // the item path's, when o is nil
+			listed bool
+		)
 		switch wf.kind {
 		case wireOmitted:
 			continue
@@ -165,25 +169,18 @@ func (p *allPass) appendWire(b []byte, w *allWire) (out []byte, n int, ok bool) 
 				if reason == eval.ReasonDefault {
 					o = &wf.variants[j].def
 				}
-				break
+			} else {
+				it, listed = p.itemOf(i, wf.t, f.Apply(wf.t, dec))
 			}
-			it, listed := p.itemOf(i, wf.t, f.Apply(wf.t, dec))
-			if !listed {
-				continue
-			}
-			n++
-			if b, ok = appendResolveAll(b, p.a, []bulkItem{it}, nil); !ok {
-				return b, n, false
-			}
-			continue
 		case wireItem:
-			it, listed := p.item(i)
-			if !listed {
-				continue
-			}
-			n++
-			if b, ok = appendResolveAll(b, p.a, []bulkItem{it}, nil); !ok {
-				return b, n, false
+			it, listed = p.item(i)
+		}
+		if o == nil { // the item path, counted
+			if listed {
+				n++
+				if b, ok = appendResolveAll(b, p.a, []bulkItem{it}, nil); !ok {
+					return b, n, false
+				}
 			}
 			continue
 		}
