@@ -68,6 +68,7 @@ func attacks() []attack {
 		{name: "yaml-leak", what: "YAML flag files whose errors quote content (unknown anchor, !!int of a string); /readyz and the log searched for it", daemon: yamlDaemon(), run: yamlLeak},
 		{name: "huge-file", what: "a 52.6 MB flag file renamed over the small one, served, then the small one back", run: hugeFile},
 		{name: "eventstream-memory", what: "2,000 Connect EventStreams over HTTP/1.1 opened, held 5 s, closed", run: eventStreamMemory},
+		{name: "resolveall-selectors", what: "20,000 gRPC ResolveAll calls, each with a distinct 1 KiB selector (each one used to stay cached until the next flag change)", run: resolveAllSelectors},
 	}
 }
 

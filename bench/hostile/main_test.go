@@ -71,16 +71,17 @@ func TestHarnessSmoke(t *testing.T) {
 	var progress bytes.Buffer
 	cfg := config{bin: self, env: []string{serveEnv + "=1"}, scale: 0.01, settle: 100 * time.Millisecond,
 		hold: 200 * time.Millisecond, pause: 100 * time.Millisecond, startTO: 30 * time.Second, progress: &progress,
-		attacks: []string{"deep-json", "deep-proto", "sync-credentials", "sync-cardinality", "yaml-leak", "eventstream-memory"}}
+		attacks: []string{"deep-json", "deep-proto", "sync-credentials", "sync-cardinality", "yaml-leak", "eventstream-memory", "resolveall-selectors"}}
 	results := run(t.Context(), cfg)
 	report := markdown(cfg, results)
 	want := map[string]string{
-		"deep-json":          "400 ×1",
-		"deep-proto":         "400 ×1",
-		"sync-credentials":   "no secret anywhere",
-		"sync-cardinality":   "4 streams",
-		"yaml-leak":          "no file content",
-		"eventstream-memory": "20 streams (200 ×20)",
+		"deep-json":            "400 ×1",
+		"deep-proto":           "400 ×1",
+		"sync-credentials":     "no secret anywhere",
+		"sync-cardinality":     "4 streams",
+		"yaml-leak":            "no file content",
+		"eventstream-memory":   "20 streams (200 ×20)",
+		"resolveall-selectors": "200 ResolveAll calls with distinct 1 KiB selectors, 0 failed",
 	}
 	if len(results) != len(want) {
 		t.Fatalf("%d results:\n%s\n%s", len(results), report, progress.String())
