@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/rs/zerolog"
+
 	"github.com/flagpole-dev/flagpole/bench/load/flaggen"
 	"github.com/flagpole-dev/flagpole/bench/load/floor"
+	"github.com/flagpole-dev/flagpole/flagd/store"
 )
 
 // fleet holds the server processes of a run: flagpole (the main instance on TCP,
@@ -189,6 +192,19 @@ func (f *fleet) runAll(ctx context.Context, rep *report) error {
 	return nil
 }
 
+// syncPayload is the flag configuration flagd mode's SyncFlags sends for doc served
+// from file.
+func syncPayload(doc []byte, file string) ([]byte, error) {
+	st, err := store.New([]string{file}, zerolog.Nop())
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Apply(file, doc); err != nil {
+		return nil, err
+	}
+	return st.Current().SyncPayload(store.Selector{}), nil
+}
+
 // fanout runs a fan-out workload on a fresh instance of label with a flag file of
 // its own.
 func (f *fleet) fanout(ctx context.Context, w workload, label string, round int) (fanoutResult, error) {
@@ -201,6 +217,14 @@ func (f *fleet) fanout(ctx context.Context, w workload, label string, round int)
 	doc := f.doc
 	if n := f.cfg.fanoutFlags; n > 0 && n != f.cfg.flagCount {
 		if doc, err = flaggen.Generate(n); err != nil {
+			return fanoutResult{}, err
+		}
+	}
+	if label == "floor" {
+		// the floor sends its file as it is: the flag configuration flagd mode sends
+		// for doc (each flag with its source and its set's metadata), so that both
+		// move the same bytes
+		if doc, err = syncPayload(doc, file); err != nil {
 			return fanoutResult{}, err
 		}
 	}
