@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -133,18 +134,25 @@ func TestResolveAllWireUnusable(t *testing.T) {
 
 // TestRuleGroupsBounded: a snapshot's cache keeps the rule groups (and ResolveAll
 // pieces) of at most maxRuleGroups selectors, however many distinct selector
-// strings callers send; a selector beyond them is still answered, from its own
-// groups and the item path, the same as with a fresh cache.
+// strings callers send, on 4 goroutines at once; a selector beyond them is still
+// answered, from its own groups and the item path, the same as with a fresh cache.
 func TestRuleGroupsBounded(t *testing.T) {
 	st := newDiffStore(t)
 	svc := newService(Options{Store: st, Log: zerolog.Nop()}, false)
-	for i := range maxRuleGroups + 500 {
-		sel, err := store.ParseSelector(fmt.Sprintf("flagSetId=caller-chosen-%d-%s", i, strings.Repeat("x", 100)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc.items.put(svc.resolveAllIn(sel, nil, nil, apiV1))
+	var wg sync.WaitGroup
+	for w := range 4 { // concurrently: the bound must hold for racing requests too
+		wg.Go(func() {
+			for i := range (maxRuleGroups + 500) / 4 {
+				sel, err := store.ParseSelector(fmt.Sprintf("flagSetId=caller-chosen-%d-%d-%s", w, i, strings.Repeat("x", 100)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				svc.items.put(svc.resolveAllIn(sel, nil, nil, apiV1))
+			}
+		})
 	}
+	wg.Wait()
 	g := svc.cache.generation(st.Current().Generation)
 	stored := 0
 	g.rules.Range(func(any, any) bool { stored++; return true })

@@ -32,7 +32,7 @@ type cacheGeneration struct {
 	gen     uint64
 	entries sync.Map         // *store.Entry -> *entryCache (a pointer key: no allocation to look up)
 	rules   sync.Map         // store.Selector -> *ruleGroups, at most maxRuleGroups
-	nRules  atomic.Int32     // the selectors in rules
+	nRules  atomic.Int32     // the selectors in rules, and places reserved for them
 	tallies metrics.TallySet // of its rule groups, retired when a newer generation replaces it
 }
 
@@ -125,7 +125,7 @@ func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.E
 	for i, e := range list {
 		rg.entries[i] = c.entry(gen, e)
 	}
-	if g.gen != gen || g.nRules.Load() >= maxRuleGroups { // a newer snapshot's cache (its groups are of another list), or full
+	if g.gen != gen || !g.reserveRules() { // a newer snapshot's cache (its groups are of another list), or full
 		return rg
 	}
 	rg.cached = true
@@ -134,8 +134,8 @@ func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.E
 		rg.tally = c.metrics.NewTally(tallySlots(list, rg.base), 0)
 	}
 	v, loaded := g.rules.LoadOrStore(sel, rg)
-	if !loaded {
-		g.nRules.Add(1)
+	if loaded { // another call stored its groups first: its reservation counts
+		g.nRules.Add(-1)
 	}
 	if rg.tally != nil {
 		if loaded { // another call stored its groups first
@@ -216,6 +216,19 @@ func newCachedStruct(m *structpb.Struct) *cachedStruct {
 	}
 	c.json = b.Bytes()
 	return c
+}
+
+// reserveRules takes one of the maxRuleGroups places, or reports that none is left.
+func (g *cacheGeneration) reserveRules() bool {
+	for {
+		n := g.nRules.Load()
+		if n >= maxRuleGroups {
+			return false
+		}
+		if g.nRules.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 func (c *structCache) generation(gen uint64) *cacheGeneration {
