@@ -336,33 +336,17 @@ func syncCardinality(ctx context.Context, e *env) (outcome, error) {
 	}
 	defer conn.Close()
 	client := syncv1grpc.NewFlagSyncServiceClient(conn)
-	jobs := make(chan [2]int)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for j := range jobs {
-				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				sctx = metadata.AppendToOutgoingContext(sctx, "flagd-selector", fmt.Sprintf("flagSetId=set-%d", j[1]))
-				stream, err := client.SyncFlags(sctx, &syncv1.SyncFlagsRequest{ProviderId: fmt.Sprintf("provider-%d", j[0])})
-				if err == nil {
-					_, err = stream.Recv()
-				}
-				if err != nil {
-					failed.Add(1)
-				}
-				cancel()
-			}
-		})
-	}
 	start := time.Now()
-	for p := range providers {
-		for s := range selectors {
-			jobs <- [2]int{p, s}
+	failed := inParallel(providers*selectors, func(j int) error {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		sctx = metadata.AppendToOutgoingContext(sctx, "flagd-selector", fmt.Sprintf("flagSetId=set-%d", j%selectors))
+		stream, err := client.SyncFlags(sctx, &syncv1.SyncFlagsRequest{ProviderId: fmt.Sprintf("provider-%d", j/selectors)})
+		if err == nil {
+			_, err = stream.Recv()
 		}
-	}
-	close(jobs)
-	wg.Wait()
+		return err
+	})
 	took := time.Since(start)
 	time.Sleep(500 * time.Millisecond)
 	e.peak()
@@ -380,7 +364,7 @@ func syncCardinality(ctx context.Context, e *env) (outcome, error) {
 		return outcome{}, fmt.Errorf("scrape: %w", err)
 	}
 	return outcome{note: fmt.Sprintf("%d streams in %v (%d failed); /metrics %.1f MiB, %d sync series, scrape %v",
-		providers*selectors, took.Round(time.Second), failed.Load(), float64(size)/(1<<20), series, time.Since(t0).Round(time.Millisecond))}, nil
+		providers*selectors, took.Round(time.Second), failed, float64(size)/(1<<20), series, time.Since(t0).Round(time.Millisecond))}, nil
 }
 
 // eventStreamHeaders open a Connect server stream of EventStream.

@@ -30,29 +30,38 @@ func resolveAllSelectors(ctx context.Context, e *env) (outcome, error) {
 	defer conn.Close()
 	client := evaluationv1grpc.NewServiceClient(conn)
 	pad := strings.Repeat("s", 1000)
+	start := time.Now()
+	failed := inParallel(calls, func(j int) error {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		cctx = metadata.AppendToOutgoingContext(cctx, "flagd-selector", fmt.Sprintf("flagSetId=%s-%d", pad, j))
+		_, err := client.ResolveAll(cctx, &evalv1.ResolveAllRequest{})
+		return err
+	})
+	took := time.Since(start)
+	e.peak()
+	return outcome{note: fmt.Sprintf("%d ResolveAll calls with distinct 1 KiB selectors, %d failed, in %v",
+		calls, failed, took.Round(time.Millisecond))}, nil
+}
+
+// inParallel runs do(0) to do(n-1) on 32 goroutines and returns how many failed.
+func inParallel(n int, do func(int) error) int64 {
 	jobs := make(chan int)
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Go(func() {
 			for j := range jobs {
-				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				cctx = metadata.AppendToOutgoingContext(cctx, "flagd-selector", fmt.Sprintf("flagSetId=%s-%d", pad, j))
-				if _, err := client.ResolveAll(cctx, &evalv1.ResolveAllRequest{}); err != nil {
+				if do(j) != nil {
 					failed.Add(1)
 				}
-				cancel()
 			}
 		})
 	}
-	start := time.Now()
-	for j := range calls {
+	for j := range n {
 		jobs <- j
 	}
 	close(jobs)
 	wg.Wait()
-	took := time.Since(start)
-	e.peak()
-	return outcome{note: fmt.Sprintf("%d ResolveAll calls with distinct 1 KiB selectors, %d failed, in %v",
-		calls, failed.Load(), took.Round(time.Millisecond))}, nil
+	return failed.Load()
 }
