@@ -22,7 +22,7 @@ type wireKind uint8
 
 const (
 	wireOmitted  wireKind = iota // not evaluated: v1 leaves a flag without a default type out
-	wireFixed                    // one answer, whatever the context
+	wireFixed                    // one answer, whatever the context (disabled, or no rule)
 	wireTargeted                 // an answer per outcome of its rule
 	wireItem                     // the item path, every time (a failing static flag: it logs)
 )
@@ -79,70 +79,81 @@ func (p *allPass) wire() *allWire {
 	return wo.w
 }
 
-// buildWire encodes the pieces of p's list.
+// buildWire encodes the pieces of p's list; they are unusable when one cannot be
+// written by hand.
 func (p *allPass) buildWire() *allWire {
 	w := &allWire{usable: true, flags: make([]wireFlag, len(p.list))}
-	for i, e := range p.list {
-		f := e.Flag
-		wf := &w.flags[i]
-		if !p.rules.entries[i].namesValid(f) {
-			return &allWire{}
-		}
-		switch t := defaultType(f); {
-		case f.Disabled():
-			wf.kind, wf.t = wireFixed, eval.TypeAny
-			wf.fixed, w.usable = p.outcome(i, eval.TypeAny, f.EvaluateAs(eval.TypeAny, nil, nil), w.usable)
-		case t == eval.TypeAny && p.a == apiV1:
-			wf.kind = wireOmitted
-		case !f.HasTargeting():
-			wf.kind, wf.t = wireFixed, t
-			res := f.EvaluateAs(t, nil, nil)
-			if res.Failed() {
-				wf.kind = wireItem
-				continue
-			}
-			wf.fixed, w.usable = p.outcome(i, t, res, w.usable)
-		default:
-			wf.kind, wf.t = wireTargeted, t
-			wf.variants = make([]wireVariant, f.NumVariants())
-			for j := range wf.variants {
-				wv := &wf.variants[j]
-				match := f.ResolveVariant(t, j, eval.ReasonTargetingMatch)
-				if match.Failed() {
-					continue
-				}
-				if m, ok := match.Value.(map[string]any); ok {
-					if _, err := p.rules.entries[i].object(match.Variant, m); err != nil {
-						continue // the item path logs it
-					}
-				}
-				wv.usable = true
-				wv.match, w.usable = p.outcome(i, t, match, w.usable)
-				wv.def, w.usable = p.outcome(i, t, f.ResolveVariant(t, j, eval.ReasonDefault), w.usable)
-			}
-		}
-		if !w.usable {
+	for i := range p.list {
+		var ok bool
+		if w.flags[i], ok = p.wireFlag(i); !ok {
 			return &allWire{}
 		}
 	}
 	return w
 }
 
-// outcome encodes res, an evaluation of list[i] as type t, as the item path would
-// answer it; usable turns false when appendResolveAll cannot write it by hand.
-func (p *allPass) outcome(i int, t eval.Type, res eval.Resolution, usable bool) (wireOutcome, bool) {
+// wireFlag encodes the pieces of list[i]; ok is false when one cannot be written by
+// hand.
+func (p *allPass) wireFlag(i int) (wf wireFlag, ok bool) {
 	f := p.list[i].Flag
-	o := wireOutcome{res: res, slot: -1}
+	if !p.rules.entries[i].namesValid(f) {
+		return wf, false
+	}
+	t, evaluated := p.answerType(f)
+	wf.t = t
+	switch {
+	case !evaluated:
+		wf.kind = wireOmitted
+	case f.Disabled() || !f.HasTargeting():
+		res := f.EvaluateAs(t, nil, nil)
+		if res.Failed() {
+			wf.kind = wireItem
+			return wf, true
+		}
+		wf.kind = wireFixed
+		if wf.fixed, ok = p.outcome(i, t, res); !ok {
+			return wf, false
+		}
+	default:
+		wf.kind = wireTargeted
+		wf.variants = make([]wireVariant, f.NumVariants())
+		for j := range wf.variants {
+			wv := &wf.variants[j]
+			match := f.ResolveVariant(t, j, eval.ReasonTargetingMatch)
+			if match.Failed() {
+				continue
+			}
+			if m, isObject := match.Value.(map[string]any); isObject {
+				if _, err := p.rules.entries[i].object(match.Variant, m); err != nil {
+					continue // the item path logs it
+				}
+			}
+			wv.usable = true
+			if wv.match, ok = p.outcome(i, t, match); !ok {
+				return wf, false
+			}
+			if wv.def, ok = p.outcome(i, t, f.ResolveVariant(t, j, eval.ReasonDefault)); !ok {
+				return wf, false
+			}
+		}
+	}
+	return wf, true
+}
+
+// outcome encodes res, an evaluation of list[i] as type t, as the item path would
+// answer it; ok is false when appendResolveAll cannot write it by hand.
+func (p *allPass) outcome(i int, t eval.Type, res eval.Resolution) (o wireOutcome, ok bool) {
+	o = wireOutcome{res: res, slot: -1}
 	if p.rules.tally != nil {
-		o.slot = p.rules.slot(i, f, res)
+		o.slot = p.rules.slot(i, p.list[i].Flag, res)
 	}
 	it, listed := p.build(i, t, res)
 	if !listed {
-		return o, usable
+		return o, true
 	}
-	entry, exact := appendResolveAll(nil, p.a, []bulkItem{it}, nil)
-	o.listed, o.entry = true, entry
-	return o, usable && exact
+	o.listed = true
+	o.entry, ok = appendResolveAll(nil, p.a, []bulkItem{it}, nil)
+	return o, ok
 }
 
 // appendWire appends the answer of p's list from w's pieces and returns it with the
@@ -184,11 +195,7 @@ func (p *allPass) appendWire(b []byte, w *allWire) (out []byte, n int, ok bool) 
 			}
 			continue
 		}
-		if o.slot >= 0 && p.sh != nil {
-			p.sh.Count(o.slot)
-		} else {
-			p.rules.entries[i].counters.Count(p.s.metrics, e.Flag.Key, o.res)
-		}
+		p.countAt(i, o.slot, e.Flag, o.res)
 		if o.listed {
 			n++
 			b = append(b, o.entry...)

@@ -159,24 +159,39 @@ func (p *allPass) done() { p.rules.tally.Release(p.sh) }
 
 // count counts res, the evaluation of list[i].
 func (p *allPass) count(i int, f *eval.Flag, res eval.Resolution) {
+	slot := -1
 	if p.sh != nil {
-		if slot := p.rules.slot(i, f, res); slot >= 0 {
-			p.sh.Count(slot)
-			return
-		}
+		slot = p.rules.slot(i, f, res)
+	}
+	p.countAt(i, slot, f, res)
+}
+
+// countAt counts res, the evaluation of list[i] whose tally slot is slot (-1:
+// none): in the request's shard, else on the entry's counters.
+func (p *allPass) countAt(i, slot int, f *eval.Flag, res eval.Resolution) {
+	if slot >= 0 && p.sh != nil {
+		p.sh.Count(slot)
+		return
 	}
 	p.rules.entries[i].counters.Count(p.s.metrics, f.Key, res)
 }
 
-// item evaluates list[i] and returns its item, or listed false when the answer
-// leaves it out (resolveAll says which).
-func (p *allPass) item(i int) (bulkItem, bool) {
-	f := p.list[i].Flag
+// answerType is the type f is resolved as, and false when the answer leaves f out
+// without evaluating it (resolveAll says which).
+func (p *allPass) answerType(f *eval.Flag) (eval.Type, bool) {
 	if f.Disabled() {
-		return p.itemOf(i, eval.TypeAny, f.EvaluateAs(eval.TypeAny, p.ctx, nil))
+		return eval.TypeAny, true
 	}
 	t := defaultType(f)
-	if t == eval.TypeAny && p.a == apiV1 {
+	return t, t != eval.TypeAny || p.a != apiV1
+}
+
+// item evaluates list[i] and returns its item, or listed false when the answer
+// leaves it out.
+func (p *allPass) item(i int) (bulkItem, bool) {
+	f := p.list[i].Flag
+	t, evaluated := p.answerType(f)
+	if !evaluated {
 		return bulkItem{}, false
 	}
 	return p.itemOf(i, t, p.decisions.EvaluateAs(f, p.rules.groups[i], t, p.ctx, nil))

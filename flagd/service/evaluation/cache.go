@@ -134,15 +134,14 @@ func (c *structCache) ruleGroups(gen uint64, sel store.Selector, list []*store.E
 		rg.tally = c.metrics.NewTally(tallySlots(list, rg.base), 0)
 	}
 	v, loaded := g.rules.LoadOrStore(sel, rg)
-	if loaded { // another call stored its groups first: its reservation counts
+	switch {
+	case loaded: // another call stored its groups first: its place and tally count
 		g.nRules.Add(-1)
-	}
-	if rg.tally != nil {
-		if loaded { // another call stored its groups first
+		if rg.tally != nil {
 			rg.tally.Retire()
-		} else {
-			g.tallies.Adopt(rg.tally)
 		}
+	case rg.tally != nil:
+		g.tallies.Adopt(rg.tally)
 	}
 	return v.(*ruleGroups)
 }

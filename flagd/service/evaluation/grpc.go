@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -361,6 +360,11 @@ func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *g
 	}
 	reqCtx := req.msg.(interface{ GetContext() *structpb.Struct }).GetContext()
 	buf := s.replies.Get(0)
+	defer func() {
+		if err != nil { // no reply holds buf
+			s.replies.Put(buf)
+		}
+	}()
 	var (
 		items        []bulkItem
 		out          []byte // the answer's flags from the list's pieces (allWire)
@@ -382,33 +386,26 @@ func (s *Service) grpcResolveAll(ctx context.Context, dec func(any) error, gm *g
 		return len(items)
 	})
 	if err != nil {
-		s.replies.Put(buf)
 		return nil, grpcError(err)
 	}
 	if unfit {
-		s.replies.Put(buf)
 		return nil, status.Error(codes.Internal, "marshal message: a flag's answer cannot be encoded")
 	}
 	defer s.items.put(items)
 	var selMeta []byte
 	if sm := selectorMetadata(sel); gm.api == apiV1 && sm != nil {
 		if selMeta, err = (proto.MarshalOptions{Deterministic: true}).Marshal(sm); err != nil {
-			s.replies.Put(buf)
 			return nil, status.Errorf(codes.Internal, "marshal message: %v", err)
 		}
 		if selMeta == nil {
 			selMeta = []byte{} // present, empty
 		}
 	}
-	exact := wired
-	if wired {
-		if selMeta != nil {
-			out = protowire.AppendTag(out, 2, protowire.BytesType)
-			out = protowire.AppendBytes(out, selMeta)
-		}
-	} else {
-		out, exact = appendResolveAll((*buf)[:0], gm.api, items, selMeta)
+	if !wired {
+		out = (*buf)[:0]
 	}
+	// the items (none after the pieces' flags), then the selector's metadata
+	out, exact := appendResolveAll(out, gm.api, items, selMeta)
 	if !exact {
 		// something protobuf cannot encode (invalid UTF-8): the message says what
 		var msg proto.Message
