@@ -6,7 +6,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -19,9 +19,11 @@ import (
 
 // objects is the part of one resource's API this package uses, in one namespace
 // (or cluster-wide for cluster-scoped resources). restObjects implements it over a
-// REST client; the tests use an in-memory fake.
+// REST client; the tests use an in-memory fake. It has no Get: every read of the
+// one object a name designates is a list or watch with the field selector
+// metadata.name=<name> (see read), so the install grants list, watch and update
+// on that name and nothing else (docs/webhook.md, "RBAC for this part").
 type objects[T runtime.Object] interface {
-	Get(ctx context.Context, name string) (T, error)
 	Create(ctx context.Context, obj T) (T, error)
 	Update(ctx context.Context, obj T) (T, error)
 	List(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error)
@@ -73,12 +75,6 @@ type restObjects[T runtime.Object] struct {
 	newList   func() runtime.Object
 }
 
-func (c *restObjects[T]) Get(ctx context.Context, name string) (T, error) {
-	out := c.newObj()
-	err := c.rc.Get().NamespaceIfScoped(c.namespace, c.namespace != "").Resource(c.resource).Name(name).Do(ctx).Into(out)
-	return out, err
-}
-
 func (c *restObjects[T]) Create(ctx context.Context, obj T) (T, error) {
 	out := c.newObj()
 	err := c.rc.Post().NamespaceIfScoped(c.namespace, c.namespace != "").Resource(c.resource).Body(obj).Do(ctx).Into(out)
@@ -111,7 +107,7 @@ func (c *restObjects[T]) Watch(ctx context.Context, opts metav1.ListOptions) (wa
 // managed fields stripped. onChange is called on every notification; onError on
 // list and watch failures other than the normal end of a watch.
 func newInformer[T runtime.Object](api objects[T], name string, example T, onChange func(), onError func(error)) (cache.SharedIndexInformer, error) {
-	selector := fields.OneTermEqualSelector("metadata.name", name).String()
+	selector := nameSelector(name)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			opts.FieldSelector = selector
@@ -170,12 +166,37 @@ func cached[T runtime.Object](ctx context.Context, inf cache.SharedIndexInformer
 		}
 		return t, true, nil
 	}
-	obj, err := api.Get(ctx, name)
-	if apierrors.IsNotFound(err) {
-		return zero, false, nil
-	}
+	return read(ctx, api, name)
+}
+
+// nameSelector selects the one object name.
+func nameSelector(name string) string {
+	return fields.OneTermEqualSelector("metadata.name", name).String()
+}
+
+// read returns the object name from the API server: a list with the field
+// selector metadata.name=<name>, which a rule restricted by resourceNames allows
+// for list (a get would need a verb of its own). A missing object is
+// (zero, false, nil).
+func read[T runtime.Object](ctx context.Context, api objects[T], name string) (T, bool, error) {
+	var zero T
+	list, err := api.List(ctx, metav1.ListOptions{FieldSelector: nameSelector(name)})
 	if err != nil {
 		return zero, false, err
 	}
-	return obj, true, nil
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return zero, false, err
+	}
+	switch len(items) {
+	case 0:
+		return zero, false, nil
+	case 1:
+		t, ok := items[0].(T)
+		if !ok {
+			return zero, false, fmt.Errorf("the list of %s holds a %T", name, items[0])
+		}
+		return t, true, nil
+	}
+	return zero, false, fmt.Errorf("the list of %s selected by name holds %d objects", name, len(items))
 }

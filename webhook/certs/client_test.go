@@ -14,7 +14,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 )
 
@@ -60,13 +62,11 @@ func TestRESTRequests(t *testing.T) {
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tls", Namespace: "ofo", ResourceVersion: "6"}}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "m"}}
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "v"}}
-	sel := metav1.ListOptions{FieldSelector: "metadata.name=tls"}
 	calls := []func() error{
-		func() error { _, err := c.secrets.Get(ctx, "tls"); return err },
+		func() error { _, _, err := read(ctx, c.secrets, "tls"); return err },
 		func() error { _, err := c.secrets.Create(ctx, sec); return err },
 		func() error { _, err := c.secrets.Update(ctx, sec); return err },
-		func() error { _, err := c.secrets.List(ctx, sel); return err },
-		func() error { _, err := c.mutating.Get(ctx, "m"); return err },
+		func() error { _, _, err := read(ctx, c.mutating, "m"); return err },
 		func() error { _, err := c.mutating.Update(ctx, mwc); return err },
 		func() error { _, err := c.validating.Update(ctx, vwc); return err },
 		func() error {
@@ -80,11 +80,10 @@ func TestRESTRequests(t *testing.T) {
 		}
 	}
 	want := []string{
-		"GET /api/v1/namespaces/ofo/secrets/tls",
+		"GET /api/v1/namespaces/ofo/secrets?fieldSelector=metadata.name%3Dtls",
 		"POST /api/v1/namespaces/ofo/secrets v1 Secret",
 		"PUT /api/v1/namespaces/ofo/secrets/tls v1 Secret",
-		"GET /api/v1/namespaces/ofo/secrets?fieldSelector=metadata.name%3Dtls",
-		"GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/m",
+		"GET /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations?fieldSelector=metadata.name%3Dm",
 		"PUT /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/m admissionregistration.k8s.io/v1 MutatingWebhookConfiguration",
 		"PUT /apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/v admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration",
 		"GET /apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations?fieldSelector=metadata.name%3Dv",
@@ -158,12 +157,44 @@ func TestInformerDropsManagedFields(t *testing.T) {
 	if got := cachedSecret("y"); len(got.ManagedFields) != 0 {
 		t.Errorf("watched: the cached Secret keeps %d managedFields entries", len(got.ManagedFields))
 	}
-	if stored, err := c.secrets.Get(t.Context(), "webhook-tls"); err != nil || len(stored.ManagedFields) != 5 {
-		t.Fatalf("the fake API's Secret: %d managedFields entries, %v", len(stored.ManagedFields), err)
+	if stored, exists, err := read(t.Context(), c.secrets, "webhook-tls"); err != nil || !exists || len(stored.ManagedFields) != 5 {
+		t.Fatalf("the fake API's Secret: exists %v, %d managedFields entries, %v", exists, len(stored.ManagedFields), err)
 	}
 	select {
 	case err := <-errs:
 		t.Errorf("list or watch: %v", err)
 	default:
+	}
+}
+
+// TestReadListsByName: a live read is a list selected by name (the verb a rule
+// restricted by resourceNames grants; there is no get), and tells a missing object
+// from a refused read.
+func TestReadListsByName(t *testing.T) {
+	api := newFakeAPI()
+	c := api.clients("ops")
+	secrets, ok := c.secrets.(*fakeObjects[*corev1.Secret])
+	if !ok {
+		t.Fatalf("secrets are a %T", c.secrets)
+	}
+	secrets.set(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "webhook-tls"}, Data: map[string][]byte{"ca.crt": []byte("x")}})
+	secrets.set(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}})
+
+	got, exists, err := read(t.Context(), c.secrets, "webhook-tls")
+	if err != nil || !exists || got.Name != "webhook-tls" || string(got.Data["ca.crt"]) != "x" {
+		t.Errorf("present: %v, exists %v, %v", got, exists, err)
+	}
+	if got, exists, err := read(t.Context(), c.secrets, "missing"); err != nil || exists || got != nil {
+		t.Errorf("missing: %v, exists %v, %v", got, exists, err)
+	}
+	want := []string{"list secrets metadata.name=webhook-tls", "list secrets metadata.name=missing"}
+	if d := cmp.Diff(want, api.calls); d != "" {
+		t.Errorf("requests (-want +got):\n%s", d)
+	}
+	api.react = func(verb, resource, _ string) error {
+		return apierrors.NewForbidden(schema.GroupResource{Resource: resource}, "webhook-tls", fmt.Errorf("no %s", verb))
+	}
+	if _, exists, err := read(t.Context(), c.secrets, "webhook-tls"); !apierrors.IsForbidden(err) || exists {
+		t.Errorf("refused: exists %v, %v (want the API server's Forbidden)", exists, err)
 	}
 }

@@ -115,20 +115,6 @@ func (f *fakeObjects[T]) key(name string) string {
 	return f.gr.String() + "/" + f.namespace + "/" + name
 }
 
-func (f *fakeObjects[T]) Get(_ context.Context, name string) (T, error) {
-	var zero T
-	if err := f.api.request("get", f.gr.Resource, name); err != nil {
-		return zero, err
-	}
-	f.api.mu.Lock()
-	defer f.api.mu.Unlock()
-	obj, ok := f.api.objs[f.key(name)]
-	if !ok {
-		return zero, apierrors.NewNotFound(f.gr, name)
-	}
-	return obj.DeepCopyObject().(T), nil
-}
-
 func (f *fakeObjects[T]) Create(_ context.Context, obj T) (T, error) {
 	var zero T
 	m, _ := meta.Accessor(obj)

@@ -237,7 +237,7 @@ func (m *manager) reconcile(ctx context.Context) (time.Time, error) {
 	now := m.clk.Now()
 	sec, exists, err := m.readSecret(ctx)
 	if err != nil {
-		return time.Time{}, m.explainSecret("get", err)
+		return time.Time{}, m.explainSecret("read", err)
 	}
 	var mat *material
 	for writes := 0; ; {
@@ -274,14 +274,9 @@ func (m *manager) reconcile(ctx context.Context) (time.Time, error) {
 				return time.Time{}, err
 			}
 			m.written = nil
-			obj, err := m.api.secrets.Get(ctx, m.name)
-			switch {
-			case apierrors.IsNotFound(err):
-				sec, exists = nil, false
-			case err != nil:
-				return time.Time{}, m.explainSecret("get", err)
-			default:
-				sec, exists = obj, true
+			sec, exists, err = read(ctx, m.api.secrets, m.name)
+			if err != nil {
+				return time.Time{}, m.explainSecret("read", err)
 			}
 			continue
 		default:
@@ -404,7 +399,7 @@ func (m *manager) serve(mat *material) {
 func (m *manager) explainSecret(verb string, err error) error {
 	switch {
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("permission denied to %s Secret %s: the operator's service account needs get, list and watch on secrets in namespace %s (resourceNames may restrict them to [%s]): %w",
+		return fmt.Errorf("permission denied to %s Secret %s: the operator's service account needs list and watch on secrets in namespace %s (resourceNames may restrict them to [%s]): %w",
 			verb, m.key, m.namespace, m.name, err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("the API server rejected the credentials (expired or invalid token) to %s Secret %s: %w", verb, m.key, err)

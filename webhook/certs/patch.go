@@ -107,7 +107,7 @@ func (t *webhookTarget[T]) run(ctx context.Context) { t.informer.RunWithContext(
 func (t *webhookTarget[T]) sync(ctx context.Context, bundle []byte) (bool, error) {
 	obj, exists, err := cached(ctx, t.informer, t.api, t.name, t.name)
 	if err != nil {
-		return false, t.explain("get", err)
+		return false, t.explain("read", err)
 	}
 	if !exists {
 		if !t.absent {
@@ -178,7 +178,7 @@ func hadBundle(bundles [][]byte) bool {
 func (t *webhookTarget[T]) explain(verb string, err error) error {
 	switch {
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("permission denied to %s %s: the operator's service account needs get, list, watch and update on %s (resourceNames may restrict them to [%s]): %w",
+		return fmt.Errorf("permission denied to %s %s: the operator's service account needs list, watch and update on %s (resourceNames may restrict them to [%s]): %w",
 			verb, t.describe(), t.resource, t.name, err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("the API server rejected the credentials (expired or invalid token) to %s %s: %w", verb, t.describe(), err)

@@ -185,16 +185,16 @@ func TestNotReadyWithoutCertificate(t *testing.T) {
 		ready    bool
 		reason   []string
 	}{
-		{"Secret not readable", nil, forbid("get secrets", "list secrets", "watch secrets"), false, []string{
-			"no serving certificate yet", "permission denied to get Secret flagpole-system/flagpole-webhook-tls",
-			"needs get, list and watch on secrets in namespace flagpole-system (resourceNames may restrict them to [flagpole-webhook-tls])"}},
+		{"Secret not readable", nil, forbid("list secrets", "watch secrets"), false, []string{
+			"no serving certificate yet", "permission denied to read Secret flagpole-system/flagpole-webhook-tls",
+			"needs list and watch on secrets in namespace flagpole-system (resourceNames may restrict them to [flagpole-webhook-tls])"}},
 		{"Secret cannot be created", nil, forbid("create secrets"), false, []string{
 			"no serving certificate yet", "needs create on secrets in namespace flagpole-system (create cannot be restricted by resourceNames)"}},
 		{"Secret cannot be updated", map[string][]byte{keyCACert: []byte("corrupt")}, forbid("update secrets"), false, []string{
 			"no serving certificate yet", "needs update on secrets in namespace flagpole-system (resourceNames may restrict it to [flagpole-webhook-tls])"}},
 		{"caBundle cannot be updated", nil, forbid("update validatingwebhookconfigurations"), true, []string{
 			"permission denied to update ValidatingWebhookConfiguration flagpole-validating",
-			"needs get, list, watch and update on validatingwebhookconfigurations.admissionregistration.k8s.io (resourceNames may restrict them to [flagpole-validating])"}},
+			"needs list, watch and update on validatingwebhookconfigurations.admissionregistration.k8s.io (resourceNames may restrict them to [flagpole-validating])"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
