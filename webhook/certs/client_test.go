@@ -171,14 +171,10 @@ func TestInformerDropsManagedFields(t *testing.T) {
 // restricted by resourceNames grants; there is no get), and tells a missing object
 // from a refused read.
 func TestReadListsByName(t *testing.T) {
-	api := newFakeAPI()
-	c := api.clients("ops")
-	secrets, ok := c.secrets.(*fakeObjects[*corev1.Secret])
-	if !ok {
-		t.Fatalf("secrets are a %T", c.secrets)
-	}
-	secrets.set(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "webhook-tls"}, Data: map[string][]byte{"ca.crt": []byte("x")}})
-	secrets.set(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}})
+	e := newEnv(t)
+	api, c := e.api, e.c
+	e.secrets().set(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "webhook-tls"}, Data: map[string][]byte{"ca.crt": []byte("x")}})
+	e.secrets().set(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}})
 
 	got, exists, err := read(t.Context(), c.secrets, "webhook-tls")
 	if err != nil || !exists || got.Name != "webhook-tls" || string(got.Data["ca.crt"]) != "x" {

@@ -30,13 +30,7 @@ const allCountsExtra = `,
 // alone as ResolveAll does counts: per flag, variant, reason and error.
 func TestResolveAllCountsEveryEvaluation(t *testing.T) {
 	doc := strings.TrimSuffix(strings.TrimSpace(sharedRulesDoc), "}}") + allCountsExtra
-	st, err := store.New([]string{"shared"}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Apply("shared", []byte(doc)); err != nil {
-		t.Fatal(err)
-	}
+	st := storeOf(t, "shared", []byte(doc))
 	reg, refReg := prometheus.NewRegistry(), prometheus.NewRegistry()
 	m, err := metrics.New(reg)
 	if err != nil {

@@ -41,13 +41,7 @@ const allWireExtra = `,
 func TestResolveAllWireMatchesItems(t *testing.T) {
 	doc := strings.TrimSuffix(strings.TrimSpace(sharedRulesDoc), "}}") + strings.TrimSuffix(allCountsExtra, "}}") + allWireExtra
 	doc = strings.Replace(doc, `"flags": {`, `"metadata": {"flagSetId": "set-1", "version": "3"}, "flags": {`, 1)
-	st, err := store.New([]string{"wire"}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Apply("wire", []byte(doc)); err != nil {
-		t.Fatal(err)
-	}
+	st := storeOf(t, "wire", []byte(doc))
 	m, err := metrics.New(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -21,13 +21,7 @@ func BenchmarkResolveAll(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := store.New([]string{"flags"}, zerolog.Nop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := st.Apply("flags", doc); err != nil {
-		b.Fatal(err)
-	}
+	st := storeOf(b, "flags", doc)
 	m, err := metrics.New(prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)

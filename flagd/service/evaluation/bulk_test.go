@@ -179,13 +179,7 @@ const sharedRulesDoc = `{"$evaluators": {"isExample": {"ends_with": [{"var": "em
 // TestResolveAllSharedRules: ResolveAll with decisions shared between flags of
 // equal rules answers every flag as its own evaluation does, in every API.
 func TestResolveAllSharedRules(t *testing.T) {
-	st, err := store.New([]string{"shared"}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Apply("shared", []byte(sharedRulesDoc)); err != nil {
-		t.Fatal(err)
-	}
+	st := storeOf(t, "shared", []byte(sharedRulesDoc))
 	svc := newService(Options{Store: st, Log: zerolog.Nop()}, false)
 	all, _ := store.ParseSelector("")
 	snap := st.Current()

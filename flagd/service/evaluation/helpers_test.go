@@ -58,6 +58,19 @@ func testEnricher() *service.Enricher {
 	return &service.Enricher{Static: map[string]string{"env": "prod"}, Headers: map[string]string{"X-User": "user"}}
 }
 
+// storeOf is a store of one source, name, holding doc.
+func storeOf(t testing.TB, name string, doc []byte) *store.Store {
+	t.Helper()
+	st, err := store.New([]string{name}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(name, doc); err != nil {
+		t.Fatalf("apply %s: %v", name, err)
+	}
+	return st
+}
+
 // newTestStore loads the three test documents.
 func newTestStore(t testing.TB) *store.Store {
 	t.Helper()

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -66,14 +65,7 @@ func echoStore(t testing.TB, n int) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New([]string{"echo"}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Apply("echo", doc); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return storeOf(t, "echo", doc)
 }
 
 // echoMarker finds every context marker in a response; a response of request i
